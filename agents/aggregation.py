@@ -1,0 +1,271 @@
+"""The pure core of kappa's aggregation: one partition's events in, state updates out.
+
+Nothing here touches Kafka or Faust. ``PartitionProcessor`` reads and writes through
+a small ``PartitionState`` protocol, which the Faust agent implements with
+RocksDB-backed tables and the unit tests implement with dicts.
+
+State, per key, is one record: the source offset of the last event applied (the
+fence), the running totals, and the key's open windows. Keeping them in one record
+makes every update of a key a single atomic write, and the fence makes a replayed
+event (after a crash, before the source offset was committed) a no-op.
+
+Policy:
+- the watermark of a partition is its maximum event time minus the allowed lateness;
+- an event behind the watermark is late: it counts in the key's totals (which have no
+  window to close) and in the late-events topic, and it is kept out of the windows;
+- a window closes when the watermark reaches its end; its final result is emitted
+  once and kept, queryable, until the watermark passes its end plus the retention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.events import Event
+from tables.aggregates import Agg
+from tables.watermark import expired, is_late
+from tables.windows import WindowDef, starts_closing, window_end, window_starts
+
+
+def bucket_id(window: WindowDef, start: int) -> str:
+    """Names one aligned window instance, e.g. ``1h@1700000000000``."""
+    return f"{window.name}@{start}"
+
+
+def parse_bucket_id(bucket: str) -> tuple[str, int]:
+    name, _, start = bucket.rpartition("@")
+    return name, int(start)
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    fence: int
+    totals: Agg
+    windows: dict[str, Agg]
+
+    def to_state(self) -> list[Any]:
+        return [
+            self.fence,
+            self.totals.to_state(),
+            {bucket: agg.to_state() for bucket, agg in self.windows.items()},
+        ]
+
+    @classmethod
+    def from_state(cls, state: Sequence[Any]) -> KeyRecord:
+        fence, totals, windows = state
+        return cls(
+            fence=int(fence),
+            totals=Agg.from_state(totals),
+            windows={bucket: Agg.from_state(agg) for bucket, agg in windows.items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """A window's aggregate; ``final`` once the window has closed."""
+
+    key: str
+    window: str
+    start_ms: int
+    end_ms: int
+    final: bool
+    result: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "window": self.window,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "final": self.final,
+            **self.result,
+        }
+
+    @property
+    def result_key(self) -> str:
+        """The compacted output topic's key: one final result per key and window."""
+        return f"{self.key}|{self.window}|{self.start_ms}"
+
+
+@dataclass(slots=True)
+class Progress:
+    """A partition's progress: maximum event time and last offset processed."""
+
+    max_event_ms: int | None = None
+    offset: int = -1
+    closed_buckets: list[str] = field(default_factory=list)
+
+    def to_state(self) -> list[Any]:
+        return [self.max_event_ms, self.offset, self.closed_buckets]
+
+    @classmethod
+    def from_state(cls, state: Sequence[Any]) -> Progress:
+        max_event_ms, offset, closed = state
+        return cls(max_event_ms=max_event_ms, offset=int(offset), closed_buckets=list(closed))
+
+
+class PartitionState(Protocol):
+    """Storage of one partition, as the processor sees it."""
+
+    def get_key(self, key: str) -> KeyRecord | None: ...
+    def put_key(self, key: str, record: KeyRecord) -> None: ...
+    def get_progress(self) -> Progress | None: ...
+    def put_progress(self, progress: Progress) -> None: ...
+    def put_closed(self, result: WindowResult) -> None: ...
+    def delete_closed(self, key: str, window: str, start_ms: int) -> None: ...
+    def get_bucket_keys(self, bucket: str) -> list[str]: ...
+    def put_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
+    def delete_bucket_keys(self, bucket: str) -> None: ...
+    def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationConfig:
+    value_names: tuple[str, ...]
+    metrics: tuple[str, ...]
+    windows: tuple[WindowDef, ...]
+    lateness_ms: int
+    retention_ms: int
+
+    def window(self, name: str) -> WindowDef:
+        for window in self.windows:
+            if window.name == name:
+                return window
+        raise KeyError(name)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one event did, for the I/O side to act on."""
+
+    duplicate: bool = False
+    late: bool = False
+    watermark: int | None = None
+    closed: list[WindowResult] = field(default_factory=list)
+
+
+class PartitionProcessor:
+    """Applies one partition's events, in offset order, to that partition's state."""
+
+    def __init__(self, config: AggregationConfig, state: PartitionState) -> None:
+        self.config = config
+        self.state = state
+        self.progress = state.get_progress() or Progress()
+        # Open window instances -> keys that have them; rebuilt from the key records,
+        # so it never needs to be stored.
+        self._open: dict[str, set[str]] = {}
+        for key, record in state.iter_keys():
+            for bucket in record.windows:
+                self._open.setdefault(bucket, set()).add(key)
+
+    @property
+    def watermark(self) -> int | None:
+        if self.progress.max_event_ms is None:
+            return None
+        return self.progress.max_event_ms - self.config.lateness_ms
+
+    def process(self, event: Event, offset: int) -> Outcome:
+        outcome = Outcome()
+        before = self.watermark
+        record = self.state.get_key(event.key)
+        if record is not None and offset <= record.fence:
+            outcome.duplicate = True
+        else:
+            outcome.late = is_late(event.ts_ms, before)
+            self._apply(event, offset, record, outcome.late)
+        progress = self.progress
+        progress.offset = max(progress.offset, offset)
+        if progress.max_event_ms is None or event.ts_ms > progress.max_event_ms:
+            progress.max_event_ms = event.ts_ms
+            after = self.watermark
+            assert after is not None
+            outcome.closed = self._close(before, after)
+            self._expire(after)
+            # Written only when the watermark moves: the maximum is all it must keep.
+            self.state.put_progress(progress)
+        outcome.watermark = self.watermark
+        return outcome
+
+    def _apply(self, event: Event, offset: int, record: KeyRecord | None, late: bool) -> None:
+        n_values = len(self.config.value_names)
+        if record is None:
+            record = KeyRecord(fence=offset, totals=Agg.empty(n_values), windows={})
+        record.fence = offset
+        record.totals.add(event.values)
+        if not late:
+            for window in self.config.windows:
+                for start in window_starts(event.ts_ms, window):
+                    bucket = bucket_id(window, start)
+                    agg = record.windows.get(bucket)
+                    if agg is None:
+                        agg = record.windows[bucket] = Agg.empty(n_values)
+                        self._open.setdefault(bucket, set()).add(event.key)
+                    agg.add(event.values)
+        self.state.put_key(event.key, record)
+
+    def _close(self, before: int | None, after: int) -> list[WindowResult]:
+        closed: list[WindowResult] = []
+        for window in self.config.windows:
+            for bucket in self._buckets_closing(window, before, after):
+                keys = self._open.pop(bucket, set())
+                if not keys:
+                    continue
+                start = parse_bucket_id(bucket)[1]
+                for key in sorted(keys):
+                    record = self.state.get_key(key)
+                    if record is None or bucket not in record.windows:
+                        continue
+                    result = self.result(key, window, start, record.windows.pop(bucket), True)
+                    self.state.put_closed(result)
+                    self.state.put_key(key, record)
+                    closed.append(result)
+                self.state.put_bucket_keys(bucket, sorted(keys))
+                self.progress.closed_buckets.append(bucket)
+        if closed:
+            self.progress.closed_buckets.sort(key=self._expiry_ms)
+        return closed
+
+    def _buckets_closing(self, window: WindowDef, before: int | None, after: int) -> list[str]:
+        # Before the partition's first event there is no watermark and no open window.
+        if before is None:
+            return []
+        buckets = (bucket_id(window, start) for start in starts_closing(before, after, window))
+        return [bucket for bucket in buckets if bucket in self._open]
+
+    def _expiry_ms(self, bucket: str) -> int:
+        name, start = parse_bucket_id(bucket)
+        return window_end(start, self.config.window(name)) + self.config.retention_ms
+
+    def _expire(self, watermark: int) -> bool:
+        """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
+        buckets = self.progress.closed_buckets
+        expired_count = 0
+        for bucket in buckets:
+            if watermark < self._expiry_ms(bucket):
+                break
+            name, start = parse_bucket_id(bucket)
+            for key in self.state.get_bucket_keys(bucket):
+                self.state.delete_closed(key, name, start)
+            self.state.delete_bucket_keys(bucket)
+            expired_count += 1
+        del buckets[:expired_count]
+        return expired_count > 0
+
+    def result(
+        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
+    ) -> WindowResult:
+        return WindowResult(
+            key=key,
+            window=window.name,
+            start_ms=start,
+            end_ms=window_end(start, window),
+            final=final,
+            result=agg.result(self.config.value_names, self.config.metrics),
+        )
+
+    def open_windows(self, key: str, record: KeyRecord) -> Iterable[WindowResult]:
+        for bucket, agg in record.windows.items():
+            name, start = parse_bucket_id(bucket)
+            yield self.result(key, self.config.window(name), start, agg, False)

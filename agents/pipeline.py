@@ -1,0 +1,176 @@
+"""The thin Faust side of the aggregation: topics, tables and the agent.
+
+Every record of the input topic, replayed or live, reaches ``aggregate``. The agent
+validates it (bad records go to the dead-letter topic with the reason in headers),
+hands good events to the partition's ``PartitionProcessor``, and sends what the
+processor reports: late events to the late topic, final window results to the
+compacted results topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+
+from agents.aggregation import AggregationConfig, PartitionProcessor
+from agents.state import TablePartitionState
+from app.events import Event, EventParser, Rejected
+from app.names import PipelineNames
+from app.settings import KappaSettings
+from app.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineStats:
+    """Counters since this worker started (the topics hold the durable totals)."""
+
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+    dead_letters: int = 0
+    window_results: int = 0
+    processed_offsets: dict[int, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+
+def expected_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class Pipeline:
+    """A pipeline spec wired into a Faust app."""
+
+    def __init__(
+        self, app: faust.App, spec: PipelineSpec, settings: KappaSettings, partitions: int
+    ) -> None:
+        self.app = app
+        self.spec = spec
+        self.names = PipelineNames(spec)
+        self.partitions = partitions
+        self.parser = EventParser(spec)
+        self.config = AggregationConfig(
+            value_names=spec.values,
+            metrics=spec.metrics,
+            windows=spec.windows,
+            lateness_ms=spec.lateness_ms,
+            retention_ms=spec.retention_ms,
+        )
+        self.stats = PipelineStats()
+        self.processors: dict[int, PartitionProcessor] = {}
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.input = app.topic(self.names.input_topic, partitions=partitions, **raw)
+        self.dead_letter = app.topic(self.names.dead_letter_topic, **raw)
+        self.late = app.topic(self.names.late_topic, **raw)
+        self.results = app.topic(self.names.results_topic, **raw)
+        self.keys = self._table("keys", settings, "per key: fence offset, totals, open windows")
+        self.closed = self._table("closed", settings, "closed windows kept for the retention")
+        self.meta = self._table("meta", settings, "per partition: watermark, closed buckets")
+        app.agent(self.input, name=f"{self.names.prefix}.aggregate")(self.aggregate)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _table(self, name: str, settings: KappaSettings, help_text: str) -> Any:
+        return self.app.Table(
+            name,
+            partitions=self.partitions,
+            key_type=str,
+            help=help_text,
+            options={
+                "driver": "rocksdict",
+                # Faust's default is a 2 GiB block cache per partition store.
+                "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+                "block_cache_compressed_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+                "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+                "max_write_buffer_number": 2,
+            },
+        )
+
+    async def _on_revoked(self, app: faust.App, revoked: Any, **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.names.input_topic:
+                self.processors.pop(tp.partition, None)
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        processor = self.processors.get(partition)
+        if processor is None:
+            state = TablePartitionState(self.keys, self.closed, self.meta, partition)
+            processor = self.processors[partition] = PartitionProcessor(self.config, state)
+        return processor
+
+    async def aggregate(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            self.stats.processed_offsets[message.partition] = message.offset
+            try:
+                parsed = self.parser.parse_bytes(message.value)
+            except Rejected as rejected:
+                await self._dead_letter(message, rejected.reason, rejected.detail)
+                continue
+            if expected_partition(parsed.key, self.partitions) != message.partition:
+                await self._dead_letter(
+                    message,
+                    "misrouted",
+                    f"key {parsed.key!r} belongs on partition "
+                    f"{expected_partition(parsed.key, self.partitions)}; produce with the "
+                    "record key set to the event's key and Kafka's default (murmur2) partitioner",
+                )
+                continue
+            await self._process(parsed, message)
+
+    async def _process(self, parsed: Event, message: Any) -> None:
+        outcome = self.processor(message.partition).process(parsed, message.offset)
+        stats = self.stats
+        if outcome.duplicate:
+            stats.duplicates += 1
+            return
+        stats.events += 1
+        if outcome.late:
+            stats.late += 1
+            await self.late.send(
+                key=self._source_id(message).encode(),
+                value=orjson.dumps(
+                    {
+                        "reason": "behind the watermark",
+                        "watermark_ms": outcome.watermark,
+                        "event_ms": parsed.ts_ms,
+                        "key": parsed.key,
+                        "source": self._source(message),
+                        "event": parsed.fields,
+                    }
+                ),
+            )
+        for result in outcome.closed:
+            stats.window_results += 1
+            await self.results.send(
+                key=result.result_key.encode(), value=orjson.dumps(result.as_json())
+            )
+
+    async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        self.stats.dead_letters += 1
+        await self.dead_letter.send(
+            key=self._source_id(message).encode(),
+            value=message.value if message.value is not None else b"",
+            headers=[
+                ("kappa.reason", reason.encode()),
+                ("kappa.detail", detail.encode()),
+                ("kappa.source", orjson.dumps(self._source(message))),
+            ],
+        )
+
+    @staticmethod
+    def _source_id(message: Any) -> str:
+        """Dead-letter and late records are keyed by their source position, so a record
+        that is reprocessed after a crash replaces itself in the compacted topic."""
+        return f"{message.topic}:{message.partition}:{message.offset}"
+
+    @staticmethod
+    def _source(message: Any) -> dict[str, Any]:
+        return {"topic": message.topic, "partition": message.partition, "offset": message.offset}

@@ -1,0 +1,197 @@
+"""The ``kappa`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import click
+import orjson
+
+from app.errors import KappaError
+from app.settings import KappaSettings
+
+
+def _settings() -> KappaSettings:
+    try:
+        return KappaSettings()
+    except Exception as exc:  # pydantic's ValidationError names the bad variable
+        raise click.ClickException(f"invalid KAPPA_* setting:\n{exc}") from None
+
+
+def _fail(exc: KappaError) -> None:
+    raise click.ClickException(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """kappa: one code path for replayed history and live Kafka events.
+
+    Settings come from KAPPA_* environment variables (see `kappa settings`).
+    """
+
+
+# -- kafka ------------------------------------------------------------------------------
+@main.group()
+def kafka() -> None:
+    """Run a real local Apache Kafka (KRaft) for development, tests and the demo.
+
+    The jars of the pinned release are fetched once from Maven Central with mvn into
+    KAPPA_CACHE_DIR. Nothing is started when KAPPA_BOOTSTRAP_SERVERS names a cluster.
+    """
+
+
+@kafka.command("start")
+def kafka_start() -> None:
+    """Start the local broker(s) and wait until they answer metadata requests."""
+    from app.broker.local import LocalKafka
+
+    settings = _settings()
+    if settings.uses_external_cluster:
+        click.echo(f"using the existing cluster at {settings.bootstrap}; nothing to start")
+        return
+    try:
+        nodes = LocalKafka(settings).start()
+    except KappaError as exc:
+        _fail(exc)
+    for node in nodes:
+        click.echo(f"kafka node {node.node_id} running: pid {node.pid}, "
+                   f"127.0.0.1:{node.port}, log {node.log_file}")
+    click.echo(f"bootstrap servers: {settings.bootstrap}")
+
+
+@kafka.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker(s). Safe to run when nothing is running."""
+    from app.broker.local import LocalKafka
+
+    settings = _settings()
+    if settings.uses_external_cluster:
+        click.echo("using an existing cluster; nothing to stop")
+        return
+    stopped = LocalKafka(settings).stop()
+    click.echo(f"stopped {stopped} kafka node(s)" if stopped else "no local kafka was running")
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Show whether the local broker(s) run; exits 1 if any is down."""
+    from app.broker.local import LocalKafka
+
+    settings = _settings()
+    if settings.uses_external_cluster:
+        click.echo(f"using the existing cluster at {settings.bootstrap}")
+        return
+    nodes = LocalKafka(settings).status()
+    for node in nodes:
+        state = f"running (pid {node.pid})" if node.running else "stopped"
+        click.echo(f"kafka node {node.node_id} on 127.0.0.1:{node.port}: {state}")
+    if not all(node.running for node in nodes):
+        sys.exit(1)
+
+
+# -- worker -----------------------------------------------------------------------------
+@main.command()
+def worker() -> None:
+    """Run a long-lived worker for the pipeline in KAPPA_PIPELINE.
+
+    It consumes the pipeline's input topic (live and replayed events alike), keeps its
+    state in RocksDB tables backed by changelog topics, and serves the query API on
+    KAPPA_WEB_HOST:KAPPA_WEB_PORT. SIGTERM or Ctrl-C stops it cleanly.
+    """
+    from app.worker import run_worker
+
+    try:
+        run_worker(_settings())
+    except KappaError as exc:
+        _fail(exc)
+
+
+# -- replay -----------------------------------------------------------------------------
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]),
+              help="Override the format detected from the file suffix.")
+@click.option("--order-by-time", is_flag=True,
+              help="Produce in event-time order (external sort: bounded memory, temp files).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="Limit to this many events per second.")
+@click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
+def replay(files: tuple[Path, ...], fmt: str | None, order_by_time: bool,
+           rate: float | None, replay_id: str | None) -> None:
+    """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
+
+    Every file is checked before anything is produced. Good rows go to the input topic,
+    keyed like live events and stamped with their event time; bad rows go to the
+    dead-letter topic and are listed at the end.
+    """
+    from app.progress import RichProgress, print_replay_report
+    from app.replay import Format, ReplayOptions
+    from app.replay import replay as run_replay
+    from app.spec import load_spec
+
+    settings = _settings()
+    try:
+        spec = load_spec(settings.pipeline)
+        options = ReplayOptions(files=list(files), fmt=cast(Format | None, fmt),
+                                order_by_time=order_by_time, rate=rate, replay_id=replay_id)
+        report = asyncio.run(run_replay(settings, spec, options, RichProgress()))
+    except KappaError as exc:
+        _fail(exc)
+    print_replay_report(report)
+
+
+# -- status -----------------------------------------------------------------------------
+@main.command()
+@click.option("--url", help="A worker's base URL (default: KAPPA_WEB_HOST:KAPPA_WEB_PORT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status(url: str | None, as_json: bool) -> None:
+    """Ask a running worker for its status: partitions, watermarks, replays, counts."""
+    import urllib.error
+    import urllib.request
+
+    settings = _settings()
+    base = url or f"http://{settings.web_host}:{settings.web_port}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/status", timeout=10) as response:
+            body: dict[str, Any] = orjson.loads(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(
+            f"no worker answered at {base} ({exc}); start one with `kappa worker`, or pass "
+            "--url / set KAPPA_WEB_PORT"
+        ) from None
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    from app.progress import print_status
+
+    print_status(body)
+
+
+# -- settings & demo --------------------------------------------------------------------
+@main.command("settings")
+def show_settings() -> None:
+    """Print every setting, its environment variable and its current value."""
+    settings = _settings()
+    for name, info in KappaSettings.model_fields.items():
+        env = f"KAPPA_{name.upper()}"
+        click.echo(f"{env:<32} {getattr(settings, name)!s:<28} {info.description or ''}")
+
+
+@main.command()
+@click.option("--keep-kafka", is_flag=True, help="Leave the local broker running afterwards.")
+def demo(keep_kafka: bool) -> None:
+    """Start Kafka and a worker, replay example history, add live events, print results."""
+    from app.demo import run_demo
+
+    try:
+        run_demo(_settings(), keep_kafka=keep_kafka, python=sys.executable, env=dict(os.environ))
+    except KappaError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Turning one record (live JSON bytes or a history row) into a validated Event.
+
+A record that cannot become an event raises ``Rejected`` with a stable reason code.
+The rules, the same for live records and replayed history:
+
+Key
+    Each key field must be a non-empty string, an integer or a finite float; booleans,
+    objects and arrays are ``bad_key``, and a missing, null or empty field is
+    ``missing_key``. The canonical key is the field's text: strings as they are,
+    integers in decimal, floats as ``repr`` gives them (so ``42`` and ``42.0`` are
+    different keys). Several key fields are joined with ``|``; a value that itself
+    contains ``|`` can make two keys look alike, so keep ``|`` out of compound keys.
+
+Event time (epoch milliseconds, UTC)
+    ``iso8601``: anything ``datetime.fromisoformat`` reads, with or without an offset;
+    a time without an offset is UTC, and a date alone is its midnight.
+    ``epoch_s`` / ``epoch_ms``: a number, or a string holding one (CSV); seconds may be
+    fractional. ``auto``: numbers and numeric strings are epoch times, milliseconds
+    when ``abs(x) >= 1e11`` and seconds otherwise (1e11 s is the year 5138 and 1e11 ms
+    is 1973, so real times fall clearly on one side); other strings are ISO-8601. In
+    ``auto``, an all-digit string such as ``20240501`` is therefore seconds; use
+    ``iso8601`` for such compact dates. In every format, a ``datetime`` or ``date``
+    object (a Parquet timestamp or date column) is taken as is, naive meaning UTC.
+    Sub-millisecond precision is floored. A missing, null or empty field is
+    ``missing_time``; booleans, NaN, infinities, unreadable strings and times outside
+    the years 1 to 9999 are ``bad_time``.
+
+Values
+    Missing, null or empty-string values are None (SQL NULL). Integers, finite floats,
+    decimals and numeric strings become floats; anything else, booleans and non-finite
+    numbers included, is ``non_numeric``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+
+from app.spec import PipelineSpec, short_repr
+
+RejectReason = Literal[
+    "oversized",
+    "malformed_json",
+    "not_an_object",
+    "missing_key",
+    "bad_key",
+    "missing_time",
+    "bad_time",
+    "non_numeric",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+MIN_TS_MS = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _ONE_MS
+MAX_TS_MS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _ONE_MS
+AUTO_MS_THRESHOLD = 100_000_000_000
+# Numeric strings beyond this are clamped to it before scaling, so "1e999999" costs no
+# more than any other number; the range check then rejects it.
+_FAR = 10**20
+# A fullmatch here is cheaper than a failed int() or Decimal(), and keeps out the NaN,
+# Infinity, "1_000" and non-ASCII digits those would accept.
+_NUMERIC = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+_TIME_EXPECTED = {
+    "auto": "an ISO-8601 time or a number of seconds or milliseconds since the epoch",
+    "iso8601": "an ISO-8601 time such as 2024-05-01T12:00:00Z",
+    "epoch_s": "a number of seconds since the epoch",
+    "epoch_ms": "a number of milliseconds since the epoch",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event. ``fields`` is the whole decoded record, for custom agents."""
+
+    key: str
+    ts_ms: int
+    values: tuple[float | None, ...]
+    fields: Mapping[str, Any]
+
+
+class Rejected(Exception):
+    """A record that cannot become an event.
+
+    ``reason`` is a stable code (see ``RejectReason``) for counting and routing;
+    ``detail`` says, for people, which field and value were wrong.
+    """
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of ``moment``, floored; a naive datetime is taken as UTC."""
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_MS  # exact integer arithmetic, unlike timestamp()
+
+
+class EventParser:
+    """Validates records against one pipeline spec. Build one per spec and reuse it."""
+
+    __slots__ = (
+        "_key_fields",
+        "_max_bytes",
+        "_single_key",
+        "_time_field",
+        "_time_format",
+        "_time_ms",
+        "_values",
+    )
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self._max_bytes = spec.max_record_bytes
+        self._key_fields = spec.key
+        self._single_key = spec.key[0] if len(spec.key) == 1 else None
+        self._time_field = spec.time_field
+        self._time_format = spec.time_format
+        self._values = spec.values
+        self._time_ms: Callable[[Any], int] = {
+            "auto": self._auto_ms,
+            "iso8601": self._iso_ms,
+            "epoch_s": self._epoch_s_ms,
+            "epoch_ms": self._epoch_ms_ms,
+        }[spec.time_format]
+
+    def parse_bytes(self, raw: bytes | None) -> Event:
+        """Validate a live record: JSON bytes holding one object."""
+        if raw is None:
+            raise Rejected(
+                "not_an_object", "the record has no value (null); expected a JSON object"
+            )
+        if len(raw) > self._max_bytes:
+            raise Rejected(
+                "oversized",
+                f"the record is {len(raw)} bytes, more than max_record_bytes = {self._max_bytes}",
+            )
+        try:
+            fields = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected("malformed_json", f"the record is not valid JSON: {exc}") from None
+        if not isinstance(fields, dict):
+            raise Rejected("not_an_object", f"expected a JSON object, got {short_repr(fields)}")
+        return self.parse_fields(fields)
+
+    def parse_fields(self, fields: Mapping[str, Any]) -> Event:
+        """Validate a decoded record: a JSON object, or a history row (CSV rows hold strings)."""
+        return Event(
+            self.canonical_key(fields),
+            self._event_time(fields),
+            tuple([self._value(fields, name) for name in self._values]),
+            fields,
+        )
+
+    def canonical_key(self, fields: Mapping[str, Any]) -> str:
+        """The key's text: the single key field's value, or the values joined by ``|``."""
+        if self._single_key is not None:
+            return _key_part(fields, self._single_key)
+        return "|".join([_key_part(fields, name) for name in self._key_fields])
+
+    def _event_time(self, fields: Mapping[str, Any]) -> int:
+        name = self._time_field
+        value = fields.get(name)
+        if value is None or value == "":
+            raise Rejected("missing_time", f"time field {name!r} is {_absence(fields, name)}")
+        ms = self._time_ms(value)
+        if not MIN_TS_MS <= ms <= MAX_TS_MS:
+            raise Rejected(
+                "bad_time",
+                f"time field {name!r} is outside the years 1 to 9999, got {short_repr(value)}",
+            )
+        return ms
+
+    def _auto_ms(self, value: Any) -> int:
+        number = _number(value)
+        if number is not None:
+            seconds = -AUTO_MS_THRESHOLD < number < AUTO_MS_THRESHOLD
+            return _floor_scaled(number, 1000 if seconds else 1)
+        return self._iso_ms(value)
+
+    def _iso_ms(self, value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                return datetime_to_ms(datetime.fromisoformat(value))
+            except ValueError:
+                raise self._bad_time(value) from None
+        return self._datetime_ms(value)
+
+    def _epoch_s_ms(self, value: Any) -> int:
+        number = _number(value)
+        if number is None:
+            return self._datetime_ms(value)
+        return _floor_scaled(number, 1000)
+
+    def _epoch_ms_ms(self, value: Any) -> int:
+        number = _number(value)
+        if number is None:
+            return self._datetime_ms(value)
+        return _floor_scaled(number, 1)
+
+    def _datetime_ms(self, value: Any) -> int:
+        # datetime first: it is a subclass of date.
+        if isinstance(value, datetime):
+            return datetime_to_ms(value)
+        if isinstance(value, date):
+            return datetime_to_ms(datetime(value.year, value.month, value.day, tzinfo=UTC))
+        raise self._bad_time(value)
+
+    def _bad_time(self, value: Any) -> Rejected:
+        return Rejected(
+            "bad_time",
+            f"time field {self._time_field!r} must be {_TIME_EXPECTED[self._time_format]}"
+            f" (time_format = {self._time_format}), got {short_repr(value)}",
+        )
+
+    @staticmethod
+    def _value(fields: Mapping[str, Any], name: str) -> float | None:
+        value = fields.get(name)
+        if value is None or value == "":
+            return None
+        if isinstance(value, float | str | int | Decimal) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (ValueError, OverflowError):  # not a number; an int or Decimal beyond float
+                pass
+            else:
+                if math.isfinite(number):
+                    return number
+        raise Rejected(
+            "non_numeric", f"value field {name!r} must be a finite number, got {short_repr(value)}"
+        )
+
+
+def _key_part(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if isinstance(value, str) and value:
+        return value
+    if value is None or isinstance(value, str):
+        raise Rejected("missing_key", f"key field {name!r} is {_absence(fields, name)}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    raise Rejected(
+        "bad_key",
+        f"key field {name!r} must be a string, an integer or a finite number,"
+        f" got {short_repr(value)}",
+    )
+
+
+def _absence(fields: Mapping[str, Any], name: str) -> str:
+    if name not in fields:
+        return "missing"
+    return "null" if fields[name] is None else "empty"
+
+
+def _number(value: Any) -> int | Decimal | None:
+    """The exact value of a number or a numeric string; None if ``value`` is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        # repr is the shortest text that reads back as this float, i.e. the number as it
+        # was written: 1714564800.123 s is ...123 ms, where float arithmetic gives ...122.99.
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        number = Decimal(value)
+        return number if abs(number) < _FAR else (_FAR if number > 0 else -_FAR)
+    return None
+
+
+def _floor_scaled(number: int | Decimal, scale: int) -> int:
+    if isinstance(number, int):
+        return number * scale
+    numerator, denominator = number.as_integer_ratio()
+    return numerator * scale // denominator  # exact, whatever the decimal context

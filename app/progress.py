@@ -1,0 +1,88 @@
+"""What the CLI shows people: the replay progress bar and report, and worker status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from app.replay import ReplayReport
+
+console = Console(stderr=True)
+
+
+class RichProgress:
+    """Bytes read drive the bar and the ETA (row counts are unknown up front)."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[events]:,} events"),
+            TextColumn("{task.fields[rate]:,.0f} events/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: Any = None
+
+    def start(self, total_bytes: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task("replay", total=total_bytes, events=0, rate=0.0)
+
+    def advance(self, bytes_done: int, events: int) -> None:
+        task = self._progress.tasks[self._task]
+        elapsed = task.elapsed or 0.0
+        rate = events / elapsed if elapsed > 0 else 0.0
+        self._progress.update(self._task, completed=bytes_done, events=events, rate=rate)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def print_replay_report(report: ReplayReport) -> None:
+    out = Console()
+    rate = report.produced / report.seconds if report.seconds > 0 else 0.0
+    out.print(
+        f"replay [bold]{report.replay_id}[/]: {report.produced:,} events produced from "
+        f"{len(report.files)} file(s) in {report.seconds:.1f}s ({rate:,.0f} events/s); "
+        f"{report.bad_rows:,} bad rows sent to the dead-letter topic"
+    )
+    if report.bad_rows:
+        table = Table("file", "row", "reason", "detail", title="bad rows")
+        for row in report.first_bad_rows:
+            table.add_row(row.file, str(row.row_number), row.reason, row.detail)
+        out.print(table)
+        if report.bad_rows > len(report.first_bad_rows):
+            out.print(f"... and {report.bad_rows - len(report.first_bad_rows):,} more")
+        out.print("by reason: " + ", ".join(f"{k}={v}" for k, v in report.bad_by_reason.items()))
+
+
+def print_status(body: dict[str, Any]) -> None:
+    out = Console()
+    pipeline = body["pipeline"]
+    out.print(f"worker [bold]{body['worker']}[/] running {pipeline['name']} "
+              f"v{pipeline['version']} (up {body['uptime_s']}s)")
+    out.print(f"partitions owned: {body['partitions_owned']} of {body['partitions']}")
+    table = Table("partition", "watermark (ms)", "processed offset")
+    for partition in sorted({*body["watermarks"], *body["processed_offsets"]}, key=int):
+        table.add_row(partition, str(body["watermarks"].get(partition)),
+                      str(body["processed_offsets"].get(partition)))
+    out.print(table)
+    for replay in body["replays"]:
+        done = "processed" if replay["processed_by_this_worker"] else "in progress"
+        out.print(f"replay {replay['id']}: {replay['state']}, {replay['produced']:,} events, "
+                  f"{replay['bad_rows']:,} bad rows; {done} by this worker")
+    out.print("counts: " + ", ".join(f"{k}={v:,}" for k, v in body["counts"].items()))

@@ -1,0 +1,108 @@
+"""kappa's one settings object.
+
+Every option is read from an environment variable prefixed ``KAPPA_`` (for example
+``KAPPA_WEB_PORT``) and has the default shown here. ``KAFKA_BOOTSTRAP_SERVERS`` is
+accepted as well as ``KAPPA_BOOTSTRAP_SERVERS`` because that is the name most Kafka
+tooling uses.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_HOST = "127.0.0.1"
+
+
+class KappaSettings(BaseSettings):
+    """Configuration for the CLI, the worker and the local broker."""
+
+    model_config = SettingsConfigDict(env_prefix="KAPPA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAPPA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="An existing Kafka cluster (host:port,...). When set, kappa starts no broker.",
+    )
+    home: Path = Field(
+        default=Path("var"),
+        description="Runtime directory: local broker data and logs, worker state, pid files.",
+    )
+    cache_dir: Path = Field(
+        default=Path(".cache"),
+        description="Where the Apache Kafka jars fetched from Maven Central are kept.",
+    )
+    kafka_version: str = Field(default="3.9.1", description="Apache Kafka release to run.")
+    kafka_port: int = Field(default=19092, ge=1, le=65535, description="Local broker port.")
+    kafka_nodes: int = Field(
+        default=1, ge=1, le=5, description="Local brokers to run (each is broker+controller)."
+    )
+    kafka_heap: str = Field(default="768m", description="JVM heap of each local broker.")
+    kafka_start_timeout: float = Field(
+        default=90.0, gt=0, description="Seconds to wait for the local broker to answer."
+    )
+    pipeline: Path = Field(
+        default=Path("examples/orders.toml"), description="The pipeline spec the worker runs."
+    )
+    partitions: int = Field(
+        default=4, ge=1, description="Partitions of the topics kappa creates for a pipeline."
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of the topics kappa creates."
+    )
+    standby_replicas: int = Field(
+        default=0, ge=0, description="Standby table replicas kept by other workers."
+    )
+    web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")
+    worker_name: str | None = Field(
+        default=None,
+        description="Names this worker's state dir; defaults to <hostname>-<web_port>.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Worker log level."
+    )
+    agents: str = Field(
+        default="",
+        description="Comma-separated modules of custom agents to load, e.g. "
+        "agents.example_big_orders.",
+    )
+    rocksdb_block_cache_mb: int = Field(
+        default=16, ge=1, description="RocksDB block cache per table partition (Faust: 2 GiB)."
+    )
+    rocksdb_write_buffer_mb: int = Field(
+        default=8, ge=1, description="RocksDB write buffer per table partition."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def uses_external_cluster(self) -> bool:
+        return self.bootstrap_servers is not None
+
+    @cached_property
+    def bootstrap(self) -> str:
+        """The servers to connect to: the external cluster, or the local broker(s)."""
+        if self.bootstrap_servers is not None:
+            return self.bootstrap_servers
+        return ",".join(f"{LOCAL_HOST}:{self.kafka_port + 2 * i}" for i in range(self.kafka_nodes))
+
+    @property
+    def agent_modules(self) -> list[str]:
+        return [name.strip() for name in self.agents.split(",") if name.strip()]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def resolved_worker_name(self) -> str:
+        return self.worker_name or f"{socket.gethostname()}-{self.web_port}"

@@ -1,0 +1,280 @@
+"""The pipeline spec: a named, versioned TOML description of what to compute.
+
+``load_spec`` reads a file; ``parse_spec`` validates an already-decoded mapping. Both
+raise ``SpecError`` naming the file, the field (``windows[1].step``) and what is expected.
+``PipelineSpec.model_dump(by_alias=True)`` gives back the TOML shape, defaults included;
+without ``by_alias`` it gives the attributes (``lateness_ms``, windows as ``WindowDef`` fields).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetPydanticSchema,
+    PlainSerializer,
+    SerializationInfo,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, core_schema
+
+from app.durations import UNITS_MS, format_duration, parse_duration
+from app.errors import ConfigError
+from tables.windows import WindowDef
+
+TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
+Metric = Literal["count", "sum", "min", "max", "mean"]
+METRICS: tuple[Metric, ...] = get_args(Metric)
+
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+class SpecError(ConfigError):
+    """A pipeline spec cannot be read or is invalid."""
+
+
+def _duration_ms(value: Any) -> int:
+    # TOML integers are refused: "lateness = 600" could mean seconds or milliseconds.
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration string such as '30s' or '1h', got {value!r}")
+    return parse_duration(value)
+
+
+def _dump_duration(ms: int, info: SerializationInfo) -> int | str:
+    return format_duration(ms) if info.by_alias else ms
+
+
+Duration = Annotated[int, BeforeValidator(_duration_ms), PlainSerializer(_dump_duration)]
+FieldName = Annotated[str, Field(min_length=1)]
+# Strict: TOML has real integers, so a quoted "1" or a boolean is a mistake worth reporting.
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+def _repeated(items: Iterable[object]) -> list[object]:
+    return [item for item, n in Counter(items).items() if n > 1]
+
+
+class _WindowInput(BaseModel):
+    """One entry of ``windows`` as written: ``{size = "1h"}`` or ``{size = "1h", step = "15m"}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: Duration
+    step: Duration | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, size: int) -> int:
+        if size <= 0:
+            raise ValueError("size 0s is empty; use a positive size such as '1h'")
+        return size
+
+    @field_validator("step")
+    @classmethod
+    def _step_within_size(cls, step: int | None, info: ValidationInfo) -> int | None:
+        size = info.data.get("size")
+        if step is not None and step <= 0:
+            raise ValueError("step 0s never advances; use a positive step, or omit it")
+        if step is not None and size is not None and step > size:
+            raise ValueError(
+                f"step {format_duration(step)} is larger than size {format_duration(size)};"
+                " use a step <= size"
+            )
+        return step
+
+    def to_window_def(self) -> WindowDef:
+        step = self.step or self.size
+        name = format_duration(self.size)
+        if step != self.size:
+            name = f"{name}/{format_duration(step)}"
+        return WindowDef(name=name, size_ms=self.size, step_ms=step)
+
+
+def _dump_window(window: WindowDef, info: SerializationInfo) -> dict[str, str | int]:
+    if not info.by_alias:
+        return {"name": window.name, "size_ms": window.size_ms, "step_ms": window.step_ms}
+    size: dict[str, str | int] = {"size": format_duration(window.size_ms)}
+    if window.step_ms == window.size_ms:
+        return size
+    return size | {"step": format_duration(window.step_ms)}
+
+
+# Validated in the shape users write (so errors point at windows[1].step), stored as WindowDef.
+Window = Annotated[
+    WindowDef,
+    GetPydanticSchema(
+        lambda _source, handler: core_schema.no_info_after_validator_function(
+            _WindowInput.to_window_def,
+            handler.generate_schema(_WindowInput),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _dump_window, info_arg=True
+            ),
+        )
+    ),
+]
+
+
+class PipelineSpec(BaseModel):
+    """A validated pipeline. Durations are held in milliseconds (``lateness_ms``), but
+    written as strings under their TOML names (``lateness = "10m"``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Field order matters: validators read earlier fields from ``info.data``.
+    name: str
+    version: PositiveInt
+    description: str | None = None
+    input_topic: str
+    key: tuple[FieldName, ...]
+    time_field: FieldName
+    time_format: TimeFormat = "auto"
+    values: tuple[FieldName, ...] = ()
+    metrics: tuple[Metric, ...] = METRICS
+    windows: tuple[Window, ...] = ()
+    lateness_ms: Duration = Field(default=0, alias="lateness")
+    retention_ms: Duration = Field(default=7 * UNITS_MS["d"], alias="retention")
+    max_record_bytes: PositiveInt = 1_048_576
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid pipeline name; use 1 to 63 characters of a-z, 0-9,"
+                " '_' or '-', starting with a letter a-z"
+            )
+        return name
+
+    @field_validator("input_topic")
+    @classmethod
+    def _valid_topic(cls, topic: str) -> str:
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise ValueError(
+                f"{topic!r} is not a valid Kafka topic name; use 1 to 249 characters of"
+                " a-z, A-Z, 0-9, '.', '_' or '-'"
+            )
+        return topic
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_as_list(cls, key: Any) -> Any:
+        if isinstance(key, str):
+            return [key]
+        if not isinstance(key, list | tuple):
+            raise ValueError(f"expected a field name or a list of field names, got {key!r}")
+        return key
+
+    @field_validator("key")
+    @classmethod
+    def _valid_key(cls, key: tuple[str, ...]) -> tuple[str, ...]:
+        if not key:
+            raise ValueError("the key needs at least one field name")
+        if repeated := _repeated(key):
+            raise ValueError(f"{repeated[0]!r} is listed twice; list each key field once")
+        return key
+
+    @field_validator("values")
+    @classmethod
+    def _valid_values(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if repeated := _repeated(values):
+            raise ValueError(f"{repeated[0]!r} is listed twice; list each value field once")
+        reserved = {*info.data.get("key", ()), info.data.get("time_field")}
+        if clash := [name for name in values if name in reserved]:
+            raise ValueError(
+                f"{clash[0]!r} is also the key or the time field; a value field must be"
+                " a separate field"
+            )
+        return values
+
+    @field_validator("metrics")
+    @classmethod
+    def _valid_metrics(
+        cls, metrics: tuple[Metric, ...], info: ValidationInfo
+    ) -> tuple[Metric, ...]:
+        if not metrics:
+            raise ValueError(f"no metrics; choose at least one of {', '.join(METRICS)}")
+        if repeated := _repeated(metrics):
+            raise ValueError(f"{repeated[0]!r} is listed twice; list each metric once")
+        if "count" not in metrics and not info.data.get("values"):
+            raise ValueError(
+                f"{list(metrics)} need value fields, and values is empty;"
+                " add values or the count metric"
+            )
+        return metrics
+
+    @field_validator("windows")
+    @classmethod
+    def _unique_windows(cls, windows: tuple[WindowDef, ...]) -> tuple[WindowDef, ...]:
+        names = [window.name for window in windows]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"windows[{index}] repeats window {name}; list each window once")
+        return windows
+
+
+_SPEC_FIELDS = [field.alias or name for name, field in PipelineSpec.model_fields.items()]
+_WINDOW_FIELDS = list(_WindowInput.model_fields)
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate the pipeline spec in the TOML file at ``path``."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise SpecError(
+            f"{path}: no such pipeline spec file",
+            hint="check the path, or start from examples/orders.toml",
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the pipeline spec: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        # The message carries "(at line N, column M)".
+        raise SpecError(f"{path}: invalid TOML: {exc}") from None
+    return parse_spec(data, str(path))
+
+
+def parse_spec(data: Mapping[str, Any], source: str) -> PipelineSpec:
+    """Validate a decoded spec; ``source`` (a file name) prefixes every error line."""
+    try:
+        return PipelineSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        lines = [f"{source}: {_describe(error)}" for error in exc.errors()]
+        raise SpecError("\n".join(lines)) from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    where = where.removeprefix(".") or "spec"
+    if error["type"] == "extra_forbidden":
+        allowed = _WINDOW_FIELDS if loc[0] == "windows" else _SPEC_FIELDS
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        expected = f"did you mean {close[0]!r}?" if close else f"expected one of {allowed}"
+        return f"{where}: unknown field; {expected}"
+    if error["type"] == "missing":
+        return f"{where}: required field is missing"
+    if error["type"] == "value_error":
+        return f"{where}: {error['ctx']['error']}"
+    return f"{where}: {error['msg']}, got {short_repr(error['input'])}"
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

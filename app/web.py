@@ -1,0 +1,224 @@
+"""The query API: JSON over Faust's web server.
+
+Unknown keys get 404 and bad parameters 400, always with a JSON body that says why.
+Nothing here mutates state.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+from faust.web import Request, Response, View
+
+from agents.aggregation import KeyRecord, WindowResult
+from agents.pipeline import Pipeline, expected_partition
+from agents.state import closed_key
+from app.events import datetime_to_ms
+from app.kafka_client import client_options
+from app.replay_tracker import ReplayTracker
+from app.settings import KappaSettings
+
+MAX_PAGE = 1000
+MAX_WINDOWS = 10_000
+
+
+class BadParameter(Exception):
+    pass
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise BadParameter(f"{name}={value} is out of range; use {low}..{high}")
+    return value
+
+
+def parse_query_time(raw: str) -> int:
+    """Epoch milliseconds, or ISO-8601 (naive means UTC, as for event times)."""
+    if raw.lstrip("-").isdigit():
+        return int(raw)
+    return datetime_to_ms(datetime.fromisoformat(raw))
+
+
+def _time_param(request: Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse_query_time(raw)
+    except ValueError as exc:
+        raise BadParameter(
+            f"{name}={raw!r} is not a time; use ISO-8601 (2024-05-01T12:00:00Z) or epoch "
+            f"milliseconds ({exc})"
+        ) from None
+
+
+def register_views(
+    app: faust.App, pipeline: Pipeline, tracker: ReplayTracker, settings: KappaSettings
+) -> None:
+    def owned_partitions() -> set[int]:
+        return {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == pipeline.names.input_topic
+        }
+
+    def key_record(key: str) -> KeyRecord | None:
+        state = pipeline.keys.get(key)
+        return None if state is None else KeyRecord.from_state(state)
+
+    def unknown_key(view: View, key: str) -> Response:
+        partition = expected_partition(key, pipeline.partitions)
+        owned = partition in owned_partitions()
+        reason = "unknown key" if owned else (
+            f"key {key!r} lives on partition {partition}, which another worker owns; "
+            "ask that worker (see `kappa status`)"
+        )
+        return view.error(404, reason, key=key, partition=partition)
+
+    @app.page("/api/keys/{key}")
+    class KeyTotals(View):  # type: ignore[misc]
+        async def get(self, request: Request, key: str) -> Response:
+            record = key_record(key)
+            if record is None:
+                return unknown_key(self, key)
+            return self.json(
+                {
+                    "key": key,
+                    "totals": record.totals.result(pipeline.spec.values, pipeline.spec.metrics),
+                    "last_offset": record.fence,
+                }
+            )
+
+    @app.page("/api/keys/{key}/windows")
+    class KeyWindows(View):  # type: ignore[misc]
+        """A key's windows whose start lies in [from, to): open ones and closed ones that
+        are still retained. Without from/to: the retention period up to the watermark."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            record = key_record(key)
+            if record is None:
+                return unknown_key(self, key)
+            processor = pipeline.processor(expected_partition(key, pipeline.partitions))
+            watermark = processor.watermark or 0
+            spec = pipeline.spec
+            try:
+                name = request.query.get("window")
+                windows = [w for w in spec.windows if name in (None, w.name)]
+                if not windows:
+                    known = ", ".join(w.name for w in spec.windows) or "none"
+                    raise BadParameter(f"window={name!r} is not one of this pipeline's windows"
+                                       f" ({known})")
+                largest = max(w.size_ms for w in windows)
+                end = _time_param(request, "to", watermark + spec.lateness_ms + largest)
+                start = _time_param(request, "from", end - spec.retention_ms - 2 * largest)
+                if end <= start:
+                    raise BadParameter("`to` must be after `from`")
+                for window in windows:
+                    if (end - start) // window.step_ms > MAX_WINDOWS:
+                        raise BadParameter(f"from..to spans more than {MAX_WINDOWS} "
+                                           f"{window.name} windows; narrow the range")
+            except BadParameter as exc:
+                return self.error(400, str(exc))
+            results = {
+                (r.window, r.start_ms): r
+                for r in processor.open_windows(key, record)
+                if start <= r.start_ms < end
+            }
+            for window in windows:
+                first = -(-start // window.step_ms) * window.step_ms  # ceil to the step
+                for s in range(first, end, window.step_ms):
+                    if (window.name, s) in results:
+                        continue
+                    closed = pipeline.closed.get(closed_key(key, window.name, s))
+                    if closed is not None:
+                        results[(window.name, s)] = closed
+            ordered = [results[k] for k in sorted(results)]
+            return self.json({"key": key, "windows": [
+                r.as_json() if isinstance(r, WindowResult) else r for r in ordered
+            ]})
+
+    @app.page("/api/keys")
+    class Keys(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            try:
+                limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+            except BadParameter as exc:
+                return self.error(400, str(exc))
+            after = request.query.get("after", "")
+            keys = sorted(k for k in pipeline.keys.keys() if k > after)
+            page = keys[:limit]
+            return self.json(
+                {"keys": page, "next": page[-1] if len(keys) > limit else None}
+            )
+
+    @app.page("/api/status")
+    class Status(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            return self.json(await status(app, pipeline, tracker, settings, owned_partitions()))
+
+
+async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str, int]:
+    """Records in each topic: the durable count of late events and dead letters."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        counts = {}
+        for topic in described:
+            tps = [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            begins = await consumer.beginning_offsets(tps) if tps else {}
+            counts[topic["topic"]] = sum(ends[tp] - begins[tp] for tp in tps)
+        return counts
+    finally:
+        await consumer.stop()
+
+
+async def status(
+    app: faust.App,
+    pipeline: Pipeline,
+    tracker: ReplayTracker,
+    settings: KappaSettings,
+    owned: set[int],
+) -> dict[str, Any]:
+    names = pipeline.names
+    counts = await _topic_counts(settings, [names.late_topic, names.dead_letter_topic])
+    processed = dict(pipeline.stats.processed_offsets)
+    return {
+        "worker": settings.resolved_worker_name,
+        "pipeline": {"name": pipeline.spec.name, "version": pipeline.spec.version},
+        "uptime_s": round(time.time() - pipeline.stats.started, 1),
+        "partitions": pipeline.partitions,
+        "partitions_owned": sorted(owned),
+        "watermarks": {
+            str(p): proc.watermark for p, proc in sorted(pipeline.processors.items())
+        },
+        "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
+        "replays": tracker.status(processed, owned),
+        "counts": {
+            "late_events": counts.get(names.late_topic, 0),
+            "dead_letters": counts.get(names.dead_letter_topic, 0),
+            "events_since_start": pipeline.stats.events,
+            "duplicates_skipped_since_start": pipeline.stats.duplicates,
+            "window_results_since_start": pipeline.stats.window_results,
+        },
+    }

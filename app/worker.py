@@ -1,0 +1,64 @@
+"""Build the Faust app for a pipeline and run it as a long-lived worker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+
+import faust
+
+from agents.pipeline import Pipeline
+from app import codecs
+from app.names import PipelineNames
+from app.replay_tracker import ReplayTracker
+from app.settings import KappaSettings
+from app.spec import PipelineSpec, load_spec
+from app.topics import ensure_topics
+from app.web import register_views
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> Pipeline:
+    codecs.register()
+    names = PipelineNames(spec)
+    datadir = settings.state_dir / names.prefix / settings.resolved_worker_name
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        names.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        value_serializer=codecs.CODEC,
+        key_serializer=codecs.CODEC,
+        consumer_auto_offset_reset="earliest",
+        # kappa creates its topics itself (app.topics); Faust only declares changelogs.
+        topic_allow_declare=True,
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        web_in_thread=False,
+    )
+    pipeline = Pipeline(app, spec, settings, partitions)
+    tracker = ReplayTracker(settings, names)
+    app.service(tracker)
+    register_views(app, pipeline, tracker, settings)
+    for module in settings.agent_modules:
+        # Custom agents register themselves on import (see agents/example_big_orders.py).
+        importlib.import_module(module).register(app, pipeline)
+    return pipeline
+
+
+def run_worker(settings: KappaSettings) -> None:
+    spec = load_spec(settings.pipeline)
+    partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
+    pipeline = create_app(settings, spec, partitions)
+    worker = faust.Worker(pipeline.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,117 @@
+"""Shared fixtures: a real Kafka broker for the session, unique names per test.
+
+The broker is the project's own (``kappa kafka start`` under KAPPA_HOME), or the
+cluster in KAPPA_BOOTSTRAP_SERVERS. If neither comes up the tests that need it fail,
+they never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.settings import KappaSettings
+from tests.support.worker import WorkerProcess, free_port, worker_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_settings() -> Iterator[KappaSettings]:
+    settings = KappaSettings()
+    if settings.uses_external_cluster:
+        from app.broker.local import _broker_count
+
+        brokers = asyncio.run(_broker_count(settings.bootstrap))
+        assert brokers > 0, f"no broker answers at {settings.bootstrap}"
+        yield settings
+        return
+    from app.broker.local import LocalKafka
+
+    broker = LocalKafka(settings)
+    broker.start()
+    try:
+        yield settings
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+SPEC_TEMPLATE = """
+name = "{name}"
+version = 1
+input_topic = "{topic}"
+key = "customer_id"
+time_field = "ts"
+values = ["amount", "quantity"]
+metrics = ["count", "sum", "min", "max", "mean"]
+windows = [{windows}]
+lateness = "{lateness}"
+retention = "{retention}"
+"""
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path, unique: str) -> Callable[..., Path]:
+    def make(
+        windows: str = '{ size = "1h" }',
+        lateness: str = "10m",
+        retention: str = "30d",
+        name: str | None = None,
+    ) -> Path:
+        path = tmp_path / "pipeline.toml"
+        path.write_text(
+            SPEC_TEMPLATE.format(
+                name=name or f"t{unique}",
+                topic=f"test-input-{unique}",
+                windows=windows,
+                lateness=lateness,
+                retention=retention,
+            )
+        )
+        return path
+
+    return make
+
+
+@pytest.fixture
+def kappa_env(kafka_settings: KappaSettings, tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """Environment for a kappa subprocess: the test's broker, its own home and port."""
+
+    def make(spec: Path, partitions: int = 1, **extra: str) -> dict[str, str]:
+        return worker_env(
+            {
+                "KAPPA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap,
+                "KAPPA_HOME": str(tmp_path / "home"),
+                "KAPPA_PIPELINE": str(spec),
+                "KAPPA_PARTITIONS": str(partitions),
+                "KAPPA_WEB_PORT": str(free_port()),
+                "KAPPA_LOG_LEVEL": "info",
+                "PYTHONPATH": str(ROOT),
+            },
+            **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def start(env: dict[str, str]) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log").start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -1,0 +1,123 @@
+"""Window assignment and closing, checked against brute-force scans."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tables.watermark import is_closed, is_late
+from tables.windows import WindowDef, starts_closing, window_end, window_starts
+
+TS = st.integers(min_value=-(10**6), max_value=10**6)
+
+
+@st.composite
+def window_defs(draw: st.DrawFn) -> WindowDef:
+    size = draw(st.integers(min_value=1, max_value=200))
+    step = draw(st.integers(min_value=1, max_value=size))
+    return WindowDef(name=f"{size}/{step}", size_ms=size, step_ms=step)
+
+
+def brute_starts(ts: int, w: WindowDef) -> list[int]:
+    """Every multiple of the step from well below to above ts that holds ts."""
+    lo = ts - w.size_ms - w.step_ms
+    hi = ts + w.step_ms
+    return [s for s in range(lo, hi + 1) if s % w.step_ms == 0 and s <= ts < s + w.size_ms]
+
+
+def brute_closing(old: int, new: int, w: WindowDef) -> list[int]:
+    lo = old - w.size_ms - w.step_ms
+    hi = new + w.step_ms
+    return [s for s in range(lo, hi + 1) if s % w.step_ms == 0 and old < s + w.size_ms <= new]
+
+
+@settings(max_examples=400, deadline=None)
+@given(ts=TS, w=window_defs())
+def test_window_starts_match_brute_force(ts: int, w: WindowDef) -> None:
+    assert window_starts(ts, w) == brute_starts(ts, w)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=TS, w=window_defs())
+def test_every_window_holds_its_timestamp(ts: int, w: WindowDef) -> None:
+    for s in window_starts(ts, w):
+        assert s <= ts < window_end(s, w)
+        assert window_end(s, w) - s == w.size_ms
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=TS, size=st.integers(min_value=1, max_value=500))
+def test_tumbling_window_is_unique(ts: int, size: int) -> None:
+    (start,) = window_starts(ts, WindowDef("t", size, size))
+    assert start % size == 0
+    assert start <= ts < start + size
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=TS, step=st.integers(min_value=1, max_value=50), k=st.integers(min_value=1, max_value=8))
+def test_hopping_count_when_size_is_a_multiple_of_step(ts: int, step: int, k: int) -> None:
+    assert len(window_starts(ts, WindowDef("h", k * step, step))) == k
+
+
+def test_negative_timestamps_use_floor_alignment() -> None:
+    # [-10, 0) holds -1; [-20, -10) holds -11; 0 starts its own window.
+    w = WindowDef("10", 10, 10)
+    assert window_starts(-1, w) == [-10]
+    assert window_starts(-10, w) == [-10]
+    assert window_starts(-11, w) == [-20]
+    assert window_starts(0, w) == [0]
+    # size 10 hopping by 4: starts in (ts - 10, ts] that are multiples of 4.
+    h = WindowDef("10/4", 10, 4)
+    assert window_starts(-1, h) == [-8, -4]
+    assert window_starts(9, h) == [0, 4, 8]
+
+
+@settings(max_examples=400, deadline=None)
+@given(old=TS, advance=st.integers(min_value=-50, max_value=600), w=window_defs())
+def test_starts_closing_match_brute_force(old: int, advance: int, w: WindowDef) -> None:
+    new = old + advance
+    assert list(starts_closing(old, new, w)) == brute_closing(old, new, w)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    wm0=TS,
+    d1=st.integers(min_value=0, max_value=400),
+    d2=st.integers(min_value=0, max_value=400),
+    w=window_defs(),
+)
+def test_successive_advances_close_each_window_once(
+    wm0: int, d1: int, d2: int, w: WindowDef
+) -> None:
+    wm1, wm2 = wm0 + d1, wm0 + d1 + d2
+    in_two_steps = list(starts_closing(wm0, wm1, w)) + list(starts_closing(wm1, wm2, w))
+    assert in_two_steps == list(starts_closing(wm0, wm2, w))
+
+
+@given(new=TS, w=window_defs())
+def test_nothing_closes_before_the_first_watermark(new: int, w: WindowDef) -> None:
+    assert list(starts_closing(None, new, w)) == []
+
+
+NEAR = st.integers(min_value=-300, max_value=300)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ts=TS, behind=NEAR, w=window_defs())
+def test_windows_of_an_event_on_time_are_all_open(ts: int, behind: int, w: WindowDef) -> None:
+    wm = ts - behind
+    if not is_late(ts, wm):
+        assert not any(is_closed(window_end(s, w), wm) for s in window_starts(ts, w))
+
+
+@settings(max_examples=400, deadline=None)
+@given(old=TS, advance_by=st.integers(min_value=0, max_value=500), offset=NEAR, w=window_defs())
+def test_starts_closing_are_the_windows_the_advance_closes(
+    old: int, advance_by: int, offset: int, w: WindowDef
+) -> None:
+    """Around the watermark, starts_closing agrees with is_closed before and after."""
+    new = old + advance_by
+    closing = set(starts_closing(old, new, w))
+    for s in window_starts(old + offset, w):
+        end = window_end(s, w)
+        assert (s in closing) == (not is_closed(end, old) and is_closed(end, new))

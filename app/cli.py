@@ -171,6 +171,38 @@ def status(url: str | None, as_json: bool) -> None:
     print_status(body)
 
 
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--events", default=10_000, show_default=True, type=click.IntRange(min=0),
+              help="How many events.")
+@click.option("--keys", default=200, show_default=True, type=click.IntRange(min=1),
+              help="How many distinct customers.")
+@click.option("--days", default=3.0, show_default=True, type=click.FloatRange(min=0),
+              help="Event-time span.")
+@click.option("--disorder", default="5m", show_default=True,
+              help="How far out of order events may be (keep it under the lateness).")
+@click.option("--bad-every", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Insert a bad row after every N good ones (0: none).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
+def generate(out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int,
+             seed: int) -> None:
+    """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
+    from app.datagen import DatasetShape, generate, with_bad_rows, write
+    from app.durations import parse_duration
+
+    try:
+        disorder_ms = parse_duration(disorder)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--disorder") from None
+    shape = DatasetShape(events=events, keys=keys, span_ms=int(days * 86_400_000),
+                         disorder_ms=disorder_ms, seed=seed)
+    try:
+        written = write(with_bad_rows(generate(shape), bad_every), out)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="OUT") from None
+    click.echo(f"wrote {written:,} rows to {out}")
+
+
 # -- settings & demo --------------------------------------------------------------------
 @main.command("settings")
 def show_settings() -> None:

@@ -22,7 +22,7 @@ import stat
 import struct
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
@@ -114,7 +114,7 @@ class HistoryFile:
     has read through the file on disk (compressed bytes for gzip; for Parquet the share
     of rows read times ``size_bytes``), so ``bytes_read / size_bytes`` is the progress.
     ``total_rows`` is known for Parquet only. ``columns`` is the CSV header or Parquet
-    schema (empty for an empty file), None for JSON Lines.
+    schema; None when there is none (JSON Lines, or an empty file).
     """
 
     def __init__(self, path: Path, required_fields: Sequence[str], fmt: Format | None) -> None:
@@ -148,13 +148,13 @@ class HistoryFile:
                     pass
         except (OSError, EOFError, zlib.error) as exc:
             raise HistoryError(f"cannot read {path}: {exc}") from exc
-        if self.columns:
+        if self.columns is not None:
             missing = [name for name in required_fields if name not in self.columns]
             if missing:
                 where = "schema" if self.format == "parquet" else "header"
                 raise HistoryError(
                     f"{path}: the {where} lacks required field(s) {', '.join(missing)}; "
-                    f"columns found: {', '.join(self.columns)}. Rename the column(s) in "
+                    f"columns found: {', '.join(self.columns) or 'none'}. Rename the column(s) in "
                     "the file or point the pipeline's key/time fields at existing columns."
                 )
 
@@ -163,8 +163,11 @@ class HistoryFile:
         raw = self._raw
         return raw.tell() if raw is not None else self._bytes_done
 
-    def rows(self) -> Iterator[HistoryRow]:
-        """Stream the rows in file order. Raises HistoryError if the file is damaged."""
+    def rows(self) -> Generator[HistoryRow, None, None]:
+        """Stream the rows in file order; ``close()`` it to stop early and release the file.
+
+        Raises HistoryError if the file turns out to be damaged part-way.
+        """
         self._bytes_done = 0
         if self.size_bytes == 0:
             return
@@ -212,8 +215,7 @@ class HistoryFile:
                     "the first line must be the column names, in UTF-8"
                 ) from exc
         if header is None:
-            self.columns = ()
-            return
+            return  # an empty file
         duplicates = sorted({name for name in header if header.count(name) > 1})
         if duplicates:
             raise HistoryError(
@@ -285,7 +287,6 @@ class HistoryFile:
 
     def _read_parquet_schema(self) -> None:
         if self.size_bytes == 0:
-            self.columns = ()
             return
         if self.path.name.lower().endswith(".gz"):
             raise HistoryError(
@@ -360,21 +361,22 @@ def _arrow_conversion(arrow_type: Any) -> Callable[[Any], Any] | None:
 
 # A spilled record: event time (ms, signed) and payload length, then the payload.
 _RECORD = struct.Struct("<qI")
-# Most runs open at once. More would need more file descriptors and merge buffers, so
-# runs are merged in groups of this many first, keeping memory and descriptors bounded.
-_MAX_OPEN_RUNS = 64
+# Runs merged at a time. Each open run costs a file descriptor and a read buffer, so
+# every _FAN_IN runs of one level are merged into one run of the next level: at most
+# (_FAN_IN - 1) runs per level stay open, i.e. a few hundred for any realistic input.
+_FAN_IN = 64
 
 
 def sort_by_time(
     rows: Iterable[tuple[int, bytes]], *, chunk_rows: int, tmp_dir: Path
-) -> Iterator[tuple[int, bytes]]:
+) -> Generator[tuple[int, bytes], None, None]:
     """Sort (event_time_ms, payload) pairs by time, stably, in bounded memory.
 
     An external merge sort: each ``chunk_rows`` pairs are sorted in memory and spilled to
     an unnamed temporary file in ``tmp_dir`` (deleted when closed, and by the OS if the
     process dies), then the runs are merged. Pairs with equal times keep their input
-    order. At most two chunks and ``_MAX_OPEN_RUNS`` read buffers are in memory. The
-    temporary files are closed when the iterator is exhausted or closed early.
+    order. Memory holds one chunk plus a read buffer per open run. The temporary files
+    are closed when the iterator is exhausted or closed early.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
@@ -391,10 +393,10 @@ def sort_by_time(
             if not head:
                 break  # the last chunk is merged from memory
             runs.append((0, _spill(chunk, tmp_dir)))
-            while len(runs) >= _MAX_OPEN_RUNS and runs[-_MAX_OPEN_RUNS][0] == runs[-1][0]:
-                group = runs[-_MAX_OPEN_RUNS:]
+            while len(runs) >= _FAN_IN and runs[-_FAN_IN][0] == runs[-1][0]:
+                group = runs[-_FAN_IN:]
                 merged = heapq.merge(*(_read_run(run) for _, run in group), key=by_time)
-                runs[-_MAX_OPEN_RUNS:] = [(group[0][0] + 1, _spill(merged, tmp_dir))]
+                runs[-_FAN_IN:] = [(group[0][0] + 1, _spill(merged, tmp_dir))]
                 for _, run in group:
                     run.close()
             chunk = head

@@ -55,8 +55,8 @@ def csv_lines(rows: list[dict[str, str]]) -> list[bytes]:
     return lines
 
 
-def read_all(path: Path, **kwargs: object) -> list[HistoryRow]:
-    return list(open_history(path, required_fields=REQUIRED, **kwargs).rows())  # type: ignore[arg-type]
+def read_all(path: Path) -> list[HistoryRow]:
+    return list(open_history(path, required_fields=REQUIRED).rows())
 
 
 def open_files_under(directory: Path) -> list[str]:
@@ -243,6 +243,12 @@ def test_csv_header_missing_a_required_field(tmp_path: Path) -> None:
     assert "columns found: key, time, amount" in message
 
 
+def test_csv_starting_with_a_blank_line_has_no_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "h.csv", b"\nkey,ts\nk,1\n")
+    with pytest.raises(HistoryError, match=r"lacks required field.*columns found: none"):
+        open_history(path, required_fields=REQUIRED)
+
+
 def test_csv_header_repeating_a_column_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "h.csv", b"key,ts,key\nk,1,2\n")
     with pytest.raises(HistoryError, match="repeats column"):
@@ -422,7 +428,7 @@ def test_sort_by_time_is_a_stable_sort(
     fan_in: int,
 ) -> None:
     tmp_dir = tmp_path_factory.mktemp("sort")
-    with mock.patch.object(history, "_MAX_OPEN_RUNS", fan_in):
+    with mock.patch.object(history, "_FAN_IN", fan_in):
         result = list(sort_by_time(iter(pairs), chunk_rows=chunk_rows, tmp_dir=tmp_dir))
     assert result == sorted(pairs, key=lambda pair: pair[0])
     assert list(tmp_dir.iterdir()) == []

@@ -108,22 +108,25 @@ class Pipeline:
     async def aggregate(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            await self._handle(message)
             self.stats.processed_offsets[message.partition] = message.offset
-            try:
-                parsed = self.parser.parse_bytes(message.value)
-            except Rejected as rejected:
-                await self._dead_letter(message, rejected.reason, rejected.detail)
-                continue
-            if expected_partition(parsed.key, self.partitions) != message.partition:
-                await self._dead_letter(
-                    message,
-                    "misrouted",
-                    f"key {parsed.key!r} belongs on partition "
-                    f"{expected_partition(parsed.key, self.partitions)}; produce with the "
-                    "record key set to the event's key and Kafka's default (murmur2) partitioner",
-                )
-                continue
-            await self._process(parsed, message)
+
+    async def _handle(self, message: Any) -> None:
+        try:
+            parsed = self.parser.parse_bytes(message.value)
+        except Rejected as rejected:
+            await self._dead_letter(message, rejected.reason, rejected.detail)
+            return
+        partition = expected_partition(parsed.key, self.partitions)
+        if partition != message.partition:
+            await self._dead_letter(
+                message,
+                "misrouted",
+                f"key {parsed.key!r} belongs on partition {partition}; produce with the "
+                "record key set to the event's key and Kafka's default (murmur2) partitioner",
+            )
+            return
+        await self._process(parsed, message)
 
     async def _process(self, parsed: Event, message: Any) -> None:
         outcome = self.processor(message.partition).process(parsed, message.offset)

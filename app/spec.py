@@ -46,10 +46,18 @@ class SpecError(ConfigError):
     """A pipeline spec cannot be read or is invalid."""
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _duration_ms(value: Any) -> int:
     # TOML integers are refused: "lateness = 600" could mean seconds or milliseconds.
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration string such as '30s' or '1h', got {value!r}")
+        raise ValueError(
+            f"expected a duration string such as '30s' or '1h', got {short_repr(value)}"
+        )
     return parse_duration(value)
 
 
@@ -272,9 +280,3 @@ def _describe(error: ErrorDetails) -> str:
     if error["type"] == "value_error":
         return f"{where}: {error['ctx']['error']}"
     return f"{where}: {error['msg']}, got {short_repr(error['input'])}"
-
-
-def short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."

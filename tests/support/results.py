@@ -1,0 +1,93 @@
+"""Read what kappa computed: totals and windows over the HTTP API, finals from the topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.support.kafka import read_all
+from tests.support.worker import WorkerProcess
+
+WindowKey = tuple[str, str, int]
+
+
+def _shape(body: dict[str, Any]) -> dict[str, Any]:
+    return {"count": body["count"], "values": body["values"]}
+
+
+def api_results(
+    workers: list[WorkerProcess], keys: set[str], t_from: int, t_to: int
+) -> tuple[dict[str, Any], dict[WindowKey, dict[str, Any]], dict[WindowKey, bool]]:
+    """Totals and windows of every key, asked of whichever worker owns it."""
+    totals: dict[str, Any] = {}
+    windows: dict[WindowKey, dict[str, Any]] = {}
+    final: dict[WindowKey, bool] = {}
+    for key in sorted(keys):
+        for worker in workers:
+            status, body = worker.get(f"/api/keys/{key}")
+            if status == 200:
+                break
+        else:
+            raise AssertionError(f"no worker knows key {key!r}: {body}")
+        totals[key] = body["totals"]
+        status, body = worker.get(f"/api/keys/{key}/windows?from={t_from}&to={t_to}")
+        assert status == 200, body
+        for window in body["windows"]:
+            wkey = (key, window["window"], window["start_ms"])
+            assert wkey not in windows, f"window {wkey} listed twice"
+            windows[wkey] = _shape(window)
+            final[wkey] = window["final"]
+    return totals, windows, final
+
+
+def topic_finals(bootstrap: str, topic: str) -> dict[WindowKey, dict[str, Any]]:
+    """Final results from the compacted output topic; a repeated key must repeat the value."""
+    finals: dict[WindowKey, dict[str, Any]] = {}
+    for record in asyncio.run(read_all(bootstrap, topic)):
+        body = orjson.loads(record.value)
+        assert body["final"] is True
+        wkey = (body["key"], body["window"], body["start_ms"])
+        assert record.key.decode() == f"{body['key']}|{body['window']}|{body['start_ms']}"
+        if wkey in finals:
+            assert finals[wkey] == _shape(body), f"two different final results for {wkey}"
+        finals[wkey] = _shape(body)
+    return finals
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+def wait_processed(
+    workers: list[WorkerProcess], bootstrap: str, topic: str, timeout: float = 300
+) -> None:
+    """Until the workers together have processed every record now in ``topic``."""
+    ends = asyncio.run(_end_offsets(bootstrap, topic))
+    deadline = time.monotonic() + timeout
+    while True:
+        processed: dict[int, int] = {}
+        for worker in workers:
+            status, body = worker.get("/api/status")
+            if status == 200:
+                for p, offset in body["processed_offsets"].items():
+                    processed[int(p)] = max(processed.get(int(p), -1), offset)
+        behind = {p: end for p, end in ends.items() if end > 0 and processed.get(p, -1) < end - 1}
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"partitions still behind after {timeout}s: {behind}, processed {processed}\n"
+                + workers[0].log_tail()
+            )
+        time.sleep(0.5)

@@ -20,11 +20,10 @@ from typing import Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from app.events import EventParser, Rejected
 from app.history import HistoryError, HistoryFile, open_history, sort_by_time
-from app.kafka_client import client_options
+from app.kafka_client import client_options, offset_ranges
 from app.names import PipelineNames
 from app.settings import KappaSettings
 from app.spec import PipelineSpec
@@ -133,7 +132,8 @@ async def replay(
         progress.start(sum(f.size_bytes for f in files))
         await _produce_all(producer, names, spec, files, options, report, progress)
         await producer.flush()
-        report.end_offsets = await _end_offsets(settings, names.input_topic)
+        ranges = await offset_ranges(client_options(settings), [names.input_topic])
+        report.end_offsets = {p: end for p, (_, end) in ranges[names.input_topic].items()}
         report.seconds = time.monotonic() - started
         await _control(producer, names, report, "complete")
     except BaseException:
@@ -250,25 +250,6 @@ async def _drain_bad(
             ],
         )
     bad.clear()
-
-
-async def _end_offsets(settings: KappaSettings, topic: str) -> dict[int, int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
 
 
 async def _control(

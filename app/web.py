@@ -11,15 +11,13 @@ from datetime import datetime
 from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 
 from agents.aggregation import KeyRecord, WindowResult
 from agents.pipeline import Pipeline, expected_partition
 from agents.state import closed_key
 from app.events import datetime_to_ms
-from app.kafka_client import client_options
+from app.kafka_client import client_options, offset_ranges
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
 
@@ -171,26 +169,11 @@ def register_views(
 
 async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str, int]:
     """Records in each topic: the durable count of late events and dead letters."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        counts = {}
-        for topic in described:
-            tps = [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            begins = await consumer.beginning_offsets(tps) if tps else {}
-            counts[topic["topic"]] = sum(ends[tp] - begins[tp] for tp in tps)
-        return counts
-    finally:
-        await consumer.stop()
+    ranges = await offset_ranges(client_options(settings), topics)
+    return {
+        topic: sum(end - begin for begin, end in partitions.values())
+        for topic, partitions in ranges.items()
+    }
 
 
 async def status(

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.kafka_client import offset_ranges
 from tests.support.kafka import read_all
 from tests.support.worker import WorkerProcess
 
@@ -58,22 +58,12 @@ def topic_finals(bootstrap: str, topic: str) -> dict[WindowKey, dict[str, Any]]:
     return finals
 
 
-async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
 def wait_processed(
     workers: list[WorkerProcess], bootstrap: str, topic: str, timeout: float = 300
 ) -> None:
     """Until the workers together have processed every record now in ``topic``."""
-    ends = asyncio.run(_end_offsets(bootstrap, topic))
+    ranges = asyncio.run(offset_ranges({"bootstrap_servers": bootstrap}, [topic]))
+    ends = {p: end for p, (_, end) in ranges[topic].items()}
     deadline = time.monotonic() + timeout
     while True:
         processed: dict[int, int] = {}

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from app.events import Event
 from tables.aggregates import Agg
-from tables.watermark import expired, is_late
+from tables.watermark import is_late
 from tables.windows import WindowDef, starts_closing, window_end, window_starts
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,19 @@ class Pipeline:
             message = event.message
             await self._handle(message)
             self.stats.processed_offsets[message.partition] = message.offset
+
+    async def validated(self, stream: Any) -> AsyncIterator[Event]:
+        """The stream's good events, as the aggregation sees them: for custom agents.
+
+        Bad records are skipped here; the aggregation agent dead-letters them once.
+        """
+        async for event in stream.events():
+            try:
+                parsed = self.parser.parse_bytes(event.message.value)
+            except Rejected:
+                continue
+            if expected_partition(parsed.key, self.partitions) == event.message.partition:
+                yield parsed
 
     async def _handle(self, message: Any) -> None:
         try:

@@ -10,7 +10,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from app.errors import KappaError
-
 from app.kafka_client import client_options
 from app.names import PipelineNames
 from app.settings import KappaSettings

@@ -155,7 +155,7 @@ def register_views(
             except BadParameter as exc:
                 return self.error(400, str(exc))
             after = request.query.get("after", "")
-            keys = sorted(k for k in pipeline.keys.keys() if k > after)
+            keys = sorted(k for k in pipeline.keys if k > after)
             page = keys[:limit]
             return self.json(
                 {"keys": page, "next": page[-1] if len(keys) > limit else None}

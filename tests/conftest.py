@@ -66,6 +66,7 @@ def make_spec(tmp_path: Path, unique: str) -> Callable[..., Path]:
         lateness: str = "10m",
         retention: str = "30d",
         name: str | None = None,
+        extra: str = "",
     ) -> Path:
         path = tmp_path / "pipeline.toml"
         path.write_text(
@@ -76,6 +77,7 @@ def make_spec(tmp_path: Path, unique: str) -> Callable[..., Path]:
                 lateness=lateness,
                 retention=retention,
             )
+            + extra
         )
         return path
 

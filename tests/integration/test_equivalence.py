@@ -28,8 +28,9 @@ from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.broker
 
-SHAPE = DatasetShape(events=100_000, keys=1_000, span_ms=21 * 86_400_000,
-                     disorder_ms=5 * 60_000, seed=11)
+SHAPE = DatasetShape(
+    events=100_000, keys=1_000, span_ms=21 * 86_400_000, disorder_ms=5 * 60_000, seed=11
+)
 LATENESS_MS = 10 * 60_000
 WINDOWS = [("1h", 3_600_000, 3_600_000), ("1d/6h", 86_400_000, 21_600_000)]
 WINDOWS_TOML = '{ size = "1h" }, { size = "1d", step = "6h" }'
@@ -82,7 +83,11 @@ def test_kappa_equals_batch_computation(
     if mode == "replay":
         done = subprocess.run(
             [sys.executable, "-m", "app.cli", "replay", str(path), "--id", "eq"],
-            env=env, capture_output=True, text=True, timeout=600, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "100,000 events produced" in done.stdout
@@ -105,6 +110,6 @@ def test_kappa_equals_batch_computation(
     assert finals, "no window closed"
     assert finals == {k: v for k, v in windows.items() if final[k]}
     assert all(want_windows[k] == v for k, v in finals.items())
-    status, body = worker.get("/api/status")
+    _, body = worker.get("/api/status")
     assert body["counts"]["late_events"] == 0
     assert body["counts"]["dead_letters"] == 0

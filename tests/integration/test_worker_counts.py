@@ -30,18 +30,22 @@ def test_worker_counts_events_exactly(
     rng = random.Random(7)
     base = 1_700_000_000_000
     events = [
-        {"customer_id": f"c{rng.randrange(20)}", "ts": base + i * 1000, "amount": 1.0,
-         "quantity": 1}
+        {
+            "customer_id": f"c{rng.randrange(20)}",
+            "ts": base + i * 1000,
+            "amount": 1.0,
+            "quantity": 1,
+        }
         for i in range(500)
     ]
-    asyncio.run(produce_events(kafka_settings.bootstrap, f"test-input-{unique}", events,
-                               "customer_id"))
+    asyncio.run(
+        produce_events(kafka_settings.bootstrap, f"test-input-{unique}", events, "customer_id")
+    )
     expected = Counter(event["customer_id"] for event in events)
 
     def all_counted() -> bool:
         return all(
-            (got := worker.get(f"/api/keys/{key}"))[0] == 200
-            and got[1]["totals"]["count"] == count
+            (got := worker.get(f"/api/keys/{key}"))[0] == 200 and got[1]["totals"]["count"] == count
             for key, count in expected.items()
         )
 

@@ -1,0 +1,125 @@
+"""The CLI as a user runs it: help texts and the errors that stop a replay before it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.kafka_client import offset_ranges
+from app.settings import KappaSettings
+
+COMMANDS = [
+    [],
+    ["kafka"],
+    ["kafka", "start"],
+    ["kafka", "stop"],
+    ["kafka", "status"],
+    ["worker"],
+    ["replay"],
+    ["status"],
+    ["settings"],
+    ["demo"],
+    ["generate"],
+]
+
+
+def kappa(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "kappa")
+def test_every_command_explains_itself(command: list[str]) -> None:
+    done = kappa(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Usage: " in done.stdout
+    # The first docstring line is shown as the description.
+    assert len(done.stdout.splitlines()) > 3
+
+
+def test_settings_lists_every_env_var() -> None:
+    done = kappa("settings")
+    assert done.returncode == 0
+    for name in KappaSettings.model_fields:
+        assert f"KAPPA_{name.upper()}" in done.stdout
+
+
+def test_status_without_a_worker_says_what_to_do() -> None:
+    done = kappa("status", "--url", "http://127.0.0.1:9")
+    assert done.returncode == 1
+    assert "kappa worker" in done.stderr
+
+
+def test_invalid_setting_is_named(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "KAPPA_WEB_PORT": "not-a-port"}
+    done = kappa("settings", env=env)
+    assert done.returncode == 1
+    assert "web_port" in done.stderr
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(
+    ("make_file", "message"),
+    [
+        (lambda d: d / "missing.csv", "missing.csv"),
+        (lambda d: _write(d / "events.xlsx", b"customer_id,ts\n"), ".jsonl"),
+        (
+            lambda d: _write(d / "events.csv", b"customer,ts,amount\nc1,2024-01-01,1\n"),
+            "customer_id",
+        ),
+        (lambda d: _write(d / "events.csv.gz", gzip.compress(b"customer_id,amount\nc1,1\n")), "ts"),
+    ],
+    ids=["missing file", "unknown format", "header lacks key", "gzip header lacks time"],
+)
+def test_replay_refuses_bad_files_before_producing_anything(
+    make_file: Callable[[Path], Path],
+    message: str,
+    tmp_path: Path,
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    unique: str,
+) -> None:
+    env = kappa_env(make_spec())
+    good = _write(tmp_path / "good.csv", b"customer_id,ts\nc1,2024-01-01T00:00:00Z\n")
+    done = kappa("replay", str(good), str(make_file(tmp_path)), env=env)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "nothing was produced" in done.stderr
+    ranges = asyncio.run(
+        offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [f"test-input-{unique}"])
+    )
+    assert all(end == 0 for _, end in ranges.get(f"test-input-{unique}", {}).values())
+
+
+def test_bad_pipeline_spec_names_the_field(tmp_path: Path) -> None:
+    import os
+
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        'name = "x"\nversion = 1\ninput_topic = "t"\nkey = "k"\ntime_field = "ts"\n'
+        'windows = [{ size = "1h", step = "2h" }]\n'
+    )
+    env = {**os.environ, "KAPPA_PIPELINE": str(spec), "KAPPA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    done = kappa("replay", str(spec), env=env)
+    assert done.returncode == 1
+    assert "windows[0].step" in done.stderr
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

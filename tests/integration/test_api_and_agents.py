@@ -1,0 +1,115 @@
+"""The query API's answers and errors, and a custom agent fed by both paths."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.datagen import DatasetShape, generate, write
+from app.settings import KappaSettings
+from tests.support.kafka import produce_events
+from tests.support.results import wait_processed
+from tests.support.worker import WorkerProcess
+
+pytestmark = pytest.mark.broker
+
+
+def test_api_pages_keys_and_rejects_bad_parameters(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+) -> None:
+    env = kappa_env(make_spec(), partitions=2)
+    worker = start_worker(env)
+    worker.wait_ready(partitions=2)
+    events = list(generate(DatasetShape(events=500, keys=37, seed=2)))
+    topic = f"test-input-{unique}"
+    asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
+    wait_processed([worker], kafka_settings.bootstrap, topic)
+
+    pages, after = [], ""
+    while True:
+        status, body = worker.get(f"/api/keys?limit=10&after={after}")
+        assert status == 200
+        pages.append(body["keys"])
+        if body["next"] is None:
+            break
+        after = body["next"]
+    assert [len(p) for p in pages] == [10, 10, 10, 7]
+    assert [k for p in pages for k in p] == sorted({e["customer_id"] for e in events})
+
+    key = events[0]["customer_id"]
+    bad = {
+        "/api/keys?limit=0": 400,
+        "/api/keys?limit=ten": 400,
+        f"/api/keys/{key}/windows?window=2h": 400,
+        f"/api/keys/{key}/windows?from=last-tuesday": 400,
+        f"/api/keys/{key}/windows?from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z": 400,
+        f"/api/keys/{key}/windows?from=0&to=9000000000000": 400,  # too many windows
+        "/api/keys/nobody": 404,
+        "/api/keys/nobody/windows": 404,
+    }
+    for path, code in bad.items():
+        status, body = worker.get(path)
+        assert status == code, (path, body)
+        assert isinstance(body["error"], str), path
+        assert body["error"], path
+
+    status, body = worker.get(f"/api/keys/{key}/windows?window=1h&from=2024-01-01&to=2024-01-02")
+    assert status == 200
+    assert all(w["window"] == "1h" for w in body["windows"])
+    assert sum(w["count"] for w in body["windows"]) == sum(
+        1 for e in events if e["customer_id"] == key and e["ts"] < "2024-01-02"
+    )
+    status, body = worker.get("/api/status")
+    assert status == 200
+    assert body["partitions_owned"] == [0, 1]
+    assert set(body["watermarks"]) == {"0", "1"}
+
+
+def test_custom_agent_gets_replayed_and_live_events(
+    tmp_path: Path,
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+) -> None:
+    env = kappa_env(make_spec(), partitions=2, KAPPA_AGENTS="agents.example_big_orders")
+    worker = start_worker(env)
+    worker.wait_ready(partitions=2)
+    history = list(generate(DatasetShape(events=800, keys=10, seed=4)))
+    live = list(generate(DatasetShape(events=400, keys=10, seed=5)))
+    path = tmp_path / "history.csv"
+    write(iter(history), path)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "replay", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    topic = f"test-input-{unique}"
+    asyncio.run(produce_events(kafka_settings.bootstrap, topic, live, "customer_id"))
+    wait_processed([worker], kafka_settings.bootstrap, topic)
+
+    big = Counter(
+        e["customer_id"] for e in history + live if e["amount"] is not None and e["amount"] >= 1000
+    )
+    assert big
+    for key, count in big.items():
+
+        def counted(key: str = key, count: int = count) -> bool:
+            return worker.get(f"/api/big-orders/{key}")[1]["big_orders"] == count
+
+        worker.wait_until(counted, 30, f"big orders of {key}")

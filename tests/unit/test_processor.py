@@ -1,0 +1,477 @@
+"""The pure aggregation core (``agents.aggregation``), checked against a plain Python fold.
+
+No Kafka and no Faust: ``DictState`` implements ``PartitionState`` with dicts of JSON bytes,
+round-tripping every record through ``to_state``/``from_state`` and orjson the way the
+RocksDB-backed ``TablePartitionState`` does, so a record that does not survive
+serialisation fails here.
+
+The expected values come from ``Fold``, written here from the policy alone (the watermark
+is the maximum event time minus the lateness; an event behind the watermark at its arrival
+is late, counted in its key's totals and in no window; a window closes when the watermark
+reaches its end and its result is kept until the watermark reaches end + retention). It
+uses none of kappa's window, watermark or aggregate code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.aggregation import (
+    AggregationConfig,
+    KeyRecord,
+    Outcome,
+    PartitionProcessor,
+    Progress,
+    WindowResult,
+)
+from app.events import Event
+from tables.windows import WindowDef
+
+VALUE_NAMES = ("x", "y")
+METRICS = ("count", "sum", "min", "max", "mean")
+
+Values = tuple[float | None, ...]
+WinId = tuple[str, str, int]  # key, window name, start
+
+
+# --- the state, in memory ------------------------------------------------------------
+
+
+class DictState:
+    """``PartitionState`` on dicts of orjson bytes: every read decodes a fresh record."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, bytes] = {}
+        self.closed: dict[WinId, bytes] = {}
+        self.progress: bytes | None = None
+        self.buckets: dict[str, bytes] = {}
+
+    def get_key(self, key: str) -> KeyRecord | None:
+        raw = self.keys.get(key)
+        return None if raw is None else KeyRecord.from_state(orjson.loads(raw))
+
+    def put_key(self, key: str, record: KeyRecord) -> None:
+        self.keys[key] = orjson.dumps(record.to_state())
+
+    def get_progress(self) -> Progress | None:
+        return None if self.progress is None else Progress.from_state(orjson.loads(self.progress))
+
+    def put_progress(self, progress: Progress) -> None:
+        self.progress = orjson.dumps(progress.to_state())
+
+    def put_closed(self, result: WindowResult) -> None:
+        self.closed[(result.key, result.window, result.start_ms)] = orjson.dumps(result.as_json())
+
+    def delete_closed(self, key: str, window: str, start_ms: int) -> None:
+        self.closed.pop((key, window, start_ms), None)
+
+    def get_bucket_keys(self, bucket: str) -> list[str]:
+        raw = self.buckets.get(bucket)
+        return [] if raw is None else list(orjson.loads(raw))
+
+    def put_bucket_keys(self, bucket: str, keys: list[str]) -> None:
+        self.buckets[bucket] = orjson.dumps(keys)
+
+    def delete_bucket_keys(self, bucket: str) -> None:
+        self.buckets.pop(bucket, None)
+
+    def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]:
+        for key, raw in list(self.keys.items()):
+            yield key, KeyRecord.from_state(orjson.loads(raw))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything stored, for comparing two runs byte for byte."""
+        return {
+            "keys": dict(self.keys),
+            "closed": dict(self.closed),
+            "progress": self.progress,
+            "buckets": dict(self.buckets),
+        }
+
+    def stored_closed(self) -> dict[WinId, dict[str, Any]]:
+        return {wid: orjson.loads(raw) for wid, raw in self.closed.items()}
+
+
+# --- the oracle ----------------------------------------------------------------------
+
+
+def starts_holding(ts: int, size: int, step: int) -> list[int]:
+    """Every multiple ``s`` of ``step`` with ``s <= ts < s + size``, walking down from ts."""
+    s = ts - ts % step  # Python's % is never negative for a positive step
+    out = []
+    while s > ts - size:
+        out.append(s)
+        s -= step
+    return out
+
+
+def expected_result(rows: Sequence[Values]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for j, name in enumerate(VALUE_NAMES):
+        xs = [row[j] for row in rows if row[j] is not None]
+        total = math.fsum(xs) if xs else None
+        values[name] = {
+            "sum": total,
+            "min": min(xs) if xs else None,
+            "max": max(xs) if xs else None,
+            "mean": None if total is None else total / len(xs),
+        }
+    return {"count": len(rows), "values": values}
+
+
+class Fold:
+    """The batch answer, one event at a time in arrival order."""
+
+    def __init__(self, windows: Sequence[tuple[str, int, int]], lateness: int) -> None:
+        self.windows = windows  # (name, size, step)
+        self.sizes = {name: size for name, size, _ in windows}
+        self.lateness = lateness
+        self.max_ts: int | None = None
+        self.totals: dict[str, list[Values]] = defaultdict(list)
+        self.contents: dict[WinId, list[Values]] = defaultdict(list)
+
+    @property
+    def watermark(self) -> int | None:
+        return None if self.max_ts is None else self.max_ts - self.lateness
+
+    def end(self, wid: WinId) -> int:
+        return wid[2] + self.sizes[wid[1]]
+
+    def add(self, key: str, ts: int, values: Values) -> bool:
+        wm = self.watermark
+        late = wm is not None and ts < wm
+        self.totals[key].append(values)
+        if not late:
+            for name, size, step in self.windows:
+                for start in starts_holding(ts, size, step):
+                    self.contents[(key, name, start)].append(values)
+        self.max_ts = ts if self.max_ts is None else max(self.max_ts, ts)
+        return late
+
+    def closed(self) -> set[WinId]:
+        wm = self.watermark
+        return {w for w in self.contents if wm is not None and wm >= self.end(w)}
+
+    def retained(self, retention: int) -> set[WinId]:
+        wm = self.watermark
+        assert wm is not None or not self.contents
+        return {w for w in self.closed() if wm is not None and wm < self.end(w) + retention}
+
+
+# --- running the processor -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    windows: tuple[tuple[str, int, int], ...]
+    lateness: int
+    retention: int
+    events: tuple[Event, ...]
+    offsets: tuple[int, ...]
+
+    @property
+    def config(self) -> AggregationConfig:
+        return AggregationConfig(
+            value_names=VALUE_NAMES,
+            metrics=METRICS,
+            windows=tuple(WindowDef(name, size, step) for name, size, step in self.windows),
+            lateness_ms=self.lateness,
+            retention_ms=self.retention,
+        )
+
+
+def run(
+    scenario: Scenario,
+    restarts: frozenset[int] = frozenset(),
+    after_each: Callable[[DictState, Outcome], None] | None = None,
+) -> tuple[DictState, PartitionProcessor, list[Outcome]]:
+    """Process every event; before each index in ``restarts``, start a new processor."""
+    state = DictState()
+    processor = PartitionProcessor(scenario.config, state)
+    outcomes = []
+    for i, (event, offset) in enumerate(zip(scenario.events, scenario.offsets, strict=True)):
+        if i in restarts:
+            processor = PartitionProcessor(scenario.config, state)
+        outcomes.append(processor.process(event, offset))
+        if after_each is not None:
+            after_each(state, outcomes[-1])
+    return state, processor, outcomes
+
+
+def wid(result: WindowResult) -> WinId:
+    return (result.key, result.window, result.start_ms)
+
+
+def totals_of(state: DictState) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, record in state.iter_keys():
+        out[key] = record.totals.result(VALUE_NAMES, METRICS)
+        assert state.get_key(key) is not None
+    return out
+
+
+def open_of(state: DictState, processor: PartitionProcessor) -> dict[WinId, dict[str, Any]]:
+    out = {}
+    for key, record in state.iter_keys():
+        for result in processor.open_windows(key, record):
+            assert not result.final
+            assert wid(result) not in out
+            out[wid(result)] = result.result
+    return out
+
+
+def check_against_fold(
+    scenario: Scenario, restarts: frozenset[int] = frozenset()
+) -> tuple[DictState, list[Outcome]]:
+    """Run the scenario and check every outcome, and the final state, against ``Fold``."""
+    fold = Fold(scenario.windows, scenario.lateness)
+    reported: dict[WinId, WindowResult] = {}
+    closed_before: set[WinId] = set()
+    arrivals = iter(scenario.events)
+
+    def check(state: DictState, outcome: Outcome) -> None:
+        nonlocal closed_before
+        event = next(arrivals)
+        late = fold.add(event.key, event.ts_ms, event.values)
+        assert not outcome.duplicate
+        assert outcome.late == late
+        assert outcome.watermark == fold.watermark
+        closed_now = fold.closed()
+        newly = closed_now - closed_before
+        closed_before = closed_now
+        assert sorted(wid(r) for r in outcome.closed) == sorted(newly)
+        for result in outcome.closed:
+            assert wid(result) not in reported, "a window was reported closed twice"
+            reported[wid(result)] = result
+            assert result.final
+            assert result.end_ms == fold.end(wid(result))
+            assert result.result == expected_result(fold.contents[wid(result)])
+        # Closed results are stored exactly until the watermark reaches end + retention.
+        stored = state.stored_closed()
+        assert set(stored) == fold.retained(scenario.retention)
+        for w, body in stored.items():
+            assert body == reported[w].as_json()
+
+    state, processor, outcomes = run(scenario, restarts, check)
+    assert next(arrivals, None) is None
+
+    # Final state: totals over every event, the windows that are still open, and the
+    # closed ones, which between them are every window the fold has.
+    assert totals_of(state) == {k: expected_result(rows) for k, rows in fold.totals.items()}
+    open_windows = open_of(state, processor)
+    assert set(open_windows).isdisjoint(reported)
+    assert set(open_windows) | set(reported) == set(fold.contents)
+    assert set(reported) == fold.closed()
+    for w, result in open_windows.items():
+        assert result == expected_result(fold.contents[w])
+    for w, closed in reported.items():
+        assert closed.result == expected_result(fold.contents[w])
+    return state, outcomes
+
+
+# --- strategies ----------------------------------------------------------------------
+
+Y2015 = int(datetime(2015, 1, 1, tzinfo=UTC).timestamp()) * 1000
+
+VALUES = st.one_of(
+    st.none(),
+    st.integers(-50, 50).map(float),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.1, 0.2, 0.3, 1e15, -1e15, 1e-9, -0.0]),
+)
+
+
+@st.composite
+def window_defs(draw: st.DrawFn) -> tuple[str, int, int]:
+    size = draw(st.integers(1, 40))
+    step = draw(st.integers(1, size))  # tumbling when equal; often not a divisor of size
+    return (f"{size}/{step}", size, step)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, max_events: int = 30) -> Scenario:
+    windows = draw(st.lists(window_defs(), min_size=1, max_size=3, unique_by=lambda w: w[0]))
+    base = draw(st.sampled_from([0, -100, Y2015]))
+    n = draw(st.integers(0, max_events))
+    events = tuple(
+        Event(
+            key=draw(st.sampled_from("abc")),
+            ts_ms=base + draw(st.integers(0, 120)),
+            values=(draw(VALUES), draw(VALUES)),
+            fields={},
+        )
+        for _ in range(n)
+    )
+    gaps = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+    first = draw(st.integers(0, 5))
+    offsets = tuple(first + sum(gaps[: i + 1]) for i in range(n))
+    return Scenario(
+        windows=tuple(windows),
+        lateness=draw(st.integers(0, 30)),
+        retention=draw(st.integers(0, 60)),
+        events=events,
+        offsets=offsets,
+    )
+
+
+# --- 1. the fold ---------------------------------------------------------------------
+
+
+@settings(deadline=None, max_examples=150)
+@given(scenario=scenarios())
+def test_processing_equals_the_fold(scenario: Scenario) -> None:
+    check_against_fold(scenario)
+
+
+# --- 2. restarts ---------------------------------------------------------------------
+
+
+@settings(deadline=None, max_examples=100)
+@given(scenario=scenarios(), data=st.data())
+def test_a_restart_anywhere_changes_nothing(scenario: Scenario, data: st.DataObject) -> None:
+    n = len(scenario.events)
+    restarts = frozenset(data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=4)))
+    state, outcomes = check_against_fold(scenario, restarts)
+    whole_state, _, whole_outcomes = run(scenario)
+    assert outcomes == whole_outcomes
+    assert state.snapshot() == whole_state.snapshot()
+
+
+def test_a_restart_rebuilds_the_open_windows_and_closes_them() -> None:
+    # Windows opened before the restart must still close (and expire) after it.
+    scenario = Scenario(
+        windows=(("10/10", 10, 10), ("25/10", 25, 10)),
+        lateness=0,
+        retention=5,
+        events=tuple(
+            Event(key, ts, (v, None), {})
+            for key, ts, v in [("a", 3, 1.0), ("b", 8, 2.0), ("a", 12, 4.0), ("b", 100, 8.0)]
+        ),
+        offsets=(0, 1, 2, 3),
+    )
+    for point in range(5):
+        state, _ = check_against_fold(scenario, frozenset({point}))
+        assert state.stored_closed() == {}  # all closed at 100, all expired (end + 5 <= 100)
+
+
+# --- 3. fences -----------------------------------------------------------------------
+
+
+@settings(deadline=None, max_examples=100)
+@given(scenario=scenarios(), data=st.data())
+def test_redelivery_is_a_no_op(scenario: Scenario, data: st.DataObject) -> None:
+    n = len(scenario.events)
+    done = data.draw(st.integers(0, n), label="processed")
+    again = data.draw(st.integers(0, done), label="redelivered from")
+    restart = data.draw(st.booleans(), label="restart before redelivery")
+    whole_state, _, whole_outcomes = run(scenario)
+
+    state = DictState()
+    processor = PartitionProcessor(scenario.config, state)
+    pairs = list(zip(scenario.events, scenario.offsets, strict=True))
+    outcomes = [processor.process(event, offset) for event, offset in pairs[:done]]
+    assert outcomes == whole_outcomes[:done]
+
+    before = state.snapshot()
+    if restart:
+        processor = PartitionProcessor(scenario.config, state)
+    watermark = processor.watermark
+    for event, offset in pairs[again:done]:
+        outcome = processor.process(event, offset)
+        assert outcome == Outcome(duplicate=True, late=False, watermark=watermark, closed=[])
+    assert state.snapshot() == before
+
+    rest = [processor.process(event, offset) for event, offset in pairs[done:]]
+    assert rest == whole_outcomes[done:]
+    assert state.snapshot() == whole_state.snapshot()
+
+
+# --- 4. retention --------------------------------------------------------------------
+
+
+def test_retention_runs_on_the_watermark_not_the_wall_clock() -> None:
+    hour, day = 3_600_000, 86_400_000
+    config = AggregationConfig(
+        value_names=VALUE_NAMES,
+        metrics=METRICS,
+        windows=(WindowDef("1h", hour, hour),),
+        lateness_ms=0,
+        retention_ms=day,
+    )
+    state = DictState()
+    processor = PartitionProcessor(config, state)
+    first = Y2015 + 10 * 60_000  # 2015-01-01T00:10Z, years in the past
+
+    def send(key: str, ts: int, offset: int) -> Outcome:
+        return processor.process(Event(key, ts, (1.0, None), {}), offset)
+
+    assert send("a", first, 0).closed == []
+    assert state.stored_closed() == {}
+    closing = send("b", Y2015 + hour, 1)  # the watermark reaches the first window's end
+    assert [wid(r) for r in closing.closed] == [("a", "1h", Y2015)]
+    stored = state.stored_closed()
+    assert set(stored) == {("a", "1h", Y2015)}
+    assert stored["a", "1h", Y2015]["count"] == 1
+    assert stored["a", "1h", Y2015]["final"] is True
+
+    # One millisecond short of end + retention: still kept, however old it is.
+    send("b", Y2015 + hour + day - 1, 2)
+    assert set(state.stored_closed()) == {("a", "1h", Y2015), ("b", "1h", Y2015 + hour)}
+    processor = PartitionProcessor(config, state)  # and across a restart
+    assert set(state.stored_closed()) == {("a", "1h", Y2015), ("b", "1h", Y2015 + hour)}
+    # Exactly end + retention: gone, and the later windows are not.
+    send("c", Y2015 + hour + day, 3)
+    assert set(state.stored_closed()) == {("b", "1h", Y2015 + hour), ("b", "1h", Y2015 + day)}
+    send("c", Y2015 + 2 * hour + day, 4)
+    assert set(state.stored_closed()) == {("b", "1h", Y2015 + day), ("c", "1h", Y2015 + hour + day)}
+    # The keys' totals are never expired.
+    assert state.get_key("a") is not None
+    assert state.get_key("a").totals.count == 1  # type: ignore[union-attr]
+
+
+# --- 5. late events ------------------------------------------------------------------
+
+
+def test_late_events_count_in_totals_and_in_no_window() -> None:
+    scenario = Scenario(
+        windows=(("10/10", 10, 10), ("20/5", 20, 5)),
+        lateness=5,
+        retention=1000,
+        events=tuple(
+            Event(key, ts, values, {})
+            for key, ts, values in [
+                ("a", 100, (1.0, 2.0)),
+                ("a", 96, (3.0, None)),  # watermark 95: not late
+                ("a", 94, (5.0, None)),  # behind 95: late, though [90, 100) is still open
+                ("b", 50, (7.0, 1.5)),  # a late key that has no window at all
+                ("a", 95, (None, None)),  # exactly the watermark: not late
+            ]
+        ),
+        offsets=(10, 11, 12, 13, 14),
+    )
+    state, outcomes = check_against_fold(scenario)
+    assert [o.late for o in outcomes] == [False, False, True, True, False]
+    assert all(o.watermark == 95 for o in outcomes)
+    processor = PartitionProcessor(scenario.config, state)
+    a, b = state.get_key("a"), state.get_key("b")
+    assert a is not None
+    assert b is not None
+    assert a.totals.result(VALUE_NAMES, ("count", "sum")) == {
+        "count": 4,
+        "values": {"x": {"sum": 9.0}, "y": {"sum": 2.0}},
+    }
+    assert b.totals.result(VALUE_NAMES, ("count",)) == {"count": 1}
+    assert list(processor.open_windows("b", b)) == []
+    windows = {wid(r): r.result["count"] for r in processor.open_windows("a", a)}
+    assert windows[("a", "10/10", 90)] == 2  # 96 and 95, not 94
+    assert windows[("a", "10/10", 100)] == 1
+    assert not any(outcome.closed for outcome in outcomes)

@@ -44,7 +44,7 @@ class PipelineStats:
 
 def expected_partition(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class Pipeline:
@@ -67,16 +67,21 @@ class Pipeline:
         )
         self.stats = PipelineStats()
         self.processors: dict[int, PartitionProcessor] = {}
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.input = app.topic(self.names.input_topic, partitions=partitions, **raw)
-        self.dead_letter = app.topic(self.names.dead_letter_topic, **raw)
-        self.late = app.topic(self.names.late_topic, **raw)
-        self.results = app.topic(self.names.results_topic, **raw)
+        self.input = self._raw_topic(self.names.input_topic)
+        self.dead_letter = self._raw_topic(self.names.dead_letter_topic)
+        self.late = self._raw_topic(self.names.late_topic)
+        self.results = self._raw_topic(self.names.results_topic)
         self.keys = self._table("keys", settings, "per key: fence offset, totals, open windows")
         self.closed = self._table("closed", settings, "closed windows kept for the retention")
         self.meta = self._table("meta", settings, "per partition: watermark, closed buckets")
         app.agent(self.input, name=f"{self.names.prefix}.aggregate")(self.aggregate)
         app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _raw_topic(self, name: str) -> Any:
+        """Bytes in and out: kappa decodes and validates records itself."""
+        return self.app.topic(
+            name, partitions=self.partitions, key_serializer="raw", value_serializer="raw"
+        )
 
     def _table(self, name: str, settings: KappaSettings, help_text: str) -> Any:
         return self.app.Table(
@@ -94,7 +99,8 @@ class Pipeline:
             },
         )
 
-    async def _on_revoked(self, app: faust.App, revoked: Any, **_: Any) -> None:
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (revoked,) = args
         for tp in revoked:
             if tp.topic == self.names.input_topic:
                 self.processors.pop(tp.partition, None)
@@ -106,7 +112,7 @@ class Pipeline:
             processor = self.processors[partition] = PartitionProcessor(self.config, state)
         return processor
 
-    async def aggregate(self, stream: faust.StreamT) -> None:
+    async def aggregate(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             await self._handle(message)

@@ -58,8 +58,10 @@ def kafka_start() -> None:
     except KappaError as exc:
         _fail(exc)
     for node in nodes:
-        click.echo(f"kafka node {node.node_id} running: pid {node.pid}, "
-                   f"127.0.0.1:{node.port}, log {node.log_file}")
+        click.echo(
+            f"kafka node {node.node_id} running: pid {node.pid}, "
+            f"127.0.0.1:{node.port}, log {node.log_file}"
+        )
     click.echo(f"bootstrap servers: {settings.bootstrap}")
 
 
@@ -113,15 +115,30 @@ def worker() -> None:
 # -- replay -----------------------------------------------------------------------------
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]),
-              help="Override the format detected from the file suffix.")
-@click.option("--order-by-time", is_flag=True,
-              help="Produce in event-time order (external sort: bounded memory, temp files).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
-              help="Limit to this many events per second.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    help="Override the format detected from the file suffix.",
+)
+@click.option(
+    "--order-by-time",
+    is_flag=True,
+    help="Produce in event-time order (external sort: bounded memory, temp files).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Limit to this many events per second.",
+)
 @click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
-def replay(files: tuple[Path, ...], fmt: str | None, order_by_time: bool,
-           rate: float | None, replay_id: str | None) -> None:
+def replay(
+    files: tuple[Path, ...],
+    fmt: str | None,
+    order_by_time: bool,
+    rate: float | None,
+    replay_id: str | None,
+) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
 
     Every file is checked before anything is produced. Good rows go to the input topic,
@@ -136,8 +153,13 @@ def replay(files: tuple[Path, ...], fmt: str | None, order_by_time: bool,
     settings = _settings()
     try:
         spec = load_spec(settings.pipeline)
-        options = ReplayOptions(files=list(files), fmt=cast(Format | None, fmt),
-                                order_by_time=order_by_time, rate=rate, replay_id=replay_id)
+        options = ReplayOptions(
+            files=list(files),
+            fmt=cast(Format | None, fmt),
+            order_by_time=order_by_time,
+            rate=rate,
+            replay_id=replay_id,
+        )
         report = asyncio.run(run_replay(settings, spec, options, RichProgress()))
     except KappaError as exc:
         _fail(exc)
@@ -173,19 +195,40 @@ def status(url: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--events", default=10_000, show_default=True, type=click.IntRange(min=0),
-              help="How many events.")
-@click.option("--keys", default=200, show_default=True, type=click.IntRange(min=1),
-              help="How many distinct customers.")
-@click.option("--days", default=3.0, show_default=True, type=click.FloatRange(min=0),
-              help="Event-time span.")
-@click.option("--disorder", default="5m", show_default=True,
-              help="How far out of order events may be (keep it under the lateness).")
-@click.option("--bad-every", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Insert a bad row after every N good ones (0: none).")
+@click.option(
+    "--events",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many events.",
+)
+@click.option(
+    "--keys",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many distinct customers.",
+)
+@click.option(
+    "--days", default=3.0, show_default=True, type=click.FloatRange(min=0), help="Event-time span."
+)
+@click.option(
+    "--disorder",
+    default="5m",
+    show_default=True,
+    help="How far out of order events may be (keep it under the lateness).",
+)
+@click.option(
+    "--bad-every",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Insert a bad row after every N good ones (0: none).",
+)
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
-def generate(out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int,
-             seed: int) -> None:
+def generate(
+    out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int, seed: int
+) -> None:
     """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
     from app.datagen import DatasetShape, generate, with_bad_rows, write
     from app.durations import parse_duration
@@ -194,8 +237,9 @@ def generate(out: Path, events: int, keys: int, days: float, disorder: str, bad_
         disorder_ms = parse_duration(disorder)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--disorder") from None
-    shape = DatasetShape(events=events, keys=keys, span_ms=int(days * 86_400_000),
-                         disorder_ms=disorder_ms, seed=seed)
+    shape = DatasetShape(
+        events=events, keys=keys, span_ms=int(days * 86_400_000), disorder_ms=disorder_ms, seed=seed
+    )
     try:
         written = write(with_bad_rows(generate(shape), bad_every), out)
     except ValueError as exc:

@@ -55,29 +55,50 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
     spec_path = demo_dir / "pipeline.toml"
     spec = _demo_spec(run, spec_path)
     port = _free_port()
-    worker_env = {**env, "KAPPA_PIPELINE": str(spec_path), "KAPPA_WEB_PORT": str(port),
-                  "KAPPA_BOOTSTRAP_SERVERS": settings.bootstrap,
-                  "KAPPA_HOME": str(settings.home / "demo")}
+    worker_env = {
+        **env,
+        "KAPPA_PIPELINE": str(spec_path),
+        "KAPPA_WEB_PORT": str(port),
+        "KAPPA_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "KAPPA_HOME": str(settings.home / "demo"),
+    }
     log_path = demo_dir / "worker.log"
-    console.print(f"[bold]2.[/] starting a worker for pipeline {spec.name} "
-                  f"(HTTP API on 127.0.0.1:{port}, log {log_path})")
+    console.print(
+        f"[bold]2.[/] starting a worker for pipeline {spec.name} "
+        f"(HTTP API on 127.0.0.1:{port}, log {log_path})"
+    )
     with log_path.open("ab") as log:
-        worker = subprocess.Popen([python, "-m", "app.cli", "worker"], env=worker_env,
-                                  stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            [python, "-m", "app.cli", "worker"],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: bool(_get(base, "/api/status")["partitions_owned"]), worker, log_path,
-              "the worker to join its consumer group")
+        _wait(
+            lambda: bool(_get(base, "/api/status")["partitions_owned"]),
+            worker,
+            log_path,
+            "the worker to join its consumer group",
+        )
         console.print(f"[bold]3.[/] replaying {EXAMPLE_HISTORY}")
-        report = asyncio.run(replay(settings.model_copy(), spec,
-                                    ReplayOptions(files=[EXAMPLE_HISTORY]), RichProgress()))
+        report = asyncio.run(
+            replay(
+                settings.model_copy(), spec, ReplayOptions(files=[EXAMPLE_HISTORY]), RichProgress()
+            )
+        )
         print_replay_report(report)
         live = list(_live_events())
         console.print(f"[bold]4.[/] producing {len(live):,} live events after the history")
         asyncio.run(_produce(settings.bootstrap, spec.input_topic, live))
-        _wait(lambda: _caught_up(base, report.replay_id, len(live) + report.produced), worker,
-              log_path, "the worker to process every event")
+        _wait(
+            lambda: _caught_up(base, report.replay_id, len(live) + report.produced),
+            worker,
+            log_path,
+            "the worker to process every event",
+        )
         _show(base, spec, live)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -114,16 +135,19 @@ def _wait(check: Any, worker: subprocess.Popen[bytes], log_path: Path, what: str
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            raise KappaError(f"the worker exited while waiting for {what}:\n{log_tail(log_path)}",
-                             hint=f"read {log_path}")
+            raise KappaError(
+                f"the worker exited while waiting for {what}:\n{log_tail(log_path)}",
+                hint=f"read {log_path}",
+            )
         try:
             if check():
                 return
         except OSError:
             pass
         time.sleep(0.5)
-    raise KappaError(f"timed out waiting for {what}:\n{log_tail(log_path)}",
-                     hint=f"read {log_path}")
+    raise KappaError(
+        f"timed out waiting for {what}:\n{log_tail(log_path)}", hint=f"read {log_path}"
+    )
 
 
 def _caught_up(base: str, replay_id: str, total: int) -> bool:
@@ -142,8 +166,13 @@ def _history_events() -> Iterator[dict[str, Any]]:
 
 def _live_events() -> Iterator[dict[str, Any]]:
     """Live events pick up where the history ends."""
-    shape = DatasetShape(events=LIVE_EVENTS, keys=300, seed=99,
-                         start=DatasetShape().start + timedelta(days=3), span_ms=3_600_000)
+    shape = DatasetShape(
+        events=LIVE_EVENTS,
+        keys=300,
+        seed=99,
+        start=DatasetShape().start + timedelta(days=3),
+        span_ms=3_600_000,
+    )
     yield from generate(shape)
 
 
@@ -152,8 +181,7 @@ async def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> 
     await producer.start()
     try:
         for event in events:
-            await producer.send(topic, key=event["customer_id"].encode(),
-                                value=orjson.dumps(event))
+            await producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
         await producer.flush()
     finally:
         await producer.stop()
@@ -189,30 +217,53 @@ def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
             break
         after = page["next"]
     totals = {key: _get(base, f"/api/keys/{key}")["totals"] for key in keys}
-    table = Table("customer", "orders", "amount sum", "amount mean", "amount max",
-                  title="top 10 customers by amount (per-key totals from the worker)")
+    table = Table(
+        "customer",
+        "orders",
+        "amount sum",
+        "amount mean",
+        "amount max",
+        title="top 10 customers by amount (per-key totals from the worker)",
+    )
     ranked = sorted(totals.items(), key=lambda kv: -(kv[1]["values"]["amount"]["sum"] or 0))
     for key, result in ranked[:10]:
         amount = result["values"]["amount"]
-        table.add_row(key, f"{result['count']:,}", f"{amount['sum']:,.2f}",
-                      f"{amount['mean']:,.2f}", f"{amount['max']:,.2f}")
+        table.add_row(
+            key,
+            f"{result['count']:,}",
+            f"{amount['sum']:,.2f}",
+            f"{amount['mean']:,.2f}",
+            f"{amount['max']:,.2f}",
+        )
     console.print(table)
     top = ranked[0][0]
     windows = _get(base, f"/api/keys/{top}/windows?window=1h")["windows"][-5:]
-    hourly = Table("window start (ms)", "final", "orders", "amount sum",
-                   title=f"{top}: last 5 hourly windows")
+    hourly = Table(
+        "window start (ms)", "final", "orders", "amount sum", title=f"{top}: last 5 hourly windows"
+    )
     for window in windows:
-        hourly.add_row(str(window["start_ms"]), str(window["final"]), str(window["count"]),
-                       f"{window['values']['amount']['sum'] or 0:,.2f}")
+        hourly.add_row(
+            str(window["start_ms"]),
+            str(window["final"]),
+            str(window["count"]),
+            f"{window['values']['amount']['sum'] or 0:,.2f}",
+        )
     console.print(hourly)
     status = _get(base, "/api/status")
-    console.print(f"late events: {status['counts']['late_events']}, dead letters: "
-                  f"{status['counts']['dead_letters']}, watermarks: {status['watermarks']}")
+    console.print(
+        f"late events: {status['counts']['late_events']}, dead letters: "
+        f"{status['counts']['dead_letters']}, watermarks: {status['watermarks']}"
+    )
     got = {key: (r["count"], r["values"]["amount"]["sum"] or 0.0) for key, r in totals.items()}
     if got == expected:
-        console.print(f"[green]✓[/] the worker's totals for all {len(got)} customers equal a "
-                      "batch fold over the same events")
+        console.print(
+            f"[green]✓[/] the worker's totals for all {len(got)} customers equal a "
+            "batch fold over the same events"
+        )
     else:
         wrong = sorted(k for k in expected.keys() | got.keys() if got.get(k) != expected.get(k))
-        raise KappaError(f"the worker's totals differ from the batch fold for {len(wrong)} "
-                         f"customers, e.g. {wrong[:5]}", hint="this is a bug; please report it")
+        raise KappaError(
+            f"the worker's totals differ from the batch fold for {len(wrong)} "
+            f"customers, e.g. {wrong[:5]}",
+            hint="this is a bug; please report it",
+        )

@@ -73,16 +73,23 @@ def print_replay_report(report: ReplayReport) -> None:
 def print_status(body: dict[str, Any]) -> None:
     out = Console()
     pipeline = body["pipeline"]
-    out.print(f"worker [bold]{body['worker']}[/] running {pipeline['name']} "
-              f"v{pipeline['version']} (up {body['uptime_s']}s)")
+    out.print(
+        f"worker [bold]{body['worker']}[/] running {pipeline['name']} "
+        f"v{pipeline['version']} (up {body['uptime_s']}s)"
+    )
     out.print(f"partitions owned: {body['partitions_owned']} of {body['partitions']}")
     table = Table("partition", "watermark (ms)", "processed offset")
     for partition in sorted({*body["watermarks"], *body["processed_offsets"]}, key=int):
-        table.add_row(partition, str(body["watermarks"].get(partition)),
-                      str(body["processed_offsets"].get(partition)))
+        table.add_row(
+            partition,
+            str(body["watermarks"].get(partition)),
+            str(body["processed_offsets"].get(partition)),
+        )
     out.print(table)
     for replay in body["replays"]:
         done = "processed" if replay["processed_by_this_worker"] else "in progress"
-        out.print(f"replay {replay['id']}: {replay['state']}, {replay['produced']:,} events, "
-                  f"{replay['bad_rows']:,} bad rows; {done} by this worker")
+        out.print(
+            f"replay {replay['id']}: {replay['state']}, {replay['produced']:,} events, "
+            f"{replay['bad_rows']:,} bad rows; {done} by this worker"
+        )
     out.print("counts: " + ", ".join(f"{k}={v:,}" for k, v in body["counts"].items()))

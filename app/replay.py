@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -69,7 +69,7 @@ class ReplayOptions:
     replay_id: str | None = None
 
 
-class Progress:
+class Progress(Protocol):
     """What the progress bar is told; the CLI passes a rich implementation."""
 
     def start(self, total_bytes: int) -> None: ...
@@ -94,13 +94,16 @@ def open_all(spec: PipelineSpec, options: ReplayOptions) -> list[HistoryFile]:
     """Open (and so validate) every file before anything is produced."""
     required = [*spec.key, spec.time_field]
     try:
-        return [open_history(path, required_fields=required, fmt=options.fmt)
-                for path in options.files]
+        return [
+            open_history(path, required_fields=required, fmt=options.fmt) for path in options.files
+        ]
     except HistoryError as exc:
         from app.errors import ReplayError
 
-        raise ReplayError(str(exc), hint="nothing was produced; fix the file or the "
-                          "pipeline spec and run the replay again") from None
+        raise ReplayError(
+            str(exc),
+            hint="nothing was produced; fix the file or the pipeline spec and run the replay again",
+        ) from None
 
 
 async def replay(
@@ -113,8 +116,8 @@ async def replay(
     names = PipelineNames(spec)
     await ensure_topics(settings, names)
     report = ReplayReport(
-        replay_id=options.replay_id or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-"
-        f"{uuid.uuid4().hex[:6]}",
+        replay_id=options.replay_id
+        or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         files=[str(path) for path in options.files],
     )
     producer = AIOKafkaProducer(
@@ -122,7 +125,6 @@ async def replay(
         acks="all",
         linger_ms=20,
         max_batch_size=512 * 1024,
-        compression_type="lz4" if _has_lz4() else None,
         enable_idempotence=True,
     )
     await producer.start()
@@ -146,14 +148,6 @@ async def replay(
     return report
 
 
-def _has_lz4() -> bool:
-    try:
-        import lz4  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 async def _produce_all(
     producer: AIOKafkaProducer,
     names: PipelineNames,
@@ -173,8 +167,9 @@ async def _produce_all(
         """(event time, [key, fields]) for good rows; bad rows are reported on the way."""
         for row in history.rows():
             if row.fields is None:
-                bad.append((history, row.row_number, row.error or "bad_row", row.detail or "",
-                            row.raw))
+                bad.append(
+                    (history, row.row_number, row.error or "bad_row", row.detail or "", row.raw)
+                )
                 continue
             try:
                 event = parser.parse_fields(row.fields)
@@ -267,4 +262,3 @@ async def _control(
     await producer.send_and_wait(
         names.control_topic, key=report.replay_id.encode(), value=orjson.dumps(value)
     )
-

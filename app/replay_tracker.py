@@ -22,14 +22,14 @@ from app.settings import KappaSettings
 log = logging.getLogger(__name__)
 
 
-class ReplayTracker(Service):  # type: ignore[misc]
+class ReplayTracker(Service):
     def __init__(self, settings: KappaSettings, names: PipelineNames, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.topic = names.control_topic
         self.replays: dict[str, dict[str, Any]] = {}
 
-    @Service.task  # type: ignore[untyped-decorator]
+    @Service.task
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(
             **client_options(self.settings), enable_auto_commit=False, group_id=None

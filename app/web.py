@@ -79,14 +79,18 @@ def register_views(
     def unknown_key(view: View, key: str) -> Response:
         partition = expected_partition(key, pipeline.partitions)
         owned = partition in owned_partitions()
-        reason = "unknown key" if owned else (
-            f"key {key!r} lives on partition {partition}, which another worker owns; "
-            "ask that worker (see `kappa status`)"
+        reason = (
+            "unknown key"
+            if owned
+            else (
+                f"key {key!r} lives on partition {partition}, which another worker owns; "
+                "ask that worker (see `kappa status`)"
+            )
         )
         return view.error(404, reason, key=key, partition=partition)
 
     @app.page("/api/keys/{key}")
-    class KeyTotals(View):  # type: ignore[misc]
+    class KeyTotals(View):
         async def get(self, request: Request, key: str) -> Response:
             record = key_record(key)
             if record is None:
@@ -100,7 +104,7 @@ def register_views(
             )
 
     @app.page("/api/keys/{key}/windows")
-    class KeyWindows(View):  # type: ignore[misc]
+    class KeyWindows(View):
         """A key's windows whose start lies in [from, to): open ones and closed ones that
         are still retained. Without from/to: the retention period up to the watermark."""
 
@@ -116,8 +120,9 @@ def register_views(
                 windows = [w for w in spec.windows if name in (None, w.name)]
                 if not windows:
                     known = ", ".join(w.name for w in spec.windows) or "none"
-                    raise BadParameter(f"window={name!r} is not one of this pipeline's windows"
-                                       f" ({known})")
+                    raise BadParameter(
+                        f"window={name!r} is not one of this pipeline's windows ({known})"
+                    )
                 largest = max(w.size_ms for w in windows)
                 end = _time_param(request, "to", watermark + spec.lateness_ms + largest)
                 start = _time_param(request, "from", end - spec.retention_ms - 2 * largest)
@@ -125,8 +130,10 @@ def register_views(
                     raise BadParameter("`to` must be after `from`")
                 for window in windows:
                     if (end - start) // window.step_ms > MAX_WINDOWS:
-                        raise BadParameter(f"from..to spans more than {MAX_WINDOWS} "
-                                           f"{window.name} windows; narrow the range")
+                        raise BadParameter(
+                            f"from..to spans more than {MAX_WINDOWS} "
+                            f"{window.name} windows; narrow the range"
+                        )
             except BadParameter as exc:
                 return self.error(400, str(exc))
             results = {
@@ -143,12 +150,15 @@ def register_views(
                     if closed is not None:
                         results[(window.name, s)] = closed
             ordered = [results[k] for k in sorted(results)]
-            return self.json({"key": key, "windows": [
-                r.as_json() if isinstance(r, WindowResult) else r for r in ordered
-            ]})
+            return self.json(
+                {
+                    "key": key,
+                    "windows": [r.as_json() if isinstance(r, WindowResult) else r for r in ordered],
+                }
+            )
 
     @app.page("/api/keys")
-    class Keys(View):  # type: ignore[misc]
+    class Keys(View):
         async def get(self, request: Request) -> Response:
             try:
                 limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
@@ -157,12 +167,10 @@ def register_views(
             after = request.query.get("after", "")
             keys = sorted(k for k in pipeline.keys if k > after)
             page = keys[:limit]
-            return self.json(
-                {"keys": page, "next": page[-1] if len(keys) > limit else None}
-            )
+            return self.json({"keys": page, "next": page[-1] if len(keys) > limit else None})
 
     @app.page("/api/status")
-    class Status(View):  # type: ignore[misc]
+    class Status(View):
         async def get(self, request: Request) -> Response:
             return self.json(await status(app, pipeline, tracker, settings, owned_partitions()))
 
@@ -192,9 +200,7 @@ async def status(
         "uptime_s": round(time.time() - pipeline.stats.started, 1),
         "partitions": pipeline.partitions,
         "partitions_owned": sorted(owned),
-        "watermarks": {
-            str(p): proc.watermark for p, proc in sorted(pipeline.processors.items())
-        },
+        "watermarks": {str(p): proc.watermark for p, proc in sorted(pipeline.processors.items())},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "replays": tracker.status(processed, owned),
         "counts": {

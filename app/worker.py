@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from typing import Any, cast
 
 import faust
 
@@ -48,7 +49,9 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     )
     pipeline = Pipeline(app, spec, settings, partitions)
     tracker = ReplayTracker(settings, names)
-    app.service(tracker)
+    # Faust types this for a Service class, but it starts instances too
+    # (App.on_init_extra_service accepts either).
+    app.service(cast(Any, tracker))
     register_views(app, pipeline, tracker, settings)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).

@@ -167,9 +167,7 @@ class LocalKafka:
     def _write_config(self, node: int) -> Path:
         directory = self.node_dir(node)
         (directory / "data").mkdir(parents=True, exist_ok=True)
-        voters = ",".join(
-            f"{i}@{LOCAL_HOST}:{self.controller_port(i)}" for i in range(self.nodes)
-        )
+        voters = ",".join(f"{i}@{LOCAL_HOST}:{self.controller_port(i)}" for i in range(self.nodes))
         replication = min(3, self.nodes)
         min_isr = 2 if self.nodes >= 3 else 1
         settings = {
@@ -212,8 +210,18 @@ class LocalKafka:
         if (self.node_dir(node) / "data" / "meta.properties").exists():
             return
         proc = subprocess.run(
-            [java, "-cp", f"{libs.resolve()}/*", "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(props.resolve()), "--ignore-formatted"],
+            [
+                java,
+                "-cp",
+                f"{libs.resolve()}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props.resolve()),
+                "--ignore-formatted",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -229,9 +237,17 @@ class LocalKafka:
         heap = self.settings.kafka_heap
         with self.log_file(node).open("ab") as out:
             proc = subprocess.Popen(
-                [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
-                 f"-Dlog4j.configuration=file:{(directory / 'log4j.properties').resolve()}",
-                 "-cp", f"{libs.resolve()}/*", "kafka.Kafka", str(props.resolve())],
+                [
+                    java,
+                    f"-Xmx{heap}",
+                    f"-Xms{heap}",
+                    "-XX:+UseG1GC",
+                    f"-Dlog4j.configuration=file:{(directory / 'log4j.properties').resolve()}",
+                    "-cp",
+                    f"{libs.resolve()}/*",
+                    "kafka.Kafka",
+                    str(props.resolve()),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

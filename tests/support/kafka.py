@@ -20,8 +20,9 @@ async def produce_events(
     sent = 0
     try:
         for event in events:
-            await producer.send(topic, key=str(event[key_field]).encode(),
-                                value=orjson.dumps(event))
+            await producer.send(
+                topic, key=str(event[key_field]).encode(), value=orjson.dumps(event)
+            )
             sent += 1
         await producer.flush()
     finally:
@@ -51,6 +52,7 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[Any] = []
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in tps])
 

@@ -19,7 +19,7 @@ Policy:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,19 +91,18 @@ class WindowResult:
 
 @dataclass(slots=True)
 class Progress:
-    """A partition's progress: maximum event time and last offset processed."""
+    """A partition's progress: its maximum event time and its closed, retained windows."""
 
     max_event_ms: int | None = None
-    offset: int = -1
     closed_buckets: list[str] = field(default_factory=list)
 
     def to_state(self) -> list[Any]:
-        return [self.max_event_ms, self.offset, self.closed_buckets]
+        return [self.max_event_ms, self.closed_buckets]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> Progress:
-        max_event_ms, offset, closed = state
-        return cls(max_event_ms=max_event_ms, offset=int(offset), closed_buckets=list(closed))
+        max_event_ms, closed = state
+        return cls(max_event_ms=max_event_ms, closed_buckets=list(closed))
 
 
 class PartitionState(Protocol):
@@ -135,6 +134,28 @@ class AggregationConfig:
                 return window
         raise KeyError(name)
 
+    def watermark(self, progress: Progress) -> int | None:
+        if progress.max_event_ms is None:
+            return None
+        return progress.max_event_ms - self.lateness_ms
+
+    def result(
+        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
+    ) -> WindowResult:
+        return WindowResult(
+            key=key,
+            window=window.name,
+            start_ms=start,
+            end_ms=window_end(start, window),
+            final=final,
+            result=agg.result(self.value_names, self.metrics),
+        )
+
+    def open_windows(self, key: str, record: KeyRecord) -> Iterator[WindowResult]:
+        for bucket, agg in record.windows.items():
+            name, start = parse_bucket_id(bucket)
+            yield self.result(key, self.window(name), start, agg, False)
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -162,9 +183,7 @@ class PartitionProcessor:
 
     @property
     def watermark(self) -> int | None:
-        if self.progress.max_event_ms is None:
-            return None
-        return self.progress.max_event_ms - self.config.lateness_ms
+        return self.config.watermark(self.progress)
 
     def process(self, event: Event, offset: int) -> Outcome:
         outcome = Outcome()
@@ -176,7 +195,6 @@ class PartitionProcessor:
             outcome.late = is_late(event.ts_ms, before)
             self._apply(event, offset, record, outcome.late)
         progress = self.progress
-        progress.offset = max(progress.offset, offset)
         if progress.max_event_ms is None or event.ts_ms > progress.max_event_ms:
             progress.max_event_ms = event.ts_ms
             after = self.watermark
@@ -217,7 +235,9 @@ class PartitionProcessor:
                     record = self.state.get_key(key)
                     if record is None or bucket not in record.windows:
                         continue
-                    result = self.result(key, window, start, record.windows.pop(bucket), True)
+                    result = self.config.result(
+                        key, window, start, record.windows.pop(bucket), True
+                    )
                     self.state.put_closed(result)
                     self.state.put_key(key, record)
                     closed.append(result)
@@ -252,20 +272,3 @@ class PartitionProcessor:
             expired_count += 1
         del buckets[:expired_count]
         return expired_count > 0
-
-    def result(
-        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
-    ) -> WindowResult:
-        return WindowResult(
-            key=key,
-            window=window.name,
-            start_ms=start,
-            end_ms=window_end(start, window),
-            final=final,
-            result=agg.result(self.config.value_names, self.config.metrics),
-        )
-
-    def open_windows(self, key: str, record: KeyRecord) -> Iterable[WindowResult]:
-        for bucket, agg in record.windows.items():
-            name, start = parse_bucket_id(bucket)
-            yield self.result(key, self.config.window(name), start, agg, False)

@@ -105,12 +105,26 @@ class Pipeline:
             if tp.topic == self.names.input_topic:
                 self.processors.pop(tp.partition, None)
 
+    def _state(self, partition: int) -> TablePartitionState:
+        return TablePartitionState(self.keys, self.closed, self.meta, partition)
+
     def processor(self, partition: int) -> PartitionProcessor:
+        """The partition's processor; only the agent creates them, while it owns the
+        partition, so a query can never build one from a stale or foreign store."""
         processor = self.processors.get(partition)
         if processor is None:
-            state = TablePartitionState(self.keys, self.closed, self.meta, partition)
-            processor = self.processors[partition] = PartitionProcessor(self.config, state)
+            processor = self.processors[partition] = PartitionProcessor(
+                self.config, self._state(partition)
+            )
         return processor
+
+    def watermark(self, partition: int) -> int | None:
+        """For queries: the running processor's watermark, or the stored one."""
+        processor = self.processors.get(partition)
+        if processor is not None:
+            return processor.watermark
+        progress = self._state(partition).get_progress()
+        return None if progress is None else self.config.watermark(progress)
 
     async def aggregate(self, stream: Any) -> None:
         async for event in stream.events():
@@ -152,9 +166,11 @@ class Pipeline:
         outcome = self.processor(message.partition).process(parsed, message.offset)
         stats = self.stats
         if outcome.duplicate:
+            # A redelivered event changes no key, but it still moves the watermark,
+            # which may close windows whose results a crash kept from being sent.
             stats.duplicates += 1
-            return
-        stats.events += 1
+        else:
+            stats.events += 1
         if outcome.late:
             stats.late += 1
             await self.late.send(

@@ -9,6 +9,7 @@ and are listed in the report at the end. Files are streamed, never loaded whole.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -181,9 +182,8 @@ async def _produce_all(
     bad: list[tuple[HistoryFile, int, str, str, bytes]] = []
     streams: list[tuple[HistoryFile | None, Iterator[tuple[int, bytes]]]]
     if options.order_by_time:
-        import tempfile
-
-        tmp = Path(tempfile.mkdtemp(prefix="kappa-sort-"))
+        # The sort spills to unnamed temporary files that vanish when closed.
+        tmp = Path(tempfile.gettempdir())
         merged = (item for history in files for item in good_rows(history))
         streams = [(None, sort_by_time(merged, chunk_rows=options.sort_chunk_rows, tmp_dir=tmp))]
     else:

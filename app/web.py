@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.web import Request, Response, View
 
 from agents.aggregation import KeyRecord, WindowResult
@@ -112,8 +113,7 @@ def register_views(
             record = key_record(key)
             if record is None:
                 return unknown_key(self, key)
-            processor = pipeline.processor(expected_partition(key, pipeline.partitions))
-            watermark = processor.watermark or 0
+            watermark = pipeline.watermark(expected_partition(key, pipeline.partitions)) or 0
             spec = pipeline.spec
             try:
                 name = request.query.get("window")
@@ -136,10 +136,11 @@ def register_views(
                         )
             except BadParameter as exc:
                 return self.error(400, str(exc))
+            wanted = {w.name for w in windows}
             results = {
                 (r.window, r.start_ms): r
-                for r in processor.open_windows(key, record)
-                if start <= r.start_ms < end
+                for r in pipeline.config.open_windows(key, record)
+                if r.window in wanted and start <= r.start_ms < end
             }
             for window in windows:
                 first = -(-start // window.step_ms) * window.step_ms  # ceil to the step
@@ -184,6 +185,22 @@ async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str,
     }
 
 
+async def _processed_offsets(settings: KappaSettings, pipeline: Pipeline) -> dict[int, int]:
+    """The last input offset processed per partition: this worker's own progress, or the
+    consumer group's committed offset (which survives restarts), whichever is further."""
+    processed = dict(pipeline.stats.processed_offsets)
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(pipeline.names.app_id)
+    finally:
+        await admin.close()
+    for tp, position in committed.items():
+        if tp.topic == pipeline.names.input_topic and position.offset > 0:
+            processed[tp.partition] = max(processed.get(tp.partition, -1), position.offset - 1)
+    return processed
+
+
 async def status(
     app: faust.App,
     pipeline: Pipeline,
@@ -193,14 +210,14 @@ async def status(
 ) -> dict[str, Any]:
     names = pipeline.names
     counts = await _topic_counts(settings, [names.late_topic, names.dead_letter_topic])
-    processed = dict(pipeline.stats.processed_offsets)
+    processed = await _processed_offsets(settings, pipeline)
     return {
         "worker": settings.resolved_worker_name,
         "pipeline": {"name": pipeline.spec.name, "version": pipeline.spec.version},
         "uptime_s": round(time.time() - pipeline.stats.started, 1),
         "partitions": pipeline.partitions,
         "partitions_owned": sorted(owned),
-        "watermarks": {str(p): proc.watermark for p, proc in sorted(pipeline.processors.items())},
+        "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "replays": tracker.status(processed, owned),
         "counts": {

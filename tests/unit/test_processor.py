@@ -117,7 +117,7 @@ def starts_holding(ts: int, size: int, step: int) -> list[int]:
 def expected_result(rows: Sequence[Values]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for j, name in enumerate(VALUE_NAMES):
-        xs = [row[j] for row in rows if row[j] is not None]
+        xs = [v for row in rows if (v := row[j]) is not None]
         total = math.fsum(xs) if xs else None
         values[name] = {
             "sum": total,
@@ -222,7 +222,7 @@ def totals_of(state: DictState) -> dict[str, dict[str, Any]]:
 def open_of(state: DictState, processor: PartitionProcessor) -> dict[WinId, dict[str, Any]]:
     out = {}
     for key, record in state.iter_keys():
-        for result in processor.open_windows(key, record):
+        for result in processor.config.open_windows(key, record):
             assert not result.final
             assert wid(result) not in out
             out[wid(result)] = result.result
@@ -470,8 +470,37 @@ def test_late_events_count_in_totals_and_in_no_window() -> None:
         "values": {"x": {"sum": 9.0}, "y": {"sum": 2.0}},
     }
     assert b.totals.result(VALUE_NAMES, ("count",)) == {"count": 1}
-    assert list(processor.open_windows("b", b)) == []
-    windows = {wid(r): r.result["count"] for r in processor.open_windows("a", a)}
+    assert list(processor.config.open_windows("b", b)) == []
+    windows = {wid(r): r.result["count"] for r in processor.config.open_windows("a", a)}
     assert windows[("a", "10/10", 90)] == 2  # 96 and 95, not 94
     assert windows[("a", "10/10", 100)] == 1
     assert not any(outcome.closed for outcome in outcomes)
+
+
+# --- a redelivery after a partial write ----------------------------------------------
+
+
+def test_a_duplicate_that_moves_the_watermark_still_reports_what_it_closes() -> None:
+    """A crash can keep the event's own key record (its fence) and lose the writes after it.
+
+    The redelivered event is then a duplicate, yet it moves the watermark the lost
+    progress record no longer holds, so it closes windows: those results are in
+    ``Outcome.closed`` of a duplicate, and the I/O side must emit them too.
+    """
+    scenario = Scenario(
+        windows=(("10/10", 10, 10),),
+        lateness=0,
+        retention=100,
+        events=(Event("a", 5, (1.0, None), {}), Event("b", 15, (2.0, None), {})),
+        offsets=(0, 1),
+    )
+    whole_state, _, whole_outcomes = run(scenario)
+    assert [wid(r) for r in whole_outcomes[1].closed] == [("a", "10/10", 0)]
+
+    state = DictState()
+    PartitionProcessor(scenario.config, state).process(scenario.events[0], 0)
+    state.keys["b"] = whole_state.keys["b"]  # the first write of offset 1, and only that
+    outcome = PartitionProcessor(scenario.config, state).process(scenario.events[1], 1)
+    assert outcome.duplicate
+    assert outcome.closed == whole_outcomes[1].closed
+    assert state.snapshot() == whole_state.snapshot()

@@ -131,12 +131,20 @@ def worker() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Limit to this many events per second.",
 )
+@click.option(
+    "--sort-chunk-rows",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --order-by-time: rows sorted in memory per run before spilling to disk.",
+)
 @click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
 def replay(
     files: tuple[Path, ...],
     fmt: str | None,
     order_by_time: bool,
     rate: float | None,
+    sort_chunk_rows: int,
     replay_id: str | None,
 ) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
@@ -158,6 +166,7 @@ def replay(
             fmt=cast(Format | None, fmt),
             order_by_time=order_by_time,
             rate=rate,
+            sort_chunk_rows=sort_chunk_rows,
             replay_id=replay_id,
         )
         report = asyncio.run(run_replay(settings, spec, options, RichProgress()))

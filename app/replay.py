@@ -78,7 +78,9 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
-class _RateLimiter:
+class RateLimiter:
+    """Sleeps so that `sent` events never run ahead of `rate` events per second."""
+
     def __init__(self, rate: float | None) -> None:
         self.rate = rate
         self.started = time.monotonic()
@@ -159,7 +161,7 @@ async def _produce_all(
     progress: Progress,
 ) -> None:
     parser = EventParser(spec)
-    limiter = _RateLimiter(options.rate)
+    limiter = RateLimiter(options.rate)
     topic = names.input_topic
     done_bytes = 0
     last_report = time.monotonic()

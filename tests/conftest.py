@@ -47,7 +47,7 @@ def unique() -> str:
 
 SPEC_TEMPLATE = """
 name = "{name}"
-version = 1
+version = {version}
 input_topic = "{topic}"
 key = "customer_id"
 time_field = "ts"
@@ -67,11 +67,13 @@ def make_spec(tmp_path: Path, unique: str) -> Callable[..., Path]:
         retention: str = "30d",
         name: str | None = None,
         extra: str = "",
+        version: int = 1,
     ) -> Path:
-        path = tmp_path / "pipeline.toml"
+        path = tmp_path / f"pipeline-v{version}.toml"
         path.write_text(
             SPEC_TEMPLATE.format(
                 name=name or f"t{unique}",
+                version=version,
                 topic=f"test-input-{unique}",
                 windows=windows,
                 lateness=lateness,

@@ -111,5 +111,11 @@ def test_kappa_equals_batch_computation(
     assert finals == {k: v for k, v in windows.items() if final[k]}
     assert all(want_windows[k] == v for k, v in finals.items())
     _, body = worker.get("/api/status")
+    if mode == "replay":
+        (replay,) = body["replays"]
+        assert replay["id"] == "eq"
+        assert replay["state"] == "complete"
+        assert replay["produced"] == len(events)
+        assert replay["processed_by_this_worker"] is True
     assert body["counts"]["late_events"] == 0
     assert body["counts"]["dead_letters"] == 0

@@ -38,6 +38,7 @@ class PipelineStats:
     late: int = 0
     dead_letters: int = 0
     window_results: int = 0
+    batches: int = 0
     processed_offsets: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -67,6 +68,9 @@ class Pipeline:
         )
         self.stats = PipelineStats()
         self.processors: dict[int, PartitionProcessor] = {}
+        self.states: dict[int, TablePartitionState] = {}
+        self.batch_max = settings.batch_max
+        self.batch_within = settings.batch_within_ms / 1000
         self.input = self._raw_topic(self.names.input_topic)
         self.dead_letter = self._raw_topic(self.names.dead_letter_topic)
         self.late = self._raw_topic(self.names.late_topic)
@@ -104,6 +108,7 @@ class Pipeline:
         for tp in revoked:
             if tp.topic == self.names.input_topic:
                 self.processors.pop(tp.partition, None)
+                self.states.pop(tp.partition, None)
 
     def _state(self, partition: int) -> TablePartitionState:
         return TablePartitionState(self.keys, self.closed, self.meta, partition)
@@ -113,9 +118,8 @@ class Pipeline:
         partition, so a query can never build one from a stale or foreign store."""
         processor = self.processors.get(partition)
         if processor is None:
-            processor = self.processors[partition] = PartitionProcessor(
-                self.config, self._state(partition)
-            )
+            state = self.states[partition] = self._state(partition)
+            processor = self.processors[partition] = PartitionProcessor(self.config, state)
         return processor
 
     def watermark(self, partition: int) -> int | None:
@@ -127,10 +131,18 @@ class Pipeline:
         return None if progress is None else self.config.watermark(progress)
 
     async def aggregate(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            await self._handle(message)
-            self.stats.processed_offsets[message.partition] = message.offset
+        """Processes events in batches (up to ``KAPPA_BATCH_MAX``, or what arrived within
+        ``KAPPA_BATCH_WITHIN_MS``), then writes each partition's state once per batch.
+        Faust acknowledges the batch's events only after that."""
+        async for events in stream.take_events(self.batch_max, within=self.batch_within):
+            self.stats.batches += 1
+            for event in events:
+                await self._handle(event.message)
+            for state in self.states.values():
+                state.flush()
+            processed = self.stats.processed_offsets
+            for event in events:
+                processed[event.message.partition] = event.message.offset
 
     async def validated(self, stream: Any) -> AsyncIterator[Event]:
         """The stream's good events, as the aggregation sees them: for custom agents.

@@ -1,66 +1,146 @@
 """``PartitionState`` on Faust tables: RocksDB (rocksdict) stores with changelog topics.
 
-Writes happen while a source event of the partition is current, so Faust routes every
-write to that partition's store and changelog: the state stays co-partitioned with
-its input and moves with it on a rebalance.
+The agent processes events in batches. Within a batch every write lands in a
+write-back buffer, and reads see it; at the end of the batch each table's changes
+go to the partition's RocksDB in one write batch and to its changelog topic as one
+message per changed key. A key touched N times in a batch is written once.
+
+Writing the partition's store and changelog directly (rather than through
+``table[key] = value``) is what lets kappa write outside Faust's per-event context:
+Faust's own table writes need a current event and cannot be made inside
+``stream.take_events()`` (faust-streaming #497). The changelog messages go through
+``Collection.send_changelog``, so Faust still records the changelog offsets it
+recovers from, and recovery, standbys and rebalances work as for any Faust table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
+
+import rocksdict
 
 from agents.aggregation import KeyRecord, Progress, WindowResult
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
+_DELETED: Final = object()
 
 
 def closed_key(key: str, window: str, start_ms: int) -> str:
     return f"{key}{SEP}{window}{SEP}{start_ms}"
 
 
+class TableBuffer:
+    """One partition of one Faust table, with writes held back until ``flush``."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table = table
+        self.store = table.data
+        self.partition = partition
+        self.pending: dict[str, Any] = {}
+
+    def _db(self) -> Any:
+        return self.store._db_for_partition(self.partition)
+
+    def get(self, key: str) -> Any:
+        value = self.pending.get(key, None)
+        if value is not None:
+            return None if value is _DELETED else value
+        raw = self._db().get(self.store._encode_key(key))
+        return None if raw is None else self.store._decode_value(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        self.pending[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pending[key] = _DELETED
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every stored item of the partition (pending writes excluded)."""
+        store = self.store
+        for raw_key, raw_value in self._db().items():
+            if raw_key != store.offset_key:
+                yield store._decode_key(raw_key), store._decode_value(raw_value)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        store, table, partition = self.store, self.table, self.partition
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        key_index = store._key_index
+        for key, value in self.pending.items():
+            raw_key = store._encode_key(key)
+            raw_value = None if value is _DELETED else store._encode_value(value)
+            if raw_value is None:
+                batch.delete(raw_key)
+            else:
+                batch.put(raw_key, raw_value)
+            key_index[raw_key] = partition
+            table.send_changelog(
+                partition, raw_key, raw_value, key_serializer="raw", value_serializer="raw"
+            )
+        self._db().write(batch)
+        self.pending.clear()
+
+
 class TablePartitionState:
     """One partition's view of the ``keys``, ``closed`` and ``meta`` tables."""
 
     def __init__(self, keys: Any, closed: Any, meta: Any, partition: int) -> None:
-        self.keys = keys
-        self.closed = closed
-        self.meta = meta
         self.partition = partition
+        self.keys = TableBuffer(keys, partition)
+        self.closed = TableBuffer(closed, partition)
+        self.meta = TableBuffer(meta, partition)
+        # Decoded key records of the current batch, so a hot key is decoded and encoded
+        # once per batch rather than once per event.
+        self._records: dict[str, KeyRecord] = {}
+        self._dirty: set[str] = set()
+
+    def flush(self) -> None:
+        """Write the batch: one RocksDB write batch and one changelog message per key."""
+        for key in self._dirty:
+            self.keys.put(key, self._records[key].to_state())
+        self._dirty.clear()
+        self._records.clear()
+        for buffer in (self.closed, self.meta, self.keys):
+            buffer.flush()
 
     def get_key(self, key: str) -> KeyRecord | None:
-        state = self.keys.get(key)
-        return None if state is None else KeyRecord.from_state(state)
+        record = self._records.get(key)
+        if record is None:
+            state = self.keys.get(key)
+            if state is None:
+                return None
+            record = self._records[key] = KeyRecord.from_state(state)
+        return record
 
     def put_key(self, key: str, record: KeyRecord) -> None:
-        self.keys[key] = record.to_state()
+        self._records[key] = record
+        self._dirty.add(key)
 
     def get_progress(self) -> Progress | None:
         state = self.meta.get(f"progress/{self.partition}")
         return None if state is None else Progress.from_state(state)
 
     def put_progress(self, progress: Progress) -> None:
-        self.meta[f"progress/{self.partition}"] = progress.to_state()
+        self.meta.put(f"progress/{self.partition}", progress.to_state())
 
     def put_closed(self, result: WindowResult) -> None:
-        self.closed[closed_key(result.key, result.window, result.start_ms)] = result.as_json()
+        self.closed.put(closed_key(result.key, result.window, result.start_ms), result.as_json())
 
     def delete_closed(self, key: str, window: str, start_ms: int) -> None:
-        self.closed.pop(closed_key(key, window, start_ms), None)
+        self.closed.delete(closed_key(key, window, start_ms))
 
     def get_bucket_keys(self, bucket: str) -> list[str]:
         return list(self.meta.get(f"bucket/{self.partition}/{bucket}") or [])
 
     def put_bucket_keys(self, bucket: str, keys: list[str]) -> None:
-        self.meta[f"bucket/{self.partition}/{bucket}"] = keys
+        self.meta.put(f"bucket/{self.partition}/{bucket}", keys)
 
     def delete_bucket_keys(self, bucket: str) -> None:
-        self.meta.pop(f"bucket/{self.partition}/{bucket}", None)
+        self.meta.delete(f"bucket/{self.partition}/{bucket}")
 
     def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]:
         """Every key record of this partition, read straight from its RocksDB store."""
-        store = self.keys.data
-        for raw_key, raw_value in store._db_for_partition(self.partition).items():
-            if raw_key == store.offset_key:
-                continue
-            yield store._decode_key(raw_key), KeyRecord.from_state(store._decode_value(raw_value))
+        for key, state in self.keys.items():
+            yield key, KeyRecord.from_state(state)

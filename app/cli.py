@@ -6,13 +6,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import orjson
 
 from app.errors import KappaError
 from app.settings import KappaSettings
+
+if TYPE_CHECKING:
+    from app.broker.local import LocalKafka
 
 
 def _settings() -> KappaSettings:
@@ -44,17 +47,25 @@ def kafka() -> None:
     """
 
 
-@kafka.command("start")
-def kafka_start() -> None:
-    """Start the local broker(s) and wait until they answer metadata requests."""
+def _local_kafka(action: str) -> LocalKafka | None:
+    """The local broker, or None (after saying so) when an existing cluster is used."""
     from app.broker.local import LocalKafka
 
     settings = _settings()
     if settings.uses_external_cluster:
-        click.echo(f"using the existing cluster at {settings.bootstrap}; nothing to start")
+        click.echo(f"using the existing cluster at {settings.bootstrap}; nothing to {action}")
+        return None
+    return LocalKafka(settings)
+
+
+@kafka.command("start")
+def kafka_start() -> None:
+    """Start the local broker(s) and wait until they answer metadata requests."""
+    broker = _local_kafka("start")
+    if broker is None:
         return
     try:
-        nodes = LocalKafka(settings).start()
+        nodes = broker.start()
     except KappaError as exc:
         _fail(exc)
     for node in nodes:
@@ -62,32 +73,26 @@ def kafka_start() -> None:
             f"kafka node {node.node_id} running: pid {node.pid}, "
             f"127.0.0.1:{node.port}, log {node.log_file}"
         )
-    click.echo(f"bootstrap servers: {settings.bootstrap}")
+    click.echo(f"bootstrap servers: {broker.settings.bootstrap}")
 
 
 @kafka.command("stop")
 def kafka_stop() -> None:
     """Stop the local broker(s). Safe to run when nothing is running."""
-    from app.broker.local import LocalKafka
-
-    settings = _settings()
-    if settings.uses_external_cluster:
-        click.echo("using an existing cluster; nothing to stop")
+    broker = _local_kafka("stop")
+    if broker is None:
         return
-    stopped = LocalKafka(settings).stop()
+    stopped = broker.stop()
     click.echo(f"stopped {stopped} kafka node(s)" if stopped else "no local kafka was running")
 
 
 @kafka.command("status")
 def kafka_status() -> None:
     """Show whether the local broker(s) run; exits 1 if any is down."""
-    from app.broker.local import LocalKafka
-
-    settings = _settings()
-    if settings.uses_external_cluster:
-        click.echo(f"using the existing cluster at {settings.bootstrap}")
+    broker = _local_kafka("check")
+    if broker is None:
         return
-    nodes = LocalKafka(settings).status()
+    nodes = broker.status()
     for node in nodes:
         state = f"running (pid {node.pid})" if node.running else "stopped"
         click.echo(f"kafka node {node.node_id} on 127.0.0.1:{node.port}: {state}")

@@ -92,4 +92,8 @@ def print_status(body: dict[str, Any]) -> None:
             f"replay {replay['id']}: {replay['state']}, {replay['produced']:,} events, "
             f"{replay['bad_rows']:,} bad rows; {done} by this worker"
         )
-    out.print("counts: " + ", ".join(f"{k}={v:,}" for k, v in body["counts"].items()))
+    # A count is null when the cluster did not answer for it.
+    out.print(
+        "counts: "
+        + ", ".join(f"{k}={v if v is None else format(v, ',')}" for k, v in body["counts"].items())
+    )

@@ -72,6 +72,14 @@ class KappaSettings(BaseSettings):
         description="Comma-separated modules of custom agents to load, e.g. "
         "agents.example_big_orders.",
     )
+    batch_max: int = Field(
+        default=1000, ge=1, description="Most events the worker processes per state write."
+    )
+    batch_within_ms: int = Field(
+        default=10,
+        ge=1,
+        description="Longest a worker waits to fill a batch (bounds the added latency).",
+    )
     rocksdb_block_cache_mb: int = Field(
         default=16, ge=1, description="RocksDB block cache per table partition (Faust: 2 GiB)."
     )

@@ -6,12 +6,14 @@ Nothing here mutates state.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 
 from agents.aggregation import KeyRecord, WindowResult
@@ -21,6 +23,8 @@ from app.events import datetime_to_ms
 from app.kafka_client import client_options, offset_ranges
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 MAX_WINDOWS = 10_000
@@ -178,7 +182,11 @@ def register_views(
 
 async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str, int]:
     """Records in each topic: the durable count of late events and dead letters."""
-    ranges = await offset_ranges(client_options(settings), topics)
+    try:
+        ranges = await offset_ranges(client_options(settings), topics)
+    except KafkaError as exc:
+        log.warning("status: topic offsets unavailable (%r)", exc)
+        return {}
     return {
         topic: sum(end - begin for begin, end in partitions.values())
         for topic, partitions in ranges.items()
@@ -190,9 +198,12 @@ async def _processed_offsets(settings: KappaSettings, pipeline: Pipeline) -> dic
     consumer group's committed offset (which survives restarts), whichever is further."""
     processed = dict(pipeline.stats.processed_offsets)
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
     try:
+        await admin.start()
         committed = await admin.list_consumer_group_offsets(pipeline.names.app_id)
+    except KafkaError as exc:  # status must answer even while the cluster does not
+        log.warning("status: committed offsets unavailable (%r)", exc)
+        return processed
     finally:
         await admin.close()
     for tp, position in committed.items():
@@ -221,10 +232,11 @@ async def status(
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "replays": tracker.status(processed, owned),
         "counts": {
-            "late_events": counts.get(names.late_topic, 0),
-            "dead_letters": counts.get(names.dead_letter_topic, 0),
+            "late_events": counts.get(names.late_topic),
+            "dead_letters": counts.get(names.dead_letter_topic),
             "events_since_start": pipeline.stats.events,
             "duplicates_skipped_since_start": pipeline.stats.duplicates,
             "window_results_since_start": pipeline.stats.window_results,
+            "batches_since_start": pipeline.stats.batches,
         },
     }

@@ -64,4 +64,8 @@ def run_worker(settings: KappaSettings) -> None:
     partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
     pipeline = create_app(settings, spec, partitions)
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level.upper(), quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING, so
+    # every debug call in aiokafka would build a log record: a worker is a service,
+    # not an interactive terminal.
+    worker.spinner = None
     worker.execute_from_commandline()

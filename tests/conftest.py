@@ -119,3 +119,21 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], WorkerPr
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def running_worker(
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+) -> Callable[..., tuple[WorkerProcess, dict[str, str]]]:
+    """A worker for ``spec`` that owns all its partitions, and its environment."""
+
+    def start(
+        spec: Path, partitions: int = 1, **extra: str
+    ) -> tuple[WorkerProcess, dict[str, str]]:
+        env = kappa_env(spec, partitions=partitions, **extra)
+        worker = start_worker(env)
+        worker.wait_ready(partitions=partitions)
+        return worker, env
+
+    return start

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import subprocess
-import sys
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from app.kafka_client import offset_ranges
 from app.settings import KappaSettings
+from tests.support.worker import kappa_cli
 
 COMMANDS = [
     [],
@@ -29,20 +29,9 @@ COMMANDS = [
 ]
 
 
-def kappa(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "kappa")
 def test_every_command_explains_itself(command: list[str]) -> None:
-    done = kappa(*command, "--help")
+    done = kappa_cli(os.environ, *command, "--help")
     assert done.returncode == 0, done.stderr
     assert "Usage: " in done.stdout
     # The first docstring line is shown as the description.
@@ -50,23 +39,21 @@ def test_every_command_explains_itself(command: list[str]) -> None:
 
 
 def test_settings_lists_every_env_var() -> None:
-    done = kappa("settings")
+    done = kappa_cli(os.environ, "settings")
     assert done.returncode == 0
     for name in KappaSettings.model_fields:
         assert f"KAPPA_{name.upper()}" in done.stdout
 
 
 def test_status_without_a_worker_says_what_to_do() -> None:
-    done = kappa("status", "--url", "http://127.0.0.1:9")
+    done = kappa_cli(os.environ, "status", "--url", "http://127.0.0.1:9")
     assert done.returncode == 1
     assert "kappa worker" in done.stderr
 
 
 def test_invalid_setting_is_named(tmp_path: Path) -> None:
-    import os
-
     env = {**os.environ, "KAPPA_WEB_PORT": "not-a-port"}
-    done = kappa("settings", env=env)
+    done = kappa_cli(env, "settings")
     assert done.returncode == 1
     assert "web_port" in done.stderr
 
@@ -96,7 +83,7 @@ def test_replay_refuses_bad_files_before_producing_anything(
 ) -> None:
     env = kappa_env(make_spec())
     good = _write(tmp_path / "good.csv", b"customer_id,ts\nc1,2024-01-01T00:00:00Z\n")
-    done = kappa("replay", str(good), str(make_file(tmp_path)), env=env)
+    done = kappa_cli(env, "replay", str(good), str(make_file(tmp_path)))
     assert done.returncode == 1
     assert message in done.stderr
     assert "nothing was produced" in done.stderr
@@ -107,15 +94,13 @@ def test_replay_refuses_bad_files_before_producing_anything(
 
 
 def test_bad_pipeline_spec_names_the_field(tmp_path: Path) -> None:
-    import os
-
     spec = tmp_path / "bad.toml"
     spec.write_text(
         'name = "x"\nversion = 1\ninput_topic = "t"\nkey = "k"\ntime_field = "ts"\n'
         'windows = [{ size = "1h", step = "2h" }]\n'
     )
     env = {**os.environ, "KAPPA_PIPELINE": str(spec), "KAPPA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
-    done = kappa("replay", str(spec), env=env)
+    done = kappa_cli(env, "replay", str(spec))
     assert done.returncode == 1
     assert "windows[0].step" in done.stderr
 

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.settings import KappaSettings
-
-
-def kappa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "kafka", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.worker import kappa_cli
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -34,18 +22,18 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_stop_and_status_when_nothing_runs(tmp_path: Path) -> None:
     env = _env(tmp_path, KAPPA_KAFKA_PORT="39092")
-    done = kappa(env, "stop")
+    done = kappa_cli(env, "kafka", "stop")
     assert done.returncode == 0
     assert "no local kafka was running" in done.stdout
-    assert kappa(env, "stop").returncode == 0  # idempotent
-    done = kappa(env, "status")
+    assert kappa_cli(env, "kafka", "stop").returncode == 0  # idempotent
+    done = kappa_cli(env, "kafka", "status")
     assert done.returncode == 1
     assert "stopped" in done.stdout
 
 
 def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     env = _env(tmp_path, KAPPA_KAFKA_PORT="39092", PATH=str(tmp_path))
-    done = kappa(env, "start")
+    done = kappa_cli(env, "kafka", "start")
     assert done.returncode == 1
     assert "`java` is not on PATH" in done.stderr
     assert "KAPPA_BOOTSTRAP_SERVERS" in done.stderr
@@ -60,7 +48,7 @@ def test_port_in_use_is_reported(kafka_settings: KappaSettings, tmp_path: Path) 
         KAPPA_KAFKA_PORT=str(kafka_settings.kafka_port),
         KAPPA_CACHE_DIR=str(kafka_settings.cache_dir.resolve()),
     )
-    done = kappa(env, "start")
+    done = kappa_cli(env, "kafka", "start")
     assert done.returncode == 1
     assert f"port {kafka_settings.kafka_port}" in done.stderr
     assert "KAPPA_KAFKA_PORT" in done.stderr
@@ -68,6 +56,6 @@ def test_port_in_use_is_reported(kafka_settings: KappaSettings, tmp_path: Path) 
 
 def test_external_cluster_starts_nothing(tmp_path: Path) -> None:
     env = _env(tmp_path, KAPPA_BOOTSTRAP_SERVERS="kafka.example:9092")
-    done = kappa(env, "start")
+    done = kappa_cli(env, "kafka", "start")
     assert done.returncode == 0
     assert "using the existing cluster at kafka.example:9092" in done.stdout

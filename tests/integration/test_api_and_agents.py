@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ from app.datagen import DatasetShape, generate, write
 from app.settings import KappaSettings
 from tests.support.kafka import produce_events
 from tests.support.results import wait_processed
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
 
@@ -23,13 +21,10 @@ pytestmark = pytest.mark.broker
 def test_api_pages_keys_and_rejects_bad_parameters(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
-    env = kappa_env(make_spec(), partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
+    worker, _ = running_worker(make_spec(), partitions=2)
     events = list(generate(DatasetShape(events=500, keys=37, seed=2)))
     topic = f"test-input-{unique}"
     asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
@@ -79,26 +74,17 @@ def test_custom_agent_gets_replayed_and_live_events(
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
-    env = kappa_env(make_spec(), partitions=2, KAPPA_AGENTS="agents.example_big_orders")
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
+    worker, env = running_worker(
+        make_spec(), partitions=2, KAPPA_AGENTS="agents.example_big_orders"
+    )
     history = list(generate(DatasetShape(events=800, keys=10, seed=4)))
     live = list(generate(DatasetShape(events=400, keys=10, seed=5)))
     path = tmp_path / "history.csv"
     write(iter(history), path)
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "replay", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_kappa(env, "replay", str(path))
     topic = f"test-input-{unique}"
     asyncio.run(produce_events(kafka_settings.bootstrap, topic, live, "customer_id"))
     wait_processed([worker], kafka_settings.bootstrap, topic)

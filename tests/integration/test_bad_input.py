@@ -4,8 +4,6 @@ the worker keeps going and no good event is lost or held up."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ from agents.pipeline import expected_partition
 from app.settings import KappaSettings
 from tests.support.kafka import produce_raw, read_all
 from tests.support.results import wait_processed
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
 
@@ -44,14 +42,10 @@ BAD_RECORDS: list[tuple[str, bytes, bytes]] = [
 def test_bad_live_records_are_dead_lettered_and_good_ones_counted(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
-    spec = make_spec(extra="max_record_bytes = 2000\n")
-    env = kappa_env(spec, partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
+    worker, _ = running_worker(make_spec(extra="max_record_bytes = 2000\n"), partitions=2)
     topic = f"test-input-{unique}"
 
     records: list[tuple[bytes, bytes]] = []
@@ -95,8 +89,7 @@ def test_bad_history_rows_are_reported_with_row_numbers(
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
     lines = [orjson.dumps(_good(i)) for i in range(30)]
@@ -106,23 +99,12 @@ def test_bad_history_rows_are_reported_with_row_numbers(
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
 
-    spec = make_spec()
-    env = kappa_env(spec, partitions=1)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=1)
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "replay", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "27 events produced" in done.stdout
-    assert "3 bad rows" in done.stdout
+    worker, env = running_worker(make_spec())
+    printed = run_kappa(env, "replay", str(path))
+    assert "27 events produced" in printed
+    assert "3 bad rows" in printed
     for row, reason in [("5", "malformed_json"), ("10", "bad_time"), ("20", "non_numeric")]:
-        assert any(row in line and reason in line for line in done.stdout.splitlines()), done.stdout
+        assert any(row in line and reason in line for line in printed.splitlines()), printed
     topic = f"test-input-{unique}"
     wait_processed([worker], kafka_settings.bootstrap, topic)
     good = [orjson.loads(line) for i, line in enumerate(lines) if i not in (4, 9, 19)]

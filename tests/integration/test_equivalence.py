@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +21,14 @@ from app.settings import KappaSettings
 from tests.support.kafka import produce_events
 from tests.support.oracle import batch_results
 from tests.support.results import api_results, topic_finals, wait_processed
-from tests.support.worker import WorkerProcess
+from tests.support.times import DAY, HOUR, ms
+from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
 
-SHAPE = DatasetShape(
-    events=100_000, keys=1_000, span_ms=21 * 86_400_000, disorder_ms=5 * 60_000, seed=11
-)
+SHAPE = DatasetShape(events=100_000, keys=1_000, span_ms=21 * DAY, disorder_ms=5 * 60_000, seed=11)
 LATENESS_MS = 10 * 60_000
-WINDOWS = [("1h", 3_600_000, 3_600_000), ("1d/6h", 86_400_000, 21_600_000)]
+WINDOWS = [("1h", HOUR, HOUR), ("1d/6h", DAY, 6 * HOUR)]
 WINDOWS_TOML = '{ size = "1h" }, { size = "1d", step = "6h" }'
 
 
@@ -49,15 +45,11 @@ def oracle(dataset: tuple[Path, list[dict[str, Any]]]) -> tuple[dict[str, Any], 
     return batch_results(dataset[0], WINDOWS)
 
 
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
 def _shuffled_within_lateness(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """Sorted by event time plus a random delay below the lateness: a different arrival
     order in which every event is still within the lateness of all before it."""
     rng = random.Random(seed)
-    return sorted(events, key=lambda e: _ms(e["ts"]) + rng.randrange(int(LATENESS_MS * 0.9)))
+    return sorted(events, key=lambda e: ms(e["ts"]) + rng.randrange(int(LATENESS_MS * 0.9)))
 
 
 @pytest.mark.parametrize("partitions", [1, 4])
@@ -69,28 +61,17 @@ def test_kappa_equals_batch_computation(
     oracle: tuple[dict[str, Any], dict[Any, Any]],
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
     path, events = dataset
     spec = make_spec(windows=WINDOWS_TOML, lateness="10m", retention="30d")
-    env = kappa_env(spec, partitions=partitions)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=partitions)
+    worker, env = running_worker(spec, partitions=partitions)
     topic = f"test-input-{unique}"
 
     if mode == "replay":
-        done = subprocess.run(
-            [sys.executable, "-m", "app.cli", "replay", str(path), "--id", "eq"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "100,000 events produced" in done.stdout
+        printed = run_kappa(env, "replay", str(path), "--id", "eq")
+        assert "100,000 events produced" in printed
     else:
         live = _shuffled_within_lateness(events, seed=partitions)
         assert live != events
@@ -98,8 +79,8 @@ def test_kappa_equals_batch_computation(
 
     wait_processed([worker], kafka_settings.bootstrap, topic)
     want_totals, want_windows = oracle
-    t_from = _ms(min(e["ts"] for e in events)) - 2 * 86_400_000
-    t_to = _ms(max(e["ts"] for e in events)) + 2 * 86_400_000
+    t_from = ms(min(e["ts"] for e in events)) - 2 * DAY
+    t_to = ms(max(e["ts"] for e in events)) + 2 * DAY
     totals, windows, final = api_results([worker], set(want_totals), t_from, t_to)
 
     assert totals == want_totals

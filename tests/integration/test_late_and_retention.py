@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,18 +16,10 @@ from app.settings import KappaSettings
 from tests.support.kafka import produce_events, read_all
 from tests.support.oracle import batch_results
 from tests.support.results import api_results, topic_finals, wait_processed
-from tests.support.worker import WorkerProcess
+from tests.support.times import DAY, HOUR, iso, ms
+from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
-HOUR = 3_600_000
-
-
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _deliver(
@@ -41,15 +31,7 @@ def _deliver(
     topic: str,
 ) -> None:
     if mode == "replay":
-        done = subprocess.run(
-            [sys.executable, "-m", "app.cli", "replay", str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        run_kappa(env, "replay", str(path))
     else:
         asyncio.run(produce_events(bootstrap, topic, events, "customer_id"))
 
@@ -60,23 +42,20 @@ def test_late_events_are_counted_kept_and_kept_out_of_windows(
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
     on_time = list(
         generate(
-            DatasetShape(
-                events=3_000, keys=50, span_ms=2 * 86_400_000, disorder_ms=5 * 60_000, seed=5
-            )
+            DatasetShape(events=3_000, keys=50, span_ms=2 * DAY, disorder_ms=5 * 60_000, seed=5)
         )
     )
-    newest = max(_ms(e["ts"]) for e in on_time)
+    newest = max(ms(e["ts"]) for e in on_time)
     # Three hours behind the newest event is far beyond the 10m lateness.
     late = [
         {
             "customer_id": f"c{i:05d}",
-            "ts": _iso(newest - 3 * HOUR - i * 1000),
+            "ts": iso(newest - 3 * HOUR - i * 1000),
             "amount": 2.5,
             "quantity": 1,
         }
@@ -87,18 +66,14 @@ def test_late_events_are_counted_kept_and_kept_out_of_windows(
     write(iter(events), path)
 
     spec = make_spec(windows='{ size = "1h" }', lateness="10m", retention="30d")
-    env = kappa_env(spec, partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
+    worker, env = running_worker(spec, partitions=2)
     topic = f"test-input-{unique}"
     _deliver(mode, path, events, env, kafka_settings.bootstrap, topic)
     wait_processed([worker], kafka_settings.bootstrap, topic)
 
-    late_keys = frozenset((e["customer_id"], _ms(e["ts"])) for e in late)
+    late_keys = frozenset((e["customer_id"], ms(e["ts"])) for e in late)
     want_totals, want_windows = batch_results(path, [("1h", HOUR, HOUR)], late=late_keys)
-    totals, windows, _ = api_results(
-        [worker], set(want_totals), newest - 10 * 86_400_000, newest + 86_400_000
-    )
+    totals, windows, _ = api_results([worker], set(want_totals), newest - 10 * DAY, newest + DAY)
     assert totals == want_totals  # late events count in the totals...
     assert windows == want_windows  # ...and in no window
 
@@ -116,8 +91,7 @@ def test_old_history_keeps_its_windows_and_retention_runs_on_event_time(
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
     """Events from 2015: Faust's wall-clock windows would expire them all at once."""
@@ -125,7 +99,7 @@ def test_old_history_keeps_its_windows_and_retention_runs_on_event_time(
         events=4_000,
         keys=20,
         start=datetime(2015, 3, 1, tzinfo=UTC),
-        span_ms=10 * 86_400_000,
+        span_ms=10 * DAY,
         disorder_ms=60_000,
         seed=3,
     )
@@ -135,20 +109,19 @@ def test_old_history_keeps_its_windows_and_retention_runs_on_event_time(
     csv_path = tmp_path / "old.csv"  # the DuckDB oracle reads the same events as CSV
     write(iter(events), csv_path)
 
-    retention = 2 * 86_400_000
-    spec = make_spec(windows='{ size = "1h" }', lateness="5m", retention="2d")
-    env = kappa_env(spec, partitions=1)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=1)
+    retention = 2 * DAY
+    worker, env = running_worker(
+        make_spec(windows='{ size = "1h" }', lateness="5m", retention="2d")
+    )
     topic = f"test-input-{unique}"
     _deliver("replay", path, events, env, kafka_settings.bootstrap, topic)
     wait_processed([worker], kafka_settings.bootstrap, topic)
 
-    watermark = max(_ms(e["ts"]) for e in events) - 5 * 60_000
+    watermark = max(ms(e["ts"]) for e in events) - 5 * 60_000
     want_totals, want_windows = batch_results(csv_path, [("1h", HOUR, HOUR)])
     retained = {k: v for k, v in want_windows.items() if k[2] + HOUR + retention > watermark}
     totals, windows, _ = api_results(
-        [worker], set(want_totals), _ms(events[0]["ts"]) - 86_400_000, watermark + 86_400_000
+        [worker], set(want_totals), ms(events[0]["ts"]) - DAY, watermark + DAY
     )
     assert totals == want_totals
     assert windows == retained

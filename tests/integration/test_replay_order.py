@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,22 +14,30 @@ from app.datagen import DatasetShape, generate, write
 from app.settings import KappaSettings
 from tests.support.oracle import batch_results
 from tests.support.results import api_results, wait_processed
-from tests.support.worker import WorkerProcess
+from tests.support.times import HOUR, ms
+from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
-HOUR = 3_600_000
 
 
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+def _assert_matches_batch(
+    worker: WorkerProcess, csv_path: Path, events: list[dict[str, Any]]
+) -> None:
+    """The worker's totals and 1h windows equal DuckDB's over the same events."""
+    want_totals, want_windows = batch_results(csv_path, [("1h", HOUR, HOUR)])
+    times = [ms(e["ts"]) for e in events]
+    totals, windows, _ = api_results(
+        [worker], set(want_totals), min(times) - HOUR, max(times) + HOUR
+    )
+    assert totals == want_totals
+    assert windows == want_windows
 
 
 def test_order_by_time_sorts_a_shuffled_file_in_bounded_runs(
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
     events = list(generate(DatasetShape(events=3_000, keys=40, seed=6)))
@@ -38,36 +45,11 @@ def test_order_by_time_sorts_a_shuffled_file_in_bounded_runs(
     path = tmp_path / "shuffled.csv"
     write(iter(events), path)
 
-    env = kappa_env(make_spec(windows='{ size = "1h" }', lateness="10m"), partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "replay",
-            str(path),
-            "--order-by-time",
-            "--sort-chunk-rows",
-            "500",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    worker, env = running_worker(make_spec(windows='{ size = "1h" }', lateness="10m"), partitions=2)
+    run_kappa(env, "replay", str(path), "--order-by-time", "--sort-chunk-rows", "500")
     wait_processed([worker], kafka_settings.bootstrap, f"test-input-{unique}")
 
-    want_totals, want_windows = batch_results(path, [("1h", HOUR, HOUR)])
-    times = [_ms(e["ts"]) for e in events]
-    totals, windows, _ = api_results(
-        [worker], set(want_totals), min(times) - HOUR, max(times) + HOUR
-    )
-    assert totals == want_totals
-    assert windows == want_windows
+    _assert_matches_batch(worker, path, events)
     assert worker.get("/api/status")[1]["counts"]["late_events"] == 0
 
 
@@ -75,8 +57,7 @@ def test_parquet_history_with_timestamp_columns_replays_like_csv(
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
     import pyarrow as pa
@@ -98,25 +79,8 @@ def test_parquet_history_with_timestamp_columns_replays_like_csv(
     parquet_path = tmp_path / "events.parquet"
     pq.write_table(table, parquet_path, row_group_size=500)
 
-    env = kappa_env(make_spec(windows='{ size = "1h" }'), partitions=1)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=1)
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "replay", str(parquet_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "2,000 events produced" in done.stdout
+    worker, env = running_worker(make_spec(windows='{ size = "1h" }'))
+    assert "2,000 events produced" in run_kappa(env, "replay", str(parquet_path))
     wait_processed([worker], kafka_settings.bootstrap, f"test-input-{unique}")
 
-    want_totals, want_windows = batch_results(csv_path, [("1h", HOUR, HOUR)])
-    times = [_ms(e["ts"]) for e in events]
-    totals, windows, _ = api_results(
-        [worker], set(want_totals), min(times) - HOUR, max(times) + HOUR
-    )
-    assert totals == want_totals
-    assert windows == want_windows
+    _assert_matches_batch(worker, csv_path, events)

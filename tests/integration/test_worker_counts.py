@@ -18,14 +18,10 @@ pytestmark = __import__("pytest").mark.broker
 def test_worker_counts_events_exactly(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
-    spec = make_spec()
-    env = kappa_env(spec, partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
+    worker, _ = running_worker(make_spec(), partitions=2)
 
     rng = random.Random(7)
     base = 1_700_000_000_000

@@ -24,11 +24,9 @@ pytestmark = pytest.mark.broker
 def test_worker_stops_cleanly(
     sig: signal.Signals,
     make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
 ) -> None:
-    worker = start_worker(kappa_env(make_spec(), partitions=1))
-    worker.wait_ready(partitions=1)
+    worker, _ = running_worker(make_spec())
     assert worker.stop(sig, timeout=60) == 0
     assert "Traceback" not in worker.log_tail(400)
 

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +92,24 @@ def worker_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
     env.update(base)
     env.update(overrides)
     return env
+
+
+def kappa_cli(
+    env: Mapping[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kappa <args>`` as a user would; whatever the exit code, return the outcome."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_kappa(env: Mapping[str, str], *args: str, timeout: float = 600) -> str:
+    """Run a kappa command to success; return what it printed."""
+    done = kappa_cli(env, *args, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

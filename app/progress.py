@@ -78,6 +78,8 @@ def print_status(body: dict[str, Any]) -> None:
         f"v{pipeline['version']} (up {body['uptime_s']}s)"
     )
     out.print(f"partitions owned: {body['partitions_owned']} of {body['partitions']}")
+    for url, partitions in sorted(body.get("owners", {}).items()):
+        out.print(f"  {url} owns {partitions}")
     table = Table("partition", "watermark (ms)", "processed offset")
     for partition in sorted({*body["watermarks"], *body["processed_offsets"]}, key=int):
         table.add_row(

@@ -60,6 +60,11 @@ class KappaSettings(BaseSettings):
     )
     web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")
+    advertised_url: str | None = Field(
+        default=None,
+        description="URL other workers use to reach this one's API (for query routing); "
+        "defaults to http://<web_host or hostname>:<web_port>.",
+    )
     worker_name: str | None = Field(
         default=None,
         description="Names this worker's state dir; defaults to <hostname>-<web_port>.",
@@ -110,6 +115,13 @@ class KappaSettings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.home / "state"
+
+    @property
+    def resolved_advertised_url(self) -> str:
+        if self.advertised_url:
+            return self.advertised_url
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     @property
     def resolved_worker_name(self) -> str:

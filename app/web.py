@@ -11,10 +11,12 @@ import time
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
+from yarl import URL
 
 from agents.aggregation import KeyRecord, WindowResult
 from agents.pipeline import Pipeline, expected_partition
@@ -27,6 +29,7 @@ from app.settings import KappaSettings
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+ROUTED_HEADER = "X-Kappa-Routed-By"  # a routed request is never routed again
 MAX_WINDOWS = 10_000
 
 
@@ -83,20 +86,49 @@ def register_views(
 
     def unknown_key(view: View, key: str) -> Response:
         partition = expected_partition(key, pipeline.partitions)
-        owned = partition in owned_partitions()
-        reason = (
-            "unknown key"
-            if owned
-            else (
-                f"key {key!r} lives on partition {partition}, which another worker owns; "
-                "ask that worker (see `kappa status`)"
+        return view.error(404, "unknown key", key=key, partition=partition)
+
+    changelog = pipeline.keys.changelog_topic.get_topic_name()
+
+    def owners() -> dict[str, list[int]]:
+        """Which worker (by advertised URL) owns which partitions, as Faust's assignor
+        last distributed them."""
+        return {
+            host: sorted(topics.get(changelog, []))
+            for host, topics in app.assignor.table_metadata(changelog).items()
+        }
+
+    async def routed(view: View, request: Request, key: str) -> Response | None:
+        """Answer from the key's owner when another worker owns it; None when we do."""
+        partition = expected_partition(key, pipeline.partitions)
+        if partition in owned_partitions():
+            return None
+        owner = next((h for h, ps in owners().items() if partition in ps), None)
+        if owner is None or request.headers.get(ROUTED_HEADER):
+            return view.error(
+                503,
+                f"no worker owns partition {partition} of key {key!r} right now (a rebalance "
+                "is under way); retry shortly",
+                key=key,
+                partition=partition,
             )
-        )
-        return view.error(404, reason, key=key, partition=partition)
+        target = URL(owner).with_path(request.url.path).with_query(request.url.query)
+        try:
+            async with app.http_client.get(
+                target, headers={ROUTED_HEADER: settings.resolved_worker_name}
+            ) as response:
+                body = await response.read()
+                return view.bytes(body, content_type="application/json", status=response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return view.error(
+                502, f"the owner of partition {partition} at {owner} did not answer ({exc!r})"
+            )
 
     @app.page("/api/keys/{key}")
     class KeyTotals(View):
         async def get(self, request: Request, key: str) -> Response:
+            if (response := await routed(self, request, key)) is not None:
+                return response
             record = key_record(key)
             if record is None:
                 return unknown_key(self, key)
@@ -114,6 +146,8 @@ def register_views(
         are still retained. Without from/to: the retention period up to the watermark."""
 
         async def get(self, request: Request, key: str) -> Response:
+            if (response := await routed(self, request, key)) is not None:
+                return response
             record = key_record(key)
             if record is None:
                 return unknown_key(self, key)
@@ -177,7 +211,8 @@ def register_views(
     @app.page("/api/status")
     class Status(View):
         async def get(self, request: Request) -> Response:
-            return self.json(await status(app, pipeline, tracker, settings, owned_partitions()))
+            body = await status(app, pipeline, tracker, settings, owned_partitions())
+            return self.json({**body, "owners": owners()})
 
 
 async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str, int]:
@@ -224,6 +259,7 @@ async def status(
     processed = await _processed_offsets(settings, pipeline)
     return {
         "worker": settings.resolved_worker_name,
+        "url": settings.resolved_advertised_url,
         "pipeline": {"name": pipeline.spec.name, "version": pipeline.spec.version},
         "uptime_s": round(time.time() - pipeline.stats.started, 1),
         "partitions": pipeline.partitions,

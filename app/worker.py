@@ -38,6 +38,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        canonical_url=settings.resolved_advertised_url,
         value_serializer=codecs.CODEC,
         key_serializer=codecs.CODEC,
         consumer_auto_offset_reset="earliest",

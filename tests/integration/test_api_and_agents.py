@@ -96,6 +96,7 @@ def test_custom_agent_gets_replayed_and_live_events(
     for key, count in big.items():
 
         def counted(key: str = key, count: int = count) -> bool:
-            return worker.get(f"/api/big-orders/{key}")[1]["big_orders"] == count
+            got: int = worker.get(f"/api/big-orders/{key}")[1]["big_orders"]
+            return got == count
 
         worker.wait_until(counted, 30, f"big orders of {key}")

@@ -52,7 +52,7 @@ def test_late_events_are_counted_kept_and_kept_out_of_windows(
     )
     newest = max(ms(e["ts"]) for e in on_time)
     # Three hours behind the newest event is far beyond the 10m lateness.
-    late = [
+    late: list[dict[str, Any]] = [
         {
             "customer_id": f"c{i:05d}",
             "ts": iso(newest - 3 * HOUR - i * 1000),

@@ -45,7 +45,7 @@ def oracle(n: int, events: list[Event]) -> dict[str, Any]:
     """The expected result of every metric, computed independently of Agg."""
     values: dict[str, Any] = {}
     for j, name in enumerate(names(n)):
-        vals = [e[j] for e in events if e[j] is not None]
+        vals = [v for v in (e[j] for e in events) if v is not None]
         if not vals:
             values[name] = {"sum": None, "min": None, "max": None, "mean": None}
             continue

@@ -26,8 +26,8 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(replay.time, "monotonic", fake.monotonic)
-    monkeypatch.setattr(replay.asyncio, "sleep", fake.sleep)
+    monkeypatch.setattr("app.replay.time.monotonic", fake.monotonic)
+    monkeypatch.setattr("app.replay.asyncio.sleep", fake.sleep)
     return fake
 
 

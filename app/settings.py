@@ -77,6 +77,11 @@ class KappaSettings(BaseSettings):
         description="Comma-separated modules of custom agents to load, e.g. "
         "agents.example_big_orders.",
     )
+    shutdown_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a clean shutdown may take before the worker exits anyway.",
+    )
     batch_max: int = Field(
         default=1000, ge=1, description="Most events the worker processes per state write."
     )

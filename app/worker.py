@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import signal
 from typing import Any, cast
 
 import faust
@@ -60,13 +62,50 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     return pipeline
 
 
+class KappaWorker(faust.Worker):
+    """Faust's worker with a bounded shutdown.
+
+    The first SIGTERM or Ctrl-C stops the worker cleanly: the current batch is written,
+    the producer flushed and offsets committed. mode ignores further signals while it
+    stops, so a stuck shutdown could only be killed; here a second signal, or a clean
+    stop that outlasts ``KAPPA_SHUTDOWN_TIMEOUT``, exits at once. Nothing is lost by
+    that: uncommitted events are redelivered and the per-key fences skip what was
+    already applied.
+    """
+
+    def __init__(self, *args: Any, shutdown_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kappa_shutdown_timeout = shutdown_timeout
+        # Faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING,
+        # so every debug call in aiokafka would build a log record: a worker is a
+        # service, not an interactive terminal.
+        self.spinner = None
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if self._signal_stop_time:
+            self._force_exit(f"second {signal.name} during shutdown", signal)
+        self.loop.call_later(
+            self.kappa_shutdown_timeout,
+            self._force_exit,
+            f"shutdown took longer than {self.kappa_shutdown_timeout:g}s",
+            signal,
+        )
+        super()._schedule_shutdown(signal)
+
+    def _force_exit(self, why: str, signal: signal.Signals) -> None:
+        log.warning("%s: exiting now, without a clean shutdown", why)
+        logging.shutdown()
+        os._exit(128 + signal.value)
+
+
 def run_worker(settings: KappaSettings) -> None:
     spec = load_spec(settings.pipeline)
     partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
     pipeline = create_app(settings, spec, partitions)
-    worker = faust.Worker(pipeline.app, loglevel=settings.log_level.upper(), quiet=True)
-    # Faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING, so
-    # every debug call in aiokafka would build a log record: a worker is a service,
-    # not an interactive terminal.
-    worker.spinner = None
+    worker = KappaWorker(
+        pipeline.app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
     worker.execute_from_commandline()

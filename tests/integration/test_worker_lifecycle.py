@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,30 @@ def test_worker_stops_cleanly(
     worker, _ = running_worker(make_spec())
     assert worker.stop(sig, timeout=60) == 0
     assert "Traceback" not in worker.log_tail(400)
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        ({}, "second SIGTERM during shutdown"),
+        ({"KAPPA_SHUTDOWN_TIMEOUT": "0.01"}, "shutdown took longer than 0.01s"),
+    ],
+    ids=["second signal", "timeout"],
+)
+def test_a_stuck_shutdown_is_cut_short(
+    extra: dict[str, str],
+    why: str,
+    make_spec: Callable[..., Path],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
+) -> None:
+    worker, _ = running_worker(make_spec(), **extra)
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGTERM)
+    if not extra:
+        time.sleep(0.05)  # the clean stop takes seconds; interrupt it
+        worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert why in worker.log_tail(50)
 
 
 def test_two_versions_run_side_by_side(

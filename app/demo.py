@@ -32,6 +32,7 @@ from rich.table import Table
 from app.broker.local import LocalKafka, log_tail
 from app.datagen import DatasetShape, generate
 from app.errors import KappaError
+from app.kafka_client import client_options
 from app.progress import RichProgress, print_replay_report
 from app.replay import ReplayOptions, replay
 from app.settings import KappaSettings
@@ -92,7 +93,7 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
         print_replay_report(report)
         live = list(_live_events())
         console.print(f"[bold]4.[/] producing {len(live):,} live events after the history")
-        asyncio.run(_produce(settings.bootstrap, spec.input_topic, live))
+        asyncio.run(_produce(settings, spec.input_topic, live))
         _wait(
             lambda: _caught_up(base, report.replay_id, len(live) + report.produced),
             worker,
@@ -176,8 +177,8 @@ def _live_events() -> Iterator[dict[str, Any]]:
     yield from generate(shape)
 
 
-async def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
+async def _produce(settings: KappaSettings, topic: str, events: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=10)
     await producer.start()
     try:
         for event in events:

@@ -7,11 +7,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app.security import aiokafka_security
 from app.settings import KappaSettings
 
 
 def client_options(settings: KappaSettings) -> dict[str, Any]:
-    return {"bootstrap_servers": settings.bootstrap, "request_timeout_ms": 30_000}
+    return {
+        "bootstrap_servers": settings.bootstrap,
+        "request_timeout_ms": 30_000,
+        **aiokafka_security(settings),
+    }
 
 
 async def offset_ranges(

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_HOST = "127.0.0.1"
@@ -29,6 +29,18 @@ class KappaSettings(BaseSettings):
         validation_alias=AliasChoices("KAPPA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
         description="An existing Kafka cluster (host:port,...). When set, kappa starts no broker.",
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to connect to Kafka."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism (with SASL_*)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle (with *SSL).")
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+    ssl_key_password: SecretStr | None = Field(default=None, description="Client key password.")
     home: Path = Field(
         default=Path("var"),
         description="Runtime directory: local broker data and logs, worker state, pid files.",

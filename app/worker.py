@@ -15,6 +15,7 @@ from agents.pipeline import Pipeline
 from app import codecs
 from app.names import PipelineNames
 from app.replay_tracker import ReplayTracker
+from app.security import faust_credentials
 from app.settings import KappaSettings
 from app.spec import PipelineSpec, load_spec
 from app.topics import ensure_topics
@@ -41,6 +42,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         web_port=settings.web_port,
         web_bind=settings.web_host,
         canonical_url=settings.resolved_advertised_url,
+        broker_credentials=faust_credentials(settings),
         value_serializer=codecs.CODEC,
         key_serializer=codecs.CODEC,
         consumer_auto_offset_reset="earliest",

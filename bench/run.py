@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.broker.local import LocalKafka
 from app.datagen import DatasetShape, generate, write
-from app.kafka_client import offset_ranges
+from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +71,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def consume_all(bootstrap: str, topic: str) -> tuple[int, float]:
+async def consume_all(options: dict[str, Any], topic: str) -> tuple[int, float]:
     """P_consume: read every record of ``topic`` with getmany, counting only."""
-    ranges = await offset_ranges({"bootstrap_servers": bootstrap}, [topic])
+    ranges = await offset_ranges(options, [topic])
     tps = [TopicPartition(topic, p) for p in ranges[topic]]
     total = sum(end - begin for begin, end in ranges[topic].values())
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **options,
         enable_auto_commit=False,
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -150,7 +150,7 @@ def run_once(
         worker.terminate()
         worker.wait(timeout=60)
         log.close()
-    consumed, consume_s = asyncio.run(consume_all(settings.bootstrap, f"bench-input-{run}"))
+    consumed, consume_s = asyncio.run(consume_all(client_options(settings), f"bench-input-{run}"))
     assert consumed == events, (consumed, replay.stdout)
     return {
         "events": events,

@@ -1,4 +1,5 @@
-"""The invariant: replayed or live, on 1 or 4 partitions, kappa equals a batch computation.
+"""The invariant: replayed, live, or split at a cutover, on 1 or 4 partitions, kappa
+equals a batch computation.
 
 100k generated events on 1k keys over three weeks, out of order within the allowed
 lateness, with null values, are compared with DuckDB SQL over the same file: every
@@ -52,8 +53,10 @@ def _shuffled_within_lateness(events: list[dict[str, Any]], seed: int) -> list[d
     return sorted(events, key=lambda e: ms(e["ts"]) + rng.randrange(int(LATENESS_MS * 0.9)))
 
 
-@pytest.mark.parametrize("partitions", [1, 4])
-@pytest.mark.parametrize("mode", ["replay", "live"])
+@pytest.mark.parametrize(
+    ("mode", "partitions"),
+    [("replay", 1), ("replay", 4), ("live", 1), ("live", 4), ("cutover", 4)],
+)
 def test_kappa_equals_batch_computation(
     mode: str,
     partitions: int,
@@ -63,6 +66,7 @@ def test_kappa_equals_batch_computation(
     make_spec: Callable[..., Path],
     running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
+    tmp_path: Path,
 ) -> None:
     path, events = dataset
     spec = make_spec(windows=WINDOWS_TOML, lateness="10m", retention="30d")
@@ -72,9 +76,18 @@ def test_kappa_equals_batch_computation(
     if mode == "replay":
         printed = run_kappa(env, "replay", str(path), "--id", "eq")
         assert "100,000 events produced" in printed
-    else:
+    elif mode == "live":
         live = _shuffled_within_lateness(events, seed=partitions)
         assert live != events
+        asyncio.run(produce_events(kafka_settings.bootstrap, topic, live, "customer_id"))
+    else:
+        # The first 60% as history, then the rest live: no gap, no overlap.
+        cut = len(events) * 6 // 10
+        history = tmp_path / "history.csv.gz"
+        write(iter(events[:cut]), history)
+        printed = run_kappa(env, "replay", str(history), "--id", "eq")
+        assert f"{cut:,} events produced" in printed
+        live = _shuffled_within_lateness(events[cut:], seed=3)
         asyncio.run(produce_events(kafka_settings.bootstrap, topic, live, "customer_id"))
 
     wait_processed([worker], kafka_settings.bootstrap, topic)
@@ -92,11 +105,11 @@ def test_kappa_equals_batch_computation(
     assert finals == {k: v for k, v in windows.items() if final[k]}
     assert all(want_windows[k] == v for k, v in finals.items())
     _, body = worker.get("/api/status")
-    if mode == "replay":
+    if mode != "live":
         (replay,) = body["replays"]
         assert replay["id"] == "eq"
         assert replay["state"] == "complete"
-        assert replay["produced"] == len(events)
+        assert replay["produced"] == (len(events) if mode == "replay" else cut)
         assert replay["processed_by_this_worker"] is True
     assert body["counts"]["late_events"] == 0
     assert body["counts"]["dead_letters"] == 0

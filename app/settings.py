@@ -89,6 +89,9 @@ class KappaSettings(BaseSettings):
         description="Comma-separated modules of custom agents to load, e.g. "
         "agents.example_big_orders.",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="The worker's event loop implementation."
+    )
     shutdown_timeout: float = Field(
         default=30.0,
         gt=0,

@@ -10,6 +10,7 @@ import signal
 from typing import Any, cast
 
 import faust
+import mode.loop
 
 from agents.pipeline import Pipeline
 from app import codecs
@@ -101,6 +102,9 @@ class KappaWorker(faust.Worker):
 
 
 def run_worker(settings: KappaSettings) -> None:
+    if settings.event_loop == "uvloop":
+        # Before any loop exists: Faust and aiokafka then run on libuv.
+        mode.loop.use("uvloop")
     spec = load_spec(settings.pipeline)
     partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
     pipeline = create_app(settings, spec, partitions)

@@ -8,9 +8,11 @@ dataset, and measures in one run on this machine:
 
 - P_consume: a bare aiokafka consumer (getmany, counting only) reading the input topic
   after the replay: the physical limit of our stack for reading these events;
+- P_decode: the same loop, also decoding each event with orjson;
 - replay: ``kappa replay`` file -> input topic, end to end (events/s);
 - file → tables: from the start of the replay until a ``kappa worker`` has processed
-  every event into its tables (events/s), and the worker's peak RSS.
+  every event into its tables (events/s), and the peak RSS of the worker and of the
+  replay (which streams the file, so its memory does not grow with the file).
 
 It prints a table with each figure's ratio to P_consume and writes JSON (with the
 machine: cores, memory, versions) to bench/results/. It reports; it asserts nothing
@@ -71,8 +73,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def consume_all(options: dict[str, Any], topic: str) -> tuple[int, float]:
-    """P_consume: read every record of ``topic`` with getmany, counting only."""
+async def consume_all(options: dict[str, Any], topic: str, decode: bool) -> tuple[int, float]:
+    """P_consume: read every record of ``topic`` with getmany, counting only; with
+    ``decode`` (P_decode), also decoding each value with orjson."""
     ranges = await offset_ranges(options, [topic])
     tps = [TopicPartition(topic, p) for p in ranges[topic]]
     total = sum(end - begin for begin, end in ranges[topic].values())
@@ -90,7 +93,11 @@ async def consume_all(options: dict[str, Any], topic: str) -> tuple[int, float]:
         started = time.perf_counter()
         while seen < total:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            seen += sum(len(records) for records in batches.values())
+            for records in batches.values():
+                seen += len(records)
+                if decode:
+                    for record in records:
+                        orjson.loads(record.value)
         return seen, time.perf_counter() - started
     finally:
         await consumer.stop()
@@ -129,37 +136,49 @@ def run_once(
             except OSError:
                 time.sleep(0.3)
         started = time.perf_counter()
-        replay = subprocess.run(
-            [sys.executable, "-m", "app.cli", "replay", str(data)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        replay_s = time.perf_counter() - started
+        with (work / f"replay-{run}.log").open("wb") as replay_log:
+            replay = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "replay", str(data)],
+                env=env,
+                stdout=replay_log,
+                stderr=subprocess.STDOUT,
+            )
+        replay_proc = psutil.Process(replay.pid)
+        replay_rss = 0
+        replay_s: float | None = None
         while True:
             peak_rss = max(peak_rss, proc.memory_info().rss)
-            status = _get(port, "/api/status")
-            counts = status["counts"]
+            if replay_s is None:
+                if replay.poll() is None:
+                    replay_rss = max(replay_rss, replay_proc.memory_info().rss)
+                else:
+                    replay_s = time.perf_counter() - started
+                    if replay.returncode != 0:
+                        raise RuntimeError((work / f"replay-{run}.log").read_text())
+            counts = _get(port, "/api/status")["counts"]
             done = counts["events_since_start"] + counts["duplicates_skipped_since_start"]
-            if done >= events:
+            if done >= events and replay_s is not None:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         worker_s = time.perf_counter() - started
     finally:
         worker.terminate()
         worker.wait(timeout=60)
         log.close()
-    consumed, consume_s = asyncio.run(consume_all(client_options(settings), f"bench-input-{run}"))
-    assert consumed == events, (consumed, replay.stdout)
+    topic = f"bench-input-{run}"
+    consumed, consume_s = asyncio.run(consume_all(client_options(settings), topic, False))
+    decoded, decode_s = asyncio.run(consume_all(client_options(settings), topic, True))
+    assert consumed == decoded == events, (consumed, decoded, events)
     return {
         "events": events,
         "keys": keys,
         "partitions": partitions,
         "p_consume_eps": consumed / consume_s,
+        "p_decode_eps": decoded / decode_s,
         "replay_eps": events / replay_s,
         "file_to_tables_eps": events / worker_s,
         "worker_peak_rss_mb": peak_rss / 2**20,
+        "replay_peak_rss_mb": replay_rss / 2**20,
     }
 
 
@@ -213,11 +232,13 @@ def main() -> None:
     print(f"{'measure':<34}{'value':>14}{'÷ P_consume':>14}")
     for label, key in [
         ("P_consume (bare aiokafka)", "p_consume_eps"),
+        ("P_decode (aiokafka + orjson)", "p_decode_eps"),
         ("kappa replay: file → topic", "replay_eps"),
         ("kappa file → tables (end to end)", "file_to_tables_eps"),
     ]:
         print(f"{label:<34}{medians[key]:>10,.0f} ev/s{medians[key] / limit:>13.3f}")
     print(f"{'worker peak RSS':<34}{medians['worker_peak_rss_mb']:>11,.0f} MB")
+    print(f"{'replay peak RSS':<34}{medians['replay_peak_rss_mb']:>11,.0f} MB")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
         "when": datetime.now(UTC).isoformat(),

@@ -37,7 +37,14 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     (result,) = tmp_path.glob("bench-*.json")
     body = orjson.loads(result.read_bytes())
-    for key in ("p_consume_eps", "replay_eps", "file_to_tables_eps", "worker_peak_rss_mb"):
+    for key in (
+        "p_consume_eps",
+        "p_decode_eps",
+        "replay_eps",
+        "file_to_tables_eps",
+        "worker_peak_rss_mb",
+        "replay_peak_rss_mb",
+    ):
         assert body["medians"][key] > 0
     assert body["machine"]["cores"] >= 1
     assert "P_consume" in done.stdout

@@ -10,6 +10,8 @@ dataset, and measures in one run on this machine:
   after the replay: the physical limit of our stack for reading these events;
 - P_decode: the same loop, also decoding each event with orjson;
 - replay: ``kappa replay`` file -> input topic, end to end (events/s);
+- naive Faust: a plain Faust agent updating a Table once per event (per-key count and
+  sum), over the same topic;
 - file → tables: from the start of the replay until a ``kappa worker`` has processed
   every event into its tables (events/s), and the peak RSS of the worker and of the
   replay (which streams the file, so its memory does not grow with the file).
@@ -103,6 +105,45 @@ async def consume_all(options: dict[str, Any], topic: str, decode: bool) -> tupl
         await consumer.stop()
 
 
+def time_naive_faust(
+    settings: KappaSettings, topic: str, partitions: int, events: int, work: Path
+) -> float:
+    """Seconds the naive Faust baseline takes to process the topic, from its first
+    processed event to its last (its start-up and rebalance are not counted)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KAPPA_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "BENCH_TOPIC": topic,
+        "BENCH_PARTITIONS": str(partitions),
+        "BENCH_PORT": str(port),
+        "BENCH_DIR": str(work / f"naive-{topic}"),
+        "PYTHONPATH": str(ROOT),
+    }
+    with (work / f"naive-{topic}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.naive_faust"], env=env, stdout=log, stderr=log
+        )
+    try:
+        first: float | None = None
+        while True:
+            try:
+                done = _get(port, "/processed")["processed"]
+            except OSError:
+                done = 0
+            now = time.perf_counter()
+            if done and first is None:
+                first = now
+            if done >= events and first is not None:
+                return now - first
+            if proc.poll() is not None:
+                raise RuntimeError((work / f"naive-{topic}.log").read_text()[-3000:])
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def run_once(
     settings: KappaSettings, events: int, keys: int, partitions: int, work: Path
 ) -> dict[str, Any]:
@@ -166,6 +207,7 @@ def run_once(
         worker.wait(timeout=60)
         log.close()
     topic = f"bench-input-{run}"
+    naive_s = time_naive_faust(settings, topic, partitions, events, work)
     consumed, consume_s = asyncio.run(consume_all(client_options(settings), topic, False))
     decoded, decode_s = asyncio.run(consume_all(client_options(settings), topic, True))
     assert consumed == decoded == events, (consumed, decoded, events)
@@ -175,6 +217,7 @@ def run_once(
         "partitions": partitions,
         "p_consume_eps": consumed / consume_s,
         "p_decode_eps": decoded / decode_s,
+        "naive_faust_eps": events / naive_s,
         "replay_eps": events / replay_s,
         "file_to_tables_eps": events / worker_s,
         "worker_peak_rss_mb": peak_rss / 2**20,
@@ -233,6 +276,7 @@ def main() -> None:
     for label, key in [
         ("P_consume (bare aiokafka)", "p_consume_eps"),
         ("P_decode (aiokafka + orjson)", "p_decode_eps"),
+        ("naive Faust: topic → Table", "naive_faust_eps"),
         ("kappa replay: file → topic", "replay_eps"),
         ("kappa file → tables (end to end)", "file_to_tables_eps"),
     ]:

@@ -40,6 +40,7 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
     for key in (
         "p_consume_eps",
         "p_decode_eps",
+        "naive_faust_eps",
         "replay_eps",
         "file_to_tables_eps",
         "worker_peak_rss_mb",

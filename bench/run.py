@@ -12,6 +12,7 @@ dataset, and measures in one run on this machine:
 - replay: ``kappa replay`` file -> input topic, end to end (events/s);
 - naive Faust: a plain Faust agent updating a Table once per event (per-key count and
   sum), over the same topic;
+- kappa topic → tables: version 2 of the pipeline reading the same, already full topic;
 - file → tables: from the start of the replay until a ``kappa worker`` has processed
   every event into its tables (events/s), and the peak RSS of the worker and of the
   replay (which streams the file, so its memory does not grow with the file).
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -105,43 +107,46 @@ async def consume_all(options: dict[str, Any], topic: str, decode: bool) -> tupl
         await consumer.stop()
 
 
-def time_naive_faust(
-    settings: KappaSettings, topic: str, partitions: int, events: int, work: Path
-) -> float:
-    """Seconds the naive Faust baseline takes to process the topic, from its first
-    processed event to its last (its start-up and rebalance are not counted)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "KAPPA_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "BENCH_TOPIC": topic,
-        "BENCH_PARTITIONS": str(partitions),
-        "BENCH_PORT": str(port),
-        "BENCH_DIR": str(work / f"naive-{topic}"),
-        "PYTHONPATH": str(ROOT),
-    }
-    with (work / f"naive-{topic}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.naive_faust"], env=env, stdout=log, stderr=log
-        )
+def time_worker(
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    progress: tuple[str, Callable[[Any], int]],
+    events: int,
+    log_path: Path,
+) -> tuple[float, int]:
+    """Start a worker over a topic that already holds ``events`` events. Returns the
+    seconds from its first processed event to its last (start-up and the consumer
+    group's first rebalance are not counted) and its peak RSS in bytes."""
+    path, count_of = progress
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    memory = psutil.Process(proc.pid)
+    peak_rss = 0
     try:
         first: float | None = None
         while True:
+            peak_rss = max(peak_rss, memory.memory_info().rss)
             try:
-                done = _get(port, "/processed")["processed"]
+                done = count_of(_get(port, path))
             except OSError:
                 done = 0
             now = time.perf_counter()
             if done and first is None:
                 first = now
             if done >= events and first is not None:
-                return now - first
+                return now - first, peak_rss
             if proc.poll() is not None:
-                raise RuntimeError((work / f"naive-{topic}.log").read_text()[-3000:])
-            time.sleep(0.1)
+                raise RuntimeError(log_path.read_text()[-3000:])
+            time.sleep(0.05)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def _kappa_count(body: Any) -> int:
+    counts = body["counts"]
+    return int(counts["events_since_start"] + counts["duplicates_skipped_since_start"])
 
 
 def run_once(
@@ -207,7 +212,35 @@ def run_once(
         worker.wait(timeout=60)
         log.close()
     topic = f"bench-input-{run}"
-    naive_s = time_naive_faust(settings, topic, partitions, events, work)
+    # kappa, topic -> tables: version 2 of the pipeline reads the same, already full topic.
+    spec_v2 = work / f"bench-{run}-v2.toml"
+    spec_v2.write_text(SPEC.format(run=run).replace("version = 1", "version = 2"))
+    port_v2 = _free_port()
+    env_v2 = {**env, "KAPPA_PIPELINE": str(spec_v2), "KAPPA_WEB_PORT": str(port_v2)}
+    kappa_s, kappa_rss = time_worker(
+        [sys.executable, "-m", "app.cli", "worker"],
+        env_v2,
+        port_v2,
+        ("/api/status", _kappa_count),
+        events,
+        work / f"worker-{run}-v2.log",
+    )
+    naive_port = _free_port()
+    naive_env = {
+        **env,
+        "BENCH_TOPIC": topic,
+        "BENCH_PARTITIONS": str(partitions),
+        "BENCH_PORT": str(naive_port),
+        "BENCH_DIR": str(work / f"naive-{run}"),
+    }
+    naive_s, naive_rss = time_worker(
+        [sys.executable, "-m", "bench.naive_faust"],
+        naive_env,
+        naive_port,
+        ("/processed", lambda body: int(body["processed"])),
+        events,
+        work / f"naive-{run}.log",
+    )
     consumed, consume_s = asyncio.run(consume_all(client_options(settings), topic, False))
     decoded, decode_s = asyncio.run(consume_all(client_options(settings), topic, True))
     assert consumed == decoded == events, (consumed, decoded, events)
@@ -218,6 +251,9 @@ def run_once(
         "p_consume_eps": consumed / consume_s,
         "p_decode_eps": decoded / decode_s,
         "naive_faust_eps": events / naive_s,
+        "naive_faust_peak_rss_mb": naive_rss / 2**20,
+        "topic_to_tables_eps": events / kappa_s,
+        "topic_to_tables_peak_rss_mb": kappa_rss / 2**20,
         "replay_eps": events / replay_s,
         "file_to_tables_eps": events / worker_s,
         "worker_peak_rss_mb": peak_rss / 2**20,
@@ -277,11 +313,17 @@ def main() -> None:
         ("P_consume (bare aiokafka)", "p_consume_eps"),
         ("P_decode (aiokafka + orjson)", "p_decode_eps"),
         ("naive Faust: topic → Table", "naive_faust_eps"),
+        ("kappa: topic → tables", "topic_to_tables_eps"),
         ("kappa replay: file → topic", "replay_eps"),
         ("kappa file → tables (end to end)", "file_to_tables_eps"),
     ]:
         print(f"{label:<34}{medians[key]:>10,.0f} ev/s{medians[key] / limit:>13.3f}")
-    print(f"{'worker peak RSS':<34}{medians['worker_peak_rss_mb']:>11,.0f} MB")
+    for label, key in [
+        ("kappa worker peak RSS (topic)", "topic_to_tables_peak_rss_mb"),
+        ("kappa worker peak RSS (replay)", "worker_peak_rss_mb"),
+        ("naive Faust peak RSS", "naive_faust_peak_rss_mb"),
+    ]:
+        print(f"{label:<34}{medians[key]:>11,.0f} MB")
     print(f"{'replay peak RSS':<34}{medians['replay_peak_rss_mb']:>11,.0f} MB")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {

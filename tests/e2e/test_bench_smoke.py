@@ -41,6 +41,8 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
         "p_consume_eps",
         "p_decode_eps",
         "naive_faust_eps",
+        "topic_to_tables_eps",
+        "topic_to_tables_peak_rss_mb",
         "replay_eps",
         "file_to_tables_eps",
         "worker_peak_rss_mb",

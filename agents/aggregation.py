@@ -258,7 +258,7 @@ class PartitionProcessor:
         name, start = parse_bucket_id(bucket)
         return window_end(start, self.config.window(name)) + self.config.retention_ms
 
-    def _expire(self, watermark: int) -> bool:
+    def _expire(self, watermark: int) -> None:
         """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
         buckets = self.progress.closed_buckets
         expired_count = 0
@@ -271,4 +271,3 @@ class PartitionProcessor:
             self.state.delete_bucket_keys(bucket)
             expired_count += 1
         del buckets[:expired_count]
-        return expired_count > 0

@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from app.errors import ReplayError
 from app.events import EventParser, Rejected
 from app.history import HistoryError, HistoryFile, open_history, sort_by_time
 from app.kafka_client import client_options, offset_ranges
@@ -101,8 +102,6 @@ def open_all(spec: PipelineSpec, options: ReplayOptions) -> list[HistoryFile]:
             open_history(path, required_fields=required, fmt=options.fmt) for path in options.files
         ]
     except HistoryError as exc:
-        from app.errors import ReplayError
-
         raise ReplayError(
             str(exc),
             hint="nothing was produced; fix the file or the pipeline spec and run the replay again",

@@ -272,6 +272,8 @@ async def status(
             "dead_letters": counts.get(names.dead_letter_topic),
             "events_since_start": pipeline.stats.events,
             "duplicates_skipped_since_start": pipeline.stats.duplicates,
+            "late_since_start": pipeline.stats.late,
+            "dead_letters_since_start": pipeline.stats.dead_letters,
             "window_results_since_start": pipeline.stats.window_results,
             "batches_since_start": pipeline.stats.batches,
         },

@@ -8,6 +8,7 @@ runs when ``KAPPA_BOOTSTRAP_SERVERS`` points at an existing cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -284,31 +285,35 @@ class LocalKafka:
 
     # -- stop -----------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> int:
-        """Stop every node; idempotent. Returns how many processes were stopped."""
-        stopped = 0
-        for node in range(self.nodes):
-            pid = self._live_pid(node)
-            if pid is not None:
-                self.kill_node(node, signal.SIGTERM, timeout)
-                stopped += 1
-            self._pid_file(node).unlink(missing_ok=True)
-        return stopped
+        """Stop every node; idempotent. Returns how many processes were stopped.
 
-    def kill_node(self, node: int, sig: signal.Signals, timeout: float = 30.0) -> None:
-        """Send ``sig`` to a node's process group; escalate to SIGKILL after ``timeout``."""
-        pid = self._live_pid(node)
-        if pid is None:
-            return
-        try:
-            proc = psutil.Process(pid)
-            os.killpg(pid, sig)
-            proc.wait(timeout=timeout)
-        except psutil.TimeoutExpired:
-            log.warning("Kafka node %d did not stop in %.0fs; killing it", node, timeout)
-            os.killpg(pid, signal.SIGKILL)
-            psutil.Process(pid).wait(timeout=10)
-        except (psutil.NoSuchProcess, ProcessLookupError):
-            pass
+        All nodes are signalled before any is waited for: a KRaft node whose peers are
+        already gone cannot reach a controller quorum to shut down cleanly.
+        """
+        nodes = [node for node in range(self.nodes) if self._live_pid(node) is not None]
+        self.kill_nodes(nodes, signal.SIGTERM, timeout)
+        for node in range(self.nodes):
+            self._pid_file(node).unlink(missing_ok=True)
+        return len(nodes)
+
+    def kill_nodes(self, nodes: list[int], sig: signal.Signals, timeout: float = 30.0) -> None:
+        """Send ``sig`` to the nodes' process groups; SIGKILL what is left after ``timeout``."""
+        procs: dict[int, psutil.Process] = {}
+        for node in nodes:
+            pid = self._live_pid(node)
+            if pid is None:
+                continue
+            try:
+                procs[node] = psutil.Process(pid)
+                os.killpg(pid, sig)
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                procs.pop(node, None)
+        _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
+        for proc in alive:
+            log.warning("Kafka pid %d did not stop in %.0fs; killing it", proc.pid, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=10)
 
 
 async def _broker_count(bootstrap: str) -> int:

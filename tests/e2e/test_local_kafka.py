@@ -1,12 +1,17 @@
-"""``kappa kafka``: idempotent stop, and clear errors when the broker cannot start."""
+"""``kappa kafka``: idempotent stop, clear errors when a broker cannot start, and the
+three-node cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
+import psutil
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.kafka_client import offset_ranges
 from app.settings import KappaSettings
 from tests.support.worker import kappa_cli
 
@@ -59,3 +64,48 @@ def test_external_cluster_starts_nothing(tmp_path: Path) -> None:
     done = kappa_cli(env, "kafka", "start")
     assert done.returncode == 0
     assert "using the existing cluster at kafka.example:9092" in done.stdout
+
+
+@pytest.mark.broker
+def test_a_three_node_cluster_replicates_and_stops_cleanly(
+    kafka_settings: KappaSettings, tmp_path: Path
+) -> None:
+    """The failover tests' cluster: three KRaft nodes, replication factor 3, min ISR 2."""
+    if kafka_settings.uses_external_cluster:
+        pytest.fail("this test needs the project's own broker tooling")
+    env = _env(
+        tmp_path,
+        KAPPA_KAFKA_NODES="3",
+        KAPPA_KAFKA_PORT="39292",
+        KAPPA_CACHE_DIR=str(kafka_settings.cache_dir.resolve()),
+    )
+    started = kappa_cli(env, "kafka", "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        bootstrap = "127.0.0.1:39292,127.0.0.1:39294,127.0.0.1:39296"
+        assert f"bootstrap servers: {bootstrap}" in started.stdout
+        assert kappa_cli(env, "kafka", "status").stdout.count("running") == 3
+
+        async def replicas() -> list[int]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic("replicated", 2, 3)])
+                await asyncio.sleep(1)
+                (topic,) = await admin.describe_topics(["replicated"])
+                return [len(p["replicas"]) for p in topic["partitions"]]
+            finally:
+                await admin.close()
+
+        assert asyncio.run(replicas()) == [3, 3]
+        ranges = asyncio.run(offset_ranges({"bootstrap_servers": bootstrap}, ["replicated"]))
+        assert set(ranges["replicated"]) == {0, 1}
+    finally:
+        stopped = kappa_cli(env, "kafka", "stop", timeout=120)
+    assert "stopped 3 kafka node(s)" in stopped.stdout
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == []

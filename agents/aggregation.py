@@ -91,18 +91,19 @@ class WindowResult:
 
 @dataclass(slots=True)
 class Progress:
-    """A partition's progress: its maximum event time and its closed, retained windows."""
+    """A partition's progress: its maximum event time, and the checkpoint: the last
+    source offset whose effects are all stored."""
 
     max_event_ms: int | None = None
-    closed_buckets: list[str] = field(default_factory=list)
+    offset: int = -1
 
     def to_state(self) -> list[Any]:
-        return [self.max_event_ms, self.closed_buckets]
+        return [self.max_event_ms, self.offset]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> Progress:
-        max_event_ms, closed = state
-        return cls(max_event_ms=max_event_ms, closed_buckets=list(closed))
+        max_event_ms, offset = state
+        return cls(max_event_ms=max_event_ms, offset=int(offset))
 
 
 class PartitionState(Protocol):
@@ -118,6 +119,7 @@ class PartitionState(Protocol):
     def put_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
     def delete_bucket_keys(self, bucket: str) -> None: ...
     def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]: ...
+    def iter_buckets(self) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +182,22 @@ class PartitionProcessor:
         for key, record in state.iter_keys():
             for bucket in record.windows:
                 self._open.setdefault(bucket, set()).add(key)
+        # Closed, retained window instances, oldest expiry first: rebuilt from the stored
+        # key lists of closed windows, which are written with the closed results.
+        self._closed: list[str] = sorted(state.iter_buckets(), key=self._expiry_ms)
 
     @property
     def watermark(self) -> int | None:
         return self.config.watermark(self.progress)
+
+    def done(self, offset: int) -> bool:
+        """True for a source record at or before the checkpoint: already fully applied."""
+        return offset <= self.progress.offset
+
+    def checkpoint(self, offset: int) -> None:
+        """Every record up to ``offset`` has been applied; the caller stores this last."""
+        self.progress.offset = max(self.progress.offset, offset)
+        self.state.put_progress(self.progress)
 
     def process(self, event: Event, offset: int) -> Outcome:
         outcome = Outcome()
@@ -242,9 +256,9 @@ class PartitionProcessor:
                     self.state.put_key(key, record)
                     closed.append(result)
                 self.state.put_bucket_keys(bucket, sorted(keys))
-                self.progress.closed_buckets.append(bucket)
+                self._closed.append(bucket)
         if closed:
-            self.progress.closed_buckets.sort(key=self._expiry_ms)
+            self._closed.sort(key=self._expiry_ms)
         return closed
 
     def _buckets_closing(self, window: WindowDef, before: int | None, after: int) -> list[str]:
@@ -260,7 +274,7 @@ class PartitionProcessor:
 
     def _expire(self, watermark: int) -> None:
         """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
-        buckets = self.progress.closed_buckets
+        buckets = self._closed
         expired_count = 0
         for bucket in buckets:
             if watermark < self._expiry_ms(bucket):

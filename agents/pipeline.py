@@ -9,6 +9,7 @@ compacted results topic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -69,6 +70,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
+        self._outputs: list[Any] = []
         self.batch_max = settings.batch_max
         self.batch_within = settings.batch_within_ms / 1000
         self.input = self._raw_topic(self.names.input_topic)
@@ -132,17 +134,29 @@ class Pipeline:
 
     async def aggregate(self, stream: Any) -> None:
         """Processes events in batches (up to ``KAPPA_BATCH_MAX``, or what arrived within
-        ``KAPPA_BATCH_WITHIN_MS``), then writes each partition's state once per batch.
-        Faust acknowledges the batch's events only after that."""
+        ``KAPPA_BATCH_WITHIN_MS``).
+
+        A batch ends with everything it produced acknowledged by Kafka, in this order:
+        window results, late events and dead letters; then each partition's state (see
+        ``TablePartitionState.flush``), its checkpoint last. Only then does Faust
+        acknowledge the batch's events and later commit their offsets. A crash at any
+        point leaves a prefix of that sequence, and on restart the checkpoint and the
+        per-key fences skip what the prefix already holds.
+        """
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             self.stats.batches += 1
+            last: dict[int, int] = {}
             for event in events:
-                await self._handle(event.message)
-            for state in self.states.values():
-                state.flush()
-            processed = self.stats.processed_offsets
-            for event in events:
-                processed[event.message.partition] = event.message.offset
+                message = event.message
+                await self._handle(message)
+                last[message.partition] = message.offset
+            outputs, self._outputs = self._outputs, []
+            await asyncio.gather(*outputs)
+            for partition, offset in last.items():
+                self.processor(partition).checkpoint(offset)
+            for partition in last:
+                await self.states[partition].flush()
+            self.stats.processed_offsets.update(last)
 
     async def validated(self, stream: Any) -> AsyncIterator[Event]:
         """The stream's good events, as the aggregation sees them: for custom agents.
@@ -158,6 +172,9 @@ class Pipeline:
                 yield parsed
 
     async def _handle(self, message: Any) -> None:
+        if self.processor(message.partition).done(message.offset):
+            self.stats.duplicates += 1  # before the checkpoint: stored, and sent
+            return
         try:
             parsed = self.parser.parse_bytes(message.value)
         except Rejected as rejected:
@@ -185,7 +202,8 @@ class Pipeline:
             stats.events += 1
         if outcome.late:
             stats.late += 1
-            await self.late.send(
+            await self._send(
+                self.late,
                 key=self._source_id(message).encode(),
                 value=orjson.dumps(
                     {
@@ -200,13 +218,14 @@ class Pipeline:
             )
         for result in outcome.closed:
             stats.window_results += 1
-            await self.results.send(
-                key=result.result_key.encode(), value=orjson.dumps(result.as_json())
+            await self._send(
+                self.results, key=result.result_key.encode(), value=orjson.dumps(result.as_json())
             )
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         self.stats.dead_letters += 1
-        await self.dead_letter.send(
+        await self._send(
+            self.dead_letter,
             key=self._source_id(message).encode(),
             value=message.value if message.value is not None else b"",
             headers=[
@@ -215,6 +234,10 @@ class Pipeline:
                 ("kappa.source", orjson.dumps(self._source(message))),
             ],
         )
+
+    async def _send(self, topic: Any, **message: Any) -> None:
+        """Send; the batch waits for Kafka's acknowledgement before storing its state."""
+        self._outputs.append(await topic.send(**message))
 
     @staticmethod
     def _source_id(message: Any) -> str:

@@ -15,7 +15,8 @@ recovers from, and recovery, standbys and rebalances work as for any Faust table
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Iterator
 from typing import Any, Final
 
 import rocksdict
@@ -62,10 +63,12 @@ class TableBuffer:
             if raw_key != store.offset_key:
                 yield store._decode_key(raw_key), store._decode_value(raw_value)
 
-    def flush(self) -> None:
+    def flush(self) -> list[Awaitable[Any]]:
+        """Write the pending changes locally; return the changelog sends to await."""
         if not self.pending:
-            return
+            return []
         store, table, partition = self.store, self.table, self.partition
+        sent: list[Awaitable[Any]] = []
         batch = rocksdict.WriteBatch(raw_mode=True)
         key_index = store._key_index
         for key, value in self.pending.items():
@@ -76,11 +79,14 @@ class TableBuffer:
             else:
                 batch.put(raw_key, raw_value)
             key_index[raw_key] = partition
-            table.send_changelog(
-                partition, raw_key, raw_value, key_serializer="raw", value_serializer="raw"
+            sent.append(
+                table.send_changelog(
+                    partition, raw_key, raw_value, key_serializer="raw", value_serializer="raw"
+                )
             )
         self._db().write(batch)
         self.pending.clear()
+        return sent
 
 
 class TablePartitionState:
@@ -91,19 +97,31 @@ class TablePartitionState:
         self.keys = TableBuffer(keys, partition)
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
+        # The partition's progress record lives in ``meta`` too, but is written last.
+        self.progress = TableBuffer(meta, partition)
         # Decoded key records of the current batch, so a hot key is decoded and encoded
         # once per batch rather than once per event.
         self._records: dict[str, KeyRecord] = {}
         self._dirty: set[str] = set()
 
-    def flush(self) -> None:
-        """Write the batch: one RocksDB write batch and one changelog message per key."""
+    async def flush(self) -> None:
+        """Store the batch, in an order that makes any prefix of it safe to crash after.
+
+        1. closed windows and the keys of each closed window;
+        2. the key records (a key record without a window implies its closed result);
+        3. the progress record: watermark and checkpoint (it is never ahead of 1 and 2).
+
+        Each step goes to RocksDB in one write batch, with one changelog message per
+        changed key, and waits until Kafka has acknowledged them before the next step.
+        """
         for key in self._dirty:
             self.keys.put(key, self._records[key].to_state())
         self._dirty.clear()
         self._records.clear()
-        for buffer in (self.closed, self.meta, self.keys):
-            buffer.flush()
+        for step in ((self.closed, self.meta), (self.keys,), (self.progress,)):
+            sent = [future for buffer in step for future in buffer.flush()]
+            if sent:
+                await asyncio.gather(*sent)
 
     def get_key(self, key: str) -> KeyRecord | None:
         record = self._records.get(key)
@@ -119,11 +137,11 @@ class TablePartitionState:
         self._dirty.add(key)
 
     def get_progress(self) -> Progress | None:
-        state = self.meta.get(f"progress/{self.partition}")
+        state = self.progress.get(f"progress/{self.partition}")
         return None if state is None else Progress.from_state(state)
 
     def put_progress(self, progress: Progress) -> None:
-        self.meta.put(f"progress/{self.partition}", progress.to_state())
+        self.progress.put(f"progress/{self.partition}", progress.to_state())
 
     def put_closed(self, result: WindowResult) -> None:
         self.closed.put(closed_key(result.key, result.window, result.start_ms), result.as_json())
@@ -139,6 +157,12 @@ class TablePartitionState:
 
     def delete_bucket_keys(self, bucket: str) -> None:
         self.meta.delete(f"bucket/{self.partition}/{bucket}")
+
+    def iter_buckets(self) -> Iterator[str]:
+        prefix = f"bucket/{self.partition}/"
+        for key, _ in self.meta.items():
+            if key.startswith(prefix):
+                yield key[len(prefix) :]
 
     def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]:
         """Every key record of this partition, read straight from its RocksDB store."""

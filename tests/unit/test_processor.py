@@ -84,6 +84,9 @@ class DictState:
     def delete_bucket_keys(self, bucket: str) -> None:
         self.buckets.pop(bucket, None)
 
+    def iter_buckets(self) -> Iterator[str]:
+        return iter(list(self.buckets))
+
     def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]:
         for key, raw in list(self.keys.items()):
             yield key, KeyRecord.from_state(orjson.loads(raw))

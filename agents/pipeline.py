@@ -71,6 +71,7 @@ class Pipeline:
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
         self._outputs: list[Any] = []
+        self._revoked: set[int] = set()
         self.batch_max = settings.batch_max
         self.batch_within = settings.batch_within_ms / 1000
         self.input = self._raw_topic(self.names.input_topic)
@@ -106,11 +107,9 @@ class Pipeline:
         )
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Dropped between batches, never under a batch that still holds their writes.
         (revoked,) = args
-        for tp in revoked:
-            if tp.topic == self.names.input_topic:
-                self.processors.pop(tp.partition, None)
-                self.states.pop(tp.partition, None)
+        self._revoked.update(tp.partition for tp in revoked if tp.topic == self.names.input_topic)
 
     def _state(self, partition: int) -> TablePartitionState:
         return TablePartitionState(self.keys, self.closed, self.meta, partition)
@@ -145,6 +144,11 @@ class Pipeline:
         """
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             self.stats.batches += 1
+            # A partition revoked since the last batch is rebuilt from its store on next use.
+            for partition in self._revoked:
+                self.processors.pop(partition, None)
+                self.states.pop(partition, None)
+            self._revoked.clear()
             last: dict[int, int] = {}
             for event in events:
                 message = event.message

@@ -111,6 +111,13 @@ class Pipeline:
         (revoked,) = args
         self._revoked.update(tp.partition for tp in revoked if tp.topic == self.names.input_topic)
 
+    def owned_partitions(self) -> set[int]:
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.names.input_topic
+        }
+
     def _state(self, partition: int) -> TablePartitionState:
         return TablePartitionState(self.keys, self.closed, self.meta, partition)
 
@@ -144,14 +151,21 @@ class Pipeline:
         """
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             self.stats.batches += 1
+            # Events fetched before a rebalance can still arrive while the tables
+            # recover: never read a store that is being recovered.
+            if self.app.in_recovery:
+                await self.app.tables.wait_until_recovery_completed()
             # A partition revoked since the last batch is rebuilt from its store on next use.
             for partition in self._revoked:
                 self.processors.pop(partition, None)
                 self.states.pop(partition, None)
             self._revoked.clear()
+            owned = self.owned_partitions()
             last: dict[int, int] = {}
             for event in events:
                 message = event.message
+                if message.partition not in owned:
+                    continue  # reassigned: its new owner processes it from its checkpoint
                 await self._handle(message)
                 last[message.partition] = message.offset
             outputs, self._outputs = self._outputs, []

@@ -73,12 +73,7 @@ def _time_param(request: Request, name: str, default: int) -> int:
 def register_views(
     app: faust.App, pipeline: Pipeline, tracker: ReplayTracker, settings: KappaSettings
 ) -> None:
-    def owned_partitions() -> set[int]:
-        return {
-            tp.partition
-            for tp in app.assignor.assigned_actives()
-            if tp.topic == pipeline.names.input_topic
-        }
+    owned_partitions = pipeline.owned_partitions
 
     def key_record(key: str) -> KeyRecord | None:
         state = pipeline.keys.get(key)

@@ -81,6 +81,9 @@ class LocalKafka:
         self.settings = settings
         self.root = settings.home / "kafka"
         self.nodes = settings.kafka_nodes
+        # Nodes this object started: until exec completes, a child's cmdline is still
+        # Python's, so their liveness is judged by the child process itself.
+        self._spawned: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- layout ---------------------------------------------------------------------
     def port(self, node: int) -> int:
@@ -254,6 +257,7 @@ class LocalKafka:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the shell must not kill the broker
             )
+        self._spawned[node] = proc
         self._pid_file(node).write_text(str(proc.pid))
 
     def _wait_ready(self) -> None:
@@ -261,7 +265,9 @@ class LocalKafka:
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             for node in range(self.nodes):
-                if self._live_pid(node) is None:
+                spawned = self._spawned.get(node)
+                exited = spawned.poll() is not None if spawned else self._live_pid(node) is None
+                if exited:
                     raise BrokerError(
                         f"Kafka node {node} exited during start-up. Log tail "
                         f"({self.log_file(node)}):\n{log_tail(self.log_file(node))}",

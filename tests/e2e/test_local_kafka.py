@@ -91,9 +91,12 @@ def test_a_three_node_cluster_replicates_and_stops_cleanly(
             await admin.start()
             try:
                 await admin.create_topics([NewTopic("replicated", 2, 3)])
-                await asyncio.sleep(1)
-                (topic,) = await admin.describe_topics(["replicated"])
-                return [len(p["replicas"]) for p in topic["partitions"]]
+                for _ in range(60):  # metadata reaches every broker a little later
+                    (topic,) = await admin.describe_topics(["replicated"])
+                    if len(topic["partitions"]) == 2:
+                        break
+                    await asyncio.sleep(0.5)
+                return sorted(len(p["replicas"]) for p in topic["partitions"])
             finally:
                 await admin.close()
 

@@ -9,7 +9,6 @@ compacted results topic.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,8 +20,10 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from agents.aggregation import AggregationConfig, PartitionProcessor
-from agents.state import TablePartitionState
+from agents.batch_sender import BatchSender
+from agents.state import TablePartitionState, store_batch
 from app.events import Event, EventParser, Rejected
+from app.kafka_client import client_options
 from app.names import PipelineNames
 from app.settings import KappaSettings
 from app.spec import PipelineSpec
@@ -70,14 +71,11 @@ class Pipeline:
         self.stats = PipelineStats()
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
-        self._outputs: list[Any] = []
+        self.sender = BatchSender(client_options(settings))
         self._revoked: set[int] = set()
         self.batch_max = settings.batch_max
         self.batch_within = settings.batch_within_ms / 1000
         self.input = self._raw_topic(self.names.input_topic)
-        self.dead_letter = self._raw_topic(self.names.dead_letter_topic)
-        self.late = self._raw_topic(self.names.late_topic)
-        self.results = self._raw_topic(self.names.results_topic)
         self.keys = self._table("keys", settings, "per key: fence offset, totals, open windows")
         self.closed = self._table("closed", settings, "closed windows kept for the retention")
         self.meta = self._table("meta", settings, "per partition: watermark, closed buckets")
@@ -149,6 +147,13 @@ class Pipeline:
         point leaves a prefix of that sequence, and on restart the checkpoint and the
         per-key fences skip what the prefix already holds.
         """
+        await self.sender.start()
+        try:
+            await self._batches(stream)
+        finally:
+            await self.sender.stop()
+
+    async def _batches(self, stream: Any) -> None:
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             self.stats.batches += 1
             # Events fetched before a rebalance can still arrive while the tables
@@ -168,12 +173,10 @@ class Pipeline:
                     continue  # reassigned: its new owner processes it from its checkpoint
                 await self._handle(message)
                 last[message.partition] = message.offset
-            outputs, self._outputs = self._outputs, []
-            await asyncio.gather(*outputs)
+            await self.sender.send()  # outputs first: acknowledged before any state
             for partition, offset in last.items():
                 self.processor(partition).checkpoint(offset)
-            for partition in last:
-                await self.states[partition].flush()
+            await store_batch([self.states[partition] for partition in last], self.sender)
             self.stats.processed_offsets.update(last)
 
     async def validated(self, stream: Any) -> AsyncIterator[Event]:
@@ -221,7 +224,7 @@ class Pipeline:
         if outcome.late:
             stats.late += 1
             await self._send(
-                self.late,
+                self.names.late_topic,
                 key=self._source_id(message).encode(),
                 value=orjson.dumps(
                     {
@@ -237,13 +240,15 @@ class Pipeline:
         for result in outcome.closed:
             stats.window_results += 1
             await self._send(
-                self.results, key=result.result_key.encode(), value=orjson.dumps(result.as_json())
+                self.names.results_topic,
+                key=result.result_key.encode(),
+                value=orjson.dumps(result.as_json()),
             )
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         self.stats.dead_letters += 1
         await self._send(
-            self.dead_letter,
+            self.names.dead_letter_topic,
             key=self._source_id(message).encode(),
             value=message.value if message.value is not None else b"",
             headers=[
@@ -253,9 +258,13 @@ class Pipeline:
             ],
         )
 
-    async def _send(self, topic: Any, **message: Any) -> None:
-        """Send; the batch waits for Kafka's acknowledgement before storing its state."""
-        self._outputs.append(await topic.send(**message))
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        """Queue an output record, partitioned by key as Kafka's default partitioner does;
+        the batch sends it, and waits for Kafka's acknowledgement, before storing state."""
+        partition = await self.sender.partition_for(topic, key)
+        self.sender.add(topic, partition, key, value, headers)
 
     @staticmethod
     def _source_id(message: Any) -> str:

@@ -8,20 +8,22 @@ message per changed key. A key touched N times in a batch is written once.
 Writing the partition's store and changelog directly (rather than through
 ``table[key] = value``) is what lets kappa write outside Faust's per-event context:
 Faust's own table writes need a current event and cannot be made inside
-``stream.take_events()`` (faust-streaming #497). The changelog messages go through
-``Collection.send_changelog``, so Faust still records the changelog offsets it
-recovers from, and recovery, standbys and rebalances work as for any Faust table.
+``stream.take_events()`` (faust-streaming #497). The changelog messages are sent as
+whole record batches by ``BatchSender``, not one by one through Faust's producer, and
+the changelog offset Faust recovers from is recorded the way Faust records it, so
+recovery, standbys and rebalances work as for any Faust table.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import rocksdict
+from faust.types import TP
 
 from agents.aggregation import KeyRecord, Progress, WindowResult
+from agents.batch_sender import BatchSender
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 _DELETED: Final = object()
@@ -38,6 +40,7 @@ class TableBuffer:
         self.table = table
         self.store = table.data
         self.partition = partition
+        self.changelog: str = table.changelog_topic.get_topic_name()
         self.pending: dict[str, Any] = {}
 
     def _db(self) -> Any:
@@ -63,12 +66,12 @@ class TableBuffer:
             if raw_key != store.offset_key:
                 yield store._decode_key(raw_key), store._decode_value(raw_value)
 
-    def flush(self) -> list[Awaitable[Any]]:
-        """Write the pending changes locally; return the changelog sends to await."""
+    def stage(self, sender: BatchSender) -> None:
+        """Write the pending changes to RocksDB in one write batch, and queue their
+        changelog messages on ``sender``."""
         if not self.pending:
-            return []
-        store, table, partition = self.store, self.table, self.partition
-        sent: list[Awaitable[Any]] = []
+            return
+        store, partition = self.store, self.partition
         batch = rocksdict.WriteBatch(raw_mode=True)
         key_index = store._key_index
         for key, value in self.pending.items():
@@ -79,14 +82,16 @@ class TableBuffer:
             else:
                 batch.put(raw_key, raw_value)
             key_index[raw_key] = partition
-            sent.append(
-                table.send_changelog(
-                    partition, raw_key, raw_value, key_serializer="raw", value_serializer="raw"
-                )
-            )
+            sender.add(self.changelog, partition, raw_key, raw_value)
         self._db().write(batch)
         self.pending.clear()
-        return sent
+
+    def persist_offset(self, acked: dict[tuple[str, int], int]) -> None:
+        """Record, as Faust does, how far the changelog holds this store's writes, so a
+        restart on the same state dir recovers only what comes after."""
+        offset = acked.get((self.changelog, self.partition))
+        if offset is not None:
+            self.store.set_persisted_offset(TP(self.changelog, self.partition), offset)
 
 
 class TablePartitionState:
@@ -104,24 +109,19 @@ class TablePartitionState:
         self._records: dict[str, KeyRecord] = {}
         self._dirty: set[str] = set()
 
-    async def flush(self) -> None:
-        """Store the batch, in an order that makes any prefix of it safe to crash after.
+    def steps(self) -> list[list[TableBuffer]]:
+        """The batch's writes, in an order that makes any prefix of them safe to crash
+        after:
 
         1. closed windows and the keys of each closed window;
         2. the key records (a key record without a window implies its closed result);
         3. the progress record: watermark and checkpoint (it is never ahead of 1 and 2).
-
-        Each step goes to RocksDB in one write batch, with one changelog message per
-        changed key, and waits until Kafka has acknowledged them before the next step.
         """
         for key in self._dirty:
             self.keys.put(key, self._records[key].to_state())
         self._dirty.clear()
         self._records.clear()
-        for step in ((self.closed, self.meta), (self.keys,), (self.progress,)):
-            sent = [future for buffer in step for future in buffer.flush()]
-            if sent:
-                await asyncio.gather(*sent)
+        return [[self.closed, self.meta], [self.keys], [self.progress]]
 
     def get_key(self, key: str) -> KeyRecord | None:
         record = self._records.get(key)
@@ -168,3 +168,19 @@ class TablePartitionState:
         """Every key record of this partition, read straight from its RocksDB store."""
         for key, state in self.keys.items():
             yield key, KeyRecord.from_state(state)
+
+
+async def store_batch(states: Sequence[TablePartitionState], sender: BatchSender) -> None:
+    """Store a batch's state changes, step by step (see ``TablePartitionState.steps``).
+
+    Each step goes, for every partition at once, to RocksDB in one write batch per
+    store and to the changelogs as one record batch per partition, and is acknowledged
+    by Kafka before the next step starts.
+    """
+    for step in zip(*(state.steps() for state in states), strict=True):
+        buffers = [buffer for group in step for buffer in group]
+        for buffer in buffers:
+            buffer.stage(sender)
+        acked = await sender.send()
+        for buffer in buffers:
+            buffer.persist_offset(acked)

@@ -1,0 +1,107 @@
+"""Many records to Kafka at once, as one record batch per partition, all acknowledged.
+
+The agent's writes (changelog messages, window results, late events, dead letters)
+go through here rather than through Faust's ``Topic.send``/``send_soon``. Faust sends
+each message on its own: a coroutine, a ``ProducerBuffer`` entry, a future and a
+callback per message, which profiling showed to be most of the worker's time. Here a
+batch of records becomes aiokafka ``BatchBuilder``s, one per partition, submitted with
+``send_batch`` and awaited together: a few microseconds per record.
+
+The producer is kappa's own, with ``acks=all``; its lifetime is the agent's, so it is
+started before the first batch and stopped after the last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+Headers = list[tuple[str, bytes]]
+# Below the broker's default message.max.bytes (1 MiB), with room for batch overhead.
+MAX_BATCH_BYTES = 1_000_000
+
+
+class BatchSender:
+    """Queue records with ``add``; ``send`` submits them all and waits for Kafka."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions: dict[str, int] = {}
+        self._queued: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
+
+    async def start(self) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                **self._options,
+                acks="all",
+                # Records are submitted in whole batches, so lingering only adds latency.
+                linger_ms=0,
+                max_batch_size=MAX_BATCH_BYTES,
+                max_request_size=MAX_BATCH_BYTES,
+            )
+            await producer.start()
+            self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def partition_for(self, topic: str, key: bytes) -> int:
+        """The partition Kafka's default partitioner picks for ``key`` in ``topic``."""
+        count = self._partitions.get(topic)
+        if count is None:
+            count = self._partitions[topic] = len(await self._ensure().partitions_for(topic))
+        return int(murmur2(key) & 0x7FFFFFFF) % count
+
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+    ) -> None:
+        # aiokafka's record builder takes a list, never a tuple.
+        self._queued.setdefault((topic, partition), []).append((key, value, headers or []))
+
+    async def send(self) -> dict[tuple[str, int], int]:
+        """Submit every queued record and wait until Kafka has acknowledged them all.
+
+        Returns, per (topic, partition), the offset of the first record of the last
+        batch sent there: a lower bound of the last record's offset.
+        """
+        queued, self._queued = self._queued, {}
+        if not queued:
+            return {}
+        producer = self._ensure()
+        futures: list[tuple[tuple[str, int], asyncio.Future[Any]]] = []
+        for (topic, partition), records in queued.items():
+            batch = producer.create_batch()
+            for key, value, headers in records:
+                # A fresh batch always takes its first record, whatever its size.
+                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                    futures.append(
+                        ((topic, partition), await self._submit(batch, topic, partition))
+                    )
+                    batch = producer.create_batch()
+                    batch.append(timestamp=None, key=key, value=value, headers=headers)
+            futures.append(((topic, partition), await self._submit(batch, topic, partition)))
+        done = await asyncio.gather(*(future for _, future in futures))
+        return {tp: metadata.offset for (tp, _), metadata in zip(futures, done, strict=True)}
+
+    async def _submit(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        batch.close()  # so that no other send can append to it
+        future: asyncio.Future[Any] = await self._ensure().send_batch(
+            batch, topic, partition=partition
+        )
+        return future
+
+    def _ensure(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("BatchSender.start() has not been called")
+        return self._producer

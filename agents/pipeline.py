@@ -21,7 +21,9 @@ from aiokafka.partitioner import murmur2
 
 from agents.aggregation import AggregationConfig, PartitionProcessor
 from agents.batch_sender import BatchSender
+from agents.gap_reader import GapReader
 from agents.state import TablePartitionState, store_batch
+from app.errors import StateLost
 from app.events import Event, EventParser, Rejected
 from app.kafka_client import client_options
 from app.names import PipelineNames
@@ -41,6 +43,7 @@ class PipelineStats:
     dead_letters: int = 0
     window_results: int = 0
     batches: int = 0
+    gap_records_read: int = 0
     processed_offsets: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -72,6 +75,7 @@ class Pipeline:
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
         self.sender = BatchSender(client_options(settings))
+        self.gaps = GapReader(client_options(settings))
         self._revoked: set[int] = set()
         self.batch_max = settings.batch_max
         self.batch_within = settings.batch_within_ms / 1000
@@ -150,8 +154,14 @@ class Pipeline:
         await self.sender.start()
         try:
             await self._batches(stream)
+        except StateLost as lost:
+            # Going on would count wrong, and restarting the agent would only fail
+            # again: stop the worker, with the reason, rather than hang.
+            log.critical("%s", lost)
+            await self.app.crash(lost)
         finally:
             await self.sender.stop()
+            await self.gaps.stop()
 
     async def _batches(self, stream: Any) -> None:
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
@@ -171,13 +181,65 @@ class Pipeline:
                 message = event.message
                 if message.partition not in owned:
                     continue  # reassigned: its new owner processes it from its checkpoint
+                partition = message.partition
+                applied = last.get(partition, self.processor(partition).progress.offset)
+                if applied < 0 and message.offset > 0:
+                    applied = await self._before_first_record(partition, message.offset)
+                if message.offset > applied + 1:
+                    await self._fill_gap(partition, applied + 1, message.offset)
                 await self._handle(message)
-                last[message.partition] = message.offset
+                last[partition] = max(message.offset, applied)
             await self.sender.send()  # outputs first: acknowledged before any state
             for partition, offset in last.items():
                 self.processor(partition).checkpoint(offset)
             await store_batch([self.states[partition] for partition in last], self.sender)
             self.stats.processed_offsets.update(last)
+
+    async def _before_first_record(self, partition: int, offset: int) -> int:
+        """The offset to count as applied for a partition whose tables have no checkpoint.
+
+        Its first record should be the first one the log holds. If the group's committed
+        offset is further on, the tables have lost the state of what came before (their
+        changelogs deleted or truncated): that is rebuilt from the log when the log still
+        starts at 0, and refused when retention has removed records whose state is gone.
+        """
+        topic = self.names.input_topic
+        start = await self.gaps.log_start(topic, partition)
+        if offset > start and start > 0:
+            raise StateLost(
+                f"partition {partition} of {topic}: the consumer group has processed up to "
+                f"offset {offset}, but the tables hold no state for it, and the log now "
+                f"starts at offset {start}: the state of the records before it is gone",
+                "restore the changelog topics of this pipeline version, or start a new "
+                "version (bump `version` in the spec) to recompute from what the input "
+                "still holds",
+            )
+        if offset > start:
+            log.warning(
+                "partition %d: no state, but the group had processed up to offset %d; "
+                "recomputing it from the start of the log",
+                partition,
+                offset,
+            )
+        return start - 1
+
+    async def _fill_gap(self, partition: int, start: int, end: int) -> None:
+        """Apply the records the stream skipped between the last applied one and ``end``."""
+        read = 0
+        async for records in self.gaps.read(self.names.input_topic, partition, start, end):
+            read += len(records)
+            for record in records:
+                await self._handle(record)
+        if read:
+            self.stats.gap_records_read += read
+            log.warning(
+                "partition %d: offsets %d..%d did not come through the stream; read %d "
+                "record(s) from Kafka",
+                partition,
+                start,
+                end - 1,
+                read,
+            )
 
     async def validated(self, stream: Any) -> AsyncIterator[Event]:
         """The stream's good events, as the aggregation sees them: for custom agents.

@@ -25,3 +25,7 @@ class ConfigError(KappaError):
 
 class ReplayError(KappaError):
     """A history replay cannot start (missing file, unknown format, bad header)."""
+
+
+class StateLost(KappaError):
+    """A partition's tables have lost state that the input no longer holds."""

@@ -88,6 +88,13 @@ def print_status(body: dict[str, Any]) -> None:
             str(body["processed_offsets"].get(partition)),
         )
     out.print(table)
+    recovery = body["recovery"]
+    if recovery["in_progress"]:
+        eta = "unknown" if recovery["eta_s"] is None else f"{recovery['eta_s']}s"
+        out.print(
+            f"[yellow]rebuilding state from changelogs: {recovery['remaining_records']:,} "
+            f"records left (ETA {eta})[/]"
+        )
     for replay in body["replays"]:
         done = "processed" if replay["processed_by_this_worker"] else "in progress"
         out.print(

@@ -70,6 +70,13 @@ class KappaSettings(BaseSettings):
     standby_replicas: int = Field(
         default=0, ge=0, description="Standby table replicas kept by other workers."
     )
+    session_timeout: float = Field(
+        default=45.0,
+        ge=6,
+        le=1800,
+        description="Seconds without a heartbeat before the group gives a dead worker's "
+        "partitions to the others (Kafka's default; the broker allows 6 to 1800).",
+    )
     web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")
     advertised_url: str | None = Field(

@@ -23,6 +23,7 @@ from agents.pipeline import Pipeline, expected_partition
 from agents.state import closed_key
 from app.events import datetime_to_ms
 from app.kafka_client import client_options, offset_ranges
+from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
 
@@ -262,6 +263,7 @@ async def status(
         "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "replays": tracker.status(processed, owned),
+        "recovery": recovery_status(app),
         "counts": {
             "late_events": counts.get(names.late_topic),
             "dead_letters": counts.get(names.dead_letter_topic),
@@ -271,5 +273,6 @@ async def status(
             "dead_letters_since_start": pipeline.stats.dead_letters,
             "window_results_since_start": pipeline.stats.window_results,
             "batches_since_start": pipeline.stats.batches,
+            "gap_records_read_back_since_start": pipeline.stats.gap_records_read,
         },
     }

@@ -38,6 +38,9 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         topic_partitions=partitions,
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
+        broker_session_timeout=settings.session_timeout,
+        # Kafka's rule of thumb: a third of the session timeout.
+        broker_heartbeat_interval=settings.session_timeout / 3,
         web_enabled=True,
         web_host=settings.web_host,
         web_port=settings.web_port,

@@ -7,7 +7,6 @@ from the changelog) does not hold yet; docs/guarantees.md says what fails.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ import pytest
 
 from app.datagen import DatasetShape, generate, write
 from app.settings import KappaSettings
-from tests.support.oracle import batch_results
-from tests.support.results import api_results, topic_finals, wait_processed
-from tests.support.times import DAY, HOUR, ms
+from tests.support.invariant import assert_equals_batch
+from tests.support.times import DAY, HOUR
 from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
+WINDOWS = [("1h", HOUR, HOUR)]
 
 
 @pytest.mark.parametrize("kill_after", [0.3, 0.6], ids=["early", "late"])
@@ -55,16 +54,4 @@ def test_kill_minus_nine_mid_replay_then_restart(
 
     second = start_worker(env)
     second.wait_ready(partitions=2)
-    topic = f"test-input-{unique}"
-    wait_processed([second], kafka_settings.bootstrap, topic)
-    time.sleep(1)
-
-    want_totals, want_windows = batch_results(path, [("1h", HOUR, HOUR)])
-    times = [ms(e["ts"]) for e in events]
-    totals, windows, final = api_results(
-        [second], set(want_totals), min(times) - DAY, max(times) + DAY
-    )
-    assert totals == want_totals
-    assert windows == want_windows
-    finals = topic_finals(kafka_settings.bootstrap, f"kappa.t{unique}.v1.window-results")
-    assert finals == {k: v for k, v in windows.items() if final[k]}
+    assert_equals_batch([second], kafka_settings.bootstrap, unique, path, events, WINDOWS)

@@ -1,0 +1,45 @@
+"""The invariant, asserted: what the workers hold equals the batch computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.support.oracle import batch_results
+from tests.support.results import api_results, topic_finals, wait_processed
+from tests.support.times import DAY, ms
+from tests.support.worker import WorkerProcess
+
+
+def assert_equals_batch(
+    workers: list[WorkerProcess],
+    bootstrap: str,
+    unique: str,
+    history: Path,
+    events: list[dict[str, Any]],
+    windows: list[tuple[str, int, int]],
+) -> None:
+    """Once ``workers`` have processed the whole input topic: every key's totals, every
+    window and every final result in the output topic equal DuckDB's over ``history``."""
+    wait_processed(workers, bootstrap, f"test-input-{unique}")
+    want_totals, want_windows = batch_results(history, windows)
+    times = [ms(e["ts"]) for e in events]
+    totals, got_windows, final = api_results(
+        workers, set(want_totals), min(times) - 2 * DAY, max(times) + 2 * DAY
+    )
+    assert totals == want_totals, _differences(totals, want_totals)
+    assert got_windows.keys() == want_windows.keys()
+    assert got_windows == want_windows
+    finals = topic_finals(bootstrap, f"kappa.t{unique}.v1.window-results")
+    assert finals, "no window closed"
+    assert finals == {k: v for k, v in got_windows.items() if final[k]}
+
+
+def _differences(got: dict[str, Any], want: dict[str, Any]) -> str:
+    """Which keys differ and by how many events: lost ones show as a negative count."""
+    keys = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+    shown = ", ".join(
+        f"{k}: {got.get(k, {}).get('count', 0) - want.get(k, {}).get('count', 0):+d}"
+        for k in keys[:20]
+    )
+    return f"{len(keys)} of {len(want)} keys differ (events got - want): {shown}"

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The test suite runs its own broker under var/test, apart from a development broker.
 TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092
 
-.PHONY: install demo test lint typecheck unit bench clean kafka-start kafka-stop
+.PHONY: install demo test lint typecheck unit chaos bench clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+# The long chaos suite: 10 seeded runs on a three-broker cluster, killing brokers too.
+chaos: install
+	KAPPA_CHAOS_LONG=1 KAPPA_CHAOS_RUNS=$${KAPPA_CHAOS_RUNS:-10} $(TEST_ENV) $(BIN)/pytest tests/chaos; \
+	status=$$?; $(TEST_ENV) $(BIN)/kappa kafka stop >/dev/null; exit $$status
 
 kafka-start: install
 	$(BIN)/kappa kafka start

@@ -11,16 +11,15 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.broker.local import LocalKafka
 from app.datagen import DatasetShape, generate, write
 from app.settings import KappaSettings
+from tests.support.cluster import own_cluster
 from tests.support.invariant import assert_equals_batch
 from tests.support.kafka import produce_events
 from tests.support.times import DAY, HOUR
@@ -28,27 +27,6 @@ from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.broker
 WINDOWS = [("1h", HOUR, HOUR)]
-
-
-@contextmanager
-def own_cluster(
-    kafka_settings: KappaSettings, tmp_path: Path, nodes: int, port: int
-) -> Iterator[tuple[LocalKafka, str]]:
-    if kafka_settings.uses_external_cluster:
-        pytest.fail("this test needs the project's own broker tooling")
-    cluster = LocalKafka(
-        KappaSettings(
-            home=tmp_path / "cluster",
-            kafka_port=port,
-            kafka_nodes=nodes,
-            cache_dir=kafka_settings.cache_dir.resolve(),
-        )
-    )
-    cluster.start()
-    try:
-        yield cluster, ",".join(f"127.0.0.1:{cluster.port(n)}" for n in range(nodes))
-    finally:
-        cluster.stop(timeout=60)
 
 
 def _rows(tmp_path: Path, seed: int) -> tuple[Path, list[dict[str, Any]]]:

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The test suite runs its own broker under var/test, apart from a development broker.
 TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092
 
-.PHONY: install demo test lint typecheck unit bench clean kafka-start kafka-stop
+.PHONY: install demo test lint typecheck unit bench bench-peer clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,21 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+# The benchmark's peer (Quix Streams) lives in its own venv, never in kappa's. bench.run
+# also makes it on first use (bench/peer.py, with the same stamp).
+BENCH_VENV := var/bench-venv
+BENCH_ARGS ?= --repeat 1
+
+$(BENCH_VENV)/.installed-stamp: bench/requirements-peer.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements-peer.txt
+	touch $@
+
+bench-peer: $(BENCH_VENV)/.installed-stamp
+
+bench: install bench-peer
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 kafka-start: install
 	$(BIN)/kappa kafka start

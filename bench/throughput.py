@@ -103,9 +103,8 @@ def file_to_tables(pipeline: Pipeline, data: Path, events: int) -> dict[str, flo
                     replay_s = time.perf_counter() - began
                     if replay.returncode != 0:
                         raise RuntimeError(log.read_text())
-            if replay_s is not None and kappa_events([get_json(worker.port, "/api/status")]) >= (
-                events
-            ):
+            status = get_json(worker.port, "/api/status")
+            if replay_s is not None and kappa_events([status]) >= events:
                 break
             time.sleep(0.1)
         worker_s = time.perf_counter() - began

@@ -16,6 +16,7 @@ import math
 import random
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,7 +121,7 @@ def percentile(ordered: list[float], p: float) -> float:
 def measure(pipeline: Pipeline, rate: float, keys: int, seconds: float) -> dict[str, float]:
     """Latency percentiles (ms) at ``rate`` background events/s over ``seconds``, on a
     fresh pipeline shaped like ``pipeline``."""
-    fresh = Pipeline(pipeline.settings, pipeline.work, uuid.uuid4().hex[:8], pipeline.partitions)
+    fresh = replace(pipeline, run=uuid.uuid4().hex[:8])
     worker = fresh.worker(1, "live")
     proc = started(worker)
     try:

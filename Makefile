@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The test suite runs its own broker under var/test, apart from a development broker.
 TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092
 
-.PHONY: install demo test lint typecheck unit chaos bench clean kafka-start kafka-stop
+.PHONY: install demo test lint typecheck unit chaos bench bench-peer clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,21 @@ unit: install
 chaos: install
 	KAPPA_CHAOS_LONG=1 KAPPA_CHAOS_RUNS=$${KAPPA_CHAOS_RUNS:-10} $(TEST_ENV) $(BIN)/pytest tests/chaos; \
 	status=$$?; $(TEST_ENV) $(BIN)/kappa kafka stop >/dev/null; exit $$status
+
+# The benchmark's peer (Quix Streams) lives in its own venv, never in kappa's. bench.run
+# also makes it on first use (bench/peer.py, with the same stamp).
+BENCH_VENV := var/bench-venv
+BENCH_ARGS ?= --repeat 1
+
+$(BENCH_VENV)/.installed-stamp: bench/requirements-peer.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements-peer.txt
+	touch $@
+
+bench-peer: $(BENCH_VENV)/.installed-stamp
+
+bench: install bench-peer
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 kafka-start: install
 	$(BIN)/kappa kafka start

@@ -4,8 +4,8 @@
         KAPPA_BOOTSTRAP_SERVERS=127.0.0.1:19092 python -m bench.naive_faust
 
 It keeps per-key count and amount sum, the way a first Faust program would, and
-reports how many events it has processed at ``/processed``. bench.run starts it on the
-topic kappa just processed and times it.
+reports how many events it has processed at ``/processed``. bench.throughput starts it
+on the topic kappa just processed and times it.
 """
 
 from __future__ import annotations

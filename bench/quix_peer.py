@@ -1,0 +1,96 @@
+"""The Quix Streams peer: kappa's bench pipeline written in Quix Streams.
+
+    BENCH_TOPIC=... BENCH_PORT=6070 BENCH_DIR=/tmp/x KAPPA_BOOTSTRAP_SERVERS=... \\
+        var/bench-venv/bin/python -m bench.quix_peer
+
+It runs in the benchmark's own venv (bench.peer makes it), never in kappa's, so it
+imports nothing from kappa. Per key (the record key is already the customer id) it
+keeps the count and the sums of ``amount`` and ``quantity``, and a 1h tumbling window
+on the event time in ``ts`` with 10 min grace, closed on the partition's event time.
+State is in RocksDB (Quix's default store) with changelog topics; closed windows go to
+an output topic, as kappa's do. It reports how many events it has processed at
+``/processed``, like bench.naive_faust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from quixstreams import Application, State
+from quixstreams.dataframe.windows import Count, Sum
+
+processed = 0
+
+
+def _count(topic: str, partition: int, offset: int) -> None:
+    global processed
+    processed += 1
+
+
+def event_time(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
+    """The ``ts`` field (ISO-8601, as app.datagen writes it), as kappa's spec reads it;
+    not the record's timestamp."""
+    return int(datetime.fromisoformat(value["ts"]).timestamp() * 1000)
+
+
+def _number(raw: Any) -> float | None:
+    return None if raw is None or raw == "" else float(raw)
+
+
+def parse(value: dict[str, Any]) -> dict[str, Any]:
+    """The replay keeps CSV fields as text (an empty one is a null): parse them, as
+    kappa's event parser does."""
+    return {**value, "amount": _number(value["amount"]), "quantity": _number(value["quantity"])}
+
+
+def totals(value: dict[str, Any], state: State) -> None:
+    count, amount, quantity = state.get("totals", (0, 0.0, 0.0))
+    state.set(
+        "totals",
+        (count + 1, amount + (value["amount"] or 0.0), quantity + (value["quantity"] or 0.0)),
+    )
+
+
+class Processed(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"processed": processed}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def main() -> None:
+    topic = os.environ["BENCH_TOPIC"]
+    app = Application(
+        broker_address=os.environ["KAPPA_BOOTSTRAP_SERVERS"],
+        consumer_group=f"quix-{topic}",
+        auto_offset_reset="earliest",
+        state_dir=os.environ["BENCH_DIR"],
+        loglevel="WARNING",
+        on_message_processed=_count,
+    )
+    sdf = app.dataframe(app.topic(topic, value_deserializer="json", timestamp_extractor=event_time))
+    sdf = sdf.apply(parse).update(totals, stateful=True)
+    windows = sdf.tumbling_window(timedelta(hours=1), grace_ms=timedelta(minutes=10))
+    aggregated = windows.agg(count=Count(), amount=Sum("amount"), quantity=Sum("quantity"))
+    # Close windows on the partition's newest event time, as kappa's watermark does; by
+    # default Quix closes a key's windows only when that key has a later event.
+    sdf = aggregated.final(closing_strategy="partition")
+    sdf.to_topic(app.topic(f"{topic}-quix-results", value_serializer="json"))
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["BENCH_PORT"])), Processed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

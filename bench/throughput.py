@@ -1,0 +1,154 @@
+"""Throughput on one dataset: the physical limit, kappa, and the two peers.
+
+- P_consume: a bare aiokafka consumer (getmany, counting only) reading the input topic
+  after the replay: the physical limit of our stack for reading these events;
+- P_decode: the same loop, also decoding each event with orjson;
+- replay: ``kappa replay`` file -> input topic, end to end (events/s);
+- naive Faust: a plain Faust agent updating a Table once per event, over the same topic;
+- Quix Streams: the same aggregation in Quix (bench.quix_peer), over the same topic;
+- kappa topic → tables: version 2 of the pipeline reading the same, already full topic;
+- file → tables: from the start of the replay until a ``kappa worker`` has processed
+  every event into its tables (events/s), and the peak RSS of the worker and of the
+  replay (which streams the file, so its memory does not grow with the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.datagen import DatasetShape, generate, write
+from app.kafka_client import client_options, offset_ranges
+from app.settings import KappaSettings
+from bench import peer
+from bench.workers import (
+    MB,
+    Pipeline,
+    Worker,
+    get_json,
+    kappa_events,
+    processed,
+    started,
+    stop,
+    time_workers,
+    wait_owned,
+)
+
+
+def dataset(work: Path, events: int, keys: int) -> Path:
+    path = work / f"events-{events}-{keys}.csv.gz"
+    shape = DatasetShape(events=events, keys=keys, span_ms=14 * 86_400_000, seed=7)
+    write(generate(shape), path)
+    return path
+
+
+async def consume_all(options: dict[str, Any], topic: str, decode: bool) -> tuple[int, float]:
+    """P_consume: read every record of ``topic`` with getmany, counting only; with
+    ``decode`` (P_decode), also decoding each value with orjson."""
+    ranges = await offset_ranges(options, [topic])
+    tps = [TopicPartition(topic, p) for p in ranges[topic]]
+    total = sum(end - begin for begin, end in ranges[topic].values())
+    consumer = AIOKafkaConsumer(
+        **options,
+        enable_auto_commit=False,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                seen += len(records)
+                if decode:
+                    for record in records:
+                        orjson.loads(record.value)
+        return seen, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def file_to_tables(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
+    """Replay ``data`` while version 1's worker runs: replay and end-to-end rates, and
+    both processes' peak RSS."""
+    worker = pipeline.worker(1)
+    proc = started(worker)
+    try:
+        wait_owned(worker.port, pipeline.partitions, proc, worker.log)
+        memory = psutil.Process(proc.pid)
+        peak_rss = replay_rss = 0
+        replay_s: float | None = None
+        log = pipeline.work / f"replay-{pipeline.run}.log"
+        began = time.perf_counter()
+        replay = pipeline.replay(data, log)
+        replay_proc = psutil.Process(replay.pid)
+        while True:
+            peak_rss = max(peak_rss, memory.memory_info().rss)
+            if replay_s is None:
+                if replay.poll() is None:
+                    replay_rss = max(replay_rss, replay_proc.memory_info().rss)
+                else:
+                    replay_s = time.perf_counter() - began
+                    if replay.returncode != 0:
+                        raise RuntimeError(log.read_text())
+            status = get_json(worker.port, "/api/status")
+            if replay_s is not None and kappa_events([status]) >= events:
+                break
+            time.sleep(0.1)
+        worker_s = time.perf_counter() - began
+    finally:
+        stop([proc])
+    return {
+        "replay_eps": events / replay_s,
+        "file_to_tables_eps": events / worker_s,
+        "worker_peak_rss_mb": peak_rss / MB,
+        "replay_peak_rss_mb": replay_rss / MB,
+    }
+
+
+def peer_rate(worker: Worker, events: int) -> tuple[float, int]:
+    """A peer's events/s over the full input topic, and its peak RSS in bytes."""
+    seconds, (rss,) = time_workers([worker], "/processed", processed, events)
+    return events / seconds, rss
+
+
+def run_once(
+    settings: KappaSettings, data: Path, events: int, partitions: int, work: Path
+) -> tuple[dict[str, float], Pipeline]:
+    """Every throughput figure for one dataset; returns them and the pipeline, whose
+    input topic later measures reuse."""
+    pipeline = Pipeline(settings, work, uuid.uuid4().hex[:8], partitions)
+    figures = file_to_tables(pipeline, data, events)
+    # kappa, topic -> tables: version 2 of the pipeline reads the same, already full topic.
+    kappa_s, (kappa_rss,) = time_workers([pipeline.worker(2)], "/api/status", kappa_events, events)
+    naive = pipeline.peer([sys.executable, "-m", "bench.naive_faust"], "naive")
+    naive_eps, naive_rss = peer_rate(naive, events)
+    quix = pipeline.peer([str(peer.python()), "-m", "bench.quix_peer"], "quix")
+    quix_eps, quix_rss = peer_rate(quix, events)
+    options = client_options(settings)
+    consumed, consume_s = asyncio.run(consume_all(options, pipeline.topic, False))
+    decoded, decode_s = asyncio.run(consume_all(options, pipeline.topic, True))
+    assert consumed == decoded == events, (consumed, decoded, events)
+    return {
+        **figures,
+        "p_consume_eps": consumed / consume_s,
+        "p_decode_eps": decoded / decode_s,
+        "naive_faust_eps": naive_eps,
+        "naive_faust_peak_rss_mb": naive_rss / MB,
+        "quix_eps": quix_eps,
+        "quix_peak_rss_mb": quix_rss / MB,
+        "topic_to_tables_eps": events / kappa_s,
+        "topic_to_tables_peak_rss_mb": kappa_rss / MB,
+    }, pipeline

@@ -1,0 +1,212 @@
+"""The benchmark's pipelines and worker processes, and the clock that times them.
+
+Every measure that runs a worker (kappa, naive Faust, Quix) goes through
+``time_workers``: it starts the processes over a topic that is already full and times
+them from the first processed event to the last, so start-up and the consumer group's
+first rebalance are not counted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from app.settings import KappaSettings
+
+MB = 2**20
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = """name = "bench{run}"
+version = {version}
+input_topic = "bench-input-{run}"
+key = "customer_id"
+time_field = "ts"
+values = ["amount", "quantity"]
+windows = [{{ size = "1h" }}]
+lateness = "10m"
+retention = "30d"
+"""
+
+# A worker's answer to its progress endpoint; None while it does not answer yet.
+Progress = Callable[[Sequence[Any | None]], int]
+
+
+def get_json(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Worker:
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    log: Path
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One generated pipeline of the benchmark: its input topic, spec files and the
+    environment of its workers. Each version reads the same input topic afresh."""
+
+    settings: KappaSettings
+    work: Path
+    run: str
+    partitions: int
+
+    @property
+    def topic(self) -> str:
+        return f"bench-input-{self.run}"
+
+    def spec(self, version: int) -> Path:
+        path = self.work / f"bench-{self.run}-v{version}.toml"
+        path.write_text(SPEC.format(run=self.run, version=version))
+        return path
+
+    def env(self, version: int, port: int, name: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAPPA_BOOTSTRAP_SERVERS": self.settings.bootstrap,
+            "KAPPA_PIPELINE": str(self.spec(version)),
+            "KAPPA_WEB_PORT": str(port),
+            "KAPPA_PARTITIONS": str(self.partitions),
+            # One home per worker process: two workers on one host need separate state.
+            "KAPPA_HOME": str(self.work / f"home-{name}"),
+            "KAPPA_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def worker(self, version: int, name: str = "worker") -> Worker:
+        port = free_port()
+        return Worker(
+            [sys.executable, "-m", "app.cli", "worker"],
+            self.env(version, port, name),
+            port,
+            self.work / f"{name}-{self.run}-v{version}.log",
+        )
+
+    def peer(self, command: list[str], name: str) -> Worker:
+        """A peer's process (bench.naive_faust, bench.quix_peer) over the input topic: it
+        reports its processed count at ``/processed``."""
+        port = free_port()
+        env = {
+            **self.env(1, port, name),
+            "BENCH_TOPIC": self.topic,
+            "BENCH_PARTITIONS": str(self.partitions),
+            "BENCH_PORT": str(port),
+            "BENCH_DIR": str(self.work / f"{name}-{self.run}"),
+        }
+        return Worker(command, env, port, self.work / f"{name}-{self.run}.log")
+
+    def replay(self, data: Path, log: Path) -> subprocess.Popen[bytes]:
+        """``kappa replay`` of ``data`` into the input topic (creating it if need be)."""
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "replay", str(data)],
+                env=self.env(1, free_port(), "replay"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def kappa_events(bodies: Sequence[Any | None]) -> int:
+    """Events a kappa worker has processed, from ``/api/status`` (a redelivered event
+    it skips counts too: it was read and checked)."""
+    total = 0
+    for body in bodies:
+        if body is not None:
+            counts = body["counts"]
+            total += counts["events_since_start"] + counts["duplicates_skipped_since_start"]
+    return total
+
+
+def processed(bodies: Sequence[Any | None]) -> int:
+    """Events a peer has processed, from its ``/processed``."""
+    return sum(int(body["processed"]) for body in bodies if body is not None)
+
+
+def kappa_distinct_events(bodies: Sequence[Any | None]) -> int:
+    """Distinct events processed by a group of kappa workers: per partition, the
+    furthest processed offset any of them reports. Summing their counts would count
+    twice the events a partition's new owner reads again after a rebalance."""
+    furthest: dict[str, int] = {}
+    for body in bodies:
+        if body is not None:
+            for partition, offset in body["processed_offsets"].items():
+                furthest[partition] = max(furthest.get(partition, -1), offset)
+    return sum(offset + 1 for offset in furthest.values())  # input topics start at 0
+
+
+def started(worker: Worker) -> subprocess.Popen[bytes]:
+    with worker.log.open("wb") as log:
+        return subprocess.Popen(
+            worker.command, env=worker.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=60)
+
+
+def _answer(port: int, path: str) -> Any | None:
+    try:
+        return get_json(port, path)
+    except OSError:
+        return None
+
+
+def time_workers(
+    workers: Sequence[Worker], path: str, progress: Progress, events: int
+) -> tuple[float, list[int]]:
+    """Start ``workers`` over a topic that already holds ``events`` events. Returns the
+    seconds from the first processed event (by any of them) until ``progress`` reaches
+    ``events``, and each worker's peak RSS in bytes."""
+    procs = [started(worker) for worker in workers]
+    try:
+        memories = [psutil.Process(proc.pid) for proc in procs]
+        peaks = [0] * len(procs)
+        first: float | None = None
+        while True:
+            peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
+            done = progress([_answer(worker.port, path) for worker in workers])
+            now = time.perf_counter()
+            if done and first is None:
+                first = now
+            if done >= events and first is not None:
+                return now - first, peaks
+            for worker, proc in zip(workers, procs, strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(worker.log.read_text()[-3000:])
+            time.sleep(0.05)
+    finally:
+        stop(procs)
+
+
+def wait_owned(port: int, partitions: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the kappa worker at ``port`` owns all ``partitions``."""
+    while True:
+        body = _answer(port, "/api/status")
+        if body is not None and len(body["partitions_owned"]) == partitions:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text()[-3000:])
+        time.sleep(0.3)

@@ -34,10 +34,12 @@ MEMORY = [
     ("replay peak RSS", "replay_peak_rss_mb"),
 ]
 SCALING_RATES = [
-    ("kappa: 2 workers, 4 partitions", "two_workers_eps"),
+    ("kappa: 1 worker, replay → tables", "one_worker_eps"),
+    ("kappa: 2 workers, replay → tables", "two_workers_eps"),
     ("kappa: 1 worker, 1 partition", "one_partition_eps"),
 ]
 SCALING_MEMORY = [
+    ("kappa 1 worker: peak RSS", "one_worker_peak_rss_mb"),
     ("kappa 2 workers: larger peak RSS", "two_workers_peak_rss_mb"),
     ("kappa 1 partition: peak RSS", "one_partition_peak_rss_mb"),
 ]
@@ -69,9 +71,16 @@ def print_table(result: Sections, header: str, first: str) -> None:
         for label, key in MEMORY:
             print(f"{label:<36}{figures[key]:>12,.0f} MB")
     base = result[first]
-    print(f"-- scaling ({first}; 1 worker on 4 partitions is kappa topic → tables above)")
+    scaling = result["scaling"]
+    print(f"-- scaling ({first}; 4 partitions, unless said; 1 partition ÷ topic → tables)")
     for label, key in SCALING_RATES:
-        print(_rate(label, result["scaling"][key], base["p_consume_eps"], None))
+        print(_rate(label, scaling[key], base["p_consume_eps"], None))
+    two_over_one = scaling["two_workers_eps"] / scaling["one_worker_eps"]
+    print(f"{'2 workers ÷ 1 worker':<36}{two_over_one:>15.2f}")
+    print(
+        f"{'1 partition ÷ 4 partitions':<36}"
+        f"{scaling['one_partition_eps'] / base['topic_to_tables_eps']:>15.2f}"
+    )
     for label, key in SCALING_MEMORY:
         print(f"{label:<36}{result['scaling'][key]:>12,.0f} MB")
     for section, figures in result.items():

@@ -1,10 +1,15 @@
-"""Scaling: topic → tables with 2 workers in one consumer group, and on 1 partition.
+"""Scaling: 1 worker against 2 workers in one consumer group, and 4 partitions
+against 1.
 
-Both reuse what the 1k-key throughput run left: its full 4-partition input topic (read
-by a new pipeline version, so by a new consumer group) and its data file (replayed into
-a 1-partition topic). Progress is the distinct events processed (the furthest processed
-offset per partition), because after a rebalance a partition's new owner reads again
-what its old owner had not committed.
+Workers against workers: each group is started on a fresh 4-partition topic and left to
+settle (every worker owning its share), then the 1k-key data file is replayed into it,
+and the group is timed from its first processed event to its last. Started on a full
+topic instead, two workers would spend part of the run in the rebalance that the
+second one's arrival causes. Progress is the distinct events processed (the furthest
+processed offset per partition).
+
+Partitions against partitions: the data file replayed into a 1-partition topic, read by
+one worker, against the 4-partition topic → tables run.
 """
 
 from __future__ import annotations
@@ -13,17 +18,43 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from bench.workers import MB, Pipeline, kappa_distinct_events, time_workers
+from bench.workers import (
+    MB,
+    Pipeline,
+    kappa_distinct_events,
+    started,
+    stop,
+    time_workers,
+    wait_settled,
+    watch,
+)
 
-VERSION = 3  # versions 1 and 2 of the pipeline are the throughput run's
+
+def _group(pipeline: Pipeline, data: Path, events: int, names: list[str]) -> tuple[float, int]:
+    """Seconds and the largest peak RSS of a settled group of workers over a replay."""
+    fresh = replace(pipeline, run=uuid.uuid4().hex[:8])
+    workers = [fresh.worker(1, name) for name in names]
+    procs = [started(worker) for worker in workers]
+    try:
+        wait_settled(workers, procs, fresh.partitions)
+        log = fresh.work / f"replay-{fresh.run}.log"
+        replay = fresh.replay(data, log)
+        seconds, peaks = watch(workers, procs, "/api/status", kappa_distinct_events, events)
+        if replay.wait() != 0:
+            raise RuntimeError(log.read_text())
+        return seconds, max(peaks)
+    finally:
+        stop(procs)
 
 
-def two_workers(pipeline: Pipeline, events: int) -> dict[str, float]:
-    workers = [pipeline.worker(VERSION, name) for name in ("worker-a", "worker-b")]
-    seconds, peaks = time_workers(workers, "/api/status", kappa_distinct_events, events)
+def workers(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
+    one_s, one_peak = _group(pipeline, data, events, ["worker-a"])
+    two_s, two_peak = _group(pipeline, data, events, ["worker-a", "worker-b"])
     return {
-        "two_workers_eps": events / seconds,
-        "two_workers_peak_rss_mb": max(peaks) / MB,
+        "one_worker_eps": events / one_s,
+        "one_worker_peak_rss_mb": one_peak / MB,
+        "two_workers_eps": events / two_s,
+        "two_workers_peak_rss_mb": two_peak / MB,
     }
 
 
@@ -39,4 +70,4 @@ def one_partition(pipeline: Pipeline, data: Path, events: int) -> dict[str, floa
 
 
 def measure(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
-    return {**two_workers(pipeline, events), **one_partition(pipeline, data, events)}
+    return {**workers(pipeline, data, events), **one_partition(pipeline, data, events)}

@@ -182,23 +182,50 @@ def time_workers(
     ``events``, and each worker's peak RSS in bytes."""
     procs = [started(worker) for worker in workers]
     try:
-        memories = [psutil.Process(proc.pid) for proc in procs]
-        peaks = [0] * len(procs)
-        first: float | None = None
-        while True:
-            peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
-            done = progress([_answer(worker.port, path) for worker in workers])
-            now = time.perf_counter()
-            if done and first is None:
-                first = now
-            if done >= events and first is not None:
-                return now - first, peaks
-            for worker, proc in zip(workers, procs, strict=True):
-                if proc.poll() is not None:
-                    raise RuntimeError(worker.log.read_text()[-3000:])
-            time.sleep(0.05)
+        return watch(workers, procs, path, progress, events)
     finally:
         stop(procs)
+
+
+def watch(
+    workers: Sequence[Worker],
+    procs: Sequence[subprocess.Popen[bytes]],
+    path: str,
+    progress: Progress,
+    events: int,
+) -> tuple[float, list[int]]:
+    """Poll running workers until ``progress`` reaches ``events``: the seconds from the
+    first processed event, and each worker's peak RSS in bytes."""
+    memories = [psutil.Process(proc.pid) for proc in procs]
+    peaks = [0] * len(procs)
+    first: float | None = None
+    while True:
+        peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
+        done = progress([_answer(worker.port, path) for worker in workers])
+        now = time.perf_counter()
+        if done and first is None:
+            first = now
+        if done >= events and first is not None:
+            return now - first, peaks
+        for worker, proc in zip(workers, procs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(worker.log.read_text()[-3000:])
+        time.sleep(0.05)
+
+
+def wait_settled(
+    workers: Sequence[Worker], procs: Sequence[subprocess.Popen[bytes]], partitions: int
+) -> None:
+    """Wait until the kappa workers share all ``partitions``, each owning some."""
+    while True:
+        bodies = [_answer(worker.port, "/api/status") for worker in workers]
+        owned = [set(body["partitions_owned"]) if body else set() for body in bodies]
+        if all(owned) and len(set().union(*owned)) == partitions == sum(map(len, owned)):
+            return
+        for worker, proc in zip(workers, procs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(worker.log.read_text()[-3000:])
+        time.sleep(0.3)
 
 
 def wait_owned(port: int, partitions: int, proc: subprocess.Popen[bytes], log: Path) -> None:

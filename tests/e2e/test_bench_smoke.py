@@ -33,6 +33,8 @@ THROUGHPUT = (
     "replay_peak_rss_mb",
 )
 SCALING = (
+    "one_worker_eps",
+    "one_worker_peak_rss_mb",
     "two_workers_eps",
     "two_workers_peak_rss_mb",
     "one_partition_eps",

@@ -160,6 +160,13 @@ class Pipeline:
             log.critical("%s", lost)
             await self.app.crash(lost)
         finally:
+            # A batch cut short (a failed send, a broker gone for too long) leaves the
+            # processors holding changes that were never stored, and take_events acks
+            # its events anyway. Forget them: the stores hold only acknowledged steps,
+            # and when Faust restarts the agent the gap check reads the lost batch's
+            # records again from Kafka.
+            self.processors.clear()
+            self.states.clear()
             await self.sender.stop()
             await self.gaps.stop()
 

@@ -42,6 +42,7 @@ class TableBuffer:
         self.partition = partition
         self.changelog: str = table.changelog_topic.get_topic_name()
         self.pending: dict[str, Any] = {}
+        self._staged: tuple[rocksdict.WriteBatch, list[bytes]] | None = None
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
@@ -67,28 +68,38 @@ class TableBuffer:
                 yield store._decode_key(raw_key), store._decode_value(raw_value)
 
     def stage(self, sender: BatchSender) -> None:
-        """Write the pending changes to RocksDB in one write batch, and queue their
-        changelog messages on ``sender``."""
+        """Queue the pending changes' changelog messages on ``sender``, and hold them as
+        one RocksDB write batch until Kafka has acknowledged them (``commit``)."""
         if not self.pending:
             return
         store, partition = self.store, self.partition
         batch = rocksdict.WriteBatch(raw_mode=True)
-        key_index = store._key_index
+        raw_keys = []
         for key, value in self.pending.items():
             raw_key = store._encode_key(key)
+            raw_keys.append(raw_key)
             raw_value = None if value is _DELETED else store._encode_value(value)
             if raw_value is None:
                 batch.delete(raw_key)
             else:
                 batch.put(raw_key, raw_value)
-            key_index[raw_key] = partition
             sender.add(self.changelog, partition, raw_key, raw_value)
-        self._db().write(batch)
+        self._staged = batch, raw_keys
         self.pending.clear()
 
-    def persist_offset(self, acked: dict[tuple[str, int], int]) -> None:
-        """Record, as Faust does, how far the changelog holds this store's writes, so a
-        restart on the same state dir recovers only what comes after."""
+    def commit(self, acked: dict[tuple[str, int], int]) -> None:
+        """Write the acknowledged changes to RocksDB, and record, as Faust does, how far
+        the changelog holds them, so a restart on the same state dir recovers only what
+        comes after. Written only once acknowledged, the local store never holds what
+        its changelog lacks: a failed send leaves both as they were."""
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        batch, raw_keys = staged
+        self._db().write(batch)
+        key_index = self.store._key_index  # where Faust's table reads look a key up
+        for raw_key in raw_keys:
+            key_index[raw_key] = self.partition
         offset = acked.get((self.changelog, self.partition))
         if offset is not None:
             self.store.set_persisted_offset(TP(self.changelog, self.partition), offset)
@@ -173,9 +184,9 @@ class TablePartitionState:
 async def store_batch(states: Sequence[TablePartitionState], sender: BatchSender) -> None:
     """Store a batch's state changes, step by step (see ``TablePartitionState.steps``).
 
-    Each step goes, for every partition at once, to RocksDB in one write batch per
-    store and to the changelogs as one record batch per partition, and is acknowledged
-    by Kafka before the next step starts.
+    Each step goes, for every partition at once, to the changelogs as one record batch
+    per partition and, once Kafka has acknowledged it, to RocksDB in one write batch
+    per store; then the next step starts.
     """
     for step in zip(*(state.steps() for state in states), strict=True):
         buffers = [buffer for group in step for buffer in group]
@@ -183,4 +194,4 @@ async def store_batch(states: Sequence[TablePartitionState], sender: BatchSender
             buffer.stage(sender)
         acked = await sender.send()
         for buffer in buffers:
-            buffer.persist_offset(acked)
+            buffer.commit(acked)

@@ -274,5 +274,6 @@ async def status(
             "window_results_since_start": pipeline.stats.window_results,
             "batches_since_start": pipeline.stats.batches,
             "gap_records_read_back_since_start": pipeline.stats.gap_records_read,
+            "ack_wait_seconds_since_start": round(pipeline.sender.waited_s, 3),
         },
     }

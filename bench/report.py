@@ -70,6 +70,8 @@ def print_table(result: Sections, header: str, first: str) -> None:
             print(_rate(label, figures[key], limit, quix))
         for label, key in MEMORY:
             print(f"{label:<36}{figures[key]:>12,.0f} MB")
+        share = figures["topic_to_tables_ack_wait_share"]
+        print(f"{'kappa: time waiting for acks':<36}{share:>14.1%}")
     base = result[first]
     scaling = result["scaling"]
     print(f"-- scaling ({first}; 4 partitions, unless said; 1 partition ÷ topic → tables)")

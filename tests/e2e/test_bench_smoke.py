@@ -27,6 +27,7 @@ THROUGHPUT = (
     "quix_peak_rss_mb",
     "topic_to_tables_eps",
     "topic_to_tables_peak_rss_mb",
+    "topic_to_tables_ack_wait_share",
     "replay_eps",
     "file_to_tables_eps",
     "worker_peak_rss_mb",

@@ -9,6 +9,7 @@ compacted results topic.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +49,8 @@ class PipelineStats:
     started: float = field(default_factory=time.time)
 
 
+# Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
+@functools.lru_cache(maxsize=65_536)
 def expected_partition(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions

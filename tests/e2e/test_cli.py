@@ -51,11 +51,18 @@ def test_status_without_a_worker_says_what_to_do() -> None:
     assert "kappa worker" in done.stderr
 
 
-def test_invalid_setting_is_named(tmp_path: Path) -> None:
-    env = {**os.environ, "KAPPA_WEB_PORT": "not-a-port"}
-    done = kappa_cli(env, "settings")
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("KAPPA_WEB_PORT", "not-a-port", "web_port"),
+        ("KAPPA_SESSION_TIMEOUT", "2", "session_timeout"),  # below the broker's minimum
+        ("KAPPA_STANDBY_REPLICAS", "-1", "standby_replicas"),
+    ],
+)
+def test_invalid_setting_is_named(variable: str, value: str, field: str) -> None:
+    done = kappa_cli({**os.environ, variable: value}, "settings")
     assert done.returncode == 1
-    assert "web_port" in done.stderr
+    assert field in done.stderr
 
 
 @pytest.mark.broker

@@ -148,11 +148,12 @@ class Pipeline:
         ``KAPPA_BATCH_WITHIN_MS``).
 
         A batch ends with everything it produced acknowledged by Kafka, in this order:
-        window results, late events and dead letters; then each partition's state (see
-        ``TablePartitionState.flush``), its checkpoint last. Only then does Faust
-        acknowledge the batch's events and later commit their offsets. A crash at any
-        point leaves a prefix of that sequence, and on restart the checkpoint and the
-        per-key fences skip what the prefix already holds.
+        window results, late events and dead letters; then the partitions' state (see
+        ``store_batch``), the checkpoints last. Only then does Faust acknowledge the
+        batch's events and later commit their offsets. A crash at any point leaves a
+        prefix of that sequence, and on restart the checkpoint and the per-key fences
+        skip what the prefix already holds; records after the checkpoint that the
+        stream does not deliver again are read back from Kafka (``_fill_gap``).
         """
         await self.sender.start()
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import KappaSettings
+from tests.support.harness import Harness
 from tests.support.worker import WorkerProcess, free_port, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,3 +138,15 @@ def running_worker(
         return worker, env
 
     return start
+
+
+@pytest.fixture
+def kappa(
+    kafka_settings: KappaSettings,
+    tmp_path: Path,
+    unique: str,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+) -> Harness:
+    return Harness(kafka_settings, tmp_path, unique, make_spec, kappa_env, start_worker)

@@ -32,8 +32,8 @@ import pytest
 
 from app.broker.local import LocalKafka
 from app.datagen import DatasetShape, generate, write
-from app.settings import KappaSettings
 from tests.support.cluster import own_cluster
+from tests.support.harness import Harness
 from tests.support.invariant import assert_equals_batch
 from tests.support.kafka import produce_events
 from tests.support.times import DAY, HOUR
@@ -82,12 +82,6 @@ def _traffic(
     assert not failures, failures[0]
 
 
-def _kill(worker: WorkerProcess) -> None:
-    assert worker.proc is not None
-    worker.proc.send_signal(signal.SIGKILL)
-    worker.proc.wait(timeout=30)
-
-
 def _answers(worker: WorkerProcess) -> Callable[[], bool]:
     return lambda: worker.get("/api/status")[0] == 200
 
@@ -102,37 +96,32 @@ def _wipe_state(worker: WorkerProcess) -> None:
 @pytest.mark.parametrize("seed", range(FIRST_SEED, FIRST_SEED + RUNS))
 def test_chaos(
     seed: int,
-    tmp_path: Path,
-    kafka_settings: KappaSettings,
-    make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
-    unique: str,
+    kappa: Harness,
 ) -> None:
     rng = random.Random(seed)
     rows = list(generate(DatasetShape(events=16_000, keys=150, span_ms=4 * DAY, seed=seed)))
     cut = 12_000
-    everything, history = tmp_path / "all.csv", tmp_path / "history.csv"
+    everything, history = kappa.tmp_path / "all.csv", kappa.tmp_path / "history.csv"
     write(iter(rows), everything)
     write(iter(rows[:cut]), history)
 
     with ExitStack() as stack:
         cluster: LocalKafka | None = None
-        bootstrap = kafka_settings.bootstrap
+        bootstrap = kappa.settings.bootstrap
         extra = {"KAPPA_SESSION_TIMEOUT": "8", "KAPPA_STANDBY_REPLICAS": str(rng.randint(0, 1))}
         if LONG:
             cluster, bootstrap = stack.enter_context(
-                own_cluster(kafka_settings, tmp_path, nodes=3, port=39592)
+                own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=39592)
             )
             extra |= {"KAPPA_BOOTSTRAP_SERVERS": bootstrap, "KAPPA_REPLICATION_FACTOR": "3"}
-        spec = make_spec(windows='{ size = "1h" }', retention="30d")
+        spec = kappa.make_spec(windows='{ size = "1h" }', retention="30d")
         workers = [
-            start_worker(kappa_env(spec, partitions=4, KAPPA_WORKER_NAME=name, **extra))
+            kappa.start_worker(kappa.env(spec, partitions=4, KAPPA_WORKER_NAME=name, **extra))
             for name in ("a", "b")
         ]
         for worker in workers:
             worker.wait_until(_answers(worker), 90, "the API")
-        env = {**workers[0].env, "KAPPA_TEST_TOPIC": f"test-input-{unique}"}
+        env = {**workers[0].env, "KAPPA_TEST_TOPIC": kappa.topic}
         schedule: list[str] = []
         with _traffic(env, history, rows[cut:]) as traffic:
             for _ in range(KILLS):
@@ -149,7 +138,7 @@ def test_chaos(
                 schedule.append(
                     f"worker {victim.env['KAPPA_WORKER_NAME']}{' + state' if wipe else ''}"
                 )
-                _kill(victim)
+                victim.kill()
                 if wipe:
                     _wipe_state(victim)
                 time.sleep(rng.uniform(0.5, 4.0))
@@ -162,4 +151,4 @@ def test_chaos(
             return owned[0] | owned[1] == {0, 1, 2, 3} and not owned[0] & owned[1]
 
         workers[0].wait_until(all_owned, 120, f"the partitions to settle (seed {seed})")
-        assert_equals_batch(workers, bootstrap, unique, everything, rows, WINDOWS)
+        assert_equals_batch(workers, bootstrap, kappa.unique, everything, rows, WINDOWS)

@@ -11,15 +11,14 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.datagen import DatasetShape, generate, write
-from app.settings import KappaSettings
 from tests.support.cluster import own_cluster
+from tests.support.harness import Harness
 from tests.support.invariant import assert_equals_batch
 from tests.support.kafka import produce_events
 from tests.support.times import DAY, HOUR
@@ -36,49 +35,35 @@ def _rows(tmp_path: Path, seed: int) -> tuple[Path, list[dict[str, Any]]]:
     return path, rows
 
 
-def test_a_worker_rides_out_a_restart_of_the_broker(
-    tmp_path: Path,
-    kafka_settings: KappaSettings,
-    make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
-    unique: str,
-) -> None:
-    path, rows = _rows(tmp_path, seed=41)
-    topic = f"test-input-{unique}"
-    with own_cluster(kafka_settings, tmp_path, nodes=1, port=39392) as (cluster, bootstrap):
-        env = kappa_env(make_spec(), partitions=2, KAPPA_BOOTSTRAP_SERVERS=bootstrap)
-        worker = start_worker(env)
-        worker.wait_ready(partitions=2)
+def _worker(kappa: Harness, bootstrap: str, **extra: str) -> WorkerProcess:
+    """A worker on the test's own cluster, owning both partitions."""
+    worker = kappa.start_worker(
+        kappa.env(kappa.make_spec(), partitions=2, KAPPA_BOOTSTRAP_SERVERS=bootstrap, **extra)
+    )
+    worker.wait_ready(partitions=2)
+    return worker
+
+
+def test_a_worker_rides_out_a_restart_of_the_broker(kappa: Harness) -> None:
+    path, rows = _rows(kappa.tmp_path, seed=41)
+    topic = kappa.topic
+    with own_cluster(kappa.settings, kappa.tmp_path, nodes=1, port=39392) as (cluster, bootstrap):
+        worker = _worker(kappa, bootstrap)
         asyncio.run(produce_events(bootstrap, topic, rows[:4_000], "customer_id"))
         cluster.stop()
         time.sleep(5)  # the worker's clients see the broker gone and start retrying
         cluster.start()
         asyncio.run(produce_events(bootstrap, topic, rows[4_000:], "customer_id"))
-        assert_equals_batch([worker], bootstrap, unique, path, rows, WINDOWS)
+        assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"
 
 
-def test_losing_one_broker_of_three_mid_stream_loses_nothing(
-    tmp_path: Path,
-    kafka_settings: KappaSettings,
-    make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
-    unique: str,
-) -> None:
-    path, rows = _rows(tmp_path, seed=42)
-    topic = f"test-input-{unique}"
-    with own_cluster(kafka_settings, tmp_path, nodes=3, port=39492) as (cluster, bootstrap):
-        env = kappa_env(
-            make_spec(),
-            partitions=2,
-            KAPPA_BOOTSTRAP_SERVERS=bootstrap,
-            KAPPA_REPLICATION_FACTOR="3",
-        )
-        worker = start_worker(env)
-        worker.wait_ready(partitions=2)
+def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> None:
+    path, rows = _rows(kappa.tmp_path, seed=42)
+    topic = kappa.topic
+    with own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=39492) as (cluster, bootstrap):
+        worker = _worker(kappa, bootstrap, KAPPA_REPLICATION_FACTOR="3")
 
         def live() -> None:  # about 2k events/s, as a live source would send them
             for start in range(0, len(rows), 200):
@@ -93,6 +78,6 @@ def test_losing_one_broker_of_three_mid_stream_loses_nothing(
         cluster.kill_nodes([1], signal.SIGKILL)
         producer.join(timeout=300)
         assert not producer.is_alive()
-        assert_equals_batch([worker], bootstrap, unique, path, rows, WINDOWS)
+        assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"

@@ -7,18 +7,16 @@ changelogs).
 from __future__ import annotations
 
 import shutil
-import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.datagen import DatasetShape, generate, write
-from app.settings import KappaSettings
+from tests.support.harness import Harness
 from tests.support.invariant import assert_equals_batch
 from tests.support.times import DAY, HOUR
-from tests.support.worker import WorkerProcess, run_kappa
+from tests.support.worker import run_kappa
 
 pytestmark = pytest.mark.broker
 WINDOWS = [("1h", HOUR, HOUR)]
@@ -32,24 +30,19 @@ WINDOWS = [("1h", HOUR, HOUR)]
 def test_kill_minus_nine_mid_replay_then_restart(
     kill_after: float,
     lose_state: bool,
-    tmp_path: Path,
-    kafka_settings: KappaSettings,
-    make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    start_worker: Callable[[dict[str, str]], WorkerProcess],
-    unique: str,
+    kappa: Harness,
 ) -> None:
     events: list[dict[str, Any]] = list(
         generate(DatasetShape(events=20_000, keys=200, span_ms=5 * DAY, seed=21))
     )
-    path = tmp_path / "history.csv"
+    path = kappa.tmp_path / "history.csv"
     write(iter(events), path)
-    env = kappa_env(
-        make_spec(windows='{ size = "1h" }', retention="30d"),
+    env = kappa.env(
+        kappa.make_spec(windows='{ size = "1h" }', retention="30d"),
         partitions=2,
         KAPPA_SESSION_TIMEOUT="8",  # the killed worker leaves the group sooner
     )
-    first = start_worker(env)
+    first = kappa.start_worker(env)
     first.wait_ready(partitions=2)
     run_kappa(env, "replay", str(path))
 
@@ -58,13 +51,11 @@ def test_kill_minus_nine_mid_replay_then_restart(
         return int(counts["events_since_start"])
 
     first.wait_until(lambda: processed() >= kill_after * len(events), 120, "some progress")
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(timeout=30)
+    first.kill()
     if lose_state:
         # The host's disk is gone too: the new worker rebuilds from the changelogs.
         shutil.rmtree(Path(env["KAPPA_HOME"]) / "state")
 
-    second = start_worker(env)
+    second = kappa.start_worker(env)
     second.wait_ready(partitions=2)
-    assert_equals_batch([second], kafka_settings.bootstrap, unique, path, events, WINDOWS)
+    assert_equals_batch([second], kappa.settings.bootstrap, kappa.unique, path, events, WINDOWS)

@@ -82,6 +82,12 @@ class WorkerProcess:
             self.proc.wait()
             raise AssertionError(f"worker ignored {sig.name} for {timeout}s") from None
 
+    def kill(self) -> None:
+        """``kill -9``: no clean shutdown, nothing flushed."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])

@@ -77,6 +77,12 @@ class KappaSettings(BaseSettings):
         description="Seconds without a heartbeat before the group gives a dead worker's "
         "partitions to the others (Kafka's default; the broker allows 6 to 1800).",
     )
+    recovery_stall_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds table recovery may make no progress before the worker "
+        "exits with the reason, rather than hang.",
+    )
     web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")
     advertised_url: str | None = Field(

@@ -13,7 +13,7 @@ import faust
 import mode.loop
 
 from agents.pipeline import Pipeline
-from app import codecs
+from app import codecs, recovery_watchdog
 from app.names import PipelineNames
 from app.replay_tracker import ReplayTracker
 from app.security import faust_credentials
@@ -62,6 +62,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     # (App.on_init_extra_service accepts either).
     app.service(cast(Any, tracker))
     register_views(app, pipeline, tracker, settings)
+    recovery_watchdog.install(app, settings.recovery_stall_timeout)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).
         importlib.import_module(module).register(app, pipeline)

@@ -111,7 +111,7 @@ def test_chaos(
         extra = {"KAPPA_SESSION_TIMEOUT": "8", "KAPPA_STANDBY_REPLICAS": str(rng.randint(0, 1))}
         if LONG:
             cluster, bootstrap = stack.enter_context(
-                own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=39592)
+                own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=28592)
             )
             extra |= {"KAPPA_BOOTSTRAP_SERVERS": bootstrap, "KAPPA_REPLICATION_FACTOR": "3"}
         spec = kappa.make_spec(windows='{ size = "1h" }', retention="30d")

@@ -47,7 +47,7 @@ def _worker(kappa: Harness, bootstrap: str, **extra: str) -> WorkerProcess:
 def test_a_worker_rides_out_a_restart_of_the_broker(kappa: Harness) -> None:
     path, rows = _rows(kappa.tmp_path, seed=41)
     topic = kappa.topic
-    with own_cluster(kappa.settings, kappa.tmp_path, nodes=1, port=39392) as (cluster, bootstrap):
+    with own_cluster(kappa.settings, kappa.tmp_path, nodes=1, port=28392) as (cluster, bootstrap):
         worker = _worker(kappa, bootstrap)
         asyncio.run(produce_events(bootstrap, topic, rows[:4_000], "customer_id"))
         cluster.stop()
@@ -62,7 +62,7 @@ def test_a_worker_rides_out_a_restart_of_the_broker(kappa: Harness) -> None:
 def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> None:
     path, rows = _rows(kappa.tmp_path, seed=42)
     topic = kappa.topic
-    with own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=39492) as (cluster, bootstrap):
+    with own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=28492) as (cluster, bootstrap):
         worker = _worker(kappa, bootstrap, KAPPA_REPLICATION_FACTOR="3")
 
         def live() -> None:  # about 2k events/s, as a live source would send them

@@ -76,13 +76,13 @@ def test_a_three_node_cluster_replicates_and_stops_cleanly(
     env = _env(
         tmp_path,
         KAPPA_KAFKA_NODES="3",
-        KAPPA_KAFKA_PORT="39292",
+        KAPPA_KAFKA_PORT="28292",
         KAPPA_CACHE_DIR=str(kafka_settings.cache_dir.resolve()),
     )
     started = kappa_cli(env, "kafka", "start")
     try:
         assert started.returncode == 0, started.stderr
-        bootstrap = "127.0.0.1:39292,127.0.0.1:39294,127.0.0.1:39296"
+        bootstrap = "127.0.0.1:28292,127.0.0.1:28294,127.0.0.1:28296"
         assert f"bootstrap servers: {bootstrap}" in started.stdout
         assert kappa_cli(env, "kafka", "status").stdout.count("running") == 3
 

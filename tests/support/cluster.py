@@ -17,7 +17,11 @@ from app.settings import KappaSettings
 def own_cluster(
     kafka_settings: KappaSettings, tmp_path: Path, nodes: int, port: int
 ) -> Iterator[tuple[LocalKafka, str]]:
-    """The cluster and its bootstrap servers; stopped on exit."""
+    """The cluster and its bootstrap servers; stopped on exit.
+
+    Choose ``port`` below Linux's ephemeral range (32768 and up): while a broker is
+    down, any outgoing connection on the machine could otherwise be given its port, and
+    the broker could not start again."""
     if kafka_settings.uses_external_cluster:
         pytest.fail("this test needs the project's own broker tooling")
     cluster = LocalKafka(

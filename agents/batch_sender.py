@@ -25,6 +25,11 @@ Headers = list[tuple[str, bytes]]
 MAX_BATCH_BYTES = 1_000_000
 
 
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class BatchSender:
     """Queue records with ``add``; ``send`` submits them all and waits for Kafka."""
 
@@ -61,7 +66,7 @@ class BatchSender:
         count = self._partitions.get(topic)
         if count is None:
             count = self._partitions[topic] = len(await self._ensure().partitions_for(topic))
-        return int(murmur2(key) & 0x7FFFFFFF) % count
+        return default_partition(key, count)
 
     def add(
         self,

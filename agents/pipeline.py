@@ -18,10 +18,9 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 
 from agents.aggregation import AggregationConfig, PartitionProcessor
-from agents.batch_sender import BatchSender
+from agents.batch_sender import BatchSender, default_partition
 from agents.gap_reader import GapReader
 from agents.state import TablePartitionState, store_batch
 from app.errors import StateLost
@@ -52,8 +51,8 @@ class PipelineStats:
 # Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
 @functools.lru_cache(maxsize=65_536)
 def expected_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    """The partition an event's key belongs on."""
+    return default_partition(key.encode(), partitions)
 
 
 class Pipeline:

@@ -48,6 +48,19 @@ class NodeStatus:
     log_file: Path
 
 
+def storage_format_args(cluster_id: str, props: Path) -> list[str]:
+    """``StorageTool format``'s arguments. The id goes as ``--cluster-id=…``: a base64
+    id starts with ``-`` one time in 64, and as a separate argument the tool's parser
+    would take it for an option and fail."""
+    return [
+        "format",
+        f"--cluster-id={cluster_id}",
+        "-c",
+        str(props.resolve()),
+        "--ignore-formatted",
+    ]
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -219,12 +232,7 @@ class LocalKafka:
                 "-cp",
                 f"{libs.resolve()}/*",
                 "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(props.resolve()),
-                "--ignore-formatted",
+                *storage_format_args(cluster_id, props),
             ],
             capture_output=True,
             text=True,

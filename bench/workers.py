@@ -2,8 +2,8 @@
 
 Every measure that runs a worker (kappa, naive Faust, Quix) goes through
 ``time_workers``: it starts the processes over a topic that is already full and times
-them from the first processed event to the last, so start-up and the consumer group's
-first rebalance are not counted.
+them from the last progress poll before their first processed event to the poll that
+sees the last one, so start-up and the consumer group's first rebalance are not counted.
 """
 
 from __future__ import annotations
@@ -178,8 +178,8 @@ def time_workers(
     workers: Sequence[Worker], path: str, progress: Progress, events: int
 ) -> tuple[float, list[int]]:
     """Start ``workers`` over a topic that already holds ``events`` events. Returns the
-    seconds from the first processed event (by any of them) until ``progress`` reaches
-    ``events``, and each worker's peak RSS in bytes."""
+    seconds from just before the first processed event (by any of them) until
+    ``progress`` reaches ``events`` (see ``watch``), and each worker's peak RSS in bytes."""
     procs = [started(worker) for worker in workers]
     try:
         return watch(workers, procs, path, progress, events)
@@ -194,19 +194,30 @@ def watch(
     progress: Progress,
     events: int,
 ) -> tuple[float, list[int]]:
-    """Poll running workers until ``progress`` reaches ``events``: the seconds from the
-    first processed event, and each worker's peak RSS in bytes."""
+    """Poll running workers until ``progress`` reaches ``events``: the seconds since the
+    last poll at which every worker answered and none had processed anything, and each
+    worker's peak RSS in bytes.
+
+    Timing from that poll, not from the first poll that saw progress, bounds the run from
+    above by one poll interval: a small run that finishes between two polls still gets a
+    duration, never zero, and the figure never flatters the workers."""
     memories = [psutil.Process(proc.pid) for proc in procs]
     peaks = [0] * len(procs)
-    first: float | None = None
+    idle_at: float | None = None
     while True:
         peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
-        done = progress([_answer(worker.port, path) for worker in workers])
-        now = time.perf_counter()
-        if done and first is None:
-            first = now
-        if done >= events and first is not None:
-            return now - first, peaks
+        polled_at = time.perf_counter()
+        bodies = [_answer(worker.port, path) for worker in workers]
+        done = progress(bodies)
+        if done == 0 and all(body is not None for body in bodies):
+            idle_at = polled_at
+        elif done >= events:
+            if idle_at is None:
+                raise RuntimeError(
+                    f"the workers had processed {done} events before they first answered "
+                    f"{path}, so the run cannot be timed: use more --events"
+                )
+            return time.perf_counter() - idle_at, peaks
         for worker, proc in zip(workers, procs, strict=True):
             if proc.poll() is not None:
                 raise RuntimeError(worker.log.read_text()[-3000:])

@@ -46,6 +46,18 @@ class PipelineStats:
     gap_records_read: int = 0
     processed_offsets: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    # Epoch seconds: when the first batch with events began, and when the last one was
+    # stored; together with processed_offsets (updated at the same moment) they time a run.
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
+
+    def stored(self, began: float, offsets: dict[int, int]) -> None:
+        """A batch that began at ``began`` is stored, up to ``offsets`` per partition."""
+        if offsets:
+            if self.first_batch_at is None:
+                self.first_batch_at = began
+            self.last_batch_at = time.time()
+            self.processed_offsets.update(offsets)
 
 
 # Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
@@ -175,6 +187,7 @@ class Pipeline:
 
     async def _batches(self, stream: Any) -> None:
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
+            began = time.time()
             self.stats.batches += 1
             # Events fetched before a rebalance can still arrive while the tables
             # recover: never read a store that is being recovered.
@@ -203,7 +216,7 @@ class Pipeline:
             for partition, offset in last.items():
                 self.processor(partition).checkpoint(offset)
             await store_batch([self.states[partition] for partition in last], self.sender)
-            self.stats.processed_offsets.update(last)
+            self.stats.stored(began, last)
 
     async def _before_first_record(self, partition: int, offset: int) -> int:
         """The offset to count as applied for a partition whose tables have no checkpoint.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from mode import Service
 
 from app.security import aiokafka_security
 from app.settings import KappaSettings
@@ -19,32 +21,81 @@ def client_options(settings: KappaSettings) -> dict[str, Any]:
     }
 
 
+class OffsetQueries(Service):
+    """Offsets of topics and of a consumer group, over one admin client and one consumer
+    that stay open between calls. A worker's status endpoint asks on every request, and
+    opening three connections each time made a status poll cost the worker more than the
+    answer. Clients that fail are closed, and opened again by the next call."""
+
+    def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._options = options
+        self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+        self._opening = asyncio.Lock()  # concurrent first calls open one pair, not two
+
+    async def _open(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        async with self._opening:
+            if self._clients is None:
+                admin = AIOKafkaAdminClient(**self._options)
+                consumer = AIOKafkaConsumer(**self._options, enable_auto_commit=False)
+                try:
+                    await admin.start()
+                    await consumer.start()
+                except BaseException:
+                    await admin.close()
+                    await consumer.stop()
+                    raise
+                self._clients = admin, consumer
+            return self._clients
+
+    async def offset_ranges(self, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+        """(first, next) offset of every partition of ``topics``; absent topics are omitted."""
+        admin, consumer = await self._open()
+        try:
+            described = await admin.describe_topics(topics)
+            tps = [
+                TopicPartition(topic["topic"], partition["partition"])
+                for topic in described
+                if topic.get("error_code", 0) == 0
+                for partition in topic["partitions"]
+            ]
+            begins = await consumer.beginning_offsets(tps) if tps else {}
+            ends = await consumer.end_offsets(tps) if tps else {}
+        except BaseException:
+            await self.close()
+            raise
+        ranges: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp in tps:
+            ranges.setdefault(tp.topic, {})[tp.partition] = (begins[tp], ends[tp])
+        return ranges
+
+    async def committed(self, group: str) -> dict[TopicPartition, int]:
+        """The consumer group's committed offset (the next record to read) per partition."""
+        admin, _ = await self._open()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        except BaseException:
+            await self.close()
+            raise
+        return {tp: position.offset for tp, position in offsets.items()}
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            admin, consumer = clients
+            await consumer.stop()
+            await admin.close()
+
+    async def on_stop(self) -> None:
+        await self.close()
+
+
 async def offset_ranges(
     options: dict[str, Any], topics: list[str]
 ) -> dict[str, dict[int, tuple[int, int]]]:
-    """(first, next) offset of every partition of ``topics``; absent topics are omitted."""
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
+    """``OffsetQueries.offset_ranges`` for a one-off question."""
+    queries = OffsetQueries(options)
     try:
-        described = await admin.describe_topics(topics)
+        return await queries.offset_ranges(topics)
     finally:
-        await admin.close()
-    tps = [
-        TopicPartition(topic["topic"], partition["partition"])
-        for topic in described
-        if topic.get("error_code", 0) == 0
-        for partition in topic["partitions"]
-    ]
-    ranges: dict[str, dict[int, tuple[int, int]]] = {}
-    if not tps:
-        return ranges
-    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    for tp in tps:
-        ranges.setdefault(tp.topic, {})[tp.partition] = (begins[tp], ends[tp])
-    return ranges
+        await queries.close()

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import faust
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
@@ -22,7 +21,7 @@ from agents.aggregation import KeyRecord, WindowResult
 from agents.pipeline import Pipeline, expected_partition
 from agents.state import closed_key
 from app.events import datetime_to_ms
-from app.kafka_client import client_options, offset_ranges
+from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
@@ -72,7 +71,11 @@ def _time_param(request: Request, name: str, default: int) -> int:
 
 
 def register_views(
-    app: faust.App, pipeline: Pipeline, tracker: ReplayTracker, settings: KappaSettings
+    app: faust.App,
+    pipeline: Pipeline,
+    tracker: ReplayTracker,
+    settings: KappaSettings,
+    queries: OffsetQueries,
 ) -> None:
     owned_partitions = pipeline.owned_partitions
 
@@ -207,14 +210,14 @@ def register_views(
     @app.page("/api/status")
     class Status(View):
         async def get(self, request: Request) -> Response:
-            body = await status(app, pipeline, tracker, settings, owned_partitions())
+            body = await status(app, pipeline, tracker, settings, queries, owned_partitions())
             return self.json({**body, "owners": owners()})
 
 
-async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str, int]:
+async def _topic_counts(queries: OffsetQueries, topics: list[str]) -> dict[str, int]:
     """Records in each topic: the durable count of late events and dead letters."""
     try:
-        ranges = await offset_ranges(client_options(settings), topics)
+        ranges = await queries.offset_ranges(topics)
     except KafkaError as exc:
         log.warning("status: topic offsets unavailable (%r)", exc)
         return {}
@@ -224,22 +227,18 @@ async def _topic_counts(settings: KappaSettings, topics: list[str]) -> dict[str,
     }
 
 
-async def _processed_offsets(settings: KappaSettings, pipeline: Pipeline) -> dict[int, int]:
+async def _processed_offsets(queries: OffsetQueries, pipeline: Pipeline) -> dict[int, int]:
     """The last input offset processed per partition: this worker's own progress, or the
     consumer group's committed offset (which survives restarts), whichever is further."""
     processed = dict(pipeline.stats.processed_offsets)
-    admin = AIOKafkaAdminClient(**client_options(settings))
     try:
-        await admin.start()
-        committed = await admin.list_consumer_group_offsets(pipeline.names.app_id)
+        committed = await queries.committed(pipeline.names.app_id)
     except KafkaError as exc:  # status must answer even while the cluster does not
         log.warning("status: committed offsets unavailable (%r)", exc)
         return processed
-    finally:
-        await admin.close()
-    for tp, position in committed.items():
-        if tp.topic == pipeline.names.input_topic and position.offset > 0:
-            processed[tp.partition] = max(processed.get(tp.partition, -1), position.offset - 1)
+    for tp, offset in committed.items():
+        if tp.topic == pipeline.names.input_topic and offset > 0:
+            processed[tp.partition] = max(processed.get(tp.partition, -1), offset - 1)
     return processed
 
 
@@ -248,11 +247,12 @@ async def status(
     pipeline: Pipeline,
     tracker: ReplayTracker,
     settings: KappaSettings,
+    queries: OffsetQueries,
     owned: set[int],
 ) -> dict[str, Any]:
     names = pipeline.names
-    counts = await _topic_counts(settings, [names.late_topic, names.dead_letter_topic])
-    processed = await _processed_offsets(settings, pipeline)
+    counts = await _topic_counts(queries, [names.late_topic, names.dead_letter_topic])
+    processed = await _processed_offsets(queries, pipeline)
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
@@ -262,6 +262,10 @@ async def status(
         "partitions_owned": sorted(owned),
         "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
+        "batches": {
+            "first_started_at": pipeline.stats.first_batch_at,
+            "last_stored_at": pipeline.stats.last_batch_at,
+        },
         "replays": tracker.status(processed, owned),
         "recovery": recovery_status(app),
         "counts": {

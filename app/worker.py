@@ -14,6 +14,7 @@ import mode.loop
 
 from agents.pipeline import Pipeline
 from app import codecs, recovery_watchdog
+from app.kafka_client import OffsetQueries, client_options
 from app.names import PipelineNames
 from app.replay_tracker import ReplayTracker
 from app.security import faust_credentials
@@ -61,7 +62,9 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     # Faust types this for a Service class, but it starts instances too
     # (App.on_init_extra_service accepts either).
     app.service(cast(Any, tracker))
-    register_views(app, pipeline, tracker, settings)
+    queries = OffsetQueries(client_options(settings))
+    app.service(cast(Any, queries))  # stopped with the app, which closes its clients
+    register_views(app, pipeline, tracker, settings, queries)
     recovery_watchdog.install(app, settings.recovery_stall_timeout)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).

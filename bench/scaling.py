@@ -3,7 +3,7 @@ against 1.
 
 Workers against workers: each group is started on a fresh 4-partition topic and left to
 settle (every worker owning its share), then the 1k-key data file is replayed into it,
-and the group is timed from just before its first processed event to its last. Started on a full
+and the group is timed from its first processed event to its last. Started on a full
 topic instead, two workers would spend part of the run in the rebalance that the
 second one's arrival causes. Progress is the distinct events processed (the furthest
 processed offset per partition).

@@ -33,9 +33,10 @@ from bench import peer
 from bench.workers import (
     MB,
     Pipeline,
+    Seen,
     Worker,
     get_json,
-    kappa_events,
+    kappa_distinct_events,
     processed,
     started,
     stop,
@@ -92,7 +93,7 @@ def file_to_tables(pipeline: Pipeline, data: Path, events: int) -> dict[str, flo
         peak_rss = replay_rss = 0
         replay_s: float | None = None
         log = pipeline.work / f"replay-{pipeline.run}.log"
-        began = time.perf_counter()
+        began = time.time()  # the worker reports when it stored its last batch, in epoch s
         replay = pipeline.replay(data, log)
         replay_proc = psutil.Process(replay.pid)
         while True:
@@ -101,14 +102,14 @@ def file_to_tables(pipeline: Pipeline, data: Path, events: int) -> dict[str, flo
                 if replay.poll() is None:
                     replay_rss = max(replay_rss, replay_proc.memory_info().rss)
                 else:
-                    replay_s = time.perf_counter() - began
+                    replay_s = time.time() - began
                     if replay.returncode != 0:
                         raise RuntimeError(log.read_text())
-            status = get_json(worker.port, "/api/status")
-            if replay_s is not None and kappa_events([status]) >= events:
+            seen = kappa_distinct_events([get_json(worker.port, "/api/status")])
+            if replay_s is not None and seen.events >= events and seen.last_at is not None:
                 break
             time.sleep(0.1)
-        worker_s = time.perf_counter() - began
+        worker_s = seen.last_at - began
     finally:
         stop([proc])
     return {
@@ -135,9 +136,9 @@ def run_once(
     # kappa, topic -> tables: version 2 of the pipeline reads the same, already full topic.
     last: list[Any] = []
 
-    def progress(bodies: Sequence[Any | None]) -> int:
+    def progress(bodies: Sequence[Any | None]) -> Seen:
         last[:] = bodies
-        return kappa_events(bodies)
+        return kappa_distinct_events(bodies)
 
     kappa_s, (kappa_rss,) = time_workers([pipeline.worker(2)], "/api/status", progress, events)
     # The guarantee's cost: the share of the run spent waiting for the acknowledgements

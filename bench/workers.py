@@ -2,8 +2,8 @@
 
 Every measure that runs a worker (kappa, naive Faust, Quix) goes through
 ``time_workers``: it starts the processes over a topic that is already full and times
-them from the last progress poll before their first processed event to the poll that
-sees the last one, so start-up and the consumer group's first rebalance are not counted.
+them from their first processed event to their last, by the times they report, so
+start-up and the consumer group's first rebalance are not counted.
 """
 
 from __future__ import annotations
@@ -37,8 +37,27 @@ lateness = "10m"
 retention = "30d"
 """
 
-# A worker's answer to its progress endpoint; None while it does not answer yet.
-Progress = Callable[[Sequence[Any | None]], int]
+
+@dataclass(frozen=True)
+class Seen:
+    """What a group of workers reports: the events processed, and (epoch seconds, by
+    their own clocks) when they began the first and finished the last."""
+
+    events: int
+    first_at: float | None
+    last_at: float | None
+
+
+# Reads the workers' answers to their progress endpoint (None while one does not answer).
+Progress = Callable[[Sequence[Any | None]], Seen]
+
+
+def _span(
+    bodies: Sequence[Any], first: Callable[[Any], Any], last: Callable[[Any], Any]
+) -> tuple[float | None, float | None]:
+    firsts = [first(body) for body in bodies if first(body) is not None]
+    lasts = [last(body) for body in bodies if last(body) is not None]
+    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
 
 
 def get_json(port: int, path: str) -> Any:
@@ -125,32 +144,30 @@ class Pipeline:
             )
 
 
-def kappa_events(bodies: Sequence[Any | None]) -> int:
-    """Events a kappa worker has processed, from ``/api/status`` (a redelivered event
-    it skips counts too: it was read and checked)."""
-    total = 0
-    for body in bodies:
-        if body is not None:
-            counts = body["counts"]
-            total += counts["events_since_start"] + counts["duplicates_skipped_since_start"]
-    return total
+def processed(bodies: Sequence[Any | None]) -> Seen:
+    """What the peers report at their ``/processed``."""
+    answered = [body for body in bodies if body is not None]
+    first_at, last_at = _span(answered, lambda b: b["first_at"], lambda b: b["last_at"])
+    return Seen(sum(int(body["processed"]) for body in answered), first_at, last_at)
 
 
-def processed(bodies: Sequence[Any | None]) -> int:
-    """Events a peer has processed, from its ``/processed``."""
-    return sum(int(body["processed"]) for body in bodies if body is not None)
-
-
-def kappa_distinct_events(bodies: Sequence[Any | None]) -> int:
-    """Distinct events processed by a group of kappa workers: per partition, the
-    furthest processed offset any of them reports. Summing their counts would count
-    twice the events a partition's new owner reads again after a rebalance."""
+def kappa_distinct_events(bodies: Sequence[Any | None]) -> Seen:
+    """Distinct events stored by a group of kappa workers: per partition, the furthest
+    processed offset any of them reports. Summing their counts would count twice the
+    events a partition's new owner reads again after a rebalance. Processed offsets move
+    when a batch is stored, as ``batches.last_stored_at`` does."""
+    answered = [body for body in bodies if body is not None]
     furthest: dict[str, int] = {}
-    for body in bodies:
-        if body is not None:
-            for partition, offset in body["processed_offsets"].items():
-                furthest[partition] = max(furthest.get(partition, -1), offset)
-    return sum(offset + 1 for offset in furthest.values())  # input topics start at 0
+    for body in answered:
+        for partition, offset in body["processed_offsets"].items():
+            furthest[partition] = max(furthest.get(partition, -1), offset)
+    first_at, last_at = _span(
+        answered,
+        lambda b: b["batches"]["first_started_at"],
+        lambda b: b["batches"]["last_stored_at"],
+    )
+    # Input topics start at offset 0.
+    return Seen(sum(offset + 1 for offset in furthest.values()), first_at, last_at)
 
 
 def started(worker: Worker) -> subprocess.Popen[bytes]:
@@ -177,9 +194,8 @@ def _answer(port: int, path: str) -> Any | None:
 def time_workers(
     workers: Sequence[Worker], path: str, progress: Progress, events: int
 ) -> tuple[float, list[int]]:
-    """Start ``workers`` over a topic that already holds ``events`` events. Returns the
-    seconds from just before the first processed event (by any of them) until
-    ``progress`` reaches ``events`` (see ``watch``), and each worker's peak RSS in bytes."""
+    """Start ``workers`` over a topic that already holds ``events`` events, and ``watch``
+    them."""
     procs = [started(worker) for worker in workers]
     try:
         return watch(workers, procs, path, progress, events)
@@ -194,30 +210,21 @@ def watch(
     progress: Progress,
     events: int,
 ) -> tuple[float, list[int]]:
-    """Poll running workers until ``progress`` reaches ``events``: the seconds since the
-    last poll at which every worker answered and none had processed anything, and each
-    worker's peak RSS in bytes.
-
-    Timing from that poll, not from the first poll that saw progress, bounds the run from
-    above by one poll interval: a small run that finishes between two polls still gets a
-    duration, never zero, and the figure never flatters the workers."""
+    """Poll running workers until ``progress`` reaches ``events``. Returns the seconds
+    from their first processed event to their last, as their own clocks saw them (so the
+    poll interval adds no error, and a tiny run that ends between two polls is still
+    timed), and each worker's peak RSS in bytes."""
     memories = [psutil.Process(proc.pid) for proc in procs]
     peaks = [0] * len(procs)
-    idle_at: float | None = None
     while True:
         peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
-        polled_at = time.perf_counter()
-        bodies = [_answer(worker.port, path) for worker in workers]
-        done = progress(bodies)
-        if done == 0 and all(body is not None for body in bodies):
-            idle_at = polled_at
-        elif done >= events:
-            if idle_at is None:
+        seen = progress([_answer(worker.port, path) for worker in workers])
+        if seen.events >= events:
+            if seen.first_at is None or seen.last_at is None:
                 raise RuntimeError(
-                    f"the workers had processed {done} events before they first answered "
-                    f"{path}, so the run cannot be timed: use more --events"
+                    f"the workers processed {seen.events} events but report no times"
                 )
-            return time.perf_counter() - idle_at, peaks
+            return seen.last_at - seen.first_at, peaks
         for worker, proc in zip(workers, procs, strict=True):
             if proc.poll() is not None:
                 raise RuntimeError(worker.log.read_text()[-3000:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ def test_api_pages_keys_and_rejects_bad_parameters(
     worker, _ = running_worker(make_spec(), partitions=2)
     events = list(generate(DatasetShape(events=500, keys=37, seed=2)))
     topic = f"test-input-{unique}"
+    produced_at = time.time()
     asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
     wait_processed([worker], kafka_settings.bootstrap, topic)
 
@@ -64,10 +66,16 @@ def test_api_pages_keys_and_rejects_bad_parameters(
     assert sum(w["count"] for w in body["windows"]) == sum(
         1 for e in events if e["customer_id"] == key and "2024-01-01" <= e["ts"] < "2024-01-02"
     )
-    status, body = worker.get("/api/status")
-    assert status == 200
-    assert body["partitions_owned"] == [0, 1]
-    assert set(body["watermarks"]) == {"0", "1"}
+    # Status answers request after request over the same Kafka clients.
+    for _ in range(3):
+        status, body = worker.get("/api/status")
+        assert status == 200
+        assert body["partitions_owned"] == [0, 1]
+        assert set(body["watermarks"]) == {"0", "1"}
+        assert sum(offset + 1 for offset in body["processed_offsets"].values()) == len(events)
+        assert body["counts"]["dead_letters"] == 0
+    batches = body["batches"]
+    assert produced_at <= batches["first_started_at"] <= batches["last_stored_at"] <= time.time()
 
 
 def test_custom_agent_gets_replayed_and_live_events(

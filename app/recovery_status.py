@@ -11,7 +11,9 @@ def recovery_status(app: Any) -> dict[str, Any]:
     recovery = app.tables.recovery
     active = recovery.active_remaining()
     remaining = sum(max(n, 0) for n in active.values())
-    in_progress = bool(app.in_recovery) and remaining > 0
+    # From Faust's start of recovery: the counts are 0 until it has read the changelogs'
+    # end offsets, a moment later.
+    in_progress = bool(app.in_recovery)
     # Faust's own estimate, from the time it has taken per changelog record so far.
     eta = recovery._estimated_active_remaining_secs(remaining) if in_progress else None
     return {

@@ -260,6 +260,8 @@ async def status(
         "uptime_s": round(time.time() - pipeline.stats.started, 1),
         "partitions": pipeline.partitions,
         "partitions_owned": sorted(owned),
+        # From a rebalance's start until the tables of the new assignment are ready.
+        "rebalancing": bool(app.rebalancing),
         "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "batches": {

@@ -78,12 +78,17 @@ def test_a_deleted_state_dir_is_rebuilt_from_the_changelogs_with_progress_in_sta
         if status != 200:
             return False
         seen.append(body["recovery"])
-        return len(body["partitions_owned"]) == 2 and not body["recovery"]["in_progress"]
+        return (
+            len(body["partitions_owned"]) == 2
+            and not body["rebalancing"]
+            and not body["recovery"]["in_progress"]
+        )
 
     second.wait_until(recovered, 180, "the state to be rebuilt")
     in_progress = [r for r in seen if r["in_progress"]]
     assert in_progress, f"status never showed the recovery: {seen[:3]}"
-    assert all(r["remaining_records"] > 0 for r in in_progress)
+    # The counts are 0 for a moment, until Faust has read the changelogs' end offsets.
+    assert any(r["remaining_records"] > 0 for r in in_progress)
     assert seen[-1]["remaining_records"] == 0
     assert_equals_batch([second], kappa.settings.bootstrap, kappa.unique, path, events, WINDOWS)
 

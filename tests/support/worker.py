@@ -67,7 +67,11 @@ class WorkerProcess:
     def wait_ready(self, partitions: int, timeout: float = 90.0) -> None:
         def ready() -> bool:
             status, body = self.get("/api/status")
-            return status == 200 and len(body["partitions_owned"]) == partitions
+            return (
+                status == 200
+                and len(body["partitions_owned"]) == partitions
+                and not body["rebalancing"]
+            )
 
         self.wait_until(ready, timeout, f"the worker to own {partitions} partitions")
 

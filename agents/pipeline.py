@@ -92,6 +92,7 @@ class Pipeline:
         self.gaps = GapReader(client_options(settings))
         self._revoked: set[int] = set()
         self.batch_max = settings.batch_max
+        self.key_cache = settings.key_cache
         self.batch_within = settings.batch_within_ms / 1000
         self.input = self._raw_topic(self.names.input_topic)
         self.keys = self._table("keys", settings, "per key: fence offset, totals, open windows")
@@ -135,7 +136,7 @@ class Pipeline:
         }
 
     def _state(self, partition: int) -> TablePartitionState:
-        return TablePartitionState(self.keys, self.closed, self.meta, partition)
+        return TablePartitionState(self.keys, self.closed, self.meta, partition, self.key_cache)
 
     def processor(self, partition: int) -> PartitionProcessor:
         """The partition's processor; only the agent creates them, while it owns the

@@ -16,9 +16,11 @@ recovery, standbys and rebalances work as for any Faust table.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+import orjson
 import rocksdict
 from faust.types import TP
 
@@ -27,6 +29,13 @@ from agents.batch_sender import BatchSender
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 _DELETED: Final = object()
+# Faust's tables always use its "json" codec, which is orjson when orjson is installed
+# (kappa depends on it) and then writes, for the JSON types kept here, the very bytes
+# orjson.dumps does (tests/unit/test_state_codec.py): Faust's own reads (queries,
+# recovery) decode what is written here. Calling orjson directly skips Faust's
+# serializer registry on the hot path.
+encode = orjson.dumps
+decode = orjson.loads
 
 
 def closed_key(key: str, window: str, start_ms: int) -> str:
@@ -42,7 +51,7 @@ class TableBuffer:
         self.partition = partition
         self.changelog: str = table.changelog_topic.get_topic_name()
         self.pending: dict[str, Any] = {}
-        self._staged: tuple[rocksdict.WriteBatch, list[bytes]] | None = None
+        self._staged: rocksdict.WriteBatch | None = None
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
@@ -51,8 +60,8 @@ class TableBuffer:
         value = self.pending.get(key, None)
         if value is not None:
             return None if value is _DELETED else value
-        raw = self._db().get(self.store._encode_key(key))
-        return None if raw is None else self.store._decode_value(raw)
+        raw = self._db().get(encode(key))
+        return None if raw is None else decode(raw)
 
     def put(self, key: str, value: Any) -> None:
         self.pending[key] = value
@@ -62,29 +71,28 @@ class TableBuffer:
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """Every stored item of the partition (pending writes excluded)."""
-        store = self.store
+        offset_key = self.store.offset_key
         for raw_key, raw_value in self._db().items():
-            if raw_key != store.offset_key:
-                yield store._decode_key(raw_key), store._decode_value(raw_value)
+            if raw_key != offset_key:
+                yield decode(raw_key), decode(raw_value)
 
     def stage(self, sender: BatchSender) -> None:
         """Queue the pending changes' changelog messages on ``sender``, and hold them as
         one RocksDB write batch until Kafka has acknowledged them (``commit``)."""
         if not self.pending:
             return
-        store, partition = self.store, self.partition
+        changelog, partition = self.changelog, self.partition
         batch = rocksdict.WriteBatch(raw_mode=True)
-        raw_keys = []
         for key, value in self.pending.items():
-            raw_key = store._encode_key(key)
-            raw_keys.append(raw_key)
-            raw_value = None if value is _DELETED else store._encode_value(value)
-            if raw_value is None:
+            raw_key = encode(key)
+            if value is _DELETED:
                 batch.delete(raw_key)
+                sender.add(changelog, partition, raw_key, None)
             else:
+                raw_value = encode(value)
                 batch.put(raw_key, raw_value)
-            sender.add(self.changelog, partition, raw_key, raw_value)
-        self._staged = batch, raw_keys
+                sender.add(changelog, partition, raw_key, raw_value)
+        self._staged = batch
         self.pending.clear()
 
     def commit(self, acked: dict[tuple[str, int], int]) -> None:
@@ -92,14 +100,10 @@ class TableBuffer:
         the changelog holds them, so a restart on the same state dir recovers only what
         comes after. Written only once acknowledged, the local store never holds what
         its changelog lacks: a failed send leaves both as they were."""
-        staged, self._staged = self._staged, None
-        if staged is None:
+        batch, self._staged = self._staged, None
+        if batch is None:
             return
-        batch, raw_keys = staged
         self._db().write(batch)
-        key_index = self.store._key_index  # where Faust's table reads look a key up
-        for raw_key in raw_keys:
-            key_index[raw_key] = self.partition
         offset = acked.get((self.changelog, self.partition))
         if offset is not None:
             self.store.set_persisted_offset(TP(self.changelog, self.partition), offset)
@@ -108,16 +112,20 @@ class TableBuffer:
 class TablePartitionState:
     """One partition's view of the ``keys``, ``closed`` and ``meta`` tables."""
 
-    def __init__(self, keys: Any, closed: Any, meta: Any, partition: int) -> None:
+    def __init__(self, keys: Any, closed: Any, meta: Any, partition: int, cache: int) -> None:
         self.partition = partition
         self.keys = TableBuffer(keys, partition)
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
         # The partition's progress record lives in ``meta`` too, but is written last.
         self.progress = TableBuffer(meta, partition)
-        # Decoded key records of the current batch, so a hot key is decoded and encoded
-        # once per batch rather than once per event.
-        self._records: dict[str, KeyRecord] = {}
+        # Decoded key records: the current batch's, so that a key is decoded and encoded
+        # once per batch rather than once per event, and then up to ``cache`` of the most
+        # recently used, so that a hot key is not read again from RocksDB every batch.
+        # They are dropped with this object whenever the partition's store may have
+        # changed without them (a failed batch, a revoked partition).
+        self._records: dict[str, KeyRecord] = {}  # least recently used first
+        self._cache = cache
         self._dirty: set[str] = set()
 
     def steps(self) -> list[list[TableBuffer]]:
@@ -128,22 +136,27 @@ class TablePartitionState:
         2. the key records (a key record without a window implies its closed result);
         3. the progress record: watermark and checkpoint (it is never ahead of 1 and 2).
         """
+        records = self._records
         for key in self._dirty:
-            self.keys.put(key, self._records[key].to_state())
+            self.keys.put(key, records[key].to_state())
         self._dirty.clear()
-        self._records.clear()
+        for key in list(itertools.islice(records, max(0, len(records) - self._cache))):
+            del records[key]
         return [[self.closed, self.meta], [self.keys], [self.progress]]
 
     def get_key(self, key: str) -> KeyRecord | None:
-        record = self._records.get(key)
+        records = self._records
+        record = records.pop(key, None)
         if record is None:
             state = self.keys.get(key)
             if state is None:
                 return None
-            record = self._records[key] = KeyRecord.from_state(state)
+            record = KeyRecord.from_state(state)
+        records[key] = record  # now the most recently used
         return record
 
     def put_key(self, key: str, record: KeyRecord) -> None:
+        self._records.pop(key, None)
         self._records[key] = record
         self._dirty.add(key)
 

@@ -118,6 +118,12 @@ class KappaSettings(BaseSettings):
         ge=1,
         description="Longest a worker waits to fill a batch (bounds the added latency).",
     )
+    key_cache: int = Field(
+        default=5000,
+        ge=0,
+        description="Decoded key records kept in memory per partition between batches "
+        "(about 1-2 KB each): a hot key is read from RocksDB once, not once per batch.",
+    )
     rocksdb_block_cache_mb: int = Field(
         default=16, ge=1, description="RocksDB block cache per table partition (Faust: 2 GiB)."
     )

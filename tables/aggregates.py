@@ -54,6 +54,8 @@ def _plus(partials: list[float], x: float) -> list[float]:
 
 def _canonical(partials: list[float]) -> list[float]:
     """The one expansion of the exact total: each term is the rounded rest, smallest first."""
+    if len(partials) == 1 and partials[0]:
+        return partials  # one non-zero term is its own expansion (by far the usual case)
     terms: list[float] = []
     # fsum is zero exactly when the exact total is (totals are multiples of 2**-1074).
     while top := math.fsum(partials):

@@ -119,7 +119,7 @@ class KappaSettings(BaseSettings):
         description="Longest a worker waits to fill a batch (bounds the added latency).",
     )
     key_cache: int = Field(
-        default=5000,
+        default=1000,
         ge=0,
         description="Decoded key records kept in memory per partition between batches "
         "(about 1-2 KB each): a hot key is read from RocksDB once, not once per batch.",

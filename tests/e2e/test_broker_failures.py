@@ -1,5 +1,7 @@
 """Workers ride out broker failures: a restart of the only broker, and the loss of one
-broker of three (replication factor 3, min ISR 2) in the middle of live traffic.
+broker of three (replication factor 3, min ISR 2) in the middle of live traffic. A
+recovery that cannot move, because a changelog partition has no live replica, stops
+the worker with the reason instead of hanging.
 
 Each test runs its own cluster with the project's tooling, so that it can stop and kill
 brokers without touching the suite's broker.
@@ -8,6 +10,7 @@ brokers without touching the suite's broker.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import threading
 import time
@@ -15,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from app.datagen import DatasetShape, generate, write
 from tests.support.cluster import own_cluster
 from tests.support.harness import Harness
 from tests.support.invariant import assert_equals_batch
 from tests.support.kafka import produce_events
+from tests.support.results import wait_processed
 from tests.support.times import DAY, HOUR
 from tests.support.worker import WorkerProcess
 
@@ -81,3 +87,70 @@ def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> 
         assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"
+
+
+async def _changelog_leader(bootstrap: str, unique: str) -> int:
+    """The broker that leads partition 0 of one of the test's changelog topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = await admin.list_topics()
+        changelogs = sorted(t for t in topics if unique in t and "changelog" in t)
+        assert changelogs, "no changelog topics"
+        (described,) = await admin.describe_topics(changelogs[:1])
+    finally:
+        await admin.close()
+    (partition,) = [p for p in described["partitions"] if p["partition"] == 0]
+    return int(partition["leader"])
+
+
+async def _brokers(bootstrap: str) -> int | None:
+    """The brokers the cluster's metadata lists (a killed one goes once it is fenced);
+    None while a request still goes to the dead one."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        return len((await admin.describe_cluster())["brokers"])
+    except KafkaError:
+        return None
+    finally:
+        await admin.close()
+
+
+def test_a_recovery_that_cannot_move_stops_the_worker_with_the_reason(kappa: Harness) -> None:
+    _, rows = _rows(kappa.tmp_path, seed=43)
+    with own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=28692) as (cluster, bootstrap):
+        # One replica per changelog partition, so that losing its broker leaves none.
+        env = kappa.env(
+            kappa.make_spec(),
+            partitions=2,
+            KAPPA_BOOTSTRAP_SERVERS=bootstrap,
+            KAPPA_REPLICATION_FACTOR="1",
+            KAPPA_RECOVERY_STALL_TIMEOUT="10",
+        )
+        first = kappa.start_worker(env)
+        first.wait_ready(partitions=2)
+        asyncio.run(produce_events(bootstrap, kappa.topic, rows, "customer_id"))
+        wait_processed([first], bootstrap, kappa.topic)
+        assert first.stop() == 0
+
+        # The state dir is gone and must be rebuilt, but a changelog partition it needs
+        # has lost its only replica (node ids are the cluster's node numbers).
+        dead = asyncio.run(_changelog_leader(bootstrap, kappa.unique))
+        cluster.kill_nodes([dead], signal.SIGKILL)
+        # Started while the metadata still lists the dead broker, Faust can send its
+        # topic declarations there and fail to start: not the case tested here.
+        deadline = time.monotonic() + 60
+        while asyncio.run(_brokers(bootstrap)) != 2:
+            assert time.monotonic() < deadline, "the dead broker is still listed"
+            time.sleep(1)
+        shutil.rmtree(Path(env["KAPPA_HOME"]) / "state")
+        second = kappa.start_worker(env)
+        assert second.proc is not None
+        code = second.proc.wait(timeout=240)
+        log = second.log_tail(200)
+        assert code != 0, log
+        # Where Faust hangs (assigning, or reading the changelogs' end offsets) is its
+        # business; that the worker says so, and what to check, is kappa's.
+        assert "the rebalance has not finished" in log or "could not be read" in log, log
+        assert "live leader" in log, log

@@ -25,7 +25,7 @@ CHECK_INTERVAL_S = 5.0
 
 
 class RecoveryStalled(KappaError):
-    """Table recovery made no progress for the configured time."""
+    """A rebalance or table recovery made no progress for the configured time."""
 
 
 class StallDetector:

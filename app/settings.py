@@ -80,8 +80,8 @@ class KappaSettings(BaseSettings):
     recovery_stall_timeout: float = Field(
         default=300.0,
         gt=0,
-        description="Seconds table recovery may make no progress before the worker "
-        "exits with the reason, rather than hang.",
+        description="Seconds a rebalance or table recovery may make no progress before "
+        "the worker exits with the reason, rather than hang.",
     )
     web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")

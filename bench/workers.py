@@ -55,8 +55,8 @@ Progress = Callable[[Sequence[Any | None]], Seen]
 def _span(
     bodies: Sequence[Any], first: Callable[[Any], Any], last: Callable[[Any], Any]
 ) -> tuple[float | None, float | None]:
-    firsts = [first(body) for body in bodies if first(body) is not None]
-    lasts = [last(body) for body in bodies if last(body) is not None]
+    firsts = [at for at in map(first, bodies) if at is not None]
+    lasts = [at for at in map(last, bodies) if at is not None]
     return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
 
 

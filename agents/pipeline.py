@@ -50,6 +50,13 @@ class PipelineStats:
     # stored; together with processed_offsets (updated at the same moment) they time a run.
     first_batch_at: float | None = None
     last_batch_at: float | None = None
+    # Seconds per stage of the hot path, for the benchmark's breakdown: waiting for the
+    # stream's next batch (after the first), decoding and validating, aggregating
+    # (outputs queued), storing (outputs sent, state written, all acknowledged).
+    fetch_s: float = 0.0
+    decode_s: float = 0.0
+    aggregate_s: float = 0.0
+    store_s: float = 0.0
 
     def stored(self, began: float, offsets: dict[int, int]) -> None:
         """A batch that began at ``began`` is stored, up to ``offsets`` per partition."""
@@ -187,7 +194,10 @@ class Pipeline:
             await self.gaps.stop()
 
     async def _batches(self, stream: Any) -> None:
+        fetching_since: float | None = None  # the wait for the first batch is start-up
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
+            if fetching_since is not None:
+                self.stats.fetch_s += time.perf_counter() - fetching_since
             began = time.time()
             self.stats.batches += 1
             # Events fetched before a rebalance can still arrive while the tables
@@ -213,11 +223,14 @@ class Pipeline:
                     await self._fill_gap(partition, applied + 1, message.offset)
                 await self._handle(message)
                 last[partition] = max(message.offset, applied)
+            storing_since = time.perf_counter()
             await self.sender.send()  # outputs first: acknowledged before any state
             for partition, offset in last.items():
                 self.processor(partition).checkpoint(offset)
             await store_batch([self.states[partition] for partition in last], self.sender)
+            self.stats.store_s += time.perf_counter() - storing_since
             self.stats.stored(began, last)
+            fetching_since = time.perf_counter()
 
     async def _before_first_record(self, partition: int, offset: int) -> int:
         """The offset to count as applied for a partition whose tables have no checkpoint.
@@ -282,11 +295,14 @@ class Pipeline:
         if self.processor(message.partition).done(message.offset):
             self.stats.duplicates += 1  # before the checkpoint: stored, and sent
             return
+        decoding_since = time.perf_counter()
         try:
             parsed = self.parser.parse_bytes(message.value)
         except Rejected as rejected:
             await self._dead_letter(message, rejected.reason, rejected.detail)
             return
+        finally:
+            self.stats.decode_s += time.perf_counter() - decoding_since
         partition = expected_partition(parsed.key, self.partitions)
         if partition != message.partition:
             await self._dead_letter(
@@ -296,7 +312,9 @@ class Pipeline:
                 "record key set to the event's key and Kafka's default (murmur2) partitioner",
             )
             return
+        aggregating_since = time.perf_counter()
         await self._process(parsed, message)
+        self.stats.aggregate_s += time.perf_counter() - aggregating_since
 
     async def _process(self, parsed: Event, message: Any) -> None:
         outcome = self.processor(message.partition).process(parsed, message.offset)

@@ -268,6 +268,14 @@ async def status(
             "first_started_at": pipeline.stats.first_batch_at,
             "last_stored_at": pipeline.stats.last_batch_at,
         },
+        # Cumulative seconds per stage of the hot path; ack_wait_s is part of store_s.
+        "stages": {
+            "fetch_s": round(pipeline.stats.fetch_s, 6),
+            "decode_s": round(pipeline.stats.decode_s, 6),
+            "aggregate_s": round(pipeline.stats.aggregate_s, 6),
+            "store_s": round(pipeline.stats.store_s, 6),
+            "ack_wait_s": round(pipeline.sender.waited_s, 6),
+        },
         "replays": tracker.status(processed, owned),
         "recovery": recovery_status(app),
         "counts": {

@@ -1,7 +1,9 @@
 """The benchmark harness runs end to end on a tiny dataset, so it cannot rot.
 
-It asserts that the harness produced every figure, never how fast anything was. The
-first run also makes the peer's venv (Quix Streams), which takes a minute.
+It asserts that the harness produced every figure, never how fast anything was: on a
+hot-key workload and on hopping windows, the rates, the worker's per-stage shares, the
+DuckDB anchor and the ratios. The first run also makes the peer's venv (Quix Streams),
+which takes a minute.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ THROUGHPUT = (
     "quix_peak_rss_mb",
     "topic_to_tables_eps",
     "topic_to_tables_peak_rss_mb",
+    "topic_to_tables_fetch_share",
+    "topic_to_tables_decode_share",
+    "topic_to_tables_aggregate_share",
+    "topic_to_tables_store_share",
     "topic_to_tables_ack_wait_share",
     "replay_eps",
     "file_to_tables_eps",
+    "file_to_tables_s",
+    "duckdb_s",
     "worker_peak_rss_mb",
     "replay_peak_rss_mb",
 )
@@ -42,6 +50,13 @@ SCALING = (
     "one_partition_peak_rss_mb",
 )
 LATENCY = ("rate_eps", "sent", "p50_ms", "p99_ms", "p999_ms", "samples")
+RATIOS = (
+    "file_to_tables_over_duckdb",
+    "topic_to_tables_eps_over_p_consume",
+    "topic_to_tables_eps_over_quix",
+    "file_to_tables_eps_over_quix",
+)
+WORKLOADS = ["keys16", "hopping1m"]
 
 
 def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
@@ -63,10 +78,14 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
     (result,) = tmp_path.glob("bench-*.json")
     body = orjson.loads(result.read_bytes())
     medians = body["medians"]
-    assert [s for s in medians if s.startswith("keys ")] == ["keys 50", "keys 500"]
-    for section in ("keys 50", "keys 500"):
+    assert list(body["workloads"]) == WORKLOADS
+    assert list(body["ratios"]) == WORKLOADS
+    for workload in WORKLOADS:
         for key in THROUGHPUT:
-            assert medians[section][key] > 0, (section, key)
+            assert medians[workload][key] > 0, (workload, key)
+        for key in RATIOS:
+            assert body["ratios"][workload][key] > 0, (workload, key)
+        assert "topic_to_tables_other_share" in body["ratios"][workload]
     for key in SCALING:
         assert medians["scaling"][key] > 0, key
     for section in ("latency fixed", "latency half max"):
@@ -76,3 +95,5 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
     assert body["machine"]["quixstreams"]
     assert "P_consume" in done.stdout
     assert "÷ peer" in done.stdout
+    assert "÷ DuckDB" in done.stdout
+    assert "1d every 1h" in done.stdout

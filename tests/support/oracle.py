@@ -55,21 +55,24 @@ def _shape(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"count": n, "values": values}
 
 
-def compute(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    windows: list[tuple[str, int, int]],
-    late: frozenset[tuple[str, int]] = frozenset(),
-) -> None:
-    """Read ``path`` and compute, as DuckDB tables, the totals per key (``totals``) and
-    the i-th window's results (``window_<i>``: k, s and the metrics). bench.anchor times
-    this."""
+def batch_results(
+    path: Path, windows: list[tuple[str, int, int]], late: frozenset[tuple[str, int]] = frozenset()
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str, int], dict[str, Any]]]:
+    """Totals per key, and every window (key, window name, start) -> result.
+
+    ``windows`` are (name, size_ms, step_ms). ``late`` holds (key, event ms) of events
+    the lateness policy keeps out of windows; they still count in the totals.
+    """
+    con = duckdb.connect()
     _load(con, path, late)
-    con.execute(f"CREATE TABLE totals AS SELECT k, {_metrics()} FROM raw GROUP BY k")
-    for i, (_, size, step) in enumerate(windows):
-        con.execute(
+    totals = {
+        row[0]: _shape(row[1:])
+        for row in con.execute(f"SELECT k, {_metrics()} FROM raw GROUP BY k").fetchall()
+    }
+    result: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for name, size, step in windows:
+        rows = con.execute(
             f"""
-            CREATE TABLE window_{i} AS
             WITH on_time AS (SELECT raw.* FROM raw ANTI JOIN late USING (k, t)),
             assigned AS (
                 SELECT k, s, amount, quantity
@@ -82,22 +85,7 @@ def compute(
             )
             SELECT k, s, {_metrics()} FROM assigned GROUP BY k, s
             """
-        )
-
-
-def batch_results(
-    path: Path, windows: list[tuple[str, int, int]], late: frozenset[tuple[str, int]] = frozenset()
-) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str, int], dict[str, Any]]]:
-    """Totals per key, and every window (key, window name, start) -> result.
-
-    ``windows`` are (name, size_ms, step_ms). ``late`` holds (key, event ms) of events
-    the lateness policy keeps out of windows; they still count in the totals.
-    """
-    con = duckdb.connect()
-    compute(con, path, windows, late)
-    totals = {row[0]: _shape(row[1:]) for row in con.execute("SELECT * FROM totals").fetchall()}
-    result: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for i, (name, _, _) in enumerate(windows):
-        for row in con.execute(f"SELECT * FROM window_{i}").fetchall():
+        ).fetchall()
+        for row in rows:
             result[(row[0], name, row[1])] = _shape(row[2:])
     return totals, result

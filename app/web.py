@@ -17,9 +17,8 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.aggregation import KeyRecord, WindowResult
+from agents.aggregation import WindowResult
 from agents.pipeline import Pipeline, expected_partition
-from agents.state import closed_key
 from app.events import datetime_to_ms
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
@@ -79,10 +78,6 @@ def register_views(
 ) -> None:
     owned_partitions = pipeline.owned_partitions
 
-    def key_record(key: str) -> KeyRecord | None:
-        state = pipeline.keys.get(key)
-        return None if state is None else KeyRecord.from_state(state)
-
     def unknown_key(view: View, key: str) -> Response:
         partition = expected_partition(key, pipeline.partitions)
         return view.error(404, "unknown key", key=key, partition=partition)
@@ -128,7 +123,7 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = key_record(key)
+            record = pipeline.read_key(key)
             if record is None:
                 return unknown_key(self, key)
             return self.json(
@@ -147,7 +142,7 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = key_record(key)
+            record = pipeline.read_key(key)
             if record is None:
                 return unknown_key(self, key)
             watermark = pipeline.watermark(expected_partition(key, pipeline.partitions)) or 0
@@ -174,7 +169,7 @@ def register_views(
             except BadParameter as exc:
                 return self.error(400, str(exc))
             wanted = {w.name for w in windows}
-            results = {
+            results: dict[tuple[str, int], WindowResult | dict[str, Any]] = {
                 (r.window, r.start_ms): r
                 for r in pipeline.config.open_windows(key, record)
                 if r.window in wanted and start <= r.start_ms < end
@@ -184,7 +179,7 @@ def register_views(
                 for s in range(first, end, window.step_ms):
                     if (window.name, s) in results:
                         continue
-                    closed = pipeline.closed.get(closed_key(key, window.name, s))
+                    closed = pipeline.read_closed(key, window.name, s)
                     if closed is not None:
                         results[(window.name, s)] = closed
             ordered = [results[k] for k in sorted(results)]
@@ -251,6 +246,7 @@ async def status(
     owned: set[int],
 ) -> dict[str, Any]:
     names = pipeline.names
+    stages = pipeline.stats.stages
     counts = await _topic_counts(queries, [names.late_topic, names.dead_letter_topic])
     processed = await _processed_offsets(queries, pipeline)
     return {
@@ -281,5 +277,15 @@ async def status(
             "batches_since_start": pipeline.stats.batches,
             "gap_records_read_back_since_start": pipeline.stats.gap_records_read,
             "ack_wait_seconds_since_start": round(pipeline.sender.waited_s, 3),
+            "dead_letters_by_reason_since_start": dict(pipeline.stats.dead_letters_by_reason),
+        },
+        # Seconds since start in each stage of the worker's batches; ack_wait_s is the
+        # part of store_s spent waiting for Kafka's acknowledgements.
+        "stages": {
+            "fetch_s": round(stages.fetch, 3),
+            "decode_s": round(stages.decode, 3),
+            "aggregate_s": round(stages.aggregate, 3),
+            "store_s": round(stages.store, 3),
+            "ack_wait_s": round(pipeline.sender.waited_s, 3),
         },
     }

@@ -12,6 +12,7 @@ from typing import Any, cast
 import faust
 import mode.loop
 
+from agents import consumer
 from agents.pipeline import Pipeline
 from app import codecs, recovery_watchdog
 from app.kafka_client import OffsetQueries, client_options
@@ -33,7 +34,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         names.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        broker=[f"{consumer.SCHEME}://{server}" for server in settings.bootstrap.split(",")],
         store="rocksdb://",
         datadir=str(datadir),
         topic_partitions=partitions,
@@ -53,6 +54,8 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         consumer_auto_offset_reset="earliest",
         # kappa creates its topics itself (app.topics); Faust only declares changelogs.
         topic_allow_declare=True,
+        # Faust commits only what its streams acknowledge (custom agents'); the aggregation
+        # commits what it has stored itself (agents.batch_loop).
         broker_commit_interval=1.0,
         producer_linger_ms=5,
         web_in_thread=False,
@@ -83,13 +86,21 @@ class KappaWorker(faust.Worker):
     already applied.
     """
 
-    def __init__(self, *args: Any, shutdown_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, pipeline: Pipeline, *args: Any, shutdown_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(pipeline.app, *args, **kwargs)
+        self.kappa_pipeline = pipeline
         self.kappa_shutdown_timeout = shutdown_timeout
         # Faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING,
         # so every debug call in aiokafka would build a log record: a worker is a
         # service, not an interactive terminal.
         self.spinner = None
+
+    async def on_stop(self) -> None:
+        # Before Faust stops its consumer and closes the tables: store what is applied.
+        await self.kappa_pipeline.batches.on_stop()
+        await super().on_stop()
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if self._signal_stop_time:
@@ -116,7 +127,7 @@ def run_worker(settings: KappaSettings) -> None:
     partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
     pipeline = create_app(settings, spec, partitions)
     worker = KappaWorker(
-        pipeline.app,
+        pipeline,
         loglevel=settings.log_level.upper(),
         quiet=True,
         shutdown_timeout=settings.shutdown_timeout,

@@ -36,6 +36,7 @@ from agents.aggregation import (
 )
 from app.events import Event
 from tables.windows import WindowDef
+from tests.support.times import starts_holding
 
 VALUE_NAMES = ("x", "y")
 METRICS = ("count", "sum", "min", "max", "mean")
@@ -106,16 +107,6 @@ class DictState:
 
 
 # --- the oracle ----------------------------------------------------------------------
-
-
-def starts_holding(ts: int, size: int, step: int) -> list[int]:
-    """Every multiple ``s`` of ``step`` with ``s <= ts < s + size``, walking down from ts."""
-    s = ts - ts % step  # Python's % is never negative for a positive step
-    out = []
-    while s > ts - size:
-        out.append(s)
-        s -= step
-    return out
 
 
 def expected_result(rows: Sequence[Values]) -> dict[str, Any]:

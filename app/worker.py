@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -119,6 +120,20 @@ class KappaWorker(faust.Worker):
         os._exit(128 + signal.value)
 
 
+def tune_garbage_collector() -> None:
+    """Keep Python's cyclic garbage collector off the hot path.
+
+    A batch allocates millions of short-lived containers (decoded records, events,
+    groups), and by default every 700 allocations start a collection, whose older
+    generations walk every live object: profiled, that tripled the cost of applying a
+    batch on 100k keys. The objects alive now (the app, Faust, the libraries) are moved
+    out of the collector's sight, and young collections run 100 times less often. The
+    hot path makes no reference cycles, so this delays no memory being freed.
+    """
+    gc.freeze()
+    gc.set_threshold(70_000, 20, 100)
+
+
 def run_worker(settings: KappaSettings) -> None:
     if settings.event_loop == "uvloop":
         # Before any loop exists: Faust and aiokafka then run on libuv.
@@ -126,6 +141,7 @@ def run_worker(settings: KappaSettings) -> None:
     spec = load_spec(settings.pipeline)
     partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
     pipeline = create_app(settings, spec, partitions)
+    tune_garbage_collector()
     worker = KappaWorker(
         pipeline,
         loglevel=settings.log_level.upper(),

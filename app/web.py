@@ -25,6 +25,7 @@ from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+from tables.windows import starts_between
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,7 @@ def register_views(
                 if r.window in wanted and start <= r.start_ms < end
             }
             for window in windows:
-                first = -(-start // window.step_ms) * window.step_ms  # ceil to the step
-                for s in range(first, end, window.step_ms):
+                for s in starts_between(start, end, window):
                     if (window.name, s) in results:
                         continue
                     closed = pipeline.closed.get(closed_key(key, window.name, s))

@@ -39,7 +39,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -110,6 +110,16 @@ def datetime_to_ms(moment: datetime) -> int:
     # so this floors before the epoch too.
     since = moment - _EPOCH
     return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
+
+
+def ms_to_iso(ms: int) -> str | None:
+    """``ms`` as ISO-8601 UTC: ``2024-03-10T05:00:00Z``, or ``...00.250Z`` when it has
+    milliseconds. None outside the years 1 to 9999, which a window can reach at the edges."""
+    try:
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=ms)
+    except OverflowError:
+        return None
+    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds") + "Z"
 
 
 MIN_TS_MS = datetime_to_ms(datetime.min)

@@ -20,7 +20,7 @@ from yarl import URL
 from agents.aggregation import KeyRecord, WindowResult
 from agents.pipeline import Pipeline, expected_partition
 from agents.state import closed_key
-from app.events import datetime_to_ms
+from app.events import datetime_to_ms, ms_to_iso
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
@@ -214,6 +214,15 @@ def register_views(
             return self.json({**body, "owners": owners()})
 
 
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_iso(ms)
+
+
+def _iso_s(seconds: float | None) -> str | None:
+    """A wall-clock time in epoch seconds (``time.time()``) as ISO-8601 UTC."""
+    return None if seconds is None else ms_to_iso(int(seconds * 1000))
+
+
 async def _topic_counts(queries: OffsetQueries, topics: list[str]) -> dict[str, int]:
     """Records in each topic: the durable count of late events and dead letters."""
     try:
@@ -253,6 +262,8 @@ async def status(
     names = pipeline.names
     counts = await _topic_counts(queries, [names.late_topic, names.dead_letter_topic])
     processed = await _processed_offsets(queries, pipeline)
+    watermarks = {str(p): pipeline.watermark(p) for p in sorted(owned)}
+    stats = pipeline.stats
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
@@ -262,11 +273,14 @@ async def status(
         "partitions_owned": sorted(owned),
         # From a rebalance's start until the tables of the new assignment are ready.
         "rebalancing": bool(app.rebalancing),
-        "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
+        "watermarks": watermarks,
+        "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "batches": {
-            "first_started_at": pipeline.stats.first_batch_at,
-            "last_stored_at": pipeline.stats.last_batch_at,
+            "first_started_at": stats.first_batch_at,
+            "last_stored_at": stats.last_batch_at,
+            "first_started_at_iso": _iso_s(stats.first_batch_at),
+            "last_stored_at_iso": _iso_s(stats.last_batch_at),
         },
         "replays": tracker.status(processed, owned),
         "recovery": recovery_status(app),

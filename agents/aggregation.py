@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.events import Event
+from app.events import Event, ms_to_iso
 from tables.aggregates import Agg
 from tables.windows import WindowDef, starts_closing, window_end, window_starts
 
@@ -78,6 +78,8 @@ class WindowResult:
             "window": self.window,
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
+            "start": ms_to_iso(self.start_ms),
+            "end": ms_to_iso(self.end_ms),
             "final": self.final,
             **self.result,
         }

@@ -19,11 +19,12 @@ from yarl import URL
 
 from agents.aggregation import WindowResult
 from agents.pipeline import Pipeline, expected_partition
-from app.events import datetime_to_ms
+from app.events import datetime_to_ms, ms_to_iso
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+from tables.windows import starts_between
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,7 @@ def register_views(
                 if r.window in wanted and start <= r.start_ms < end
             }
             for window in windows:
-                first = -(-start // window.step_ms) * window.step_ms  # ceil to the step
-                for s in range(first, end, window.step_ms):
+                for s in starts_between(start, end, window):
                     if (window.name, s) in results:
                         continue
                     closed = pipeline.read_closed(key, window.name, s)
@@ -207,6 +207,15 @@ def register_views(
         async def get(self, request: Request) -> Response:
             body = await status(app, pipeline, tracker, settings, queries, owned_partitions())
             return self.json({**body, "owners": owners()})
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_iso(ms)
+
+
+def _iso_s(seconds: float | None) -> str | None:
+    """A wall-clock time in epoch seconds (``time.time()``) as ISO-8601 UTC."""
+    return None if seconds is None else ms_to_iso(int(seconds * 1000))
 
 
 async def _topic_counts(queries: OffsetQueries, topics: list[str]) -> dict[str, int]:
@@ -249,6 +258,8 @@ async def status(
     stages = pipeline.stats.stages
     counts = await _topic_counts(queries, [names.late_topic, names.dead_letter_topic])
     processed = await _processed_offsets(queries, pipeline)
+    watermarks = {str(p): pipeline.watermark(p) for p in sorted(owned)}
+    stats = pipeline.stats
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
@@ -258,11 +269,14 @@ async def status(
         "partitions_owned": sorted(owned),
         # From a rebalance's start until the tables of the new assignment are ready.
         "rebalancing": bool(app.rebalancing),
-        "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
+        "watermarks": watermarks,
+        "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "batches": {
-            "first_started_at": pipeline.stats.first_batch_at,
-            "last_stored_at": pipeline.stats.last_batch_at,
+            "first_started_at": stats.first_batch_at,
+            "last_stored_at": stats.last_batch_at,
+            "first_started_at_iso": _iso_s(stats.first_batch_at),
+            "last_stored_at_iso": _iso_s(stats.last_batch_at),
         },
         "replays": tracker.status(processed, owned),
         "recovery": recovery_status(app),

@@ -22,18 +22,23 @@ VALUES = ("amount", "quantity")
 HOUR = 3_600_000
 
 
-def _load(con: duckdb.DuckDBPyConnection, path: Path, late: frozenset[tuple[str, int]]) -> None:
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    late: frozenset[tuple[str, int]],
+    null_values: tuple[str, ...] = (),
+) -> None:
     con.execute(
         """
         CREATE TABLE raw AS
         SELECT customer_id AS k,
                epoch_ms(CAST(ts AS TIMESTAMPTZ)) AS t,
                amount, quantity
-        FROM read_csv(?, header = true, auto_detect = false,
+        FROM read_csv(?, header = true, auto_detect = false, nullstr = ?,
                       columns = {'customer_id': 'VARCHAR', 'ts': 'VARCHAR',
                                  'amount': 'DOUBLE', 'quantity': 'DOUBLE'})
         """,
-        [str(path)],
+        [str(path), ["", *null_values]],
     )
     con.execute("CREATE TABLE late (k VARCHAR, t BIGINT)")
     if late:
@@ -63,15 +68,19 @@ def _shape(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def batch_results(
-    path: Path, windows: list[tuple[str, int, int]], late: frozenset[tuple[str, int]] = frozenset()
+    path: Path,
+    windows: list[tuple[str, int, int]],
+    late: frozenset[tuple[str, int]] = frozenset(),
+    null_values: tuple[str, ...] = (),
 ) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str, int], dict[str, Any]]]:
     """Totals per key, and every window (key, window name, start) -> result.
 
     ``windows`` are (name, size_ms, step_ms). ``late`` holds (key, event ms) of events
-    the lateness policy keeps out of windows; they still count in the totals.
+    the lateness policy keeps out of windows; they still count in the totals. The CSV's
+    empty fields are NULL, and so are ``null_values`` (DuckDB's ``nullstr``).
     """
     con = duckdb.connect()
-    _load(con, path, late)
+    _load(con, path, late, null_values)
     totals = {
         row[0]: _shape(row[1:])
         for row in con.execute(f"SELECT k, {_metrics()} FROM raw GROUP BY k").fetchall()
@@ -96,3 +105,30 @@ def batch_results(
         for row in rows:
             result[(row[0], name, row[1])] = _shape(row[2:])
     return totals, result
+
+
+def zoned_days(
+    path: Path, name: str, zone: str
+) -> tuple[dict[tuple[str, str, int], dict[str, Any]], dict[int, int]]:
+    """Every (key, ``name``, start) -> result of the days of time zone ``zone``, and
+    each day's start -> end: DuckDB's ``time_bucket`` with a time zone, which starts a
+    bucket at local midnight, and local-time arithmetic for the next midnight."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    _load(con, path, frozenset())
+    con.execute(
+        """
+        CREATE TABLE days AS
+        SELECT *, time_bucket(INTERVAL '1 day', make_timestamp(t * 1000)::TIMESTAMPTZ, ?) AS day
+        FROM raw
+        """,
+        [zone],
+    )
+    rows = con.execute(f"SELECT k, epoch_ms(day) AS s, {_metrics()} FROM days GROUP BY k, s")
+    results = {(row[0], name, row[1]): _shape(row[2:]) for row in rows.fetchall()}
+    ends = con.execute(
+        "SELECT DISTINCT epoch_ms(day), epoch_ms(timezone(?, timezone(?, day) + INTERVAL 1 DAY))"
+        " FROM days",
+        [zone, zone],
+    ).fetchall()
+    return results, {start: end for start, end in ends}

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from hypothesis import given, settings
@@ -35,7 +36,7 @@ from agents.aggregation import (
     WindowResult,
 )
 from app.events import Event
-from tables.windows import WindowDef
+from tables.windows import WindowDef, in_zone
 from tests.support.times import starts_holding
 
 VALUE_NAMES = ("x", "y")
@@ -567,3 +568,39 @@ def test_a_duplicate_that_moves_the_watermark_still_reports_what_it_closes() -> 
     assert outcome.duplicate
     assert outcome.closed == whole_outcomes[1].closed
     assert state.snapshot() == whole_state.snapshot()
+
+
+def test_a_new_york_day_closes_at_local_midnight_and_expires_a_retention_later() -> None:
+    hour = 3_600_000
+    new_york_day = in_zone(WindowDef("1d", 24 * hour, 24 * hour), ZoneInfo("America/New_York"))
+    config = AggregationConfig(
+        value_names=VALUE_NAMES,
+        metrics=METRICS,
+        windows=(new_york_day,),
+        lateness_ms=0,
+        retention_ms=hour,
+    )
+    state = DictState()
+    processor = PartitionProcessor(config, state)
+    # 2024-03-10 in New York: from 05:00Z (EST midnight) to 04:00Z the next day (EDT).
+    start = int(datetime(2024, 3, 10, 5, tzinfo=UTC).timestamp()) * 1000
+    end = int(datetime(2024, 3, 11, 4, tzinfo=UTC).timestamp()) * 1000
+
+    def send(key: str, ts: int, offset: int) -> Outcome:
+        return processor.process(Event(key, ts, (1.0, None), {}), offset)
+
+    assert send("a", start, 0).closed == []
+    assert send("a", end - 1, 1).closed == []  # 22:59:59.999 local: the same day
+    (closed,) = send("b", end, 2).closed  # local midnight, 23 hours after the start
+    assert (closed.key, closed.window, closed.start_ms, closed.end_ms) == (
+        "a",
+        "1d@America/New_York",
+        start,
+        end,
+    )
+    assert closed.result["count"] == 2
+    processor = PartitionProcessor(config, state)  # across a restart
+    send("b", end + hour - 1, 3)
+    assert set(state.stored_closed()) == {("a", "1d@America/New_York", start)}
+    send("b", end + hour, 4)
+    assert state.stored_closed() == {}

@@ -318,6 +318,7 @@ class BatchLoop:
             event = late.event
             await self._send(
                 self.names.late_topic,
+                partition,
                 f"{topic}:{partition}:{late.offset}".encode(),
                 orjson.dumps(
                     {
@@ -333,6 +334,7 @@ class BatchLoop:
         for result in outcome.closed:
             await self._send(
                 self.names.results_topic,
+                partition,
                 result.result_key.encode(),
                 orjson.dumps(result.as_json()),
             )
@@ -345,6 +347,7 @@ class BatchLoop:
         # itself in the compacted topic.
         await self._send(
             self.names.dead_letter_topic,
+            record.partition,
             f"{record.topic}:{record.partition}:{record.offset}".encode(),
             record.value if record.value is not None else b"",
             [
@@ -355,11 +358,23 @@ class BatchLoop:
         )
 
     async def _send(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        source: int,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Queue an output record, partitioned by key as Kafka's default partitioner does."""
-        partition = await self.sender.partition_for(topic, key)
-        self.sender.add(topic, partition, key, value, headers)
+        """Queue an output record on the partition of its ``source`` input partition.
+
+        Outputs are co-partitioned with the input: a key's window results, and a
+        record's late or dead-letter copy, land on the partition number they come from
+        (modulo the output topic's partitions). A record sent again after a crash thus
+        lands where the first one did, which compaction needs, without hashing each
+        output key (Kafka's murmur2 is pure Python in aiokafka).
+        """
+        count = await self.sender.partition_count(topic)
+        self.sender.add(topic, source % count, key, value, headers)
 
     # -- storing ------------------------------------------------------------------------
 

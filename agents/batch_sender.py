@@ -55,18 +55,21 @@ class BatchSender:
             await producer.start()
             self._producer = producer
 
+    def discard(self) -> None:
+        """Forget what is queued: a failed batch's outputs are the next batch's to redo."""
+        self._queued.clear()
+
     async def stop(self) -> None:
-        self._queued.clear()  # what a failed batch queued is the next batch's to redo
+        self.discard()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
 
-    async def partition_for(self, topic: str, key: bytes) -> int:
-        """The partition Kafka's default partitioner picks for ``key`` in ``topic``."""
+    async def partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
             count = self._partitions[topic] = len(await self._ensure().partitions_for(topic))
-        return default_partition(key, count)
+        return count
 
     def add(
         self,

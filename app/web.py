@@ -17,14 +17,14 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.aggregation import KeyRecord, WindowResult
+from agents.aggregation import WindowResult
 from agents.pipeline import Pipeline, expected_partition
-from agents.state import closed_key
-from app.events import datetime_to_ms
+from app.events import datetime_to_ms, ms_to_iso
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+from tables.windows import starts_between
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,6 @@ def register_views(
 ) -> None:
     owned_partitions = pipeline.owned_partitions
 
-    def key_record(key: str) -> KeyRecord | None:
-        state = pipeline.keys.get(key)
-        return None if state is None else KeyRecord.from_state(state)
-
     def unknown_key(view: View, key: str) -> Response:
         partition = expected_partition(key, pipeline.partitions)
         return view.error(404, "unknown key", key=key, partition=partition)
@@ -128,7 +124,7 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = key_record(key)
+            record = pipeline.read_key(key)
             if record is None:
                 return unknown_key(self, key)
             return self.json(
@@ -147,7 +143,7 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = key_record(key)
+            record = pipeline.read_key(key)
             if record is None:
                 return unknown_key(self, key)
             watermark = pipeline.watermark(expected_partition(key, pipeline.partitions)) or 0
@@ -174,17 +170,16 @@ def register_views(
             except BadParameter as exc:
                 return self.error(400, str(exc))
             wanted = {w.name for w in windows}
-            results = {
+            results: dict[tuple[str, int], WindowResult | dict[str, Any]] = {
                 (r.window, r.start_ms): r
                 for r in pipeline.config.open_windows(key, record)
                 if r.window in wanted and start <= r.start_ms < end
             }
             for window in windows:
-                first = -(-start // window.step_ms) * window.step_ms  # ceil to the step
-                for s in range(first, end, window.step_ms):
+                for s in starts_between(start, end, window):
                     if (window.name, s) in results:
                         continue
-                    closed = pipeline.closed.get(closed_key(key, window.name, s))
+                    closed = pipeline.read_closed(key, window.name, s)
                     if closed is not None:
                         results[(window.name, s)] = closed
             ordered = [results[k] for k in sorted(results)]
@@ -212,6 +207,15 @@ def register_views(
         async def get(self, request: Request) -> Response:
             body = await status(app, pipeline, tracker, settings, queries, owned_partitions())
             return self.json({**body, "owners": owners()})
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_iso(ms)
+
+
+def _iso_s(seconds: float | None) -> str | None:
+    """A wall-clock time in epoch seconds (``time.time()``) as ISO-8601 UTC."""
+    return None if seconds is None else ms_to_iso(int(seconds * 1000))
 
 
 async def _topic_counts(queries: OffsetQueries, topics: list[str]) -> dict[str, int]:
@@ -251,8 +255,11 @@ async def status(
     owned: set[int],
 ) -> dict[str, Any]:
     names = pipeline.names
+    stages = pipeline.stats.stages
     counts = await _topic_counts(queries, [names.late_topic, names.dead_letter_topic])
     processed = await _processed_offsets(queries, pipeline)
+    watermarks = {str(p): pipeline.watermark(p) for p in sorted(owned)}
+    stats = pipeline.stats
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
@@ -262,19 +269,14 @@ async def status(
         "partitions_owned": sorted(owned),
         # From a rebalance's start until the tables of the new assignment are ready.
         "rebalancing": bool(app.rebalancing),
-        "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
+        "watermarks": watermarks,
+        "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
         "batches": {
-            "first_started_at": pipeline.stats.first_batch_at,
-            "last_stored_at": pipeline.stats.last_batch_at,
-        },
-        # Cumulative seconds per stage of the hot path; ack_wait_s is part of store_s.
-        "stages": {
-            "fetch_s": round(pipeline.stats.fetch_s, 6),
-            "decode_s": round(pipeline.stats.decode_s, 6),
-            "aggregate_s": round(pipeline.stats.aggregate_s, 6),
-            "store_s": round(pipeline.stats.store_s, 6),
-            "ack_wait_s": round(pipeline.sender.waited_s, 6),
+            "first_started_at": stats.first_batch_at,
+            "last_stored_at": stats.last_batch_at,
+            "first_started_at_iso": _iso_s(stats.first_batch_at),
+            "last_stored_at_iso": _iso_s(stats.last_batch_at),
         },
         "replays": tracker.status(processed, owned),
         "recovery": recovery_status(app),
@@ -289,5 +291,15 @@ async def status(
             "batches_since_start": pipeline.stats.batches,
             "gap_records_read_back_since_start": pipeline.stats.gap_records_read,
             "ack_wait_seconds_since_start": round(pipeline.sender.waited_s, 3),
+            "dead_letters_by_reason_since_start": dict(pipeline.stats.dead_letters_by_reason),
+        },
+        # Seconds since start in each stage of the worker's batches; ack_wait_s is the
+        # part of store_s spent waiting for Kafka's acknowledgements.
+        "stages": {
+            "fetch_s": round(stages.fetch, 3),
+            "decode_s": round(stages.decode, 3),
+            "aggregate_s": round(stages.aggregate, 3),
+            "store_s": round(stages.store, 3),
+            "ack_wait_s": round(pipeline.sender.waited_s, 3),
         },
     }

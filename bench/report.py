@@ -38,7 +38,7 @@ STAGES = [  # (label, share of the topic → tables run, from the worker's count
     ("fetch: waiting for the next batch", "topic_to_tables_fetch_share"),
     ("decode and validate", "topic_to_tables_decode_share"),
     ("aggregate", "topic_to_tables_aggregate_share"),
-    ("store: outputs, state, checkpoint", "topic_to_tables_store_share"),
+    ("store: outputs, state, commits", "topic_to_tables_store_share"),
     ("  of which waiting for acks", "topic_to_tables_ack_wait_share"),
 ]
 # The stages that do not overlap; the rest of the run is in none of them.

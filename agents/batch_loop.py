@@ -69,7 +69,7 @@ class StageTimes:
 
     fetch: float = 0.0  # between batches: waiting for and taking the next fetch
     decode: float = 0.0  # decoding and validating records, gap reads included
-    aggregate: float = 0.0  # applying events to the partitions' state
+    aggregate: float = 0.0  # applying events to the partitions' state, queueing outputs
     store: float = 0.0  # flushes: outputs and state to Kafka and RocksDB, and commits
 
 
@@ -272,8 +272,8 @@ class BatchLoop:
         processor.checkpoint(last)
         self._unstored[partition] = last
         self._unstored_events += len(records)
-        aggregated = time.monotonic()
         await self._queue_outputs(partition, outcome)
+        aggregated = time.monotonic()
         stages = self.stats.stages
         stages.decode += decoded - started
         stages.aggregate += aggregated - decoded
@@ -396,10 +396,14 @@ class BatchLoop:
         self._unstored_events = 0
         self._flushed_at = time.monotonic()
         self.stats.flushes += 1
+        # Counted before the offsets show as stored, so a reader who sees them sees the
+        # time it took too.
+        self.stats.stages.store += self._flushed_at - started
         self.stats.stored(unstored)
         if commit or self._flushed_at - self._committed_at >= self.policy.interval_s:
+            committing = time.monotonic()
             await self._commit()
-        self.stats.stages.store += time.monotonic() - started
+            self.stats.stages.store += time.monotonic() - committing
 
     async def _commit(self) -> None:
         if self.streamed_too():

@@ -144,6 +144,7 @@ class BatchLoop:
         self._unstored_events = 0
         self._flushed_at = time.monotonic()
         self._committed_at = time.monotonic()
+        self._committed: dict[int, int] = {}  # the last offset committed, per partition
         self._returned_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -181,6 +182,18 @@ class BatchLoop:
         finally:
             self._returned_at = time.monotonic()
 
+    async def on_timer(self) -> None:
+        """Every commit interval: store what an interrupted backlog left unstored, and
+        commit what is stored, so an idle input leaves no offsets behind."""
+        async with self._lock:
+            try:
+                if self._unstored:
+                    await self.flush(commit=True)
+                elif time.monotonic() - self._committed_at >= self.policy.interval_s:
+                    await self._commit()
+            except Exception:
+                log.exception("a timed store or commit failed; the next one retries")
+
     async def on_revoked(self) -> None:
         """A rebalance: store what is applied, commit, and forget every partition
         (they are rebuilt from their stores when next assigned)."""
@@ -188,6 +201,8 @@ class BatchLoop:
             try:
                 if self._unstored:
                     await self.flush(commit=True)
+                else:
+                    await self._commit()
             except Exception:
                 log.exception("storing before a rebalance failed; the new owner redoes it")
             finally:
@@ -406,15 +421,22 @@ class BatchLoop:
             self.stats.stages.store += time.monotonic() - committing
 
     async def _commit(self) -> None:
+        """Commit the stored offsets that are ahead of what this worker last committed."""
+        self._committed_at = time.monotonic()
         if self.streamed_too():
             return  # Faust commits as custom agents acknowledge (docs/custom-agents.md)
-        offsets = {
-            TP(self.names.input_topic, partition): offset + 1
+        owned = self.owned_partitions()
+        ahead = {
+            partition: offset
             for partition, offset in self.stats.processed_offsets.items()
+            if partition in owned and offset > self._committed.get(partition, -1)
         }
-        if offsets:
-            await self.app.consumer.commit_stored(offsets)
-        self._committed_at = time.monotonic()
+        if ahead:
+            topic = self.names.input_topic
+            await self.app.consumer.commit_stored(
+                {TP(topic, partition): offset + 1 for partition, offset in ahead.items()}
+            )
+            self._committed.update(ahead)
 
     # -- gaps and lost state ------------------------------------------------------------
 

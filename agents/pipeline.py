@@ -76,6 +76,9 @@ class Pipeline:
         app.agent(self.input, name=self.agent_name)(self._subscription)
         route_batches(app, self.names.input_topic, self.batches)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.timer(settings.commit_interval_ms / 1000, name=f"{self.names.prefix}.commit")(
+            self.batches.on_timer
+        )
 
     def _raw_topic(self, name: str) -> Any:
         """Bytes in and out: kappa decodes and validates records itself."""

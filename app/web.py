@@ -291,8 +291,8 @@ async def status(
             "batches_since_start": pipeline.stats.batches,
             "gap_records_read_back_since_start": pipeline.stats.gap_records_read,
             "ack_wait_seconds_since_start": round(pipeline.sender.waited_s, 3),
-            "dead_letters_by_reason_since_start": dict(pipeline.stats.dead_letters_by_reason),
         },
+        "dead_letters_by_reason_since_start": dict(pipeline.stats.dead_letters_by_reason),
         # Seconds since start in each stage of the worker's batches; ack_wait_s is the
         # part of store_s spent waiting for Kafka's acknowledgements.
         "stages": {

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from app.settings import KappaSettings
 from app.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
+RECENT = 20  # dead letters and late events kept for the dashboard
 
 
 @dataclass
@@ -40,7 +42,7 @@ class PipelineStats:
     events: int = 0
     duplicates: int = 0
     late: int = 0
-    dead_letters: int = 0
+    dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
     window_results: int = 0
     batches: int = 0
     gap_records_read: int = 0
@@ -50,14 +52,39 @@ class PipelineStats:
     # stored; together with processed_offsets (updated at the same moment) they time a run.
     first_batch_at: float | None = None
     last_batch_at: float | None = None
+    # The latest dead letters and late events, newest last, for the dashboard.
+    recent_dead_letters: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent_late: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # Told (seconds, events) once per batch: the metrics' histograms.
+    batch_observer: Callable[[float, int], None] | None = None
 
-    def stored(self, began: float, offsets: dict[int, int]) -> None:
-        """A batch that began at ``began`` is stored, up to ``offsets`` per partition."""
+    @property
+    def dead_letters(self) -> int:
+        return sum(self.dead_letters_by_reason.values())
+
+    def stored(self, began: float, offsets: dict[int, int], events: int) -> None:
+        """A batch of ``events`` that began at ``began`` is stored, up to ``offsets`` per
+        partition."""
+        now = time.time()
+        if self.batch_observer is not None:
+            self.batch_observer(now - began, events)
         if offsets:
             if self.first_batch_at is None:
                 self.first_batch_at = began
-            self.last_batch_at = time.time()
+            self.last_batch_at = now
             self.processed_offsets.update(offsets)
+
+    def note_dead_letter(self, reason: str, detail: str, source: dict[str, Any]) -> None:
+        self.dead_letters_by_reason[reason] += 1
+        self.recent_dead_letters.append(
+            {"at": time.time(), "reason": reason, "detail": detail, "source": source}
+        )
+
+    def note_late(self, key: str, event_ms: int, watermark_ms: int | None) -> None:
+        self.late += 1
+        self.recent_late.append(
+            {"at": time.time(), "key": key, "event_ms": event_ms, "watermark_ms": watermark_ms}
+        )
 
 
 # Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
@@ -217,7 +244,7 @@ class Pipeline:
             for partition, offset in last.items():
                 self.processor(partition).checkpoint(offset)
             await store_batch([self.states[partition] for partition in last], self.sender)
-            self.stats.stored(began, last)
+            self.stats.stored(began, last, len(events))
 
     async def _before_first_record(self, partition: int, offset: int) -> int:
         """The offset to count as applied for a partition whose tables have no checkpoint.
@@ -308,7 +335,7 @@ class Pipeline:
         else:
             stats.events += 1
         if outcome.late:
-            stats.late += 1
+            stats.note_late(parsed.key, parsed.ts_ms, outcome.watermark)
             await self._send(
                 self.names.late_topic,
                 key=self._source_id(message).encode(),
@@ -332,7 +359,7 @@ class Pipeline:
             )
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
-        self.stats.dead_letters += 1
+        self.stats.note_dead_letter(reason, detail, self._source(message))
         await self._send(
             self.names.dead_letter_topic,
             key=self._source_id(message).encode(),

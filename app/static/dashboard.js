@@ -4,8 +4,9 @@
 // Text from the worker (keys, reasons, details) is only ever set as textContent.
 "use strict";
 
-const POLL_MS = 2000;
-const KEEP = 300; // points per chart: ten minutes at one poll every two seconds
+// How often to ask the worker: ?poll_ms=500 in the page's address, 250 ms to a minute.
+const POLL_MS = Math.min(60000, Math.max(250, Number(new URLSearchParams(location.search).get("poll_ms")) || 2000));
+const KEEP = 300; // points per chart: ten minutes at the default of one poll every two seconds
 const LISTED = 8; // latest dead letters and late events shown
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
 const NONE = "—";
@@ -219,15 +220,15 @@ function renderRejects(status) {
   fillTable("dead-letter-reasons", reasons, "none since the worker started");
   const dead = status.latest_dead_letters.slice(-LISTED).reverse().map((d) =>
     tr([
-      td(iso(d.at * 1000)),
+      td(iso(d.at * 1000), "at"),
       td(d.reason, "reason"),
       td(d.detail, "detail"),
-      td(`${d.source.topic}:${d.source.partition}:${d.source.offset}`),
+      td(`${d.source.topic}:${d.source.partition}:${d.source.offset}`, "source"),
     ]),
   );
   fillTable("latest-dead-letters", dead, "none since the worker started");
   const late = status.latest_late_events.slice(-LISTED).reverse().map((e) =>
-    tr([td(iso(e.at * 1000)), td(e.key, "key"), td(iso(e.event_ms)), td(iso(e.watermark_ms))]),
+    tr([td(iso(e.at * 1000), "at"), td(e.key, "key"), td(iso(e.event_ms)), td(iso(e.watermark_ms))]),
   );
   fillTable("latest-late", late, "none since the worker started");
 }

@@ -20,7 +20,12 @@ from collections.abc import Iterator
 
 import faust
 from faust.web import Request, Response, View
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -342,6 +347,9 @@ def register_metrics(
     queries: OffsetQueries,
 ) -> BatchMetrics:
     """Serve ``/metrics``; returns the histograms for the pipeline to observe."""
+    # A ``_created`` series per histogram is noise in the text format (Prometheus
+    # ignores it) and doubles the families a reader sees.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     batches = BatchMetrics(pipeline)
     process = ProcessCollector(registry=None)
 

@@ -6,17 +6,13 @@ Set ``KAPPA_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's pi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -62,14 +58,6 @@ def table(browser: webdriver.Chrome, element_id: str) -> list[dict[str, str]]:
             ))"""
     )
     return rows
-
-
-def fetch(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def test_the_dashboard_shows_what_the_worker_says(
@@ -192,7 +180,7 @@ def test_the_dashboard_shows_what_the_worker_says(
 
     # Paths the dashboard does not have get a JSON 404, as the API's errors do.
     for path in ("/dashboard/nope", "/dashboard/static/nope.js", "/dashboard/static/../worker.py"):
-        code, body = fetch(worker.base + path)
+        code, body = worker.get(path)
         assert code == 404, path
         assert isinstance(body["error"], str), path
         assert body["error"], path

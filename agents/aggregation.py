@@ -23,9 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.events import Event
+from app.events import Event, ms_to_iso
 from tables.aggregates import Agg
-from tables.watermark import is_late
 from tables.windows import WindowDef, starts_closing, window_end, window_starts
 
 
@@ -79,6 +78,8 @@ class WindowResult:
             "window": self.window,
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
+            "start": ms_to_iso(self.start_ms),
+            "end": ms_to_iso(self.end_ms),
             "final": self.final,
             **self.result,
         }
@@ -159,6 +160,25 @@ class AggregationConfig:
             yield self.result(key, self.window(name), start, agg, False)
 
 
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    """An event behind the watermark: counted in its key's totals, kept out of windows."""
+
+    offset: int
+    event: Event
+    watermark: int  # the watermark it was behind at its arrival
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch did, for the I/O side to act on."""
+
+    applied: int = 0
+    duplicates: int = 0
+    late: list[LateEvent] = field(default_factory=list)
+    closed: list[WindowResult] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one event did, for the I/O side to act on."""
@@ -208,43 +228,95 @@ class PartitionProcessor:
         self.state.put_progress(self.progress)
 
     def process(self, event: Event, offset: int) -> Outcome:
-        outcome = Outcome()
-        before = self.watermark
-        record = self.state.get_key(event.key)
-        if record is not None and offset <= record.fence:
-            outcome.duplicate = True
-        else:
-            outcome.late = is_late(event.ts_ms, before)
-            self._apply(event, offset, record, outcome.late)
+        """Apply one event: ``apply`` of a batch of one."""
+        applied = self.apply([(offset, event)])
+        return Outcome(
+            duplicate=applied.duplicates == 1,
+            late=bool(applied.late),
+            watermark=self.watermark,
+            closed=applied.closed,
+        )
+
+    def apply(self, events: Sequence[tuple[int, Event]]) -> BatchOutcome:
+        """Apply a batch of the partition's events, given in offset order with offsets
+        after the checkpoint, with the result of applying them one by one.
+
+        Each event's lateness is judged against the watermark as it stood just before
+        it (the running maximum of the batch's event times so far), exactly as one by
+        one. Events are then grouped by key: each key's record is read once, fenced once
+        (an event at or before its fence was applied before a crash), and each of its
+        totals and windows takes the group's values in one exact fold. Windows close,
+        and expire, once at the end: a window that the batch closes holds every event
+        of the batch that was not late, which is what closing it mid-batch would hold,
+        since any later event inside it is late.
+        """
+        outcome = BatchOutcome()
+        if not events:
+            return outcome
+        lateness = self.config.lateness_ms
         progress = self.progress
-        if progress.max_event_ms is None or event.ts_ms > progress.max_event_ms:
-            progress.max_event_ms = event.ts_ms
-            after = self.watermark
-            assert after is not None
+        high = progress.max_event_ms
+        # Before the partition's first event there is no watermark and no open window;
+        # the first event's windows all end after the watermark it sets.
+        before = (events[0][1].ts_ms if high is None else high) - lateness
+        # Per key: (offset, event, the watermark it is behind if it is late, else None).
+        groups: dict[str, list[tuple[int, Event, int | None]]] = {}
+        for offset, event in events:
+            ts = event.ts_ms
+            if high is None or ts > high:
+                high = ts
+                groups.setdefault(event.key, []).append((offset, event, None))
+            else:
+                watermark = high - lateness
+                behind = watermark if ts < watermark else None
+                groups.setdefault(event.key, []).append((offset, event, behind))
+        for key, items in groups.items():
+            self._apply_key(key, items, outcome)
+        assert high is not None
+        if high != progress.max_event_ms:
+            progress.max_event_ms = high
+            after = high - lateness
             outcome.closed = self._close(before, after)
             self._expire(after)
             # Written only when the watermark moves: the maximum is all it must keep.
             self.state.put_progress(progress)
-        outcome.watermark = self.watermark
         return outcome
 
-    def _apply(self, event: Event, offset: int, record: KeyRecord | None, late: bool) -> None:
-        n_values = len(self.config.value_names)
+    def _apply_key(
+        self, key: str, items: list[tuple[int, Event, int | None]], outcome: BatchOutcome
+    ) -> None:
+        config = self.config
+        record = self.state.get_key(key)
         if record is None:
-            record = KeyRecord(fence=offset, totals=Agg.empty(n_values), windows={})
+            record = KeyRecord(fence=-1, totals=Agg.empty(len(config.value_names)), windows={})
             self.key_count += 1
-        record.fence = offset
-        record.totals.add(event.values)
-        if not late:
-            for window in self.config.windows:
+        elif items[0][0] <= record.fence:
+            fence = record.fence
+            fresh = [item for item in items if item[0] > fence]
+            outcome.duplicates += len(items) - len(fresh)
+            if not fresh:
+                return
+            items = fresh
+        outcome.applied += len(items)
+        record.fence = items[-1][0]
+        record.totals.add_rows([event.values for _, event, _ in items])
+        by_bucket: dict[tuple[int, int], list[tuple[float | None, ...]]] = {}
+        windows = config.windows
+        for offset, event, behind in items:
+            if behind is not None:
+                outcome.late.append(LateEvent(offset, event, behind))
+                continue
+            for index, window in enumerate(windows):
                 for start in window_starts(event.ts_ms, window):
-                    bucket = bucket_id(window, start)
-                    agg = record.windows.get(bucket)
-                    if agg is None:
-                        agg = record.windows[bucket] = Agg.empty(n_values)
-                        self._open.setdefault(bucket, set()).add(event.key)
-                    agg.add(event.values)
-        self.state.put_key(event.key, record)
+                    by_bucket.setdefault((index, start), []).append(event.values)
+        for (index, start), rows in by_bucket.items():
+            bucket = bucket_id(windows[index], start)
+            agg = record.windows.get(bucket)
+            if agg is None:
+                agg = record.windows[bucket] = Agg.empty(len(config.value_names))
+                self._open.setdefault(bucket, set()).add(key)
+            agg.add_rows(rows)
+        self.state.put_key(key, record)
 
     def _close(self, before: int | None, after: int) -> list[WindowResult]:
         closed: list[WindowResult] = []

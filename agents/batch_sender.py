@@ -55,8 +55,12 @@ class BatchSender:
             await producer.start()
             self._producer = producer
 
+    def discard(self) -> None:
+        """Forget what is queued: a failed batch's outputs are the next batch's to redo."""
+        self._queued.clear()
+
     async def stop(self) -> None:
-        self._queued.clear()  # what a failed batch queued is the next batch's to redo
+        self.discard()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()

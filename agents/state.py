@@ -173,6 +173,10 @@ class TablePartitionState:
     def delete_closed(self, key: str, window: str, start_ms: int) -> None:
         self.closed.delete(closed_key(key, window, start_ms))
 
+    def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self.closed.get(closed_key(key, window, start_ms))
+        return result
+
     def get_bucket_keys(self, bucket: str) -> list[str]:
         return list(self.meta.get(f"bucket/{self.partition}/{bucket}") or [])
 

@@ -6,12 +6,14 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import click
 import orjson
 
+from app import exit_codes
 from app.errors import KappaError
+from app.exit_codes import ExitCode
 from app.settings import KappaSettings
 
 if TYPE_CHECKING:
@@ -29,7 +31,26 @@ def _fail(exc: KappaError) -> None:
     raise click.ClickException(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _with_pipeline(settings: KappaSettings, pipeline: Path | None) -> KappaSettings:
+    """The settings, with the pipeline given on the command line over KAPPA_PIPELINE."""
+    return settings if pipeline is None else settings.model_copy(update={"pipeline": pipeline})
+
+
+PIPELINE_HELP = "The pipeline spec (TOML). Default: KAPPA_PIPELINE, else examples/orders.toml."
+
+
+class KappaGroup(click.Group):
+    """``kappa --help`` ends with what each exit code means."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Exit codes (every command)"):
+            formatter.write_dl(exit_codes.rows())
+
+
+@click.group(
+    cls=KappaGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 def main() -> None:
     """kappa: one code path for replayed history and live Kafka events.
 
@@ -86,9 +107,9 @@ def kafka_stop() -> None:
     click.echo(f"stopped {stopped} kafka node(s)" if stopped else "no local kafka was running")
 
 
-@kafka.command("status")
+@kafka.command("status", epilog="Exits 0 when every node runs, 3 when some do, 1 when none does.")
 def kafka_status() -> None:
-    """Show whether the local broker(s) run; exits 1 if any is down."""
+    """Show whether the local broker(s) run."""
     broker = _local_kafka("check")
     if broker is None:
         return
@@ -96,14 +117,19 @@ def kafka_status() -> None:
     for node in nodes:
         state = f"running (pid {node.pid})" if node.running else "stopped"
         click.echo(f"kafka node {node.node_id} on 127.0.0.1:{node.port}: {state}")
-    if not all(node.running for node in nodes):
-        sys.exit(1)
+    running = sum(node.running for node in nodes)
+    if running < len(nodes):
+        sys.exit(ExitCode.PARTIAL if running else ExitCode.ERROR)
 
 
 # -- worker -----------------------------------------------------------------------------
-@main.command()
-def worker() -> None:
-    """Run a long-lived worker for the pipeline in KAPPA_PIPELINE.
+@main.command(
+    epilog="Exits 0 after a clean stop, 1 when it stops on an error, 128+N when a second "
+    "signal N or KAPPA_SHUTDOWN_TIMEOUT cuts its shutdown short."
+)
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def worker(pipeline: Path | None) -> None:
+    """Run a long-lived worker for PIPELINE (a TOML spec; default: KAPPA_PIPELINE).
 
     It consumes the pipeline's input topic (live and replayed events alike), keeps its
     state in RocksDB tables backed by changelog topics, and serves the query API on
@@ -112,7 +138,7 @@ def worker() -> None:
     from app.worker import run_worker
 
     try:
-        run_worker(_settings())
+        run_worker(_with_pipeline(_settings(), pipeline))
     except KappaError as exc:
         _fail(exc)
 
@@ -144,6 +170,12 @@ def worker() -> None:
     help="With --order-by-time: rows sorted in memory per run before spilling to disk.",
 )
 @click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
+@click.option(
+    "--pipeline",
+    "-p",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=PIPELINE_HELP,
+)
 def replay(
     files: tuple[Path, ...],
     fmt: str | None,
@@ -151,6 +183,7 @@ def replay(
     rate: float | None,
     sort_chunk_rows: int,
     replay_id: str | None,
+    pipeline: Path | None,
 ) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
 
@@ -163,7 +196,7 @@ def replay(
     from app.replay import replay as run_replay
     from app.spec import load_spec
 
-    settings = _settings()
+    settings = _with_pipeline(_settings(), pipeline)
     try:
         spec = load_spec(settings.pipeline)
         options = ReplayOptions(
@@ -181,30 +214,43 @@ def replay(
 
 
 # -- status -----------------------------------------------------------------------------
-@main.command()
+@main.command(
+    epilog="Exits 0 when every worker answered, 3 when some did not, 1 when the first "
+    "did not (then nothing is known of the others)."
+)
 @click.option("--url", help="A worker's base URL (default: KAPPA_WEB_HOST:KAPPA_WEB_PORT).")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw answers as JSON.")
 def status(url: str | None, as_json: bool) -> None:
-    """Ask a running worker for its status: partitions, watermarks, replays, counts."""
-    import urllib.error
-    import urllib.request
+    """The status of every worker of the group: partitions, watermarks, replays, counts.
+
+    It asks the worker at --url, then every other worker that one lists as owning
+    partitions, at their KAPPA_ADVERTISED_URL. With --json it prints
+    {"workers": {url: status}, "unreachable": {url: reason}}.
+    """
+    from app.group_status import group_status
 
     settings = _settings()
     base = url or f"http://{settings.web_host}:{settings.web_port}"
     try:
-        with urllib.request.urlopen(f"{base}/api/status", timeout=10) as response:
-            body: dict[str, Any] = orjson.loads(response.read())
-    except (urllib.error.URLError, OSError) as exc:
+        group = group_status(base)
+    except (OSError, orjson.JSONDecodeError) as exc:
         raise click.ClickException(
             f"no worker answered at {base} ({exc}); start one with `kappa worker`, or pass "
             "--url / set KAPPA_WEB_PORT"
         ) from None
     if as_json:
-        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
-        return
-    from app.progress import print_status
+        click.echo(orjson.dumps(group.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        from app.progress import print_group_status
 
-    print_status(body)
+        print_group_status(group)
+    for where, why in sorted(group.unreachable.items()):
+        click.echo(
+            f"worker {where} did not answer ({why}); is it running, and is its "
+            "KAPPA_ADVERTISED_URL reachable from here?",
+            err=True,
+        )
+    sys.exit(group.exit_code)
 
 
 @main.command()
@@ -271,7 +317,7 @@ def show_settings() -> None:
         click.echo(f"{env:<32} {getattr(settings, name)!s:<28} {info.description or ''}")
 
 
-@main.command()
+@main.command(epilog="Exits 1 if any step fails, or if the worker's totals differ from the fold.")
 @click.option("--keep-kafka", is_flag=True, help="Leave the local broker running afterwards.")
 def demo(keep_kafka: bool) -> None:
     """Start Kafka and a worker, replay example history, add live events, print results."""

@@ -1,9 +1,15 @@
 """Generate order events for the demo, the tests and the benchmarks.
 
 Events are out of order, but never by more than ``disorder`` (keep it below the
-pipeline's lateness and nothing is late). Amounts are multiples of 0.25, so every
-sum is exact in binary floating point and an independent oracle (DuckDB, a Python
-fold) gets bit-identical results in any order.
+pipeline's lateness and nothing is late).
+
+Values are decimals as people write them (``1234.57``, ``0.1``, ``3.3333``, ``250``),
+with up to four decimal places and magnitudes from 0.0001 to about a billion. Most of
+them are not binary fractions, so a float sum of them rounds, and a plain running sum
+depends on the order of the events and on where it is rounded: an inexact sum in kappa
+shows up as a difference from the correctly rounded sum (``math.fsum``) of the same
+values. A value drawn with no decimal places is an int, so JSON has integers and
+floats in the same field. Nulls (``null_fraction``) are kept.
 """
 
 from __future__ import annotations
@@ -39,14 +45,23 @@ def generate(shape: DatasetShape) -> Iterator[dict[str, Any]]:
     step = shape.span_ms / max(1, shape.events)
     for i in range(shape.events):
         ts = start_ms + int(i * step) - rng.randrange(shape.disorder_ms + 1)
-        amount = None if rng.random() < shape.null_fraction else rng.randrange(1, 40_000) / 4
-        quantity = None if rng.random() < shape.null_fraction else rng.randrange(1, 10)
+        amount = None if rng.random() < shape.null_fraction else _decimal(rng, 9, 4)
+        quantity = None if rng.random() < shape.null_fraction else _decimal(rng, 5, 3)
         yield {
             "customer_id": f"c{rng.randrange(shape.keys):05d}",
             "ts": _iso(ts),
             "amount": amount,
             "quantity": quantity,
         }
+
+
+def _decimal(rng: random.Random, max_digits: int, max_places: int) -> float | int:
+    """A positive decimal of 1 to ``max_digits`` digits, 0 to ``max_places`` of them after
+    the point: the float nearest to it (whose repr is that decimal), or an int if it has
+    no decimal places."""
+    places = rng.randrange(max_places + 1)
+    units = rng.randrange(1, 10 ** rng.randrange(1, max_digits + 1))
+    return units / 10**places if places else units
 
 
 def _iso(ms: int) -> str:

@@ -58,7 +58,6 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
     port = _free_port()
     worker_env = {
         **env,
-        "KAPPA_PIPELINE": str(spec_path),
         "KAPPA_WEB_PORT": str(port),
         "KAPPA_BOOTSTRAP_SERVERS": settings.bootstrap,
         "KAPPA_HOME": str(settings.home / "demo"),
@@ -70,7 +69,7 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
     )
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [python, "-m", "app.cli", "worker"],
+            [python, "-m", "app.cli", "worker", str(spec_path)],
             env=worker_env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -240,10 +239,16 @@ def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
     top = ranked[0][0]
     windows = _get(base, f"/api/keys/{top}/windows?window=1h")["windows"][-5:]
     hourly = Table(
-        "window start (ms)", "final", "orders", "amount sum", title=f"{top}: last 5 hourly windows"
+        "window start (UTC)",
+        "start (epoch ms)",
+        "final",
+        "orders",
+        "amount sum",
+        title=f"{top}: last 5 hourly windows",
     )
     for window in windows:
         hourly.add_row(
+            window["start"],
             str(window["start_ms"]),
             str(window["final"]),
             str(window["count"]),
@@ -253,8 +258,12 @@ def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
     status = _get(base, "/api/status")
     console.print(
         f"late events: {status['counts']['late_events']}, dead letters: "
-        f"{status['counts']['dead_letters']}, watermarks: {status['watermarks']}"
+        f"{status['counts']['dead_letters']}"
     )
+    for partition, watermark in status["watermarks"].items():
+        console.print(
+            f"partition {partition}: watermark {status['watermarks_iso'][partition]} ({watermark})"
+        )
     got = {key: (r["count"], r["values"]["amount"]["sum"] or 0.0) for key, r in totals.items()}
     if got == expected:
         console.print(

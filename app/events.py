@@ -26,9 +26,11 @@ Event time (epoch milliseconds, UTC)
     the years 1 to 9999 are ``bad_time``.
 
 Values
-    Missing, null or empty-string values are None (SQL NULL). Integers, finite floats,
-    decimals and numeric strings become floats; anything else, booleans and non-finite
-    numbers included, is ``non_numeric``.
+    Missing, null or empty-string values are None (SQL NULL), and so is a string listed
+    in the spec's ``null_values`` (``"NA"``): matched exactly, in history rows and live
+    JSON alike; a JSON number is never a marker. Integers, finite floats, decimals and
+    numeric strings become floats; anything else, booleans and non-finite numbers
+    included, is ``non_numeric``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -110,6 +112,16 @@ def datetime_to_ms(moment: datetime) -> int:
     return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
+def ms_to_iso(ms: int) -> str | None:
+    """``ms`` as ISO-8601 UTC: ``2024-03-10T05:00:00Z``, or ``...00.250Z`` when it has
+    milliseconds. None outside the years 1 to 9999, which a window can reach at the edges."""
+    try:
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=ms)
+    except OverflowError:
+        return None
+    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds") + "Z"
+
+
 MIN_TS_MS = datetime_to_ms(datetime.min)
 MAX_TS_MS = datetime_to_ms(datetime.max)
 
@@ -121,6 +133,7 @@ class EventParser:
         "_epoch_scale",
         "_key_fields",
         "_max_bytes",
+        "_null_markers",
         "_single_key",
         "_time_field",
         "_time_format",
@@ -135,6 +148,8 @@ class EventParser:
         self._time_field = spec.time_field
         self._time_format = spec.time_format
         self._values = spec.values
+        # "" is always NULL; checked only for strings, so numbers pay one isinstance.
+        self._null_markers = frozenset(("", *spec.null_values))
         self._epoch_scale = 1000 if spec.time_format == "epoch_s" else 1
         self._time_ms: Callable[[Any], int] = {
             "auto": self._auto_ms,
@@ -226,10 +241,9 @@ class EventParser:
             f" (time_format = {self._time_format}), got {short_repr(value)}",
         )
 
-    @staticmethod
-    def _value(fields: Mapping[str, Any], name: str) -> float | None:
+    def _value(self, fields: Mapping[str, Any], name: str) -> float | None:
         value = fields.get(name)
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and value in self._null_markers):
             return None
         if isinstance(value, float | str | int | Decimal) and not isinstance(value, bool):
             try:

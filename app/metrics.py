@@ -59,14 +59,14 @@ class BatchMetrics:
     def __init__(self, pipeline: Pipeline) -> None:
         self.duration = Histogram(
             "kappa_batch_duration_seconds",
-            "Time from a batch's first event to its state being stored, acknowledged by Kafka",
+            "Time to apply a fetch of input records, and to store them when a flush is due",
             LABELS,
             buckets=DURATION_BUCKETS,
             registry=None,
         )
         self.size = Histogram(
             "kappa_batch_size_events",
-            "Input records per batch (good, bad and duplicate)",
+            "Input records per batch, a fetch (good, bad and duplicate)",
             LABELS,
             buckets=SIZE_BUCKETS,
             registry=None,
@@ -199,6 +199,20 @@ class WorkerCollector:
             "Input records that did not come through the stream and were read back from Kafka",
             stats.gap_records_read,
         )
+        yield counter(
+            "kappa_flushes_total",
+            "Stores of the applied state and outputs (when caught up, or per commit interval)",
+            stats.flushes,
+        )
+        stages = CounterMetricFamily(
+            "kappa_stage_seconds_total",
+            "Time spent in each stage of the batches: fetch (waiting for and taking the next "
+            "fetch), decode, aggregate, store",
+            labels=[*LABELS, "stage"],
+        )
+        for stage in ("fetch", "decode", "aggregate", "store"):
+            stages.add_metric([*self.base, stage], getattr(stats.stages, stage))
+        yield stages
         yield counter(
             "kappa_ack_wait_seconds_total",
             "Time spent waiting for Kafka to acknowledge the batches' outputs and state",

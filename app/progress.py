@@ -15,6 +15,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.events import ms_to_iso
+from app.group_status import GroupStatus
 from app.replay import ReplayReport
 
 console = Console(stderr=True)
@@ -70,21 +72,34 @@ def print_replay_report(report: ReplayReport) -> None:
         out.print("by reason: " + ", ".join(f"{k}={v}" for k, v in report.bad_by_reason.items()))
 
 
-def print_status(body: dict[str, Any]) -> None:
+def print_group_status(group: GroupStatus) -> None:
+    """Every worker of the group, the partitions each owns, then each one's details."""
     out = Console()
-    pipeline = body["pipeline"]
+    first = next(iter(group.workers.values()))
+    pipeline = first["pipeline"]
     out.print(
-        f"worker [bold]{body['worker']}[/] running {pipeline['name']} "
-        f"v{pipeline['version']} (up {body['uptime_s']}s)"
+        f"pipeline [bold]{pipeline['name']}[/] v{pipeline['version']}: "
+        f"{len(group.workers)} worker(s) answered, {first['partitions']} partitions"
     )
-    out.print(f"partitions owned: {body['partitions_owned']} of {body['partitions']}")
-    for url, partitions in sorted(body.get("owners", {}).items()):
+    for url, partitions in sorted(first.get("owners", {}).items()):
         out.print(f"  {url} owns {partitions}")
-    table = Table("partition", "watermark (ms)", "processed offset")
+    for url, why in sorted(group.unreachable.items()):
+        out.print(f"[red]  {url} did not answer: {why}[/]")
+    for url, body in group.workers.items():
+        out.print()
+        _print_worker(out, url, body)
+
+
+def _print_worker(out: Console, url: str, body: dict[str, Any]) -> None:
+    out.print(f"worker [bold]{body['worker']}[/] at {url} (up {body['uptime_s']}s)")
+    out.print(f"partitions owned: {body['partitions_owned']} of {body['partitions']}")
+    table = Table("partition", "watermark (UTC)", "watermark (ms)", "processed offset")
     for partition in sorted({*body["watermarks"], *body["processed_offsets"]}, key=int):
+        watermark = body["watermarks"].get(partition)
         table.add_row(
             partition,
-            str(body["watermarks"].get(partition)),
+            "" if watermark is None else ms_to_iso(watermark) or "",
+            str(watermark),
             str(body["processed_offsets"].get(partition)),
         )
     out.print(table)

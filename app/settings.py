@@ -117,13 +117,18 @@ class KappaSettings(BaseSettings):
         gt=0,
         description="Seconds a clean shutdown may take before the worker exits anyway.",
     )
-    batch_max: int = Field(
-        default=1000, ge=1, description="Most events the worker processes per state write."
-    )
-    batch_within_ms: int = Field(
-        default=10,
+    commit_interval_ms: int = Field(
+        default=1000,
         ge=1,
-        description="Longest a worker waits to fill a batch (bounds the added latency).",
+        description="Longest time between two stores of a worker's state under a backlog "
+        "(and between two offset commits); a caught-up worker stores at once. Longer "
+        "means fewer writes of hot keys, and more to re-read after a crash.",
+    )
+    commit_events: int = Field(
+        default=50_000,
+        ge=1,
+        description="Most events applied before the state is stored (bounds the memory "
+        "the unstored changes take).",
     )
     key_cache: int = Field(
         default=1000,

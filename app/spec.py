@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic_core import ErrorDetails, core_schema
 
 from app.durations import UNITS_MS, format_duration, parse_duration
 from app.errors import ConfigError
-from tables.windows import WindowDef
+from tables.windows import WindowDef, in_zone
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
 Metric = Literal["count", "sum", "min", "max", "mean"]
@@ -69,6 +70,18 @@ Duration = Annotated[int, BeforeValidator(_duration_ms), PlainSerializer(_dump_d
 FieldName = Annotated[str, Field(min_length=1)]
 # Strict: TOML has real integers, so a quoted "1" or a boolean is a mistake worth reporting.
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+def _null_marker(marker: Any) -> str:
+    if not isinstance(marker, str):
+        raise ValueError(
+            f'a null marker is a string such as "NA", got {short_repr(marker)};'
+            ' quote it (markers match the text of a field, e.g. "-999")'
+        )
+    return marker
+
+
+NullMarker = Annotated[str, BeforeValidator(_null_marker)]
 
 
 def _repeated(items: Iterable[object]) -> list[object]:
@@ -150,7 +163,9 @@ class PipelineSpec(BaseModel):
     time_field: FieldName
     time_format: TimeFormat = "auto"
     values: tuple[FieldName, ...] = ()
+    null_values: tuple[NullMarker, ...] = ()
     metrics: tuple[Metric, ...] = METRICS
+    timezone: str | None = None
     windows: tuple[Window, ...] = ()
     lateness_ms: Duration = Field(default=0, alias="lateness")
     retention_ms: Duration = Field(default=7 * UNITS_MS["d"], alias="retention")
@@ -176,14 +191,15 @@ class PipelineSpec(BaseModel):
             )
         return topic
 
-    @field_validator("key", mode="before")
+    @field_validator("key", "null_values", mode="before")
     @classmethod
-    def _key_as_list(cls, key: Any) -> Any:
-        if isinstance(key, str):
-            return [key]
-        if not isinstance(key, list | tuple):
-            raise ValueError(f"expected a field name or a list of field names, got {key!r}")
-        return key
+    def _one_or_a_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list | tuple):
+            expected = _ONE_OR_A_LIST[info.field_name or ""]
+            raise ValueError(f"expected {expected}, got {short_repr(value)}")
+        return value
 
     @field_validator("key")
     @classmethod
@@ -207,6 +223,13 @@ class PipelineSpec(BaseModel):
             )
         return values
 
+    @field_validator("null_values")
+    @classmethod
+    def _valid_null_values(cls, markers: tuple[str, ...]) -> tuple[str, ...]:
+        if repeated := _repeated(markers):
+            raise ValueError(f"{repeated[0]!r} is listed twice; list each null marker once")
+        return markers
+
     @field_validator("metrics")
     @classmethod
     def _valid_metrics(
@@ -223,14 +246,52 @@ class PipelineSpec(BaseModel):
             )
         return metrics
 
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, name: str | None) -> str | None:
+        if name is not None:
+            _zone(name)
+        return name
+
     @field_validator("windows")
     @classmethod
-    def _unique_windows(cls, windows: tuple[WindowDef, ...]) -> tuple[WindowDef, ...]:
+    def _unique_windows(
+        cls, windows: tuple[WindowDef, ...], info: ValidationInfo
+    ) -> tuple[WindowDef, ...]:
         names = [window.name for window in windows]
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise ValueError(f"windows[{index}] repeats window {name}; list each window once")
+        if zone_name := info.data.get("timezone"):
+            zone = _zone(zone_name)
+            zoned = []
+            for index, window in enumerate(windows):
+                try:
+                    zoned.append(in_zone(window, zone))
+                except ValueError as exc:
+                    raise ValueError(f"windows[{index}]: {exc}") from None
+            windows = tuple(zoned)
         return windows
+
+
+_ONE_OR_A_LIST = {
+    "key": "a field name or a list of field names",
+    "null_values": 'a string or a list of strings such as ["NA", "NULL"]',
+}
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA time zone ``name``, or a ValueError that suggests a close name."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1)
+        expected = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else "use an IANA name such as 'America/New_York', 'Europe/Berlin' or 'UTC'"
+        )
+        raise ValueError(f"{name!r} is not a time zone; {expected}") from None
 
 
 _SPEC_FIELDS = [field.alias or name for name, field in PipelineSpec.model_fields.items()]

@@ -18,15 +18,15 @@ import faust
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.aggregation import KeyRecord, WindowResult
+from agents.aggregation import WindowResult
 from agents.pipeline import Pipeline, expected_partition
-from agents.state import closed_key
-from app.events import datetime_to_ms
+from app.events import datetime_to_ms, ms_to_iso
 from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+from tables.windows import starts_between
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,6 @@ def register_views(
 ) -> None:
     owned_partitions = pipeline.owned_partitions
 
-    def key_record(key: str) -> KeyRecord | None:
-        state = pipeline.keys.get(key)
-        return None if state is None else KeyRecord.from_state(state)
-
     def unknown_key(view: View, key: str) -> Response:
         partition = expected_partition(key, pipeline.partitions)
         return view.error(404, "unknown key", key=key, partition=partition)
@@ -149,7 +145,7 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = key_record(key)
+            record = pipeline.read_key(key)
             if record is None:
                 return unknown_key(self, key)
             return self.json(
@@ -168,7 +164,7 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = key_record(key)
+            record = pipeline.read_key(key)
             if record is None:
                 return unknown_key(self, key)
             watermark = pipeline.watermark(expected_partition(key, pipeline.partitions)) or 0
@@ -195,17 +191,16 @@ def register_views(
             except BadParameter as exc:
                 return self.error(400, str(exc))
             wanted = {w.name for w in windows}
-            results = {
+            results: dict[tuple[str, int], WindowResult | dict[str, Any]] = {
                 (r.window, r.start_ms): r
                 for r in pipeline.config.open_windows(key, record)
                 if r.window in wanted and start <= r.start_ms < end
             }
             for window in windows:
-                first = -(-start // window.step_ms) * window.step_ms  # ceil to the step
-                for s in range(first, end, window.step_ms):
+                for s in starts_between(start, end, window):
                     if (window.name, s) in results:
                         continue
-                    closed = pipeline.closed.get(closed_key(key, window.name, s))
+                    closed = pipeline.read_closed(key, window.name, s)
                     if closed is not None:
                         results[(window.name, s)] = closed
             ordered = [results[k] for k in sorted(results)]
@@ -235,6 +230,15 @@ def register_views(
             return self.json({**body, "owners": owners()})
 
 
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_iso(ms)
+
+
+def _iso_s(seconds: float | None) -> str | None:
+    """A wall-clock time in epoch seconds (``time.time()``) as ISO-8601 UTC."""
+    return None if seconds is None else ms_to_iso(int(seconds * 1000))
+
+
 def event_times(pipeline: Pipeline, owned: set[int]) -> dict[int, tuple[int, int]]:
     """(watermark, newest event time), in epoch milliseconds, of each owned partition
     that has seen an event: the watermark is the newest event time minus the lateness."""
@@ -249,10 +253,11 @@ def event_times(pipeline: Pipeline, owned: set[int]) -> dict[int, tuple[int, int
 def state_sizes(pipeline: Pipeline, owned: set[int]) -> dict[int, dict[str, int]]:
     """Keys and open windows (one per key and window instance) of each owned partition
     that this worker has processed events on: its processor keeps the counts."""
+    processors = pipeline.batches.processors
     return {
         p: {"keys": processor.key_count, "open_windows": processor.open_window_count()}
         for p in sorted(owned)
-        if (processor := pipeline.processors.get(p)) is not None
+        if (processor := processors.get(p)) is not None
     }
 
 
@@ -268,6 +273,8 @@ async def status(
         queries, pipeline.names, pipeline.stats.processed_offsets, settings.kafka_query_timeout
     )
     stats = pipeline.stats
+    stages = stats.stages
+    watermarks = {str(p): pipeline.watermark(p) for p in sorted(owned)}
     times = event_times(pipeline, owned)
     return {
         "worker": settings.resolved_worker_name,
@@ -281,7 +288,8 @@ async def status(
         # False when Kafka did not answer in time: offsets, lag and durable counts are
         # then this worker's own or missing.
         "kafka_answered": progress.kafka_answered,
-        "watermarks": {str(p): pipeline.watermark(p) for p in sorted(owned)},
+        "watermarks": watermarks,
+        "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},
         "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
         "end_offsets": {str(p): o for p, o in sorted((progress.end_offsets or {}).items())},
@@ -290,6 +298,8 @@ async def status(
         "batches": {
             "first_started_at": stats.first_batch_at,
             "last_stored_at": stats.last_batch_at,
+            "first_started_at_iso": _iso_s(stats.first_batch_at),
+            "last_stored_at_iso": _iso_s(stats.last_batch_at),
         },
         "replays": tracker.status(progress.processed, owned),
         "recovery": recovery_status(app),
@@ -304,8 +314,19 @@ async def status(
             "batches_since_start": stats.batches,
             "gap_records_read_back_since_start": stats.gap_records_read,
             "ack_wait_seconds_since_start": round(pipeline.sender.waited_s, 3),
+            "dead_letters_by_reason_since_start": dict(
+                sorted(stats.dead_letters_by_reason.items())
+            ),
         },
-        "dead_letter_reasons_since_start": dict(sorted(stats.dead_letters_by_reason.items())),
+        # Seconds since start in each stage of the worker's batches; ack_wait_s is the
+        # part of store_s spent waiting for Kafka's acknowledgements.
+        "stages": {
+            "fetch_s": round(stages.fetch, 3),
+            "decode_s": round(stages.decode, 3),
+            "aggregate_s": round(stages.aggregate, 3),
+            "store_s": round(stages.store, 3),
+            "ack_wait_s": round(pipeline.sender.waited_s, 3),
+        },
         "latest_dead_letters": list(stats.recent_dead_letters),
         "latest_late_events": list(stats.recent_late),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -12,6 +13,7 @@ from typing import Any, cast
 import faust
 import mode.loop
 
+from agents import consumer
 from agents.pipeline import Pipeline
 from app import codecs, recovery_watchdog
 from app.dashboard import register_dashboard
@@ -35,7 +37,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         names.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        broker=[f"{consumer.SCHEME}://{server}" for server in settings.bootstrap.split(",")],
         store="rocksdb://",
         datadir=str(datadir),
         topic_partitions=partitions,
@@ -55,6 +57,8 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         consumer_auto_offset_reset="earliest",
         # kappa creates its topics itself (app.topics); Faust only declares changelogs.
         topic_allow_declare=True,
+        # Faust commits only what its streams acknowledge (custom agents'); the aggregation
+        # commits what it has stored itself (agents.batch_loop).
         broker_commit_interval=1.0,
         producer_linger_ms=5,
         web_in_thread=False,
@@ -89,13 +93,21 @@ class KappaWorker(faust.Worker):
     already applied.
     """
 
-    def __init__(self, *args: Any, shutdown_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, pipeline: Pipeline, *args: Any, shutdown_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(pipeline.app, *args, **kwargs)
+        self.kappa_pipeline = pipeline
         self.kappa_shutdown_timeout = shutdown_timeout
         # Faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING,
         # so every debug call in aiokafka would build a log record: a worker is a
         # service, not an interactive terminal.
         self.spinner = None
+
+    async def on_stop(self) -> None:
+        # Before Faust stops its consumer and closes the tables: store what is applied.
+        await self.kappa_pipeline.batches.on_stop()
+        await super().on_stop()
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if self._signal_stop_time:
@@ -114,6 +126,20 @@ class KappaWorker(faust.Worker):
         os._exit(128 + signal.value)
 
 
+def tune_garbage_collector() -> None:
+    """Keep Python's cyclic garbage collector off the hot path.
+
+    A batch allocates millions of short-lived containers (decoded records, events,
+    groups), and by default every 700 allocations start a collection, whose older
+    generations walk every live object: profiled, that tripled the cost of applying a
+    batch on 100k keys. The objects alive now (the app, Faust, the libraries) are moved
+    out of the collector's sight, and young collections run 100 times less often. The
+    hot path makes no reference cycles, so this delays no memory being freed.
+    """
+    gc.freeze()
+    gc.set_threshold(70_000, 20, 100)
+
+
 def run_worker(settings: KappaSettings) -> None:
     if settings.event_loop == "uvloop":
         # Before any loop exists: Faust and aiokafka then run on libuv.
@@ -121,8 +147,9 @@ def run_worker(settings: KappaSettings) -> None:
     spec = load_spec(settings.pipeline)
     partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
     pipeline = create_app(settings, spec, partitions)
+    tune_garbage_collector()
     worker = KappaWorker(
-        pipeline.app,
+        pipeline,
         loglevel=settings.log_level.upper(),
         quiet=True,
         shutdown_timeout=settings.shutdown_timeout,

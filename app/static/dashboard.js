@@ -214,7 +214,7 @@ function renderPartitions(status, now) {
 }
 
 function renderRejects(status) {
-  const reasons = Object.entries(status.dead_letter_reasons_since_start).map(([reason, n]) =>
+  const reasons = Object.entries(status.counts.dead_letters_by_reason_since_start).map(([reason, n]) =>
     tr([td(reason, "reason"), td(num(n), "count")], { reason }),
   );
   fillTable("dead-letter-reasons", reasons, "none since the worker started");

@@ -115,3 +115,50 @@ def test_bad_pipeline_spec_names_the_field(tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+BAD_SPEC = (
+    'name = "x"\nversion = 1\ninput_topic = "t"\nkey = "k"\ntime_field = "ts"\n'
+    'windows = [{ size = "1h", step = "2h" }]\n'
+)
+
+
+def test_worker_takes_the_pipeline_as_an_argument_over_the_env_var(tmp_path: Path) -> None:
+    env = {**os.environ, "KAPPA_PIPELINE": str(tmp_path / "from-env.toml")}
+    done = kappa_cli(env, "worker", str(tmp_path / "from-argument.toml"))
+    assert done.returncode == 1
+    assert "from-argument.toml: no such pipeline spec file" in done.stderr
+    assert "from-env.toml" not in done.stderr
+
+
+def test_worker_still_honours_the_env_var(tmp_path: Path) -> None:
+    spec = _write(tmp_path / "bad.toml", BAD_SPEC.encode())
+    done = kappa_cli({**os.environ, "KAPPA_PIPELINE": str(spec)}, "worker")
+    assert done.returncode == 1
+    assert "bad.toml: windows[0].step" in done.stderr
+
+
+def test_replay_takes_the_pipeline_as_an_option(tmp_path: Path) -> None:
+    spec = _write(tmp_path / "bad.toml", BAD_SPEC.encode())
+    env = {**os.environ, "KAPPA_PIPELINE": str(tmp_path / "other.toml")}
+    done = kappa_cli(env, "replay", "--pipeline", str(spec), str(spec))
+    assert done.returncode == 1
+    assert "bad.toml: windows[0].step" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["worker", "a.toml", "b.toml"], ["replay"], ["status", "--nope"], ["no-such-command"]],
+    ids=" ".join,
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    done = kappa_cli(os.environ, *args)
+    assert done.returncode == 2
+    assert "Usage: " in done.stderr
+
+
+def test_help_lists_the_exit_codes() -> None:
+    done = kappa_cli(os.environ, "--help")
+    assert "Exit codes" in done.stdout
+    for code in ("0", "1", "2", "3", "128+N"):
+        assert f"\n  {code} " in done.stdout

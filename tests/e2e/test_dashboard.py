@@ -128,9 +128,9 @@ def test_the_dashboard_shows_what_the_worker_says(
 
         reasons = {row["reason"]: row["count"] for row in table(browser, "dead-letter-reasons")}
         assert reasons == {
-            r: shown(n) for r, n in status["dead_letter_reasons_since_start"].items()
+            r: shown(n) for r, n in status["counts"]["dead_letters_by_reason_since_start"].items()
         }
-        assert status["dead_letter_reasons_since_start"] == fed.bad_records
+        assert status["counts"]["dead_letters_by_reason_since_start"] == fed.bad_records
         latest = Counter(row["reason"] for row in table(browser, "latest-dead-letters"))
         assert latest == Counter(d["reason"] for d in status["latest_dead_letters"])
 

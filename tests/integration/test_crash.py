@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from app.datagen import DatasetShape, generate, write
+from app.datagen import generate, write
+from tests.support.datasets import CRASH, HOURLY
 from tests.support.harness import Harness
 from tests.support.invariant import assert_equals_batch
-from tests.support.times import DAY, HOUR
 from tests.support.worker import run_kappa
 
 pytestmark = pytest.mark.broker
-WINDOWS = [("1h", HOUR, HOUR)]
 
 
 @pytest.mark.parametrize(
@@ -32,9 +31,7 @@ def test_kill_minus_nine_mid_replay_then_restart(
     lose_state: bool,
     kappa: Harness,
 ) -> None:
-    events: list[dict[str, Any]] = list(
-        generate(DatasetShape(events=20_000, keys=200, span_ms=5 * DAY, seed=21))
-    )
+    events: list[dict[str, Any]] = list(generate(CRASH))
     path = kappa.tmp_path / "history.csv"
     write(iter(events), path)
     env = kappa.env(
@@ -58,4 +55,4 @@ def test_kill_minus_nine_mid_replay_then_restart(
 
     second = kappa.start_worker(env)
     second.wait_ready(partitions=2)
-    assert_equals_batch([second], kappa.settings.bootstrap, kappa.unique, path, events, WINDOWS)
+    assert_equals_batch([second], kappa.settings.bootstrap, kappa.unique, path, events, HOURLY)

@@ -2,9 +2,9 @@
 equals a batch computation.
 
 100k generated events on 1k keys over three weeks, out of order within the allowed
-lateness, with null values, are compared with DuckDB SQL over the same file: every
-key's totals, every window (open or closed), and every final result in the output
-topic, exactly.
+lateness, with null values and decimal values whose float sums round, are compared with
+DuckDB SQL over the same file: every key's totals, every window (open or closed), and
+every final result in the output topic, exactly (sums against ``math.fsum``).
 """
 
 from __future__ import annotations
@@ -17,33 +17,32 @@ from typing import Any
 
 import pytest
 
-from app.datagen import DatasetShape, generate, write
+from app.datagen import generate, write
 from app.settings import KappaSettings
+from tests.support.datasets import EQUIVALENCE, EQUIVALENCE_WINDOWS
 from tests.support.kafka import produce_events
 from tests.support.oracle import batch_results
 from tests.support.results import api_results, topic_finals, wait_processed
-from tests.support.times import DAY, HOUR, ms
+from tests.support.times import DAY, ms
 from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
 
-SHAPE = DatasetShape(events=100_000, keys=1_000, span_ms=21 * DAY, disorder_ms=5 * 60_000, seed=11)
 LATENESS_MS = 10 * 60_000
-WINDOWS = [("1h", HOUR, HOUR), ("1d/6h", DAY, 6 * HOUR)]
 WINDOWS_TOML = '{ size = "1h" }, { size = "1d", step = "6h" }'
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
     path = tmp_path_factory.mktemp("equivalence") / "orders.csv.gz"
-    events = list(generate(SHAPE))
+    events = list(generate(EQUIVALENCE))
     write(iter(events), path)
     return path, events
 
 
 @pytest.fixture(scope="module")
 def oracle(dataset: tuple[Path, list[dict[str, Any]]]) -> tuple[dict[str, Any], dict[Any, Any]]:
-    return batch_results(dataset[0], WINDOWS)
+    return batch_results(dataset[0], EQUIVALENCE_WINDOWS)
 
 
 def _shuffled_within_lateness(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from app.datagen import DatasetShape, generate, write
+from app.datagen import generate, write
 from app.settings import KappaSettings
+from tests.support.datasets import OLD_HISTORY, ON_TIME
 from tests.support.kafka import produce_events, read_all
 from tests.support.oracle import batch_results
 from tests.support.results import api_results, topic_finals, wait_processed
@@ -45,18 +46,14 @@ def test_late_events_are_counted_kept_and_kept_out_of_windows(
     running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
-    on_time = list(
-        generate(
-            DatasetShape(events=3_000, keys=50, span_ms=2 * DAY, disorder_ms=5 * 60_000, seed=5)
-        )
-    )
+    on_time = list(generate(ON_TIME))
     newest = max(ms(e["ts"]) for e in on_time)
     # Three hours behind the newest event is far beyond the 10m lateness.
     late: list[dict[str, Any]] = [
         {
             "customer_id": f"c{i:05d}",
             "ts": iso(newest - 3 * HOUR - i * 1000),
-            "amount": 2.5,
+            "amount": 0.1,  # not a binary fraction: the totals round
             "quantity": 1,
         }
         for i in range(25)
@@ -95,15 +92,7 @@ def test_old_history_keeps_its_windows_and_retention_runs_on_event_time(
     unique: str,
 ) -> None:
     """Events from 2015: Faust's wall-clock windows would expire them all at once."""
-    shape = DatasetShape(
-        events=4_000,
-        keys=20,
-        start=datetime(2015, 3, 1, tzinfo=UTC),
-        span_ms=10 * DAY,
-        disorder_ms=60_000,
-        seed=3,
-    )
-    events = list(generate(shape))
+    events = list(generate(OLD_HISTORY))
     path = tmp_path / "old.jsonl.gz"
     write(iter(events), path)
     csv_path = tmp_path / "old.csv"  # the DuckDB oracle reads the same events as CSV

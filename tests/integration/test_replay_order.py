@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.datagen import DatasetShape, generate, write
+from app.datagen import generate, write
 from app.settings import KappaSettings
+from tests.support.datasets import PARQUET, TO_SHUFFLE
 from tests.support.oracle import batch_results
 from tests.support.results import api_results, wait_processed
 from tests.support.times import HOUR, ms
@@ -40,7 +41,7 @@ def test_order_by_time_sorts_a_shuffled_file_in_bounded_runs(
     running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
     unique: str,
 ) -> None:
-    events = list(generate(DatasetShape(events=3_000, keys=40, seed=6)))
+    events = list(generate(TO_SHUFFLE))
     random.Random(1).shuffle(events)  # hours out of order: most would be late as is
     path = tmp_path / "shuffled.csv"
     write(iter(events), path)
@@ -63,7 +64,7 @@ def test_parquet_history_with_timestamp_columns_replays_like_csv(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    events = list(generate(DatasetShape(events=2_000, keys=30, seed=9)))
+    events = list(generate(PARQUET))
     csv_path = tmp_path / "events.csv"
     write(iter(events), csv_path)
     table = pa.table(
@@ -73,7 +74,7 @@ def test_parquet_history_with_timestamp_columns_replays_like_csv(
                 [datetime.fromisoformat(e["ts"]) for e in events], type=pa.timestamp("ms", tz="UTC")
             ),
             "amount": pa.array([e["amount"] for e in events], type=pa.float64()),
-            "quantity": pa.array([e["quantity"] for e in events], type=pa.int32()),
+            "quantity": pa.array([e["quantity"] for e in events], type=pa.float64()),
         }
     )
     parquet_path = tmp_path / "events.parquet"

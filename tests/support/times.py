@@ -14,3 +14,13 @@ def ms(iso: str) -> int:
 
 def iso(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def starts_holding(ts: int, size: int, step: int) -> list[int]:
+    """Every multiple ``s`` of ``step`` with ``s <= ts < s + size``, walking down from ts."""
+    s = ts - ts % step  # Python's % is never negative for a positive step
+    out = []
+    while s > ts - size:
+        out.append(s)
+        s -= step
+    return out

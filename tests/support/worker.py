@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,13 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    """``kappa worker [args]``; ``args`` can name the pipeline instead of KAPPA_PIPELINE."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, args: Sequence[str] = ()) -> None:
         self.env = env
         self.port = int(env["KAPPA_WEB_PORT"])
         self.log_path = log_path
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,7 +39,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            [sys.executable, "-m", "app.cli", "worker", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -240,6 +240,48 @@ def test_no_value_fields() -> None:
     assert parser(values=[]).parse_fields(GOOD | {"amount": "abc"}).values == ()
 
 
+NA = parser(null_values=["NA", "NULL", "-999", "NaN"])
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        ("NA", None),
+        ("NULL", None),
+        ("-999", None),  # a marker is text: it wins over the number it spells
+        ("NaN", None),
+        ("", None),  # always NULL, listed or not
+        (None, None),
+        ("3.25", 3.25),
+        (-999, -999.0),  # a number is never a marker
+        (-999.0, -999.0),
+    ],
+)
+def test_null_markers_in_a_history_row(amount: Any, expected: float | None) -> None:
+    assert NA.parse_fields(GOOD | {"amount": amount, "quantity": "NA"}).values == (expected, None)
+
+
+def test_null_markers_in_live_json() -> None:
+    raw = orjson.dumps(GOOD | {"amount": "NULL", "quantity": 4})
+    assert NA.parse_bytes(raw).values == (None, 4.0)
+
+
+@pytest.mark.parametrize("amount", ["na", " NA", "NA ", "N/A", "null"])
+def test_null_markers_match_exactly(amount: str) -> None:
+    rejected = rejection(NA, GOOD | {"amount": amount})
+    assert rejected.reason == "non_numeric"
+    assert "'amount'" in rejected.detail
+
+
+def test_without_null_markers_na_is_non_numeric() -> None:
+    assert rejection(AUTO, GOOD | {"amount": "NA"}).reason == "non_numeric"
+
+
+def test_null_markers_are_for_values_only() -> None:
+    assert NA.parse_fields(GOOD | {"customer_id": "NA"}).key == "NA"
+    assert rejection(NA, GOOD | {"ts": "NA"}).reason == "bad_time"
+
+
 # --- event time ---
 
 NOON = utc_ms(2024, 5, 1, 12)

@@ -14,12 +14,14 @@ uses none of kappa's window, watermark or aggregate code.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from hypothesis import given, settings
@@ -34,7 +36,8 @@ from agents.aggregation import (
     WindowResult,
 )
 from app.events import Event
-from tables.windows import WindowDef
+from tables.windows import WindowDef, in_zone
+from tests.support.times import starts_holding
 
 VALUE_NAMES = ("x", "y")
 METRICS = ("count", "sum", "min", "max", "mean")
@@ -105,16 +108,6 @@ class DictState:
 
 
 # --- the oracle ----------------------------------------------------------------------
-
-
-def starts_holding(ts: int, size: int, step: int) -> list[int]:
-    """Every multiple ``s`` of ``step`` with ``s <= ts < s + size``, walking down from ts."""
-    s = ts - ts % step  # Python's % is never negative for a positive step
-    out = []
-    while s > ts - size:
-        out.append(s)
-        s -= step
-    return out
 
 
 def expected_result(rows: Sequence[Values]) -> dict[str, Any]:
@@ -366,6 +359,74 @@ def test_a_restart_rebuilds_the_open_windows_and_closes_them() -> None:
         assert state.stored_closed() == {}  # all closed at 100, all expired (end + 5 <= 100)
 
 
+# --- 2b. batches ---------------------------------------------------------------------
+
+
+def decoded(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot with its JSON decoded: a batch may order a record's windows differently."""
+    return {
+        part: {k: orjson.loads(v) for k, v in value.items()}
+        if isinstance(value, dict)
+        else value and orjson.loads(value)
+        for part, value in snapshot.items()
+    }
+
+
+@settings(deadline=None, max_examples=150)
+@given(scenario=scenarios(), data=st.data())
+def test_any_split_into_batches_equals_the_fold(scenario: Scenario, data: st.DataObject) -> None:
+    """``apply`` of arbitrary batches, with restarts between them, gives the fold's totals,
+    windows, late events and closed results, and the state of one event at a time."""
+    n = len(scenario.events)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(n - 1, 1)), max_size=5)))
+    bounds = [0, *[c for c in cuts if c < n], n]
+    pairs = list(zip(scenario.offsets, scenario.events, strict=True))
+    state = DictState()
+    processor = PartitionProcessor(scenario.config, state)
+    late: list[int] = []
+    closed: dict[WinId, WindowResult] = {}
+    for start, end in itertools.pairwise(bounds):
+        if data.draw(st.booleans(), label="restart"):
+            processor = PartitionProcessor(scenario.config, state)
+        outcome = processor.apply(pairs[start:end])
+        assert outcome.duplicates == 0
+        assert outcome.applied == end - start
+        late.extend(item.offset for item in outcome.late)
+        for result in outcome.closed:
+            assert wid(result) not in closed, "a window was reported closed twice"
+            closed[wid(result)] = result
+
+    fold = Fold(scenario.windows, scenario.lateness)
+    fold_late = [
+        offset for offset, event in pairs if fold.add(event.key, event.ts_ms, event.values)
+    ]
+    assert sorted(late) == fold_late
+    assert set(closed) == fold.closed()
+    for w, result in closed.items():
+        assert result.result == expected_result(fold.contents[w])
+    assert totals_of(state) == {k: expected_result(rows) for k, rows in fold.totals.items()}
+    assert set(state.stored_closed()) == fold.retained(scenario.retention)
+    one_by_one, _, _ = run(scenario)
+    assert decoded(state.snapshot()) == decoded(one_by_one.snapshot())
+
+
+@settings(deadline=None, max_examples=100)
+@given(scenario=scenarios(), data=st.data())
+def test_a_redelivered_batch_is_fenced(scenario: Scenario, data: st.DataObject) -> None:
+    """After a crash the stored state may hold keys updated past the checkpoint: a batch
+    that redelivers them applies only what each key's fence has not seen."""
+    n = len(scenario.events)
+    done = data.draw(st.integers(0, n), label="applied before the crash")
+    pairs = list(zip(scenario.offsets, scenario.events, strict=True))
+    state = DictState()
+    PartitionProcessor(scenario.config, state).apply(pairs[:done])
+    outcome = PartitionProcessor(scenario.config, state).apply(pairs)
+    assert outcome.duplicates == done
+    assert outcome.applied == n - done
+    one_by_one, _, _ = run(scenario)
+    assert decoded(state.snapshot()) == decoded(one_by_one.snapshot())
+
+
 # --- 3. fences -----------------------------------------------------------------------
 
 
@@ -507,6 +568,42 @@ def test_a_duplicate_that_moves_the_watermark_still_reports_what_it_closes() -> 
     assert outcome.duplicate
     assert outcome.closed == whole_outcomes[1].closed
     assert state.snapshot() == whole_state.snapshot()
+
+
+def test_a_new_york_day_closes_at_local_midnight_and_expires_a_retention_later() -> None:
+    hour = 3_600_000
+    new_york_day = in_zone(WindowDef("1d", 24 * hour, 24 * hour), ZoneInfo("America/New_York"))
+    config = AggregationConfig(
+        value_names=VALUE_NAMES,
+        metrics=METRICS,
+        windows=(new_york_day,),
+        lateness_ms=0,
+        retention_ms=hour,
+    )
+    state = DictState()
+    processor = PartitionProcessor(config, state)
+    # 2024-03-10 in New York: from 05:00Z (EST midnight) to 04:00Z the next day (EDT).
+    start = int(datetime(2024, 3, 10, 5, tzinfo=UTC).timestamp()) * 1000
+    end = int(datetime(2024, 3, 11, 4, tzinfo=UTC).timestamp()) * 1000
+
+    def send(key: str, ts: int, offset: int) -> Outcome:
+        return processor.process(Event(key, ts, (1.0, None), {}), offset)
+
+    assert send("a", start, 0).closed == []
+    assert send("a", end - 1, 1).closed == []  # 22:59:59.999 local: the same day
+    (closed,) = send("b", end, 2).closed  # local midnight, 23 hours after the start
+    assert (closed.key, closed.window, closed.start_ms, closed.end_ms) == (
+        "a",
+        "1d@America/New_York",
+        start,
+        end,
+    )
+    assert closed.result["count"] == 2
+    processor = PartitionProcessor(config, state)  # across a restart
+    send("b", end + hour - 1, 3)
+    assert set(state.stored_closed()) == {("a", "1d@America/New_York", start)}
+    send("b", end + hour, 4)
+    assert state.stored_closed() == {}
 
 
 # --- 6. the state's size, for the metrics --------------------------------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -130,6 +131,25 @@ def test_dump_by_alias_is_the_toml_shape_and_reads_back() -> None:
         ({"windw": []}, "windw: unknown field; did you mean 'windows'?"),
         ({"zzz": 1}, "zzz: unknown field; expected one of ['name', 'version'"),
         ({"lateness_ms": 5}, "lateness_ms: unknown field; did you mean 'lateness'?"),
+        (
+            {"null_values": ["NA", 1]},
+            'null_values[1]: a null marker is a string such as "NA", got 1; quote it',
+        ),
+        ({"null_values": [True]}, 'null_values[0]: a null marker is a string such as "NA"'),
+        (
+            {"null_values": {"NA": 1}},
+            'null_values: expected a string or a list of strings such as ["NA", "NULL"]',
+        ),
+        ({"null_values": ["NA", "NA"]}, "null_values: 'NA' is listed twice"),
+        ({"timezone": "America/NewYork"}, "timezone: 'America/NewYork' is not a time zone; did"),
+        ({"timezone": "Moon/Base"}, "timezone: 'Moon/Base' is not a time zone; use an IANA name"),
+        ({"timezone": "../etc/passwd"}, "timezone: '../etc/passwd' is not a time zone"),
+        ({"timezone": 5}, "timezone: Input should be a valid string, got 5"),
+        (
+            {"timezone": "Europe/Paris", "windows": [{"size": "1h"}, {"size": "1d", "step": "6h"}]},
+            "windows: windows[1]: 1d/6h spans whole days, so in time zone Europe/Paris it"
+            " starts at local midnight and needs a step of whole days",
+        ),
     ],
 )
 def test_invalid_spec_names_file_and_field(change: dict[str, Any], expected: str) -> None:
@@ -188,3 +208,37 @@ def test_validation_errors_name_the_file(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{path}: windows[1].step: step 2d is larger than size 1d; use a step <= size"
     )
+
+
+def test_null_values_default_to_none_and_accept_one_string() -> None:
+    assert parse_spec(MINIMAL, "x").null_values == ()
+    assert parse_spec(MINIMAL | {"null_values": "NA"}, "x").null_values == ("NA",)
+    markers = ["NA", "NULL", "", "-999"]
+    assert parse_spec(MINIMAL | {"null_values": markers}, "x").null_values == tuple(markers)
+
+
+def test_timezone_puts_whole_day_windows_on_the_local_calendar() -> None:
+    windows = [{"size": "1h"}, {"size": "36h"}, {"size": "1d"}, {"size": "7d", "step": "1d"}]
+    spec = parse_spec(MINIMAL | {"timezone": "America/New_York", "windows": windows}, "x")
+    new_york = ZoneInfo("America/New_York")
+    assert spec.timezone == "America/New_York"
+    assert spec.windows == (
+        WindowDef(name="1h", size_ms=HOUR, step_ms=HOUR),
+        WindowDef(name="36h", size_ms=36 * HOUR, step_ms=36 * HOUR),
+        WindowDef(name="1d@America/New_York", size_ms=DAY, step_ms=DAY, zone=new_york),
+        WindowDef(name="1w/1d@America/New_York", size_ms=7 * DAY, step_ms=DAY, zone=new_york),
+    )
+    dumped = spec.model_dump(by_alias=True)
+    assert dumped["timezone"] == "America/New_York"
+    assert dumped["windows"] == (
+        {"size": "1h"},
+        {"size": "36h"},
+        {"size": "1d"},
+        {"size": "1w", "step": "1d"},
+    )
+    assert parse_spec(dumped, "dump") == spec
+
+
+def test_utc_keeps_plain_windows() -> None:
+    spec = parse_spec(MINIMAL | {"timezone": "UTC", "windows": [{"size": "1d", "step": "6h"}]}, "x")
+    assert spec.windows == (WindowDef(name="1d/6h", size_ms=DAY, step_ms=6 * HOUR),)

@@ -1,0 +1,487 @@
+"""The input's records, a fetch at a time: validated, applied, and stored per interval.
+
+``BatchConsumer`` hands every fetch of the input topic to ``BatchLoop.on_records``. For
+each of the fetch's partitions, in offset order:
+
+1. **Gap check.** The first record must follow the partition's last applied one. Records
+   the consumer skipped (around a rebalance, or after a failed batch) are read back from
+   Kafka first (``GapReader``); a partition with no state must start at the first offset
+   its log holds, or its state is rebuilt from the log, or refused when retention took
+   records whose state is gone (``_before_first_record``).
+2. **Decode and validate** every record (``EventParser``); bad and misrouted records are
+   queued as dead letters.
+3. **Apply** the partition's good events in one ``PartitionProcessor.apply``; its late
+   events and closed windows' results are queued as outputs.
+
+Nothing is written per fetch. State and outputs are stored by ``flush`` when the input
+is caught up (the fetch reached the partitions' end: live traffic is stored at once), or
+every ``KAPPA_COMMIT_INTERVAL_MS``, or after ``KAPPA_COMMIT_EVENTS`` events: under a
+backlog a hot key is written once per interval, not once per fetch. A flush is the
+ordered, acknowledged protocol of docs/guarantees.md: the outputs, then the state steps
+of ``store_batch`` (closed windows, key records, checkpoints last), each acknowledged by
+Kafka before it reaches RocksDB. Then the group's offsets are committed, at most once per
+interval, so they trail the stored checkpoints by at most one interval.
+
+A batch that fails or is cut short drops every processor and its unstored changes (the
+stores hold only acknowledged steps); the next fetch's gap check reads the lost records
+back. A rebalance waits for the batch in hand, then stores and commits everything before
+the partitions go (``on_revoked``): the new owner never races a late write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from faust.types import TP
+
+from agents.aggregation import AggregationConfig, BatchOutcome, PartitionProcessor
+from agents.batch_sender import BatchSender, default_partition
+from agents.gap_reader import GapReader
+from agents.state import TablePartitionState, store_batch
+from app.errors import StateLost
+from app.events import Event, EventParser, Rejected
+from app.names import PipelineNames
+
+log = logging.getLogger(__name__)
+
+# After a failed batch, before the next one: a broker that is gone is not hammered.
+RETRY_PAUSE_S = 1.0
+RECENT = 20  # dead letters and late events kept for the dashboard
+
+
+# Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
+@functools.lru_cache(maxsize=65_536)
+def expected_partition(key: str, partitions: int) -> int:
+    """The partition an event's key belongs on."""
+    return default_partition(key.encode(), partitions)
+
+
+@dataclass
+class StageTimes:
+    """Seconds the worker spent in each stage of its batches since it started."""
+
+    fetch: float = 0.0  # between batches: waiting for and taking the next fetch
+    decode: float = 0.0  # decoding and validating records, gap reads included
+    aggregate: float = 0.0  # applying events to the partitions' state
+    store: float = 0.0  # flushes: outputs and state to Kafka and RocksDB, and commits
+
+
+@dataclass
+class PipelineStats:
+    """Counters since this worker started (the topics hold the durable totals)."""
+
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+    dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
+    window_results: int = 0
+    batches: int = 0
+    flushes: int = 0
+    gap_records_read: int = 0
+    # The last input offset stored per partition (its effects are all in the tables).
+    processed_offsets: dict[int, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    # Epoch seconds: when the first batch with events began, and when the last one was
+    # stored; together with processed_offsets (updated at the same moment) they time a run.
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
+    stages: StageTimes = field(default_factory=StageTimes)
+    # The latest dead letters and late events, newest last, for the dashboard.
+    recent_dead_letters: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent_late: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # Told (seconds, records) once per batch (a fetch): the metrics' histograms.
+    batch_observer: Callable[[float, int], None] | None = None
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(self.dead_letters_by_reason.values())
+
+    def stored(self, offsets: Mapping[int, int]) -> None:
+        """Everything up to ``offsets`` per partition is stored."""
+        if offsets:
+            self.last_batch_at = time.time()
+            self.processed_offsets.update(offsets)
+
+    def batch_done(self, seconds: float, records: int) -> None:
+        if self.batch_observer is not None:
+            self.batch_observer(seconds, records)
+
+    def note_dead_letter(self, reason: str, detail: str, source: dict[str, Any]) -> None:
+        self.dead_letters_by_reason[reason] += 1
+        self.recent_dead_letters.append(
+            {"at": time.time(), "reason": reason, "detail": detail, "source": source}
+        )
+
+    def note_late(self, key: str, event_ms: int, watermark_ms: int | None) -> None:
+        self.late += 1
+        self.recent_late.append(
+            {"at": time.time(), "key": key, "event_ms": event_ms, "watermark_ms": watermark_ms}
+        )
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """When a flush is due: caught up, or this long or this many events since the last."""
+
+    interval_s: float
+    events: int
+
+
+class BatchLoop:
+    """The aggregation's side of the input topic (a ``BatchRoute``)."""
+
+    def __init__(
+        self,
+        app: Any,
+        names: PipelineNames,
+        partitions: int,
+        parser: EventParser,
+        config: AggregationConfig,
+        new_state: Callable[[int], TablePartitionState],
+        sender: BatchSender,
+        gaps: GapReader,
+        policy: CommitPolicy,
+        streamed_too: Callable[[], bool],
+    ) -> None:
+        self.app = app
+        self.names = names
+        self.partitions = partitions
+        self.parser = parser
+        self.config = config
+        self.new_state = new_state
+        self.sender = sender
+        self.gaps = gaps
+        self.policy = policy
+        self.streamed_too = streamed_too
+        self.stats = PipelineStats()
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.states: dict[int, TablePartitionState] = {}
+        # Partitions applied since the last flush, with their last applied offset.
+        self._unstored: dict[int, int] = {}
+        self._unstored_events = 0
+        self._flushed_at = time.monotonic()
+        self._committed_at = time.monotonic()
+        self._returned_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = False
+
+    # -- the route ----------------------------------------------------------------------
+
+    def also_streamed(self) -> bool:
+        return self.streamed_too()
+
+    async def on_records(self, records: Mapping[TP, Sequence[Any]]) -> None:
+        if self._stopping:
+            return  # stored and committed up to here; a restart reads the rest again
+        began = time.monotonic()
+        if self._returned_at is not None:
+            self.stats.stages.fetch += began - self._returned_at
+        try:
+            async with self._lock:
+                taken = await self._batch(records)
+            self.stats.batch_done(time.monotonic() - began, taken)
+        except asyncio.CancelledError:
+            self.drop()
+            raise
+        except StateLost as lost:
+            # Going on would count wrong, and a retry would only fail again: stop the
+            # worker, with the reason, rather than hang.
+            self.drop()
+            log.critical("%s", lost)
+            await self.app.crash(lost)
+        except Exception:
+            self.drop()
+            log.exception(
+                "a batch failed; its changes are dropped and its records will be read "
+                "again from Kafka"
+            )
+            await asyncio.sleep(RETRY_PAUSE_S)
+        finally:
+            self._returned_at = time.monotonic()
+
+    async def on_revoked(self) -> None:
+        """A rebalance: store what is applied, commit, and forget every partition
+        (they are rebuilt from their stores when next assigned)."""
+        async with self._lock:
+            try:
+                if self._unstored:
+                    await self.flush(commit=True)
+            except Exception:
+                log.exception("storing before a rebalance failed; the new owner redoes it")
+            finally:
+                self.drop()
+
+    async def on_stop(self) -> None:
+        """A clean stop: store what is applied, so a restart re-reads nothing."""
+        self._stopping = True
+        await self.on_revoked()
+        await self.sender.stop()
+        await self.gaps.stop()
+
+    def drop(self) -> None:
+        """Forget every processor and unstored change; the stores stay as they were."""
+        self.processors.clear()
+        self.states.clear()
+        self._unstored.clear()
+        self._unstored_events = 0
+        self.sender.discard()
+
+    # -- what the web views read --------------------------------------------------------
+
+    def live_state(self, partition: int) -> TablePartitionState | None:
+        """The partition's state with its unstored changes, while this worker runs it."""
+        return self.states.get(partition)
+
+    def watermark(self, partition: int) -> int | None:
+        processor = self.processors.get(partition)
+        return None if processor is None else processor.watermark
+
+    # -- one fetch ----------------------------------------------------------------------
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        processor = self.processors.get(partition)
+        if processor is None:
+            state = self.states[partition] = self.new_state(partition)
+            processor = self.processors[partition] = PartitionProcessor(self.config, state)
+        return processor
+
+    async def _batch(self, records: Mapping[TP, Sequence[Any]]) -> int:
+        """Apply a fetch (and store, when a flush is due); the records it took."""
+        # Records fetched before a rebalance can arrive while the tables recover: never
+        # read a store that is being recovered.
+        if self.app.in_recovery:
+            await self.app.tables.wait_until_recovery_completed()
+        await self.sender.start()
+        stats = self.stats
+        owned = self.owned_partitions()
+        caught_up = True
+        taken = 0
+        for tp, batch in records.items():
+            partition = tp.partition
+            if partition not in owned or not batch:
+                continue  # reassigned: its new owner processes it from its checkpoint
+            if stats.first_batch_at is None:
+                stats.first_batch_at = time.time()
+            stats.batches += 1
+            taken += len(batch)
+            await self._partition_batch(partition, batch)
+            caught_up = caught_up and batch[-1].offset + 1 >= self._highwater(tp)
+        if self._unstored and self._flush_due(caught_up):
+            await self.flush(commit=False)
+        return taken
+
+    async def _partition_batch(self, partition: int, records: Sequence[Any]) -> None:
+        started = time.monotonic()
+        processor = self.processor(partition)
+        applied = self._unstored.get(partition, processor.progress.offset)
+        first = records[0].offset
+        if applied < 0 and first > 0:
+            applied = await self._before_first_record(partition, first)
+        if first > applied + 1:
+            records = [*await self._read_gap(partition, applied + 1, first), *records]
+        if records[0].offset <= applied:
+            fresh = [record for record in records if record.offset > applied]
+            self.stats.duplicates += len(records) - len(fresh)  # stored before: done
+            records = fresh
+            if not records:
+                return
+        events, rejected = self._decode(records)
+        for record, reason, detail in rejected:
+            await self._dead_letter(record, reason, detail)
+        decoded = time.monotonic()
+        outcome = processor.apply(events)
+        last = records[-1].offset
+        processor.checkpoint(last)
+        self._unstored[partition] = last
+        self._unstored_events += len(records)
+        aggregated = time.monotonic()
+        await self._queue_outputs(partition, outcome)
+        stages = self.stats.stages
+        stages.decode += decoded - started
+        stages.aggregate += aggregated - decoded
+
+    def _decode(
+        self, records: Sequence[Any]
+    ) -> tuple[list[tuple[int, Event]], list[tuple[Any, str, str]]]:
+        """The good events by offset, and the bad and misrouted records with the reason."""
+        parse, partitions = self.parser.parse_bytes, self.partitions
+        events: list[tuple[int, Event]] = []
+        rejected: list[tuple[Any, str, str]] = []
+        for record in records:
+            try:
+                event = parse(record.value)
+            except Rejected as bad:
+                rejected.append((record, bad.reason, bad.detail))
+                continue
+            if expected_partition(event.key, partitions) != record.partition:
+                rejected.append(
+                    (
+                        record,
+                        "misrouted",
+                        f"key {event.key!r} belongs on partition "
+                        f"{expected_partition(event.key, partitions)}; produce with the "
+                        "record key set to the event's key and Kafka's default (murmur2) "
+                        "partitioner",
+                    )
+                )
+                continue
+            events.append((record.offset, event))
+        return events, rejected
+
+    async def _queue_outputs(self, partition: int, outcome: BatchOutcome) -> None:
+        stats = self.stats
+        stats.events += outcome.applied
+        stats.duplicates += outcome.duplicates
+        stats.window_results += len(outcome.closed)
+        topic = self.names.input_topic
+        for late in outcome.late:
+            source = {"topic": topic, "partition": partition, "offset": late.offset}
+            event = late.event
+            stats.note_late(event.key, event.ts_ms, late.watermark)
+            await self._send(
+                self.names.late_topic,
+                f"{topic}:{partition}:{late.offset}".encode(),
+                orjson.dumps(
+                    {
+                        "reason": "behind the watermark",
+                        "watermark_ms": late.watermark,
+                        "event_ms": event.ts_ms,
+                        "key": event.key,
+                        "source": source,
+                        "event": event.fields,
+                    }
+                ),
+            )
+        for result in outcome.closed:
+            await self._send(
+                self.names.results_topic,
+                result.result_key.encode(),
+                orjson.dumps(result.as_json()),
+            )
+
+    async def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
+        source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        self.stats.note_dead_letter(reason, detail, source)
+        # Keyed by the source position, so a record reprocessed after a crash replaces
+        # itself in the compacted topic.
+        await self._send(
+            self.names.dead_letter_topic,
+            f"{record.topic}:{record.partition}:{record.offset}".encode(),
+            record.value if record.value is not None else b"",
+            [
+                ("kappa.reason", reason.encode()),
+                ("kappa.detail", detail.encode()),
+                ("kappa.source", orjson.dumps(source)),
+            ],
+        )
+
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        """Queue an output record, partitioned by key as Kafka's default partitioner does."""
+        partition = await self.sender.partition_for(topic, key)
+        self.sender.add(topic, partition, key, value, headers)
+
+    # -- storing ------------------------------------------------------------------------
+
+    def _flush_due(self, caught_up: bool) -> bool:
+        return (
+            caught_up
+            or self._unstored_events >= self.policy.events
+            or time.monotonic() - self._flushed_at >= self.policy.interval_s
+        )
+
+    async def flush(self, commit: bool) -> None:
+        """Store every applied change in the ordered, acknowledged steps, then commit the
+        group's offsets when ``commit`` or when an interval has passed since the last."""
+        started = time.monotonic()
+        await self.sender.send()  # outputs first: acknowledged before any state
+        unstored = dict(self._unstored)
+        await store_batch([self.states[partition] for partition in unstored], self.sender)
+        self._unstored.clear()
+        self._unstored_events = 0
+        self._flushed_at = time.monotonic()
+        self.stats.flushes += 1
+        self.stats.stored(unstored)
+        if commit or self._flushed_at - self._committed_at >= self.policy.interval_s:
+            await self._commit()
+        self.stats.stages.store += time.monotonic() - started
+
+    async def _commit(self) -> None:
+        if self.streamed_too():
+            return  # Faust commits as custom agents acknowledge (docs/custom-agents.md)
+        offsets = {
+            TP(self.names.input_topic, partition): offset + 1
+            for partition, offset in self.stats.processed_offsets.items()
+        }
+        if offsets:
+            await self.app.consumer.commit_stored(offsets)
+        self._committed_at = time.monotonic()
+
+    # -- gaps and lost state ------------------------------------------------------------
+
+    async def _read_gap(self, partition: int, start: int, end: int) -> list[Any]:
+        """The records the consumer skipped between the last applied one and ``end``."""
+        records: list[Any] = []
+        async for fetched in self.gaps.read(self.names.input_topic, partition, start, end):
+            records.extend(fetched)
+        if records:
+            self.stats.gap_records_read += len(records)
+            log.warning(
+                "partition %d: offsets %d..%d did not come through the consumer; read %d "
+                "record(s) from Kafka",
+                partition,
+                start,
+                end - 1,
+                len(records),
+            )
+        return records
+
+    async def _before_first_record(self, partition: int, offset: int) -> int:
+        """The offset to count as applied for a partition whose tables have no checkpoint.
+
+        Its first record should be the first one the log holds. If the group's committed
+        offset is further on, the tables have lost the state of what came before (their
+        changelogs deleted or truncated): that is rebuilt from the log when the log still
+        starts at 0, and refused when retention has removed records whose state is gone.
+        """
+        topic = self.names.input_topic
+        start = await self.gaps.log_start(topic, partition)
+        if offset > start and start > 0:
+            raise StateLost(
+                f"partition {partition} of {topic}: the consumer group has processed up to "
+                f"offset {offset}, but the tables hold no state for it, and the log now "
+                f"starts at offset {start}: the state of the records before it is gone",
+                "restore the changelog topics of this pipeline version, or start a new "
+                "version (bump `version` in the spec) to recompute from what the input "
+                "still holds",
+            )
+        if offset > start:
+            log.warning(
+                "partition %d: no state, but the group had processed up to offset %d; "
+                "recomputing it from the start of the log",
+                partition,
+                offset,
+            )
+        return start - 1
+
+    # -- Faust ---------------------------------------------------------------------------
+
+    def owned_partitions(self) -> set[int]:
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.names.input_topic
+        }
+
+    def _highwater(self, tp: TP) -> int:
+        highwater: int | None = self.app.consumer.highwater(tp)
+        return -1 if highwater is None else highwater

@@ -1,0 +1,36 @@
+"""What ``kappa``'s exit codes mean: the same for every command, so scripts can rely on them.
+
+README.md has the same table; a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    PARTIAL = 3
+
+
+MEANING = {
+    ExitCode.OK: "success",
+    ExitCode.ERROR: "the command failed; stderr says why and what to do (an invalid setting"
+    " or pipeline spec, a missing or unreadable file, Kafka unreachable, a worker that"
+    " stopped on an error)",
+    ExitCode.USAGE: "usage error: an unknown command or option, or a bad argument",
+    ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
+    " not all; `kappa kafka status` found some local nodes down",
+}
+FORCED_EXIT = (
+    "128+N",
+    "`kappa worker` exited at once on signal N (a second Ctrl-C or SIGTERM, or a clean"
+    " stop that outlasted KAPPA_SHUTDOWN_TIMEOUT): 130 for SIGINT, 143 for SIGTERM",
+)
+
+
+def rows() -> list[tuple[str, str]]:
+    """(code, meaning) for every exit code, in order, as ``--help`` and README list them."""
+    return [(str(int(code)), text) for code, text in MEANING.items()] + [FORCED_EXIT]

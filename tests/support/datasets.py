@@ -1,0 +1,46 @@
+"""The generated datasets the integration tests compare with the batch computation.
+
+They live here, not in each test, so that tests/unit/test_datasets.py can show they
+are able to catch an inexact sum: in each of them, a plain running sum differs from the
+correctly rounded sum for some keys and windows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.datagen import DatasetShape
+from tests.support.times import DAY, HOUR
+
+Window = tuple[str, int, int]  # name, size ms, step ms
+HOURLY: list[Window] = [("1h", HOUR, HOUR)]
+
+# tests/integration/test_equivalence.py: 100k events on 1k keys over three weeks.
+EQUIVALENCE = DatasetShape(
+    events=100_000, keys=1_000, span_ms=21 * DAY, disorder_ms=5 * 60_000, seed=11
+)
+EQUIVALENCE_WINDOWS: list[Window] = [("1h", HOUR, HOUR), ("1d/6h", DAY, 6 * HOUR)]
+# tests/integration/test_crash.py
+CRASH = DatasetShape(events=20_000, keys=200, span_ms=5 * DAY, seed=21)
+# tests/integration/test_late_and_retention.py: on-time events, and events from 2015
+ON_TIME = DatasetShape(events=3_000, keys=50, span_ms=2 * DAY, disorder_ms=5 * 60_000, seed=5)
+OLD_HISTORY = DatasetShape(
+    events=4_000,
+    keys=20,
+    start=datetime(2015, 3, 1, tzinfo=UTC),
+    span_ms=10 * DAY,
+    disorder_ms=60_000,
+    seed=3,
+)
+# tests/integration/test_replay_order.py: a file to shuffle, and one to write as Parquet
+TO_SHUFFLE = DatasetShape(events=3_000, keys=40, seed=6)
+PARQUET = DatasetShape(events=2_000, keys=30, seed=9)
+
+COMPARED: dict[str, tuple[DatasetShape, list[Window]]] = {
+    "equivalence": (EQUIVALENCE, EQUIVALENCE_WINDOWS),
+    "crash": (CRASH, HOURLY),
+    "on time": (ON_TIME, HOURLY),
+    "old history": (OLD_HISTORY, HOURLY),
+    "to shuffle": (TO_SHUFFLE, HOURLY),
+    "parquet": (PARQUET, HOURLY),
+}

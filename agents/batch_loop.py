@@ -111,7 +111,9 @@ class PipelineStats:
             self.processed_offsets.update(offsets)
 
     def batch_done(self, seconds: float, records: int) -> None:
-        if self.batch_observer is not None:
+        """A fetch is applied (and stored, if a flush was due); none of its records were
+        for this worker when ``records`` is 0."""
+        if records and self.batch_observer is not None:
             self.batch_observer(seconds, records)
 
     def note_dead_letter(self, reason: str, detail: str, source: dict[str, Any]) -> None:

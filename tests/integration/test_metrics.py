@@ -19,7 +19,7 @@ from tests.support.feed import LATENESS_MS, REPLAY_ID, Fed, feed
 from tests.support.harness import Harness
 from tests.support.kafka import produce_events
 from tests.support.results import wait_processed
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -146,6 +146,11 @@ def test_metrics_count_what_was_fed(
     assert page.value("kappa_recovering", **one) == 0
     assert page.value("kappa_recovery_records_remaining", **one) == 0
     assert page.value("kappa_kafka_answered", **one) == 1
+
+    # `kappa status` prints the dead letters by reason too.
+    shown = run_kappa(env, "status", "--url", worker.base)
+    for reason, count in fed.bad_records.items():
+        assert f"{reason}={count}" in shown
 
     # Prometheus 3 asks for OpenMetrics first; the same figures come back in it.
     text, content_type = scrape(worker, "application/openmetrics-text;version=1.0.0,*/*;q=0.1")

@@ -70,7 +70,7 @@ class StageTimes:
 
     fetch: float = 0.0  # between batches: waiting for and taking the next fetch
     decode: float = 0.0  # decoding and validating records, gap reads included
-    aggregate: float = 0.0  # applying events to the partitions' state
+    aggregate: float = 0.0  # applying events to the partitions' state, queueing outputs
     store: float = 0.0  # flushes: outputs and state to Kafka and RocksDB, and commits
 
 
@@ -304,8 +304,8 @@ class BatchLoop:
         processor.checkpoint(last)
         self._unstored[partition] = last
         self._unstored_events += len(records)
-        aggregated = time.monotonic()
         await self._queue_outputs(partition, outcome)
+        aggregated = time.monotonic()
         stages = self.stats.stages
         stages.decode += decoded - started
         stages.aggregate += aggregated - decoded
@@ -350,6 +350,7 @@ class BatchLoop:
             stats.note_late(event.key, event.ts_ms, late.watermark)
             await self._send(
                 self.names.late_topic,
+                partition,
                 f"{topic}:{partition}:{late.offset}".encode(),
                 orjson.dumps(
                     {
@@ -365,6 +366,7 @@ class BatchLoop:
         for result in outcome.closed:
             await self._send(
                 self.names.results_topic,
+                partition,
                 result.result_key.encode(),
                 orjson.dumps(result.as_json()),
             )
@@ -376,6 +378,7 @@ class BatchLoop:
         # itself in the compacted topic.
         await self._send(
             self.names.dead_letter_topic,
+            record.partition,
             f"{record.topic}:{record.partition}:{record.offset}".encode(),
             record.value if record.value is not None else b"",
             [
@@ -386,11 +389,23 @@ class BatchLoop:
         )
 
     async def _send(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        source: int,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Queue an output record, partitioned by key as Kafka's default partitioner does."""
-        partition = await self.sender.partition_for(topic, key)
-        self.sender.add(topic, partition, key, value, headers)
+        """Queue an output record on the partition of its ``source`` input partition.
+
+        Outputs are co-partitioned with the input: a key's window results, and a
+        record's late or dead-letter copy, land on the partition number they come from
+        (modulo the output topic's partitions). A record sent again after a crash thus
+        lands where the first one did, which compaction needs, without hashing each
+        output key (Kafka's murmur2 is pure Python in aiokafka).
+        """
+        count = await self.sender.partition_count(topic)
+        self.sender.add(topic, source % count, key, value, headers)
 
     # -- storing ------------------------------------------------------------------------
 
@@ -412,10 +427,14 @@ class BatchLoop:
         self._unstored_events = 0
         self._flushed_at = time.monotonic()
         self.stats.flushes += 1
+        # Counted before the offsets show as stored, so a reader who sees them sees the
+        # time it took too.
+        self.stats.stages.store += self._flushed_at - started
         self.stats.stored(unstored)
         if commit or self._flushed_at - self._committed_at >= self.policy.interval_s:
+            committing = time.monotonic()
             await self._commit()
-        self.stats.stages.store += time.monotonic() - started
+            self.stats.stages.store += time.monotonic() - committing
 
     async def _commit(self) -> None:
         if self.streamed_too():

@@ -65,12 +65,11 @@ class BatchSender:
         if producer is not None:
             await producer.stop()
 
-    async def partition_for(self, topic: str, key: bytes) -> int:
-        """The partition Kafka's default partitioner picks for ``key`` in ``topic``."""
+    async def partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
             count = self._partitions[topic] = len(await self._ensure().partitions_for(topic))
-        return default_partition(key, count)
+        return count
 
     def add(
         self,

@@ -60,6 +60,9 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         # Faust commits only what its streams acknowledge (custom agents'); the aggregation
         # commits what it has stored itself (agents.batch_loop).
         broker_commit_interval=1.0,
+        # With Faust's 1 MB, a worker busy applying a fetch waited about 0.5 s for each
+        # next one in side runs; 4 MB fetched 300k records 13 times faster.
+        consumer_max_fetch_size=settings.fetch_partition_mb * 1024 * 1024,
         producer_linger_ms=5,
         web_in_thread=False,
         web_application_options={"middlewares": [errors_as_json]},

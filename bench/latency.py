@@ -118,14 +118,15 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
 
-def measure(pipeline: Pipeline, rate: float, keys: int, seconds: float) -> dict[str, float]:
-    """Latency percentiles (ms) at ``rate`` background events/s over ``seconds``, on a
-    fresh pipeline shaped like ``pipeline``."""
+def measure(pipeline: Pipeline, rate: float, seconds: float) -> dict[str, float]:
+    """Latency percentiles (ms) at ``rate`` background events/s, spread over the
+    workload's keys, over ``seconds``, on a fresh pipeline shaped like ``pipeline``."""
     fresh = replace(pipeline, run=uuid.uuid4().hex[:8])
     worker = fresh.worker(1, "live")
     proc = started(worker)
     try:
         wait_owned(worker.port, fresh.partitions, proc, worker.log)
+        keys = fresh.workload.keys
         samples, sent = asyncio.run(_measure(fresh, worker.port, rate, keys, seconds))
     finally:
         stop([proc])

@@ -1,17 +1,19 @@
 """The Quix Streams peer: kappa's bench pipeline written in Quix Streams.
 
     BENCH_TOPIC=... BENCH_PORT=6070 BENCH_DIR=/tmp/x KAPPA_BOOTSTRAP_SERVERS=... \\
-        var/bench-venv/bin/python -m bench.quix_peer
+        BENCH_WINDOW_MS=3600000 BENCH_STEP_MS=3600000 var/bench-venv/bin/python -m bench.quix_peer
 
 It runs in the benchmark's own venv (bench.peer makes it), never in kappa's, so it
 imports nothing from kappa. Per key (the record key is already the customer id) it
-keeps the count and the sums of ``amount`` and ``quantity``, and a 1h tumbling window
-on the event time in ``ts`` with 10 min grace, closed on the partition's event time.
-State is in RocksDB (Quix's default store) with changelog topics; closed windows go to
-an output topic, as kappa's do. It reports how many events it has processed, and when
-it processed the first and the last, at ``/processed``, like bench.naive_faust. (Its
-last time is before Quix's final checkpoint writes its state, while kappa's includes
-storing the last batch: the comparison leans, if anything, Quix's way.)
+keeps the count and the sums of ``amount`` and ``quantity``, and the workload's window
+on the event time in ``ts`` (tumbling when ``BENCH_STEP_MS`` equals ``BENCH_WINDOW_MS``,
+else hopping; aligned to the epoch, as kappa's are) with 10 min grace, closed on the
+partition's event time. State is in RocksDB (Quix's default store) with changelog
+topics; closed windows go to an output topic, as kappa's do. It reports how many events
+it has processed, and when it processed the first and the last, at ``/processed``, like
+bench.naive_faust. (Its last time is before Quix's final checkpoint writes its state,
+while kappa's includes storing the last batch: the comparison leans, if anything,
+Quix's way.)
 """
 
 from __future__ import annotations
@@ -91,7 +93,13 @@ def main() -> None:
     )
     sdf = app.dataframe(app.topic(topic, value_deserializer="json", timestamp_extractor=event_time))
     sdf = sdf.apply(parse).update(totals, stateful=True)
-    windows = sdf.tumbling_window(timedelta(hours=1), grace_ms=timedelta(minutes=10))
+    size, step = int(os.environ["BENCH_WINDOW_MS"]), int(os.environ["BENCH_STEP_MS"])
+    grace = timedelta(minutes=10)
+    windows = (
+        sdf.tumbling_window(size, grace_ms=grace)
+        if step == size
+        else sdf.hopping_window(size, step, grace_ms=grace)
+    )
     aggregated = windows.agg(count=Count(), amount=Sum("amount"), quantity=Sum("quantity"))
     # Close windows on the partition's newest event time, as kappa's watermark does; by
     # default Quix closes a key's windows only when that key has a later event.

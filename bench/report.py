@@ -14,6 +14,7 @@ import orjson
 import psutil
 
 from bench import peer
+from bench.workloads import Workload
 
 Sections = dict[str, dict[str, float]]
 
@@ -33,6 +34,15 @@ MEMORY = [
     ("Quix Streams peak RSS", "quix_peak_rss_mb"),
     ("replay peak RSS", "replay_peak_rss_mb"),
 ]
+STAGES = [  # (label, share of the topic → tables run, from the worker's counters)
+    ("fetch: waiting for the next batch", "topic_to_tables_fetch_share"),
+    ("decode and validate", "topic_to_tables_decode_share"),
+    ("aggregate", "topic_to_tables_aggregate_share"),
+    ("store: outputs, state, commits", "topic_to_tables_store_share"),
+    ("  of which waiting for acks", "topic_to_tables_ack_wait_share"),
+]
+# The stages that do not overlap; the rest of the run is in none of them.
+DISJOINT_STAGES = ("fetch", "decode", "aggregate", "store")
 SCALING_RATES = [
     ("kappa: 1 worker, replay → tables", "one_worker_eps"),
     ("kappa: 2 workers, replay → tables", "two_workers_eps"),
@@ -52,26 +62,69 @@ def medians(runs: list[Sections]) -> Sections:
     }
 
 
+def ratios(figures: dict[str, float]) -> dict[str, float]:
+    """A workload's ratios, of its (median) figures: every rate ÷ P_consume and ÷ Quix,
+    kappa's file → tables time ÷ DuckDB's, and the share of the topic → tables run in no
+    stage."""
+    result = {"file_to_tables_over_duckdb": figures["file_to_tables_s"] / figures["duckdb_s"]}
+    for _, key in RATES:
+        for name, limit in (("p_consume", "p_consume_eps"), ("quix", "quix_eps")):
+            if key != limit:
+                result[f"{key}_over_{name}"] = figures[key] / figures[limit]
+    staged = sum(figures[f"topic_to_tables_{stage}_share"] for stage in DISJOINT_STAGES)
+    result["topic_to_tables_other_share"] = 1 - staged
+    return result
+
+
 def _rate(label: str, value: float, limit: float, peer_eps: float | None) -> str:
     ratio = f"{value / peer_eps:>10.3f}" if peer_eps else f"{'':>10}"
     return f"{label:<36}{value:>10,.0f} ev/s{value / limit:>13.3f}{ratio}"
 
 
-def print_table(result: Sections, header: str, first: str) -> None:
-    """Every figure; rates with their ratio to the section's P_consume and to Quix."""
+def _workload(workload: Workload, figures: dict[str, float]) -> None:
+    limit, quix = figures["p_consume_eps"], figures["quix_eps"]
+    print(f"-- {workload.name}: {workload.description}")
+    for label, key in RATES:
+        print(_rate(label, figures[key], limit, quix))
+    for label, key in MEMORY:
+        print(f"{label:<36}{figures[key]:>12,.0f} MB")
+    print("kappa worker, share of topic → tables:")
+    for label, key in STAGES:
+        print(f"  {label:<34}{figures[key]:>14.1%}")
+    derived = ratios(figures)
+    print(f"  {'in no stage':<34}{derived['topic_to_tables_other_share']:>14.1%}")
+    print(f"{'DuckDB, 1 thread: file → results':<36}{figures['duckdb_s']:>13.3f} s")
+    print(f"{'kappa file → tables':<36}{figures['file_to_tables_s']:>13.3f} s")
+    over = derived["file_to_tables_over_duckdb"]
+    print(f"{'kappa file → tables ÷ DuckDB':<36}{over:>13.1f} x")
+
+
+def _summary(result: Sections, workloads: list[Workload]) -> None:
+    """The headline figures of every workload side by side."""
+    print("-- kappa per workload")
+    print(
+        f"{'workload':<16}{'topic → tables':>20}{'÷ P_consume':>13}{'÷ Quix':>9}"
+        f"{'file → tables ÷ DuckDB':>25}"
+    )
+    for workload in workloads:
+        figures = result[workload.name]
+        derived = ratios(figures)
+        print(
+            f"{workload.name:<16}{figures['topic_to_tables_eps']:>15,.0f} ev/s"
+            f"{derived['topic_to_tables_eps_over_p_consume']:>13.3f}"
+            f"{derived['topic_to_tables_eps_over_quix']:>9.2f}"
+            f"{derived['file_to_tables_over_duckdb']:>24.1f}x"
+        )
+
+
+def print_table(result: Sections, header: str, workloads: list[Workload]) -> None:
+    """Every figure; rates with their ratio to the workload's P_consume and to Quix.
+    Scaling and latency ran on the first workload."""
     print(f"\n{header}")
     print(f"{'measure':<36}{'value':>15}{'÷ P_consume':>13}{'÷ peer':>10}")
-    for section, figures in result.items():
-        if not section.startswith("keys "):
-            continue
-        limit, quix = figures["p_consume_eps"], figures["quix_eps"]
-        print(f"-- {section}")
-        for label, key in RATES:
-            print(_rate(label, figures[key], limit, quix))
-        for label, key in MEMORY:
-            print(f"{label:<36}{figures[key]:>12,.0f} MB")
-        share = figures["topic_to_tables_ack_wait_share"]
-        print(f"{'kappa: time waiting for acks':<36}{share:>14.1%}")
+    for workload in workloads:
+        _workload(workload, result[workload.name])
+    first = workloads[0].name
     base = result[first]
     scaling = result["scaling"]
     print(f"-- scaling ({first}; 4 partitions, unless said; 1 partition ÷ topic → tables)")
@@ -93,6 +146,7 @@ def print_table(result: Sections, header: str, first: str) -> None:
             for name in ("p50", "p99", "p999"):
                 label = f"produce → visible in the API {name}"
                 print(f"{label:<36}{figures[name + '_ms']:>12,.1f} ms")
+    _summary(result, workloads)
 
 
 def machine() -> dict[str, Any]:
@@ -110,14 +164,23 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_json(out: Path, args: dict[str, str], runs: list[Sections], result: Sections) -> Path:
+def write_json(
+    out: Path,
+    args: dict[str, str],
+    workloads: list[Workload],
+    runs: list[Sections],
+    result: Sections,
+) -> Path:
+    """Every run's figures, their medians, and each workload's ratios of the medians."""
     out.mkdir(parents=True, exist_ok=True)
     body = {
         "when": datetime.now(UTC).isoformat(),
         "machine": machine(),
         "args": args,
+        "workloads": {workload.name: workload.description for workload in workloads},
         "runs": runs,
         "medians": result,
+        "ratios": {workload.name: ratios(result[workload.name]) for workload in workloads},
     }
     path = out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))

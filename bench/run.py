@@ -1,19 +1,23 @@
 """kappa's benchmark: throughput, memory, scaling and live latency, against the
 physical limit and a peer (Quix Streams).
 
-    .venv/bin/python -m bench.run --repeat 1   # 100k events on 1k and 100k keys, ~10 min
+    .venv/bin/python -m bench.run --repeat 1   # the 4 default workloads, ~15 min
+    .venv/bin/python -m bench.run --workloads keys16 --repeat 1   # one workload
     .venv/bin/python -m bench.run --smoke      # a tiny run that checks the harness works
 
 It starts the project's local Kafka (or uses KAPPA_BOOTSTRAP_SERVERS) and measures in
-one run on this machine, for each key count: the throughput figures of
-bench.throughput (P_consume, P_decode, replay, naive Faust, Quix Streams, kappa topic →
-tables and file → tables, with peak RSS); then, on the first key count, the scaling
-figures of bench.scaling (2 workers; 1 partition) and the live latency of
-bench.latency at a fixed rate and at half of kappa's measured topic → tables rate.
+one run on this machine, for each workload (bench.workloads: the keys, and the window):
+the throughput figures of bench.throughput (P_consume, P_decode, replay, naive Faust,
+Quix Streams, kappa topic → tables with its per-stage breakdown, file → tables, peak
+RSS, and DuckDB's single-thread time for the same aggregation); then, on the first
+workload, the scaling figures of bench.scaling (2 workers; 1 partition) and the live
+latency of bench.latency at a fixed rate and at half of kappa's measured topic → tables
+rate.
 
-It prints a table with each rate's ratio to P_consume and to the peer, and writes JSON
-(with the machine: cores, memory, versions) to bench/results/. It reports; it asserts
-nothing about time. Quote medians: the machine is shared.
+It prints a table with each rate's ratio to P_consume and to the peer, and kappa's
+file → tables time over DuckDB's, and writes JSON (with the machine: cores, memory,
+versions) to bench/results/. It reports; it asserts nothing about time. Quote medians:
+the machine is shared.
 """
 
 from __future__ import annotations
@@ -27,43 +31,51 @@ from app.settings import KappaSettings
 from bench import latency, report, scaling, throughput
 from bench.report import Sections
 from bench.workers import ROOT
+from bench.workloads import DEFAULT, SMOKE, parse_workloads
 
 
 def run_once(settings: KappaSettings, args: argparse.Namespace, work: Path) -> Sections:
     sections: Sections = {}
-    for i, keys in enumerate(args.keys):
-        data = throughput.dataset(work, args.events, keys)
-        figures, pipeline = throughput.run_once(settings, data, args.events, args.partitions, work)
-        sections[f"keys {keys}"] = figures
+    for i, workload in enumerate(args.workloads):
+        data = throughput.dataset(work, workload.events, workload.keys)
+        figures, pipeline = throughput.run_once(settings, workload, data, args.partitions, work)
+        sections[workload.name] = figures
         if i == 0:
-            sections["scaling"] = scaling.measure(pipeline, data, args.events)
+            sections["scaling"] = scaling.measure(pipeline, data, workload.events)
             half = figures["topic_to_tables_eps"] / 2
             for name, rate in (("fixed", args.live_rate), ("half max", half)):
-                sections[f"latency {name}"] = latency.measure(
-                    pipeline, rate, keys, args.live_seconds
-                )
+                sections[f"latency {name}"] = latency.measure(pipeline, rate, args.live_seconds)
     return sections
-
-
-def _key_counts(text: str) -> list[int]:
-    return [int(part) for part in text.split(",")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument(
-        "--keys", type=_key_counts, default=[1_000, 100_000], help="comma-separated key counts"
+        "--events", type=int, default=100_000, help="per workload, unless it says @<events>"
+    )
+    parser.add_argument(
+        "--workloads",
+        default=DEFAULT,
+        help=f"comma-separated: keys<N> (1h tumbling) or hopping<N> (1d every 1h) on N keys, "
+        f"N with an optional k or m, and optionally @<events>; scaling and latency run on "
+        f"the first (default {DEFAULT})",
     )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--live-rate", type=float, default=2_000, help="events/s")
     parser.add_argument("--live-seconds", type=float, default=25, help="per latency run")
     parser.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
-    parser.add_argument("--smoke", action="store_true", help="2k events, 1 run")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"2k events, 1 run, 2 s latency runs, {SMOKE}"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.smoke:
-        args.events, args.keys, args.repeat, args.live_seconds = 2_000, [50, 500], 1, 2
+        args.events, args.repeat, args.live_seconds = 2_000, 1, 2
+        args.workloads = SMOKE
+    try:
+        args.workloads = parse_workloads(args.workloads, args.events)
+    except ValueError as error:
+        parser.error(str(error))
 
     settings = KappaSettings()
     broker = None if settings.uses_external_cluster else LocalKafka(settings)
@@ -80,10 +92,12 @@ def main() -> None:
     result = report.medians(runs)
     report.print_table(
         result,
-        f"{args.events:,} events, {args.partitions} partitions, median of {len(runs)} run(s)",
-        f"keys {args.keys[0]}",
+        f"{args.partitions} partitions, median of {len(runs)} run(s)",
+        args.workloads,
     )
-    path = report.write_json(args.out, {k: str(v) for k, v in vars(args).items()}, runs, result)
+    options = {k: str(v) for k, v in vars(args).items()}
+    options["workloads"] = ",".join(f"{w.name}@{w.events}" for w in args.workloads)
+    path = report.write_json(args.out, options, args.workloads, runs, result)
     print(f"results: {path}")
 
 

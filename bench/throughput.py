@@ -6,10 +6,14 @@
 - replay: ``kappa replay`` file -> input topic, end to end (events/s);
 - naive Faust: a plain Faust agent updating a Table once per event, over the same topic;
 - Quix Streams: the same aggregation in Quix (bench.quix_peer), over the same topic;
-- kappa topic → tables: version 2 of the pipeline reading the same, already full topic;
+- kappa topic → tables: version 2 of the pipeline reading the same, already full topic,
+  and the share of that run the worker spent in each stage of its hot path, by its own
+  counters (``/api/status`` ``stages``);
 - file → tables: from the start of the replay until a ``kappa worker`` has processed
   every event into its tables (events/s), and the peak RSS of the worker and of the
-  replay (which streams the file, so its memory does not grow with the file).
+  replay (which streams the file, so its memory does not grow with the file);
+- the batch anchor: DuckDB's single-thread time for the same aggregation over the same
+  file (bench.anchor).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.datagen import DatasetShape, generate, write
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
-from bench import peer
+from bench import anchor, peer
 from bench.workers import (
     MB,
     Pipeline,
@@ -43,9 +47,15 @@ from bench.workers import (
     time_workers,
     wait_owned,
 )
+from bench.workloads import Workload
+
+# The worker's hot-path stages (``/api/status`` ``stages``, cumulative seconds);
+# ack_wait is the part of store spent waiting for Kafka's acknowledgements.
+STAGES = ("fetch", "decode", "aggregate", "store", "ack_wait")
 
 
 def dataset(work: Path, events: int, keys: int) -> Path:
+    """``events`` generated orders on ``keys`` keys over 14 days, as CSV.gz."""
     path = work / f"events-{events}-{keys}.csv.gz"
     shape = DatasetShape(events=events, keys=keys, span_ms=14 * 86_400_000, seed=7)
     write(generate(shape), path)
@@ -115,6 +125,7 @@ def file_to_tables(pipeline: Pipeline, data: Path, events: int) -> dict[str, flo
     return {
         "replay_eps": events / replay_s,
         "file_to_tables_eps": events / worker_s,
+        "file_to_tables_s": worker_s,
         "worker_peak_rss_mb": peak_rss / MB,
         "replay_peak_rss_mb": replay_rss / MB,
     }
@@ -126,12 +137,25 @@ def peer_rate(worker: Worker, events: int) -> tuple[float, int]:
     return events / seconds, rss
 
 
+def stage_shares(status: Any, seconds: float) -> dict[str, float]:
+    """Each stage's share of a run of ``seconds``, from a fresh worker's status."""
+    stages = status["stages"]
+    return {
+        f"topic_to_tables_{stage}_share": float(stages[f"{stage}_s"]) / seconds for stage in STAGES
+    }
+
+
 def run_once(
-    settings: KappaSettings, data: Path, events: int, partitions: int, work: Path
+    settings: KappaSettings,
+    workload: Workload,
+    data: Path,
+    partitions: int,
+    work: Path,
 ) -> tuple[dict[str, float], Pipeline]:
-    """Every throughput figure for one dataset; returns them and the pipeline, whose
-    input topic later measures reuse."""
-    pipeline = Pipeline(settings, work, uuid.uuid4().hex[:8], partitions)
+    """Every throughput figure for one workload's dataset; returns them and the
+    pipeline, whose input topic later measures reuse."""
+    events = workload.events
+    pipeline = Pipeline(settings, work, uuid.uuid4().hex[:8], partitions, workload)
     figures = file_to_tables(pipeline, data, events)
     # kappa, topic -> tables: version 2 of the pipeline reads the same, already full topic.
     last: list[Any] = []
@@ -141,9 +165,6 @@ def run_once(
         return kappa_distinct_events(bodies)
 
     kappa_s, (kappa_rss,) = time_workers([pipeline.worker(2)], "/api/status", progress, events)
-    # The guarantee's cost: the share of the run spent waiting for the acknowledgements
-    # of each batch's ordered steps (outputs, closed windows, keys, checkpoint).
-    ack_wait_s = float(last[0]["counts"]["ack_wait_seconds_since_start"])
     naive = pipeline.peer([sys.executable, "-m", "bench.naive_faust"], "naive")
     naive_eps, naive_rss = peer_rate(naive, events)
     quix = pipeline.peer([str(peer.python()), "-m", "bench.quix_peer"], "quix")
@@ -162,5 +183,6 @@ def run_once(
         "quix_peak_rss_mb": quix_rss / MB,
         "topic_to_tables_eps": events / kappa_s,
         "topic_to_tables_peak_rss_mb": kappa_rss / MB,
-        "topic_to_tables_ack_wait_share": ack_wait_s / kappa_s,
+        **stage_shares(last[0], kappa_s),
+        "duckdb_s": anchor.duckdb_seconds(data, workload),
     }, pipeline

@@ -23,6 +23,7 @@ import orjson
 import psutil
 
 from app.settings import KappaSettings
+from bench.workloads import Workload
 
 MB = 2**20
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ input_topic = "bench-input-{run}"
 key = "customer_id"
 time_field = "ts"
 values = ["amount", "quantity"]
-windows = [{{ size = "1h" }}]
+windows = [{windows}]
 lateness = "10m"
 retention = "30d"
 """
@@ -88,6 +89,7 @@ class Pipeline:
     work: Path
     run: str
     partitions: int
+    workload: Workload
 
     @property
     def topic(self) -> str:
@@ -95,7 +97,8 @@ class Pipeline:
 
     def spec(self, version: int) -> Path:
         path = self.work / f"bench-{self.run}-v{version}.toml"
-        path.write_text(SPEC.format(run=self.run, version=version))
+        windows = self.workload.windows_toml
+        path.write_text(SPEC.format(run=self.run, version=version, windows=windows))
         return path
 
     def env(self, version: int, port: int, name: str) -> dict[str, str]:
@@ -128,6 +131,8 @@ class Pipeline:
             **self.env(1, port, name),
             "BENCH_TOPIC": self.topic,
             "BENCH_PARTITIONS": str(self.partitions),
+            "BENCH_WINDOW_MS": str(self.workload.size_ms),
+            "BENCH_STEP_MS": str(self.workload.step_ms),
             "BENCH_PORT": str(port),
             "BENCH_DIR": str(self.work / f"{name}-{self.run}"),
         }

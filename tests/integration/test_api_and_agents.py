@@ -76,6 +76,13 @@ def test_api_pages_keys_and_rejects_bad_parameters(
         assert body["counts"]["dead_letters"] == 0
     batches = body["batches"]
     assert produced_at <= batches["first_started_at"] <= batches["last_stored_at"] <= time.time()
+    # The hot path's stage counters (the benchmark's breakdown). Storing waited for
+    # Kafka's acknowledgements, and that wait is part of storing.
+    stages = body["stages"]
+    assert set(stages) == {"fetch_s", "decode_s", "aggregate_s", "store_s", "ack_wait_s"}
+    assert all(isinstance(seconds, float) and seconds >= 0 for seconds in stages.values())
+    assert stages["store_s"] > 0
+    assert stages["ack_wait_s"] <= stages["store_s"]
 
 
 def test_custom_agent_gets_replayed_and_live_events(

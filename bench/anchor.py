@@ -1,0 +1,65 @@
+"""The batch anchor: DuckDB computing the same aggregation over the same file, on one
+thread.
+
+From reading the CSV.gz file to holding every result as a DuckDB table (nothing is
+fetched into Python): per key the count and the sum, min, max and mean of both values,
+and the same per window of the workload. It is the query a batch engine would run, with
+DuckDB's own aggregates: its ``sum`` is a plain running sum, not the correctly rounded
+sum kappa keeps (the test suite's oracle adds ``math.fsum`` for that), so the anchor
+measures a batch engine's speed, not its exactness. The generated events are never
+late, so every event counts in its windows, as in kappa.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+
+from bench.workloads import Workload
+
+VALUES = ("amount", "quantity")
+METRICS = ", ".join(
+    ["count(*) AS n"]
+    + [f"{f}({v}) AS {v}_{f}" for v in VALUES for f in ("sum", "min", "max", "avg")]
+)
+
+
+def compute(con: duckdb.DuckDBPyConnection, data: Path, workload: Workload) -> None:
+    """Tables ``totals`` (k and the metrics) and ``windows`` (k, start, the metrics)."""
+    con.execute(
+        """
+        CREATE TABLE events AS
+        SELECT customer_id AS k, epoch_ms(CAST(ts AS TIMESTAMPTZ)) AS t, amount, quantity
+        FROM read_csv(?, header = true, auto_detect = false,
+                      columns = {'customer_id': 'VARCHAR', 'ts': 'VARCHAR',
+                                 'amount': 'DOUBLE', 'quantity': 'DOUBLE'})
+        """,
+        [str(data)],
+    )
+    con.execute(f"CREATE TABLE totals AS SELECT k, {METRICS} FROM events GROUP BY k")
+    # An event at t is in the windows starting at its step's start and at the
+    # size / step - 1 steps before it (the workloads' sizes are whole steps).
+    step = workload.step_ms
+    con.execute(
+        f"""
+        CREATE TABLE windows AS
+        SELECT k, start, {METRICS}
+        FROM (SELECT k, t - t % {step} - i * {step} AS start, amount, quantity
+              FROM events, range({workload.size_ms // step}) AS r(i))
+        GROUP BY k, start
+        """
+    )
+
+
+def duckdb_seconds(data: Path, workload: Workload) -> float:
+    """DuckDB's single-thread time from reading ``data`` to holding every result."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 1")
+        began = time.perf_counter()
+        compute(con, data, workload)
+        return time.perf_counter() - began
+    finally:
+        con.close()

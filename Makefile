@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The test suite runs its own broker under var/test, apart from a development broker.
 TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092
 
-.PHONY: install demo test lint typecheck unit chaos bench bench-peer clean kafka-start kafka-stop
+.PHONY: install browser demo test lint typecheck unit chaos bench bench-peer clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The dashboard's test drives Debian's Chromium through its chromedriver
+# (tests/e2e/test_dashboard.py); installed here when missing, as root.
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
+	else \
+		echo "Chromium is missing: install the Debian packages $(BROWSER_PACKAGES) (as root), then run make test again" >&2; \
+		exit 1; \
+	fi
+
 demo: install
 	$(BIN)/kappa demo
 
-test: install lint typecheck
+test: install browser lint typecheck
 	$(TEST_ENV) $(BIN)/pytest; status=$$?; $(TEST_ENV) $(BIN)/kappa kafka stop >/dev/null; exit $$status
 
 lint: install

@@ -199,7 +199,11 @@ class PartitionProcessor:
         # Open window instances -> keys that have them; rebuilt from the key records,
         # so it never needs to be stored.
         self._open: dict[str, set[str]] = {}
+        # Keys are never deleted (totals are kept for ever): counted here, then as new
+        # keys arrive, for the metrics.
+        self.key_count = 0
         for key, record in state.iter_keys():
+            self.key_count += 1
             for bucket in record.windows:
                 self._open.setdefault(bucket, set()).add(key)
         # Closed, retained window instances, oldest expiry first: rebuilt from the stored
@@ -209,6 +213,10 @@ class PartitionProcessor:
     @property
     def watermark(self) -> int | None:
         return self.config.watermark(self.progress)
+
+    def open_window_count(self) -> int:
+        """Open windows summed over keys: one per key and window instance."""
+        return sum(len(keys) for keys in self._open.values())
 
     def done(self, offset: int) -> bool:
         """True for a source record at or before the checkpoint: already fully applied."""
@@ -281,6 +289,7 @@ class PartitionProcessor:
         record = self.state.get_key(key)
         if record is None:
             record = KeyRecord(fence=-1, totals=Agg.empty(len(config.value_names)), windows={})
+            self.key_count += 1
         elif items[0][0] <= record.fence:
             fence = record.fence
             fresh = [item for item in items if item[0] > fence]

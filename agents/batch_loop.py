@@ -34,7 +34,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 # After a failed batch, before the next one: a broker that is gone is not hammered.
 RETRY_PAUSE_S = 1.0
+RECENT = 20  # dead letters and late events kept for the dashboard
 
 
 # Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
@@ -80,7 +81,6 @@ class PipelineStats:
     events: int = 0
     duplicates: int = 0
     late: int = 0
-    dead_letters: int = 0
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
     window_results: int = 0
     batches: int = 0
@@ -94,12 +94,39 @@ class PipelineStats:
     first_batch_at: float | None = None
     last_batch_at: float | None = None
     stages: StageTimes = field(default_factory=StageTimes)
+    # The latest dead letters and late events, newest last, for the dashboard.
+    recent_dead_letters: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent_late: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # Told (seconds, records) once per batch (a fetch): the metrics' histograms.
+    batch_observer: Callable[[float, int], None] | None = None
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(self.dead_letters_by_reason.values())
 
     def stored(self, offsets: Mapping[int, int]) -> None:
         """Everything up to ``offsets`` per partition is stored."""
         if offsets:
             self.last_batch_at = time.time()
             self.processed_offsets.update(offsets)
+
+    def batch_done(self, seconds: float, records: int) -> None:
+        """A fetch is applied (and stored, if a flush was due); none of its records were
+        for this worker when ``records`` is 0."""
+        if records and self.batch_observer is not None:
+            self.batch_observer(seconds, records)
+
+    def note_dead_letter(self, reason: str, detail: str, source: dict[str, Any]) -> None:
+        self.dead_letters_by_reason[reason] += 1
+        self.recent_dead_letters.append(
+            {"at": time.time(), "reason": reason, "detail": detail, "source": source}
+        )
+
+    def note_late(self, key: str, event_ms: int, watermark_ms: int | None) -> None:
+        self.late += 1
+        self.recent_late.append(
+            {"at": time.time(), "key": key, "event_ms": event_ms, "watermark_ms": watermark_ms}
+        )
 
 
 @dataclass(frozen=True)
@@ -162,7 +189,8 @@ class BatchLoop:
             self.stats.stages.fetch += began - self._returned_at
         try:
             async with self._lock:
-                await self._batch(records)
+                taken = await self._batch(records)
+            self.stats.batch_done(time.monotonic() - began, taken)
         except asyncio.CancelledError:
             self.drop()
             raise
@@ -242,7 +270,8 @@ class BatchLoop:
             processor = self.processors[partition] = PartitionProcessor(self.config, state)
         return processor
 
-    async def _batch(self, records: Mapping[TP, Sequence[Any]]) -> None:
+    async def _batch(self, records: Mapping[TP, Sequence[Any]]) -> int:
+        """Apply a fetch (and store, when a flush is due); the records it took."""
         # Records fetched before a rebalance can arrive while the tables recover: never
         # read a store that is being recovered.
         if self.app.in_recovery:
@@ -251,6 +280,7 @@ class BatchLoop:
         stats = self.stats
         owned = self.owned_partitions()
         caught_up = True
+        taken = 0
         for tp, batch in records.items():
             partition = tp.partition
             if partition not in owned or not batch:
@@ -258,10 +288,12 @@ class BatchLoop:
             if stats.first_batch_at is None:
                 stats.first_batch_at = time.time()
             stats.batches += 1
+            taken += len(batch)
             await self._partition_batch(partition, batch)
             caught_up = caught_up and batch[-1].offset + 1 >= self._highwater(tp)
         if self._unstored and self._flush_due(caught_up):
             await self.flush(commit=False)
+        return taken
 
     async def _partition_batch(self, partition: int, records: Sequence[Any]) -> None:
         started = time.monotonic()
@@ -277,6 +309,11 @@ class BatchLoop:
             self.stats.duplicates += len(records) - len(fresh)  # stored before: done
             records = fresh
             if not records:
+                if partition not in self._unstored:
+                    # A takeover re-reading from an old committed offset: its stored
+                    # checkpoint is this worker's progress, for status and the next commit.
+                    stored = self.stats.processed_offsets
+                    stored[partition] = max(stored.get(partition, -1), applied)
                 return
         events, rejected = self._decode(records)
         for record, reason, detail in rejected:
@@ -325,12 +362,12 @@ class BatchLoop:
         stats = self.stats
         stats.events += outcome.applied
         stats.duplicates += outcome.duplicates
-        stats.late += len(outcome.late)
         stats.window_results += len(outcome.closed)
         topic = self.names.input_topic
         for late in outcome.late:
             source = {"topic": topic, "partition": partition, "offset": late.offset}
             event = late.event
+            stats.note_late(event.key, event.ts_ms, late.watermark)
             await self._send(
                 self.names.late_topic,
                 partition,
@@ -355,9 +392,8 @@ class BatchLoop:
             )
 
     async def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
-        self.stats.dead_letters += 1
-        self.stats.dead_letters_by_reason[reason] += 1
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        self.stats.note_dead_letter(reason, detail, source)
         # Keyed by the source position, so a record reprocessed after a crash replaces
         # itself in the compacted topic.
         await self._send(

@@ -117,7 +117,18 @@ def _print_worker(out: Console, url: str, body: dict[str, Any]) -> None:
             f"{replay['bad_rows']:,} bad rows; {done} by this worker"
         )
     # A count is null when the cluster did not answer for it.
+    counts = body["counts"]
+    by_reason = counts.get("dead_letters_by_reason_since_start") or {}
     out.print(
         "counts: "
-        + ", ".join(f"{k}={v if v is None else format(v, ',')}" for k, v in body["counts"].items())
+        + ", ".join(
+            f"{k}={v if v is None else format(v, ',')}"
+            for k, v in counts.items()
+            if not isinstance(v, dict)
+        )
     )
+    if by_reason:
+        out.print(
+            "dead letters since start by reason: "
+            + ", ".join(f"{reason}={n:,}" for reason, n in by_reason.items())
+        )

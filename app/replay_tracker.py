@@ -2,13 +2,15 @@
 
 Each worker reads the whole topic (it is small and compacted) without a consumer
 group, so every worker knows every replay and can tell whether it has processed its
-partitions up to where the replay ended.
+partitions up to where the replay ended. Successive reports of a running replay give
+its rate, and, when they carry ``bytes_read`` and ``bytes_total``, its ETA.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -58,7 +60,8 @@ class ReplayTracker(Service):
             log.warning("ignoring a malformed control record with key %r", key)
             return
         if isinstance(report, dict):
-            self.replays[key.decode(errors="replace")] = report
+            replay_id = key.decode(errors="replace")
+            self.replays[replay_id] = with_rates(self.replays.get(replay_id), report)
 
     def status(self, processed: dict[int, int], owned: set[int]) -> list[dict[str, Any]]:
         """Each replay with, for the partitions this worker owns, whether it caught up."""
@@ -80,3 +83,43 @@ class ReplayTracker(Service):
                 }
             )
         return out
+
+
+def _report_time(report: dict[str, Any]) -> float | None:
+    try:
+        return datetime.fromisoformat(str(report["updated_at"])).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def report_number(report: dict[str, Any], field: str) -> float | None:
+    value = report.get(field)
+    return float(value) if isinstance(value, int | float) else None
+
+
+COUNTS = {"rows_per_second": "produced", "bytes_per_second": "bytes_read"}
+
+
+def with_rates(previous: dict[str, Any] | None, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with ``rows_per_second``, ``bytes_per_second`` and ``eta_s``, each None
+    when unknown: a finished replay's averages; a running one's rates since its previous
+    report, and its time left at that rate for the bytes it has still to read."""
+    rates: dict[str, float | None] = dict.fromkeys(COUNTS)
+    seconds = report_number(report, "seconds")
+    if report.get("state") != "running":
+        for rate, field in COUNTS.items():
+            if seconds and (count := report_number(report, field)) is not None:
+                rates[rate] = count / seconds
+        return {**report, **rates, "eta_s": None}
+    if previous is not None:
+        rates = {rate: previous.get(rate) for rate in COUNTS}  # until the clock moves
+        now, then = _report_time(report), _report_time(previous)
+        if now is not None and then is not None and now > then:
+            for rate, field in COUNTS.items():
+                after, before = report_number(report, field), report_number(previous, field)
+                if after is not None and before is not None:
+                    rates[rate] = (after - before) / (now - then)
+    total, read = report_number(report, "bytes_total"), report_number(report, "bytes_read")
+    byte_rate = rates["bytes_per_second"]
+    eta = None if total is None or read is None or not byte_rate else (total - read) / byte_rate
+    return {**report, **rates, "eta_s": eta}

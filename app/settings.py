@@ -83,6 +83,13 @@ class KappaSettings(BaseSettings):
         description="Seconds a rebalance or table recovery may make no progress before "
         "the worker exits with the reason, rather than hang.",
     )
+    kafka_query_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Seconds a status request, a metrics scrape or the dashboard waits for "
+        "Kafka's offsets (lag, durable counts); past it they answer without them and say so.",
+    )
     web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")
     advertised_url: str | None = Field(

@@ -12,14 +12,16 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import aiohttp.typedefs
+import aiohttp.web
 import faust
-from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
 
 from agents.aggregation import WindowResult
 from agents.pipeline import Pipeline, expected_partition
 from app.events import datetime_to_ms, ms_to_iso
+from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
@@ -35,6 +37,25 @@ MAX_WINDOWS = 10_000
 
 class BadParameter(Exception):
     pass
+
+
+@aiohttp.web.middleware
+async def errors_as_json(
+    request: aiohttp.web.Request, handler: aiohttp.typedefs.Handler
+) -> aiohttp.web.StreamResponse:
+    """Unknown paths and methods get a JSON error, as every API error does."""
+    try:
+        return await handler(request)
+    except aiohttp.web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = (
+            f"no page at {request.path}: the dashboard is at /dashboard, metrics at "
+            "/metrics, the API under /api (docs/api.md)"
+            if exc.status == 404
+            else exc.reason
+        )
+        return aiohttp.web.json_response({"error": error, "path": request.path}, status=exc.status)
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -218,32 +239,26 @@ def _iso_s(seconds: float | None) -> str | None:
     return None if seconds is None else ms_to_iso(int(seconds * 1000))
 
 
-async def _topic_counts(queries: OffsetQueries, topics: list[str]) -> dict[str, int]:
-    """Records in each topic: the durable count of late events and dead letters."""
-    try:
-        ranges = await queries.offset_ranges(topics)
-    except KafkaError as exc:
-        log.warning("status: topic offsets unavailable (%r)", exc)
-        return {}
+def event_times(pipeline: Pipeline, owned: set[int]) -> dict[int, tuple[int, int]]:
+    """(watermark, newest event time), in epoch milliseconds, of each owned partition
+    that has seen an event: the watermark is the newest event time minus the lateness."""
+    lateness = pipeline.spec.lateness_ms
     return {
-        topic: sum(end - begin for begin, end in partitions.values())
-        for topic, partitions in ranges.items()
+        p: (watermark, watermark + lateness)
+        for p in sorted(owned)
+        if (watermark := pipeline.watermark(p)) is not None
     }
 
 
-async def _processed_offsets(queries: OffsetQueries, pipeline: Pipeline) -> dict[int, int]:
-    """The last input offset processed per partition: this worker's own progress, or the
-    consumer group's committed offset (which survives restarts), whichever is further."""
-    processed = dict(pipeline.stats.processed_offsets)
-    try:
-        committed = await queries.committed(pipeline.names.app_id)
-    except KafkaError as exc:  # status must answer even while the cluster does not
-        log.warning("status: committed offsets unavailable (%r)", exc)
-        return processed
-    for tp, offset in committed.items():
-        if tp.topic == pipeline.names.input_topic and offset > 0:
-            processed[tp.partition] = max(processed.get(tp.partition, -1), offset - 1)
-    return processed
+def state_sizes(pipeline: Pipeline, owned: set[int]) -> dict[int, dict[str, int]]:
+    """Keys and open windows (one per key and window instance) of each owned partition
+    that this worker has processed events on: its processor keeps the counts."""
+    processors = pipeline.batches.processors
+    return {
+        p: {"keys": processor.key_count, "open_windows": processor.open_window_count()}
+        for p in sorted(owned)
+        if (processor := processors.get(p)) is not None
+    }
 
 
 async def status(
@@ -254,45 +269,55 @@ async def status(
     queries: OffsetQueries,
     owned: set[int],
 ) -> dict[str, Any]:
-    names = pipeline.names
-    stages = pipeline.stats.stages
-    counts = await _topic_counts(queries, [names.late_topic, names.dead_letter_topic])
-    processed = await _processed_offsets(queries, pipeline)
-    watermarks = {str(p): pipeline.watermark(p) for p in sorted(owned)}
+    progress = await read_input_progress(
+        queries, pipeline.names, pipeline.stats.processed_offsets, settings.kafka_query_timeout
+    )
     stats = pipeline.stats
+    stages = stats.stages
+    watermarks = {str(p): pipeline.watermark(p) for p in sorted(owned)}
+    times = event_times(pipeline, owned)
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
         "pipeline": {"name": pipeline.spec.name, "version": pipeline.spec.version},
-        "uptime_s": round(time.time() - pipeline.stats.started, 1),
+        "uptime_s": round(time.time() - stats.started, 1),
         "partitions": pipeline.partitions,
         "partitions_owned": sorted(owned),
         # From a rebalance's start until the tables of the new assignment are ready.
         "rebalancing": bool(app.rebalancing),
+        # False when Kafka did not answer in time: offsets, lag and durable counts are
+        # then this worker's own or missing.
+        "kafka_answered": progress.kafka_answered,
         "watermarks": watermarks,
         "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
-        "processed_offsets": {str(p): o for p, o in sorted(processed.items())},
+        "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},
+        "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
+        "end_offsets": {str(p): o for p, o in sorted((progress.end_offsets or {}).items())},
+        "lag": {str(p): n for p, n in progress.lag(sorted(owned)).items()},
+        "state": {str(p): sizes for p, sizes in state_sizes(pipeline, owned).items()},
         "batches": {
             "first_started_at": stats.first_batch_at,
             "last_stored_at": stats.last_batch_at,
             "first_started_at_iso": _iso_s(stats.first_batch_at),
             "last_stored_at_iso": _iso_s(stats.last_batch_at),
         },
-        "replays": tracker.status(processed, owned),
+        "replays": tracker.status(progress.processed, owned),
         "recovery": recovery_status(app),
         "counts": {
-            "late_events": counts.get(names.late_topic),
-            "dead_letters": counts.get(names.dead_letter_topic),
-            "events_since_start": pipeline.stats.events,
-            "duplicates_skipped_since_start": pipeline.stats.duplicates,
-            "late_since_start": pipeline.stats.late,
-            "dead_letters_since_start": pipeline.stats.dead_letters,
-            "window_results_since_start": pipeline.stats.window_results,
-            "batches_since_start": pipeline.stats.batches,
-            "gap_records_read_back_since_start": pipeline.stats.gap_records_read,
+            "late_events": progress.late_events,
+            "dead_letters": progress.dead_letters,
+            "events_since_start": stats.events,
+            "duplicates_skipped_since_start": stats.duplicates,
+            "late_since_start": stats.late,
+            "dead_letters_since_start": stats.dead_letters,
+            "window_results_since_start": stats.window_results,
+            "batches_since_start": stats.batches,
+            "gap_records_read_back_since_start": stats.gap_records_read,
             "ack_wait_seconds_since_start": round(pipeline.sender.waited_s, 3),
+            "dead_letters_by_reason_since_start": dict(
+                sorted(stats.dead_letters_by_reason.items())
+            ),
         },
-        "dead_letters_by_reason_since_start": dict(pipeline.stats.dead_letters_by_reason),
         # Seconds since start in each stage of the worker's batches; ack_wait_s is the
         # part of store_s spent waiting for Kafka's acknowledgements.
         "stages": {
@@ -302,4 +327,6 @@ async def status(
             "store_s": round(stages.store, 3),
             "ack_wait_s": round(pipeline.sender.waited_s, 3),
         },
+        "latest_dead_letters": list(stats.recent_dead_letters),
+        "latest_late_events": list(stats.recent_late),
     }

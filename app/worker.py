@@ -16,14 +16,16 @@ import mode.loop
 from agents import consumer
 from agents.pipeline import Pipeline
 from app import codecs, recovery_watchdog
+from app.dashboard import register_dashboard
 from app.kafka_client import OffsetQueries, client_options
+from app.metrics import register_metrics
 from app.names import PipelineNames
 from app.replay_tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
 from app.spec import PipelineSpec, load_spec
 from app.topics import ensure_topics
-from app.web import register_views
+from app.web import errors_as_json, register_views
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         consumer_max_fetch_size=settings.fetch_partition_mb * 1024 * 1024,
         producer_linger_ms=5,
         web_in_thread=False,
+        web_application_options={"middlewares": [errors_as_json]},
     )
     pipeline = Pipeline(app, spec, settings, partitions)
     tracker = ReplayTracker(settings, names)
@@ -72,6 +75,9 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     queries = OffsetQueries(client_options(settings))
     app.service(cast(Any, queries))  # stopped with the app, which closes its clients
     register_views(app, pipeline, tracker, settings, queries)
+    batches = register_metrics(app, pipeline, tracker, settings, queries)
+    pipeline.stats.batch_observer = batches.observe_batch
+    register_dashboard(app)
     recovery_watchdog.install(app, settings.recovery_stall_timeout)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).

@@ -604,3 +604,21 @@ def test_a_new_york_day_closes_at_local_midnight_and_expires_a_retention_later()
     assert set(state.stored_closed()) == {("a", "1d@America/New_York", start)}
     send("b", end + hour, 4)
     assert state.stored_closed() == {}
+
+
+# --- 6. the state's size, for the metrics --------------------------------------------
+
+
+@settings(deadline=None, max_examples=100)
+@given(scenario=scenarios(), data=st.data())
+def test_key_and_open_window_counts_follow_the_fold(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    n = len(scenario.events)
+    restarts = frozenset(data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=3)))
+    fold = Fold(scenario.windows, scenario.lateness)
+    for event in scenario.events:
+        fold.add(event.key, event.ts_ms, event.values)
+    _, processor, _ = run(scenario, restarts)
+    assert processor.key_count == len(fold.totals)
+    assert processor.open_window_count() == len(set(fold.contents) - fold.closed())

@@ -132,7 +132,7 @@ class KappaSettings(BaseSettings):
         "means fewer writes of hot keys, and more to re-read after a crash.",
     )
     commit_events: int = Field(
-        default=50_000,
+        default=20_000,
         ge=1,
         description="Most events applied before the state is stored (bounds the memory "
         "the unstored changes take).",

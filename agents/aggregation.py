@@ -19,6 +19,7 @@ Policy:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -61,7 +62,7 @@ class KeyRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class WindowResult:
     """A window's aggregate; ``final`` once the window has closed."""
 
@@ -73,6 +74,12 @@ class WindowResult:
     result: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
+        """Its JSON object, built once: a closed window's goes to the closed table and to
+        the results topic. Read it, never change it."""
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "window": self.window,

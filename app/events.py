@@ -35,6 +35,7 @@ Values
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -112,6 +113,8 @@ def datetime_to_ms(moment: datetime) -> int:
     return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
+# Window starts and ends repeat across keys: a closed window's result formats them again.
+@functools.lru_cache(maxsize=8192)
 def ms_to_iso(ms: int) -> str | None:
     """``ms`` as ISO-8601 UTC: ``2024-03-10T05:00:00Z``, or ``...00.250Z`` when it has
     milliseconds. None outside the years 1 to 9999, which a window can reach at the edges."""

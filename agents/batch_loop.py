@@ -400,7 +400,7 @@ class BatchLoop:
                 self.names.results_topic,
                 partition,
                 result.result_key.encode(),
-                orjson.dumps(result.as_json()),
+                result.encoded,
             )
 
     async def _dead_letter(self, record: Any, reason: str, detail: str) -> None:

@@ -29,6 +29,13 @@ from agents.batch_sender import BatchSender
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 _DELETED: Final = object()
+
+
+class Encoded(bytes):
+    """A value held already encoded (a window result whose bytes also go to the results
+    topic): stored as it is, decoded when read back."""
+
+
 # Faust's tables always use its "json" codec, which is orjson when orjson is installed
 # (kappa depends on it) and then writes, for the JSON types kept here, the very bytes
 # orjson.dumps does (tests/unit/test_state_codec.py): Faust's own reads (queries,
@@ -59,6 +66,8 @@ class TableBuffer:
     def get(self, key: str) -> Any:
         value = self.pending.get(key, None)
         if value is not None:
+            if isinstance(value, Encoded):
+                return decode(value)
             return None if value is _DELETED else value
         raw = self._db().get(encode(key))
         return None if raw is None else decode(raw)
@@ -89,7 +98,7 @@ class TableBuffer:
                 batch.delete(raw_key)
                 sender.add(changelog, partition, raw_key, None)
             else:
-                raw_value = encode(value)
+                raw_value = value if isinstance(value, Encoded) else encode(value)
                 batch.put(raw_key, raw_value)
                 sender.add(changelog, partition, raw_key, raw_value)
         self._staged = batch
@@ -168,7 +177,9 @@ class TablePartitionState:
         self.progress.put(f"progress/{self.partition}", progress.to_state())
 
     def put_closed(self, result: WindowResult) -> None:
-        self.closed.put(closed_key(result.key, result.window, result.start_ms), result.as_json())
+        self.closed.put(
+            closed_key(result.key, result.window, result.start_ms), Encoded(result.encoded)
+        )
 
     def delete_closed(self, key: str, window: str, start_ms: int) -> None:
         self.closed.delete(closed_key(key, window, start_ms))

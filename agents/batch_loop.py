@@ -442,9 +442,12 @@ class BatchLoop:
     # -- storing ------------------------------------------------------------------------
 
     def _flush_due(self, caught_up: bool) -> bool:
+        # Held changes count as well as events: a hopping window's event changes one
+        # aggregate per window it falls in, and closes as many later.
+        held = sum(self.states[partition].held_changes() for partition in self._unstored)
         return (
             caught_up
-            or self._unstored_events >= self.policy.events
+            or max(self._unstored_events, held) >= self.policy.events
             or time.monotonic() - self._flushed_at >= self.policy.interval_s
         )
 

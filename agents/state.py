@@ -153,6 +153,10 @@ class TablePartitionState:
             del records[key]
         return [[self.closed, self.meta], [self.keys], [self.progress]]
 
+    def held_changes(self) -> int:
+        """Changes held until the next store: changed keys, closed and expired windows."""
+        return len(self._dirty) + len(self.closed.pending) + len(self.meta.pending)
+
     def get_key(self, key: str) -> KeyRecord | None:
         records = self._records
         record = records.pop(key, None)

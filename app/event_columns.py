@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 # Whole numbers of seconds or milliseconds short enough that scaling them cannot overflow.
 _MAX_INTEGER_DIGITS = 15
-# Rows per piece when a cast that failed is tried again piece by piece.
-_CAST_PIECE_ROWS = 64
+# The smallest piece a cast that failed is tried again on.
+_CAST_PIECE_ROWS = 32
 _US_PER_MS = 1000
 
 
@@ -171,19 +171,17 @@ def _floor_ms(micros: pa.Int64Array) -> pa.Int64Array:
 
 def _cast_or_null(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     """``values`` cast to ``arrow_type``, null where they cannot be. A cast fails as a
-    whole, so a failed one is tried again in pieces; a piece that fails is all null."""
+    whole, so a failed one is tried again on each half, down to pieces of a few dozen
+    values, which are left all null: a few bad values cost a few dozen casts."""
     try:
         return values.cast(arrow_type)
     except pa.ArrowInvalid:
-        pass
-    pieces = []
-    for start in range(0, len(values), _CAST_PIECE_ROWS):
-        piece = values[start : start + _CAST_PIECE_ROWS]
-        try:
-            pieces.append(piece.cast(arrow_type))
-        except pa.ArrowInvalid:
-            pieces.append(pa.nulls(len(piece), arrow_type))
-    return pa.concat_arrays(pieces)
+        if len(values) <= _CAST_PIECE_ROWS:
+            return pa.nulls(len(values), arrow_type)
+    half = len(values) // 2
+    return pa.concat_arrays(
+        [_cast_or_null(values[:half], arrow_type), _cast_or_null(values[half:], arrow_type)]
+    )
 
 
 def _epoch_ms(parser: EventParser, text: pa.StringArray) -> pa.Int64Array:

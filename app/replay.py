@@ -17,6 +17,7 @@ A replay reads the files twice, streaming them, never loading them whole:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 import uuid
@@ -30,6 +31,7 @@ from typing import Any, Literal, Protocol
 import orjson
 import pyarrow as pa
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from agents.batch_sender import MAX_BATCH_BYTES
 from app.durations import UNITS_MS, format_duration
@@ -39,7 +41,6 @@ from app.history import ExternalSort, HistoryError, HistoryFile, open_history
 from app.kafka_client import client_options, offset_ranges
 from app.names import PipelineNames
 from app.partitions import partitions_of
-from app.prefetch import prefetched
 from app.replay_check import BadRowLimit, Disorder
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
 from app.replay_sender import PartitionBatches
@@ -52,6 +53,8 @@ MAX_LISTED_BAD_ROWS = 20
 # How often the progress bar and the control topic hear from a running replay.
 PROGRESS_EVERY_S = 0.1
 CONTROL_EVERY_S = 2.0
+# How long a failed replay tries to say so on the control topic before it gives up.
+FAILED_CONTROL_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -179,6 +182,19 @@ async def replay(
             await run.check(await _input_partitions(settings, names))
         else:
             await _check_and_produce(settings, run)
+    except KafkaError as exc:
+        produced = (
+            f"{report.produced:,} events had been handed to Kafka, and the input topic may "
+            "hold some of them; a replay run again would count those twice, so replay into "
+            "a new pipeline version"
+            if report.produced
+            else "nothing was produced"
+        )
+        raise ReplayError(
+            f"Kafka failed: {exc}; {produced}",
+            hint=f"check that Kafka answers at {settings.bootstrap} (`kappa kafka start` "
+            "starts the local one; KAPPA_BOOTSTRAP_SERVERS names another)",
+        ) from exc
     finally:
         report.seconds = time.monotonic() - run.started
         progress.stop()
@@ -203,14 +219,14 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
         await run.check(partitions)
         await run.produce(partitions)
         await producer.flush()
-        topic = run.names.input_topic
-        ranges = await offset_ranges(client_options(settings), [topic])
-        report.end_offsets = {p: end for p, (_, end) in ranges[topic].items()}
         report.seconds = time.monotonic() - run.started
-        await run.control("complete")
+        await run.control("complete", wait=True)
     except BaseException as exc:
         report.seconds = time.monotonic() - run.started
-        await asyncio.shield(run.control("failed", error=str(exc)))
+        # Kafka may be what failed: the record of the failure is sent if it can be.
+        with contextlib.suppress(KafkaError, TimeoutError):
+            failed = run.control("failed", error=str(exc), wait=True)
+            await asyncio.shield(asyncio.wait_for(failed, FAILED_CONTROL_TIMEOUT_S))
         raise
     finally:
         await producer.stop()
@@ -253,7 +269,7 @@ class _Replay:
         report, options = self.report, self.options
         disorder = None if options.order_by_time else Disorder(self.spec.lateness_ms)
         for history in self.files:
-            for item in prefetched(read_rows(history, self.parser, with_values=False)):
+            for item in read_rows(history, self.parser, with_values=False):
                 if isinstance(item, BadRow):
                     report.note_bad(item)
                 else:
@@ -287,7 +303,7 @@ class _Replay:
         )
         try:
             for history in self.files:
-                for item in prefetched(read_rows(history, self.parser, with_values=True)):
+                for item in read_rows(history, self.parser, with_values=True):
                     if isinstance(item, BadRow):
                         await self._dead_letter(item)
                         dead_letters += 1
@@ -304,6 +320,7 @@ class _Replay:
                     await self._send(sender, limiter, _unpacked(chunk), partitions)
                     await self._tick(None)
             await sender.flush()
+            self.report.end_offsets = sender.end_offsets
         finally:
             if sort is not None:
                 sort.close()
@@ -360,8 +377,9 @@ class _Replay:
             self._control_at = now
             await self.control("running")
 
-    async def control(self, state: str, error: str | None = None) -> None:
-        """A record of the replay's state on the control topic (``app/replay_tracker.py``)."""
+    async def control(self, state: str, error: str | None = None, wait: bool = False) -> None:
+        """A record of the replay's state on the control topic (``app/replay_tracker.py``);
+        ``wait`` for Kafka's acknowledgement (the producer keeps the records in order)."""
         assert self.producer is not None
         report = self.report
         value: dict[str, Any] = {
@@ -378,9 +396,18 @@ class _Replay:
         }
         if error is not None:
             value["error"] = error
-        await self.producer.send_and_wait(
+        sent = await self.producer.send(
             self.names.control_topic, key=report.replay_id.encode(), value=orjson.dumps(value)
         )
+        if wait:
+            await sent
+        else:  # a progress report: the next one says the same and more
+            sent.add_done_callback(_retrieved)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # seen, so asyncio does not warn that nobody looked
 
 
 def _packed(rows: GoodRows) -> list[tuple[int, bytes]]:

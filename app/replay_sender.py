@@ -5,6 +5,8 @@ here a record costs one ``BatchBuilder.append``. A batch that is full is submitt
 ``send_batch``, which waits while the partition already has a batch queued, so at most
 two batches per partition are in memory or in flight. The producer keeps its own
 settings (``acks=all``, idempotence), and ``flush`` waits until Kafka has every record.
+Kafka's acknowledgements give each batch's first offset, so ``end_offsets`` says where
+the records sent end in each partition, with no query afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ class PartitionBatches:
         self._producer = producer
         self._topic = topic
         self._open: dict[int, Any] = {}  # partition -> its BatchBuilder being filled
-        self._pending: list[asyncio.Future[Any]] = []  # submitted, not yet acknowledged
+        # Submitted, not yet seen acknowledged: (partition, records, Kafka's answer).
+        self._pending: list[tuple[int, int, asyncio.Future[Any]]] = []
+        # Per partition, the offset after the last record Kafka acknowledged.
+        self.end_offsets: dict[int, int] = {}
 
     async def add(
         self,
@@ -60,19 +65,21 @@ class PartitionBatches:
     async def flush(self) -> None:
         """Submit every open batch and wait until Kafka has acknowledged every record."""
         await self.submit()
-        pending, self._pending = self._pending, []
-        await asyncio.gather(*pending)
+        await asyncio.gather(*(future for _, _, future in self._pending))
+        self._raise_failures()
 
     async def _submit(self, partition: int, builder: Any) -> None:
         builder.close()
         future = await self._producer.send_batch(builder, self._topic, partition=partition)
-        self._pending.append(future)
+        self._pending.append((partition, builder.record_count(), future))
 
     def _raise_failures(self) -> None:
+        """Note what Kafka acknowledged; raise what it refused."""
         pending = []
-        for future in self._pending:
+        for partition, records, future in self._pending:
             if future.done():
-                future.result()  # raises what Kafka answered
+                end = future.result().offset + records  # raises what Kafka answered
+                self.end_offsets[partition] = max(self.end_offsets.get(partition, 0), end)
             else:
-                pending.append(future)
+                pending.append((partition, records, future))
         self._pending = pending

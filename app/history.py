@@ -100,34 +100,46 @@ class HistoryRow:
 
 
 class RowBlock:
-    """Consecutive good CSV rows, decoded at once: one string column per header column.
+    """Good CSV rows decoded at once: one string column per header column.
 
-    Row ``i`` of ``table`` is row number ``first_row + i`` and is line ``i`` of ``data``
-    (a block has no blank lines and no field spanning lines). ``rows()`` gives the same
-    HistoryRows the csv module would.
+    Row ``i`` of ``table`` has row number ``row_numbers[i]`` (blank lines and bad rows
+    between good ones skip numbers) and raw bytes ``raw(i)``. Arrow's blocks keep their
+    bytes as read (``data``: row ``i`` is line ``i``); the csv module's keep each row's.
+    ``rows()`` gives the HistoryRows a row-by-row reading gives.
     """
 
-    __slots__ = ("_lines", "data", "first_row", "table")
+    __slots__ = ("_data", "_lines", "_raws", "row_numbers", "table")
 
-    def __init__(self, first_row: int, table: pa.Table, data: bytes) -> None:
-        self.first_row = first_row
+    def __init__(
+        self,
+        table: pa.Table,
+        row_numbers: Sequence[int],
+        *,
+        data: bytes = b"",
+        raws: list[bytes] | None = None,
+    ) -> None:
         self.table = table
-        self.data = data
+        self.row_numbers = row_numbers
+        self._data = data
+        self._raws = raws
         self._lines: list[bytes] | None = None
 
     def raw(self, index: int) -> bytes:
         """Row ``index``'s bytes, without the line terminator."""
+        if self._raws is not None:
+            return self._raws[index]
         if self._lines is None:
-            self._lines = self.data.split(b"\n")
+            self._lines = self._data.split(b"\n")
         return self._lines[index].rstrip(_EOL)
 
     def rows(self) -> Iterator[HistoryRow]:
-        lines = io.BytesIO(self.data)  # line by line: no second copy of the block
-        row_number = self.first_row
+        lines = io.BytesIO(self._data)  # line by line: no second copy of the block
+        index = 0
         for chunk in self.table.to_batches(max_chunksize=_ROWS_CHUNK):
             for fields in chunk.to_pylist():
-                yield HistoryRow(row_number, fields, lines.readline().rstrip(_EOL), None, None)
-                row_number += 1
+                raw = self._raws[index] if self._raws is not None else lines.readline()
+                yield HistoryRow(self.row_numbers[index], fields, raw.rstrip(_EOL), None, None)
+                index += 1
 
 
 def open_history(
@@ -288,17 +300,19 @@ class HistoryFile:
                 block += lines.readline()  # whole lines only
             table = _plain_csv_block(block, columns)
             if table is not None:
-                yield RowBlock(row_number + 1, table, block)
+                numbers = range(row_number + 1, row_number + 1 + table.num_rows)
+                yield RowBlock(table, numbers, data=block)
                 row_number += table.num_rows
             else:
                 row_number = yield from self._csv_records(block, lines, row_number)
 
     def _csv_records(
         self, block: bytes, more: Iterable[bytes], row_number: int
-    ) -> Generator[HistoryRow, None, int]:
-        """The rows of ``block`` read with the csv module, one by one; a record still open
-        at the block's end (a quoted field spanning lines) goes on into ``more``. Returns
-        the number of the last row read."""
+    ) -> Generator[RowBlock | HistoryRow, None, int]:
+        """The rows of ``block`` read with the csv module; a record still open at the
+        block's end (a quoted field spanning lines) goes on into ``more``. Good rows come
+        in RowBlocks, each bad row on its own, in file order. Returns the number of the
+        last row read."""
         block_lines = io.BytesIO(block).readlines()  # split at b"\n" only, as files are
         used = 0  # lines csv has taken
         pending: list[bytes] = []  # the raw lines of the record csv is parsing
@@ -321,30 +335,54 @@ class HistoryFile:
         reader = csv.reader(decoded())
         columns = self.columns or ()
         width = len(columns)
+        good: list[list[str]] = []  # good rows not yet handed on, with their numbers and bytes
+        numbers: list[int] = []
+        raws: list[bytes] = []
+
+        def good_rows() -> RowBlock:
+            table = pa.table(
+                [pa.array(texts, pa.string()) for texts in zip(*good, strict=True)],
+                names=list(columns),
+            )
+            row_block = RowBlock(table, numbers[:], raws=raws[:])
+            good.clear()
+            numbers.clear()
+            raws.clear()
+            return row_block
+
+        error: str | None
         while used < len(block_lines):
             try:
                 values = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:  # the reader resumes at the next line
-                row_number += 1
-                raw = b"".join(pending).rstrip(_EOL)
-                pending.clear()
-                undecodable = None
-                yield HistoryRow(row_number, None, raw, "bad_csv_row", str(exc))
-                continue
+                values, error = [], str(exc)
+            else:
+                error = None
             row_number += 1
             raw = b"".join(pending).rstrip(_EOL)
             pending.clear()
-            if len(values) == width and undecodable is None:
-                fields = dict(zip(columns, values, strict=False))  # width checked
-                yield HistoryRow(row_number, fields, raw, None, None)
+            if error is None and len(values) == width and undecodable is None:
+                good.append(values)
+                numbers.append(row_number)
+                raws.append(raw)
+                continue
+            if error is not None:
+                bad = HistoryRow(row_number, None, raw, "bad_csv_row", error)
             elif undecodable is not None:
-                yield HistoryRow(row_number, None, raw, "bad_encoding", undecodable)
-                undecodable = None
-            elif values:  # an empty list is a blank line
+                bad = HistoryRow(row_number, None, raw, "bad_encoding", undecodable)
+            elif values:
                 detail = f"expected {width} columns, got {len(values)}"
-                yield HistoryRow(row_number, None, raw, "bad_csv_row", detail)
+                bad = HistoryRow(row_number, None, raw, "bad_csv_row", detail)
+            else:
+                continue  # a blank line
+            undecodable = None
+            if good:
+                yield good_rows()
+            yield bad
+        if good:
+            yield good_rows()
         return row_number
 
     def _jsonl_rows(self, lines: Iterable[bytes]) -> Iterator[HistoryRow]:

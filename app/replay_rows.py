@@ -69,7 +69,8 @@ def read_rows(
                 yield batch()
             parsed = parser.parse_columns(item.table)
             for index, why in parsed.rejected:
-                yield BadRow(file, item.first_row + index, why.reason, why.detail, item.raw(index))
+                number = item.row_numbers[index]
+                yield BadRow(file, number, why.reason, why.detail, item.raw(index))
             if len(parsed.keys):
                 good = item.table.filter(parsed.good)
                 yield GoodRows(parsed.keys, parsed.ts_ms, json_rows(good) if with_values else None)

@@ -25,12 +25,11 @@ import time
 import uuid
 from pathlib import Path
 
-from app.broker.local import LocalKafka
 from app.names import PipelineNames
 from app.settings import KappaSettings
 from app.spec import load_spec
 from app.topics import ensure_topics
-from bench.workers import ROOT, Pipeline, free_port
+from bench.workers import ROOT, Pipeline, broker_running, free_port
 
 _REPORT = re.compile(r"([\d,]+) events produced .*? \(([\d,]+) events/s\)", re.DOTALL)
 
@@ -74,31 +73,23 @@ def main() -> None:
         checkouts[args.other.resolve()] = shlex.split(other_args)
 
     settings = KappaSettings()
-    broker = None if settings.uses_external_cluster else LocalKafka(settings)
-    started_broker = broker is not None and not all(n.running for n in broker.status())
-    if broker is not None:
-        broker.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="kappa-replay-bench-") as tmp:
-            for data in args.files:
-                results: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
-                for _ in range(args.runs):
-                    for checkout, extra in checkouts.items():  # interleaved: the same load
-                        results[checkout].append(
-                            replay_once(settings, Path(tmp), checkout, data.resolve(), extra)
-                        )
-                for checkout, rates in results.items():
-                    own = statistics.median(rate for rate, _ in rates)
-                    wall = statistics.median(rate for _, rate in rates)
-                    print(
-                        f"{data.name}  {checkout}: {own:,.0f} ev/s by the replay's clock, "
-                        f"{wall:,.0f} ev/s by wall time (runs: "
-                        + ", ".join(f"{rate:,.0f}" for rate, _ in rates)
-                        + ")"
+    with broker_running(settings), tempfile.TemporaryDirectory(prefix="kappa-replay-") as tmp:
+        for data in args.files:
+            results: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
+            for _ in range(args.runs):
+                for checkout, extra in checkouts.items():  # interleaved: the same load
+                    results[checkout].append(
+                        replay_once(settings, Path(tmp), checkout, data.resolve(), extra)
                     )
-    finally:
-        if broker is not None and started_broker:
-            broker.stop()
+            for checkout, rates in results.items():
+                own = statistics.median(rate for rate, _ in rates)
+                wall = statistics.median(rate for _, rate in rates)
+                print(
+                    f"{data.name}  {checkout}: {own:,.0f} ev/s by the replay's clock, "
+                    f"{wall:,.0f} ev/s by wall time (runs: "
+                    + ", ".join(f"{rate:,.0f}" for rate, _ in rates)
+                    + ")"
+                )
 
 
 if __name__ == "__main__":

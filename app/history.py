@@ -5,9 +5,11 @@ may be gzip-compressed; compression is recognised by the gzip magic bytes, so a
 misnamed file still reads. The format comes from the suffix (see ``SUFFIXES``) unless
 the caller names it.
 
-Rows are streamed one at a time and never collected, so memory does not grow with the
-file. A row that cannot be decoded is yielded with an error code and its raw bytes
-instead of stopping the replay: the caller decides where it goes, and nothing is lost.
+Rows are streamed and never collected, so memory does not grow with the file: one at a
+time (``rows()``), or, for CSV, good rows in blocks of about CSV_BLOCK_BYTES decoded into
+columns (``batches()``). A row that cannot be decoded is yielded with an error code and
+its raw bytes instead of stopping the replay: the caller decides where it goes, and
+nothing is lost.
 """
 
 from __future__ import annotations

@@ -180,8 +180,9 @@ async def replay(
     try:
         if options.dry_run:
             await run.check(await _input_partitions(settings, names))
+            report.seconds = time.monotonic() - run.started
         else:
-            await _check_and_produce(settings, run)
+            await _check_and_produce(settings, run)  # which times it
     except KafkaError as exc:
         produced = (
             f"{report.produced:,} events had been handed to Kafka, and the input topic may "
@@ -196,7 +197,6 @@ async def replay(
             "starts the local one; KAPPA_BOOTSTRAP_SERVERS names another)",
         ) from exc
     finally:
-        report.seconds = time.monotonic() - run.started
         progress.stop()
     return report
 

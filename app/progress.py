@@ -117,9 +117,13 @@ def print_status(body: dict[str, Any]) -> None:
         )
     for replay in body["replays"]:
         done = "processed" if replay["processed_by_this_worker"] else "in progress"
+        # Replays before the check pass recorded no late count.
+        late = replay.get("would_be_late")
         out.print(
             f"replay {replay['id']}: {replay['state']}, {replay['produced']:,} events, "
-            f"{replay['bad_rows']:,} bad rows; {done} by this worker"
+            f"{replay['bad_rows']:,} bad rows"
+            + (f", {late:,} late for the lateness" if late else "")
+            + f"; {done} by this worker"
         )
     # A count is null when the cluster did not answer for it.
     out.print(

@@ -128,6 +128,7 @@ def test_a_replay_out_of_time_order_says_how_many_events_will_be_late(
     assert status["counts"]["late_events"] == late
     [replay] = [r for r in status["replays"] if r["id"] == "shuffled"]
     assert replay["would_be_late"] == late
+    assert f"{late:,} late for the lateness" in " ".join(run_kappa(env, "status").split())
 
     # In time order, nothing is late and nothing is said.
     ordered = kappa_cli(env, "replay", str(path), "--order-by-time", "--dry-run")

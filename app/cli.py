@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import orjson
@@ -144,6 +144,23 @@ def worker(pipeline: Path | None) -> None:
 
 
 # -- replay -----------------------------------------------------------------------------
+# `kappa replay`'s exit codes, also in its --help, the README and docs/replay.md.
+EXIT_TOO_MANY_BAD_ROWS = ExitCode.PARTIAL  # nothing was produced: see exit_codes
+
+
+class TooManyBadRowsExit(click.ClickException):
+    exit_code = EXIT_TOO_MANY_BAD_ROWS
+
+
+def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    from app.replay_check import BadRowLimit
+
+    try:
+        return BadRowLimit.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -169,6 +186,19 @@ def worker(pipeline: Path | None) -> None:
     type=click.IntRange(min=1),
     help="With --order-by-time: rows sorted in memory per run before spilling to disk.",
 )
+@click.option(
+    "--max-bad-rows",
+    default="0",
+    show_default=True,
+    callback=_bad_row_limit,
+    help="Bad rows to accept: a count (10), a percentage (0.1%) or a fraction below 1 "
+    "(0.001) of the rows read. With more, nothing is produced (exit code 3).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only check the files: count bad rows and late events, produce nothing.",
+)
 @click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
 @click.option(
     "--pipeline",
@@ -182,17 +212,30 @@ def replay(
     order_by_time: bool,
     rate: float | None,
     sort_chunk_rows: int,
+    max_bad_rows: Any,
+    dry_run: bool,
     replay_id: str | None,
     pipeline: Path | None,
 ) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
 
-    Every file is checked before anything is produced. Good rows go to the input topic,
-    keyed like live events and stamped with their event time; bad rows go to the
-    dead-letter topic and are listed at the end.
+    Every file is read twice. The first pass checks every row and produces nothing: if
+    more rows are bad than --max-bad-rows accepts (none by default), the replay stops
+    there. Unless --order-by-time, it also warns when events would come out late for
+    the pipeline's lateness, and says how many. The second pass produces the good rows
+    to the input topic, keyed like live events and stamped with their event time, and
+    the bad rows to the dead-letter topic; they are listed at the end.
+
+    \b
+    Exit codes:
+      0  replayed (or checked, with --dry-run); bad rows within --max-bad-rows
+      1  error: a bad file, spec or setting, or Kafka failed; the message says
+         what to do and whether anything was produced
+      2  bad command line (an unknown option, a bad value)
+      3  more bad rows than --max-bad-rows accepts; nothing was produced
     """
-    from app.progress import RichProgress, print_replay_report
-    from app.replay import Format, ReplayOptions
+    from app.progress import RichProgress, print_bad_rows, print_replay_report
+    from app.replay import Format, ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
     from app.spec import load_spec
 
@@ -206,11 +249,16 @@ def replay(
             rate=rate,
             sort_chunk_rows=sort_chunk_rows,
             replay_id=replay_id,
+            max_bad_rows=max_bad_rows,
+            dry_run=dry_run,
         )
         report = asyncio.run(run_replay(settings, spec, options, RichProgress()))
+    except TooManyBadRows as exc:
+        print_bad_rows(exc.report)
+        raise TooManyBadRowsExit(str(exc)) from None
     except KappaError as exc:
         _fail(exc)
-    print_replay_report(report)
+    print_replay_report(report, dry_run=dry_run)
 
 
 # -- status -----------------------------------------------------------------------------

@@ -35,11 +35,14 @@ from app.errors import KappaError
 from app.kafka_client import client_options
 from app.progress import RichProgress, print_replay_report
 from app.replay import ReplayOptions, replay
+from app.replay_check import BadRowLimit
 from app.settings import KappaSettings
 from app.spec import PipelineSpec, load_spec
 
 EXAMPLE_SPEC = Path("examples/orders.toml")
 EXAMPLE_HISTORY = Path("examples/orders-history.csv.gz")
+# The example history holds 4 bad rows on purpose, to show the dead-letter topic.
+EXAMPLE_BAD_ROWS = BadRowLimit.parse("4")
 LIVE_EVENTS = 2_000
 console = Console()
 
@@ -86,7 +89,10 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
         console.print(f"[bold]3.[/] replaying {EXAMPLE_HISTORY}")
         report = asyncio.run(
             replay(
-                settings.model_copy(), spec, ReplayOptions(files=[EXAMPLE_HISTORY]), RichProgress()
+                settings.model_copy(),
+                spec,
+                ReplayOptions(files=[EXAMPLE_HISTORY], max_bad_rows=EXAMPLE_BAD_ROWS),
+                RichProgress(),
             )
         )
         print_replay_report(report)

@@ -35,6 +35,7 @@ Values
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
@@ -42,11 +43,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from app.spec import PipelineSpec, short_repr
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from app.event_columns import ParsedColumns
 
 RejectReason = Literal[
     "oversized",
@@ -189,6 +195,13 @@ class EventParser:
             fields,
         )
 
+    def parse_columns(self, table: pa.Table) -> ParsedColumns:
+        """Validate every row of a table, as ``parse_fields`` would each row, at the cost of
+        a few whole-column operations when the columns are text (CSV rows)."""
+        from app.event_columns import parse_columns  # pyarrow, which workers do not need
+
+        return parse_columns(self, table)
+
     def canonical_key(self, fields: Mapping[str, Any]) -> str:
         """The key's text: the single key field's value, or the values joined by ``|``."""
         if self._single_key is not None:
@@ -298,7 +311,9 @@ def _number(value: Any) -> int | Decimal | None:
         return Decimal(repr(value)) if math.isfinite(value) else None
     if isinstance(value, str) and (match := _NUMERIC.fullmatch(value)):
         if match.lastindex is None and len(value) < 20:
-            return int(value)
+            # int() refuses the separators \x1c-\x1f that \s matches; Decimal() reads them.
+            with contextlib.suppress(ValueError):
+                return int(value)
         number = Decimal(value)
         return number if abs(number) < _FAR else (_FAR if number > 0 else -_FAR)
     return None

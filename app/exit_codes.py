@@ -22,7 +22,8 @@ MEANING = {
     " stopped on an error)",
     ExitCode.USAGE: "usage error: an unknown command or option, or a bad argument",
     ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
-    " not all; `kappa kafka status` found some local nodes down",
+    " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"
+    " bad rows than `--max-bad-rows` allows and produced nothing",
 }
 FORCED_EXIT = (
     "128+N",

@@ -5,18 +5,22 @@ may be gzip-compressed; compression is recognised by the gzip magic bytes, so a
 misnamed file still reads. The format comes from the suffix (see ``SUFFIXES``) unless
 the caller names it.
 
-Rows are streamed one at a time and never collected, so memory does not grow with the
-file. A row that cannot be decoded is yielded with an error code and its raw bytes
-instead of stopping the replay: the caller decides where it goes, and nothing is lost.
+Rows are streamed and never collected, so memory does not grow with the file: one at a
+time (``rows()``), or, for CSV, good rows in blocks of about CSV_BLOCK_BYTES decoded into
+columns (``batches()``). A row that cannot be decoded is yielded with an error code and
+its raw bytes instead of stopping the replay: the caller decides where it goes, and
+nothing is lost.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
 import heapq
 import io
+import itertools
 import os
 import stat
 import struct
@@ -32,6 +36,7 @@ from typing import IO, Any, Literal, get_args
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 Format = Literal["csv", "jsonl", "parquet"]
@@ -48,6 +53,11 @@ SUFFIXES: dict[str, Format] = {
 # Rows per Arrow batch: large enough to amortise the per-batch conversion, small enough
 # that one batch of Python dicts stays a few megabytes.
 PARQUET_BATCH_ROWS = 8192
+# Decompressed bytes per CSV block: Arrow decodes a block at once, so the per-block cost
+# is spread over thousands of rows, and a block's rows are a few megabytes of memory.
+CSV_BLOCK_BYTES = 1 << 20
+# Rows per chunk when a block is turned into Python dicts (``RowBlock.rows``).
+_ROWS_CHUNK = 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_BUFFER_BYTES = 1 << 16
@@ -89,6 +99,49 @@ class HistoryRow:
     raw: bytes
     error: str | None
     detail: str | None
+
+
+class RowBlock:
+    """Good CSV rows decoded at once: one string column per header column.
+
+    Row ``i`` of ``table`` has row number ``row_numbers[i]`` (blank lines and bad rows
+    between good ones skip numbers) and raw bytes ``raw(i)``. Arrow's blocks keep their
+    bytes as read (``data``: row ``i`` is line ``i``); the csv module's keep each row's.
+    ``rows()`` gives the HistoryRows a row-by-row reading gives.
+    """
+
+    __slots__ = ("_data", "_lines", "_raws", "row_numbers", "table")
+
+    def __init__(
+        self,
+        table: pa.Table,
+        row_numbers: Sequence[int],
+        *,
+        data: bytes = b"",
+        raws: list[bytes] | None = None,
+    ) -> None:
+        self.table = table
+        self.row_numbers = row_numbers
+        self._data = data
+        self._raws = raws
+        self._lines: list[bytes] | None = None
+
+    def raw(self, index: int) -> bytes:
+        """Row ``index``'s bytes, without the line terminator."""
+        if self._raws is not None:
+            return self._raws[index]
+        if self._lines is None:
+            self._lines = self._data.split(b"\n")
+        return self._lines[index].rstrip(_EOL)
+
+    def rows(self) -> Iterator[HistoryRow]:
+        lines = io.BytesIO(self._data)  # line by line: no second copy of the block
+        index = 0
+        for chunk in self.table.to_batches(max_chunksize=_ROWS_CHUNK):
+            for fields in chunk.to_pylist():
+                raw = self._raws[index] if self._raws is not None else lines.readline()
+                yield HistoryRow(self.row_numbers[index], fields, raw.rstrip(_EOL), None, None)
+                index += 1
 
 
 def open_history(
@@ -168,6 +221,18 @@ class HistoryFile:
 
         Raises HistoryError if the file turns out to be damaged part-way.
         """
+        for item in self.batches():
+            if isinstance(item, RowBlock):
+                yield from item.rows()
+            else:
+                yield item
+
+    def batches(self) -> Generator[RowBlock | HistoryRow, None, None]:
+        """Stream the rows in file order, as ``rows()`` does, but good CSV rows come in
+        blocks decoded column by column (``RowBlock``), which costs no Python per row.
+        Bad rows, CSV rows the block decoder leaves to the csv module, and JSON Lines and
+        Parquet rows come one by one.
+        """
         self._bytes_done = 0
         if self.size_bytes == 0:
             return
@@ -177,7 +242,7 @@ class HistoryFile:
             else:
                 with self._open_lines() as lines:
                     if self.format == "csv":
-                        yield from self._csv_rows(lines)
+                        yield from self._csv_items(lines)
                     else:
                         yield from self._jsonl_rows(lines)
         except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
@@ -224,13 +289,41 @@ class HistoryFile:
             )
         self.columns = tuple(header)
 
-    def _csv_rows(self, lines: Iterable[bytes]) -> Iterator[HistoryRow]:
+    def _csv_items(self, lines: io.BufferedIOBase) -> Iterator[RowBlock | HistoryRow]:
+        """Blocks of about CSV_BLOCK_BYTES, each decoded by Arrow when that gives exactly
+        what the csv module gives (``_plain_csv_block``), and by the csv module otherwise."""
+        # Skip the header record (checked when the file was opened); reading it line by
+        # line leaves the stream right after it, even if a quoted name spans lines.
+        next(csv.reader(line.decode(errors="surrogateescape") for line in lines), None)
+        columns = self.columns or ()
+        row_number = 0
+        while block := lines.read(CSV_BLOCK_BYTES):
+            if not block.endswith(b"\n"):
+                block += lines.readline()  # whole lines only
+            table = _plain_csv_block(block, columns)
+            if table is not None:
+                numbers = range(row_number + 1, row_number + 1 + table.num_rows)
+                yield RowBlock(table, numbers, data=block)
+                row_number += table.num_rows
+            else:
+                row_number = yield from self._csv_records(block, lines, row_number)
+
+    def _csv_records(
+        self, block: bytes, more: Iterable[bytes], row_number: int
+    ) -> Generator[RowBlock | HistoryRow, None, int]:
+        """The rows of ``block`` read with the csv module; a record still open at the
+        block's end (a quoted field spanning lines) goes on into ``more``. Good rows come
+        in RowBlocks, each bad row on its own, in file order. Returns the number of the
+        last row read."""
+        block_lines = io.BytesIO(block).readlines()  # split at b"\n" only, as files are
+        used = 0  # lines csv has taken
         pending: list[bytes] = []  # the raw lines of the record csv is parsing
         undecodable: str | None = None  # why a line of that record is not UTF-8
 
         def decoded() -> Iterator[str]:
-            nonlocal undecodable
-            for line in lines:
+            nonlocal undecodable, used
+            for line in itertools.chain(block_lines, more):
+                used += 1
                 pending.append(line)
                 try:
                     text = line.decode()
@@ -242,33 +335,57 @@ class HistoryFile:
                 yield text
 
         reader = csv.reader(decoded())
-        next(reader, None)  # the header, checked when the file was opened
-        pending.clear()
         columns = self.columns or ()
         width = len(columns)
-        row_number = 0
-        while True:
+        good: list[list[str]] = []  # good rows not yet handed on, with their numbers and bytes
+        numbers: list[int] = []
+        raws: list[bytes] = []
+
+        def good_rows() -> RowBlock:
+            table = pa.table(
+                [pa.array(texts, pa.string()) for texts in zip(*good, strict=True)],
+                names=list(columns),
+            )
+            row_block = RowBlock(table, numbers[:], raws=raws[:])
+            good.clear()
+            numbers.clear()
+            raws.clear()
+            return row_block
+
+        error: str | None
+        while used < len(block_lines):
             try:
-                for values in reader:
-                    row_number += 1
-                    raw = b"".join(pending).rstrip(_EOL)
-                    pending.clear()
-                    if len(values) == width and undecodable is None:
-                        fields = dict(zip(columns, values, strict=False))  # width checked
-                        yield HistoryRow(row_number, fields, raw, None, None)
-                    elif undecodable is not None:
-                        yield HistoryRow(row_number, None, raw, "bad_encoding", undecodable)
-                        undecodable = None
-                    elif values:  # an empty list is a blank line
-                        detail = f"expected {width} columns, got {len(values)}"
-                        yield HistoryRow(row_number, None, raw, "bad_csv_row", detail)
-                return
+                values = next(reader)
+            except StopIteration:
+                break
             except csv.Error as exc:  # the reader resumes at the next line
-                row_number += 1
-                raw = b"".join(pending).rstrip(_EOL)
-                pending.clear()
-                undecodable = None
-                yield HistoryRow(row_number, None, raw, "bad_csv_row", str(exc))
+                values, error = [], str(exc)
+            else:
+                error = None
+            row_number += 1
+            raw = b"".join(pending).rstrip(_EOL)
+            pending.clear()
+            if error is None and len(values) == width and undecodable is None:
+                good.append(values)
+                numbers.append(row_number)
+                raws.append(raw)
+                continue
+            if error is not None:
+                bad = HistoryRow(row_number, None, raw, "bad_csv_row", error)
+            elif undecodable is not None:
+                bad = HistoryRow(row_number, None, raw, "bad_encoding", undecodable)
+            elif values:
+                detail = f"expected {width} columns, got {len(values)}"
+                bad = HistoryRow(row_number, None, raw, "bad_csv_row", detail)
+            else:
+                continue  # a blank line
+            undecodable = None
+            if good:
+                yield good_rows()
+            yield bad
+        if good:
+            yield good_rows()
+        return row_number
 
     def _jsonl_rows(self, lines: Iterable[bytes]) -> Iterator[HistoryRow]:
         loads = orjson.loads
@@ -319,6 +436,45 @@ class HistoryFile:
                 self._bytes_done = self.size_bytes * row_number // total
 
 
+def _plain_csv_block(block: bytes, columns: Sequence[str]) -> pa.Table | None:
+    """``block`` decoded by Arrow into string columns, or None if the csv module must read it.
+
+    Arrow's decoder without quoting splits each line at every comma, which is what the
+    csv module does with a line that has no quote character and no carriage return
+    except in a line terminator. So Arrow takes a block only when it is such lines, all
+    valid UTF-8, none blank (csv counts a blank line as a row) and each with one field
+    per column; and when it does not start with a byte-order mark (Arrow would drop it).
+    """
+    if (
+        b'"' in block
+        or block.count(b"\r") != block.count(b"\r\n")
+        or block.startswith(codecs.BOM_UTF8)
+    ):
+        return None
+    try:
+        block.decode()
+    except UnicodeDecodeError:
+        return None
+    text = pa.string()
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(block),
+            read_options=pa_csv.ReadOptions(
+                column_names=list(columns), use_threads=False, block_size=len(block) + 1
+            ),
+            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(columns, text),
+                strings_can_be_null=False,
+                check_utf8=False,  # checked above, as strictly as Python decodes
+            ),
+        )
+    except pa.ArrowInvalid:  # a row with too few or too many fields
+        return None
+    lines = block.count(b"\n") + (not block.endswith(b"\n"))
+    return table if table.num_rows == lines else None  # else a blank line was skipped
+
+
 def _format_of(path: Path) -> Format:
     name = path.name.lower().removesuffix(".gz")
     fmt = SUFFIXES.get(os.path.splitext(name)[1])
@@ -365,6 +521,7 @@ _RECORD = struct.Struct("<qI")
 # every _FAN_IN runs of one level are merged into one run of the next level: at most
 # (_FAN_IN - 1) runs per level stay open, i.e. a few hundred for any realistic input.
 _FAN_IN = 64
+_BY_TIME = itemgetter(0)
 
 
 def sort_by_time(
@@ -372,39 +529,69 @@ def sort_by_time(
 ) -> Generator[tuple[int, bytes], None, None]:
     """Sort (event_time_ms, payload) pairs by time, stably, in bounded memory.
 
-    An external merge sort: each ``chunk_rows`` pairs are sorted in memory and spilled to
-    an unnamed temporary file in ``tmp_dir`` (deleted when closed, and by the OS if the
-    process dies), then the runs are merged. Pairs with equal times keep their input
-    order. Memory holds one chunk plus a read buffer per open run. The temporary files
-    are closed when the iterator is exhausted or closed early.
+    An external merge sort (``ExternalSort``): each ``chunk_rows`` pairs are sorted in
+    memory and spilled to an unnamed temporary file in ``tmp_dir`` (deleted when closed,
+    and by the OS if the process dies), then the runs are merged. Pairs with equal times
+    keep their input order. Memory holds one chunk plus a read buffer per open run. The
+    temporary files are closed when the iterator is exhausted or closed early.
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    by_time = itemgetter(0)
-    # Spilled runs in input order with their merge level; merging only runs of one level
-    # that are adjacent keeps ties in input order and each pair rewritten O(log n) times.
-    runs: list[tuple[int, IO[bytes]]] = []
+    sort = ExternalSort(chunk_rows=chunk_rows, tmp_dir=tmp_dir)
     try:
-        pairs = iter(rows)
-        chunk = list(islice(pairs, chunk_rows))
+        sort.add(rows)
+        yield from sort.merged()
+    finally:
+        sort.close()
+
+
+class ExternalSort:
+    """``sort_by_time`` fed a piece at a time: ``add`` pairs, then read ``merged()``;
+    ``close()`` releases the temporary files (also when ``merged`` is not read to the end).
+    """
+
+    def __init__(self, *, chunk_rows: int, tmp_dir: Path) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        self._chunk_rows = chunk_rows
+        self._tmp_dir = tmp_dir
+        self._chunk: list[tuple[int, bytes]] = []
+        # Spilled runs in input order with their merge level; merging only runs of one
+        # level that are adjacent keeps ties in input order and each pair rewritten
+        # O(log n) times.
+        self._runs: list[tuple[int, IO[bytes]]] = []
+
+    def add(self, pairs: Iterable[tuple[int, bytes]]) -> None:
+        pairs = iter(pairs)
         while True:
-            chunk.sort(key=by_time)  # list.sort is stable
+            self._chunk.extend(islice(pairs, self._chunk_rows - len(self._chunk)))
+            if len(self._chunk) < self._chunk_rows:
+                return
             head = list(islice(pairs, 1))
             if not head:
-                break  # the last chunk is merged from memory
-            runs.append((0, _spill(chunk, tmp_dir)))
-            while len(runs) >= _FAN_IN and runs[-_FAN_IN][0] == runs[-1][0]:
-                group = runs[-_FAN_IN:]
-                merged = heapq.merge(*(_read_run(run) for _, run in group), key=by_time)
-                runs[-_FAN_IN:] = [(group[0][0] + 1, _spill(merged, tmp_dir))]
-                for _, run in group:
-                    run.close()
-            chunk = head
-            chunk.extend(islice(pairs, chunk_rows - 1))
-        yield from heapq.merge(*(_read_run(run) for _, run in runs), chunk, key=by_time)
-    finally:
-        for _, run in runs:
+                return  # a full chunk is spilled only once another pair comes
+            self._spill_chunk()
+            self._chunk = head
+
+    def merged(self) -> Iterator[tuple[int, bytes]]:
+        """Every pair added, by time; the last chunk is merged from memory."""
+        self._chunk.sort(key=_BY_TIME)  # list.sort is stable
+        return heapq.merge(*(_read_run(run) for _, run in self._runs), self._chunk, key=_BY_TIME)
+
+    def close(self) -> None:
+        for _, run in self._runs:
             run.close()
+        self._runs = []
+        self._chunk = []
+
+    def _spill_chunk(self) -> None:
+        self._chunk.sort(key=_BY_TIME)
+        runs = self._runs
+        runs.append((0, _spill(self._chunk, self._tmp_dir)))
+        while len(runs) >= _FAN_IN and runs[-_FAN_IN][0] == runs[-1][0]:
+            group = runs[-_FAN_IN:]
+            merged = heapq.merge(*(_read_run(run) for _, run in group), key=_BY_TIME)
+            runs[-_FAN_IN:] = [(group[0][0] + 1, _spill(merged, self._tmp_dir))]
+            for _, run in group:
+                run.close()
 
 
 def _spill(pairs: Iterable[tuple[int, bytes]], tmp_dir: Path) -> IO[bytes]:

@@ -23,7 +23,8 @@ console = Console(stderr=True)
 
 
 class RichProgress:
-    """Bytes read drive the bar and the ETA (row counts are unknown up front)."""
+    """Bytes read drive the bar and the ETA (row counts are unknown up front). A replay
+    reads its files twice (a check, then the replay), so the bar counts both passes."""
 
     def __init__(self) -> None:
         self._progress = Progress(
@@ -50,26 +51,45 @@ class RichProgress:
         rate = events / elapsed if elapsed > 0 else 0.0
         self._progress.update(self._task, completed=bytes_done, events=events, rate=rate)
 
+    def warn(self, message: str) -> None:
+        self._progress.console.print(f"[bold yellow]warning:[/] {message}")
+
     def stop(self) -> None:
         self._progress.stop()
 
 
-def print_replay_report(report: ReplayReport) -> None:
+def print_replay_report(report: ReplayReport, *, dry_run: bool = False) -> None:
     out = Console()
-    rate = report.produced / report.seconds if report.seconds > 0 else 0.0
-    out.print(
-        f"replay [bold]{report.replay_id}[/]: {report.produced:,} events produced from "
-        f"{len(report.files)} file(s) in {report.seconds:.1f}s ({rate:,.0f} events/s); "
-        f"{report.bad_rows:,} bad rows sent to the dead-letter topic"
-    )
-    if report.bad_rows:
-        table = Table("file", "row", "reason", "detail", title="bad rows")
-        for row in report.first_bad_rows:
-            table.add_row(row.file, str(row.row_number), row.reason, row.detail)
-        out.print(table)
-        if report.bad_rows > len(report.first_bad_rows):
-            out.print(f"... and {report.bad_rows - len(report.first_bad_rows):,} more")
-        out.print("by reason: " + ", ".join(f"{k}={v}" for k, v in report.bad_by_reason.items()))
+    if dry_run:
+        out.print(
+            f"checked [bold]{len(report.files)}[/] file(s) in {report.seconds:.1f}s: "
+            f"{report.rows - report.bad_rows:,} good rows, {report.bad_rows:,} bad rows; "
+            "nothing was produced (--dry-run)"
+        )
+    else:
+        rate = report.produced / report.seconds if report.seconds > 0 else 0.0
+        out.print(
+            f"replay [bold]{report.replay_id}[/]: {report.produced:,} events produced from "
+            f"{len(report.files)} file(s) in {report.seconds:.1f}s ({rate:,.0f} events/s); "
+            f"{report.bad_rows:,} bad rows sent to the dead-letter topic"
+        )
+    if report.would_be_late:
+        out.print(f"{report.would_be_late:,} events are late for the pipeline's lateness")
+    print_bad_rows(report)
+
+
+def print_bad_rows(report: ReplayReport) -> None:
+    """The first bad rows, with their reasons, and the count of each reason."""
+    if not report.bad_rows:
+        return
+    out = Console()
+    table = Table("file", "row", "reason", "detail", title="bad rows")
+    for row in report.first_bad_rows:
+        table.add_row(row.file, str(row.row_number), row.reason, row.detail)
+    out.print(table)
+    if report.bad_rows > len(report.first_bad_rows):
+        out.print(f"... and {report.bad_rows - len(report.first_bad_rows):,} more")
+    out.print("by reason: " + ", ".join(f"{k}={v}" for k, v in report.bad_by_reason.items()))
 
 
 def print_group_status(group: GroupStatus) -> None:
@@ -112,9 +132,13 @@ def _print_worker(out: Console, url: str, body: dict[str, Any]) -> None:
         )
     for replay in body["replays"]:
         done = "processed" if replay["processed_by_this_worker"] else "in progress"
+        # Replays before the check pass recorded no late count.
+        late = replay.get("would_be_late")
         out.print(
             f"replay {replay['id']}: {replay['state']}, {replay['produced']:,} events, "
-            f"{replay['bad_rows']:,} bad rows; {done} by this worker"
+            f"{replay['bad_rows']:,} bad rows"
+            + (f", {late:,} late for the lateness" if late else "")
+            + f"; {done} by this worker"
         )
     # A count is null when the cluster did not answer for it.
     counts = body["counts"]

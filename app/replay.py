@@ -1,64 +1,97 @@
 """``kappa replay``: history files become a bounded stream on the pipeline's input topic.
 
-Each good row is produced with its key set to the event's key (so Kafka's default
-partitioner puts it on the same partition as the key's live events) and its event time
-as the record timestamp. Bad rows go to the dead-letter topic, like bad live records,
-and are listed in the report at the end. Files are streamed, never loaded whole.
+A replay reads the files twice, streaming them, never loading them whole:
+
+1. The check validates every row and produces nothing. It counts the bad rows and,
+   unless the replay orders by time, folds kappa's lateness policy over the events in
+   the order they would be produced (``app/replay_check.py``). If there are more bad
+   rows than ``max_bad_rows`` accepts (none by default), the replay stops with
+   ``TooManyBadRows``, having produced nothing. If events would be late, it warns.
+2. The second pass produces each good row with its key set to the event's key (so
+   Kafka's default partitioner puts it on the same partition as the key's live events),
+   its event time as the record timestamp and the row as a JSON object as its value.
+   Bad rows go to the dead-letter topic, like bad live records, and are listed in the
+   report at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
+import pyarrow as pa
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from agents.batch_sender import MAX_BATCH_BYTES
+from app.durations import UNITS_MS, format_duration
 from app.errors import ReplayError
-from app.events import EventParser, Rejected
-from app.history import HistoryError, HistoryFile, open_history, sort_by_time
+from app.events import EventParser
+from app.history import ExternalSort, HistoryError, HistoryFile, open_history
 from app.kafka_client import client_options, offset_ranges
 from app.names import PipelineNames
+from app.partitions import partitions_of
+from app.replay_check import BadRowLimit, Disorder
+from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
+from app.replay_sender import PartitionBatches
 from app.settings import KappaSettings
 from app.spec import PipelineSpec
 from app.topics import ensure_topics
 
 Format = Literal["csv", "jsonl", "parquet"]
 MAX_LISTED_BAD_ROWS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class BadRow:
-    file: str
-    row_number: int
-    reason: str
-    detail: str
+# How often the progress bar and the control topic hear from a running replay.
+PROGRESS_EVERY_S = 0.1
+CONTROL_EVERY_S = 2.0
+# How long a failed replay tries to say so on the control topic before it gives up.
+FAILED_CONTROL_TIMEOUT_S = 5.0
 
 
 @dataclass
 class ReplayReport:
+    """What a replay did. ``rows`` counts the rows read, good and bad (blank lines are no
+    rows); ``would_be_late`` is None when the replay ordered the events by time."""
+
     replay_id: str
     files: list[str]
     produced: int = 0
+    rows: int = 0
     bad_rows: int = 0
     bad_by_reason: Counter[str] = field(default_factory=Counter)
     first_bad_rows: list[BadRow] = field(default_factory=list)
+    would_be_late: int | None = None
     seconds: float = 0.0
     end_offsets: dict[int, int] = field(default_factory=dict)
 
     def note_bad(self, row: BadRow) -> None:
+        self.rows += 1
         self.bad_rows += 1
         self.bad_by_reason[row.reason] += 1
         if len(self.first_bad_rows) < MAX_LISTED_BAD_ROWS:
             self.first_bad_rows.append(row)
+
+
+class TooManyBadRows(ReplayError):
+    """The check found more bad rows than the replay accepts; nothing was produced."""
+
+    def __init__(self, report: ReplayReport, limit: BadRowLimit) -> None:
+        super().__init__(
+            f"{report.bad_rows:,} of {report.rows:,} rows are bad, more than "
+            f"--max-bad-rows {limit.text} accepts; nothing was produced",
+            hint="fix the rows listed above, or accept them with --max-bad-rows "
+            "(a count such as 10, or a share such as 0.1%), and run the replay again",
+        )
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -69,6 +102,8 @@ class ReplayOptions:
     rate: float | None = None  # events per second; None is as fast as possible
     sort_chunk_rows: int = 200_000
     replay_id: str | None = None
+    max_bad_rows: BadRowLimit = field(default_factory=BadRowLimit)
+    dry_run: bool = False  # check only: produce nothing
 
 
 class Progress(Protocol):
@@ -76,6 +111,7 @@ class Progress(Protocol):
 
     def start(self, total_bytes: int) -> None: ...
     def advance(self, bytes_done: int, events: int) -> None: ...
+    def warn(self, message: str) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -108,6 +144,24 @@ def open_all(spec: PipelineSpec, options: ReplayOptions) -> list[HistoryFile]:
         ) from None
 
 
+def late_warning(disorder: Disorder) -> str:
+    """What the replay says before producing events that would be late."""
+    share = disorder.late / disorder.events if disorder.events else 0.0
+    return (
+        f"{disorder.late:,} of {disorder.events:,} events ({share:.1%}) would be late: the "
+        f"file is out of event-time order by up to {_about(disorder.max_behind_ms)} on a "
+        f"partition, more than the pipeline's lateness of "
+        f"{format_duration(disorder.lateness_ms)}. Late events count in the totals but in "
+        "no window. To produce the events in time order, replay with --order-by-time "
+        "(check a file first with --dry-run)."
+    )
+
+
+def _about(ms: int) -> str:
+    unit, size = next((u, s) for u, s in UNITS_MS.items() if ms >= s or u == "ms")
+    return f"{ms / size:.3g}{unit}"
+
+
 async def replay(
     settings: KappaSettings,
     spec: PipelineSpec,
@@ -116,150 +170,267 @@ async def replay(
 ) -> ReplayReport:
     files = open_all(spec, options)
     names = PipelineNames(spec)
-    await ensure_topics(settings, names)
     report = ReplayReport(
         replay_id=options.replay_id
         or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         files=[str(path) for path in options.files],
     )
-    producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        enable_idempotence=True,
-    )
-    await producer.start()
-    started = time.monotonic()
+    run = _Replay(spec, options, progress, files, names, report)
+    progress.start(run.total_bytes * (1 if options.dry_run else 2))
     try:
-        await _control(producer, names, report, "running")
-        progress.start(sum(f.size_bytes for f in files))
-        await _produce_all(producer, names, spec, files, options, report, progress)
-        await producer.flush()
-        ranges = await offset_ranges(client_options(settings), [names.input_topic])
-        report.end_offsets = {p: end for p, (_, end) in ranges[names.input_topic].items()}
-        report.seconds = time.monotonic() - started
-        await _control(producer, names, report, "complete")
-    except BaseException:
-        report.seconds = time.monotonic() - started
-        await asyncio.shield(_control(producer, names, report, "failed"))
-        raise
+        if options.dry_run:
+            await run.check(await _input_partitions(settings, names))
+            report.seconds = time.monotonic() - run.started
+        else:
+            await _check_and_produce(settings, run)  # which times it
+    except KafkaError as exc:
+        produced = (
+            f"{report.produced:,} events had been handed to Kafka, and the input topic may "
+            "hold some of them; a replay run again would count those twice, so replay into "
+            "a new pipeline version"
+            if report.produced
+            else "nothing was produced"
+        )
+        raise ReplayError(
+            f"Kafka failed: {exc}; {produced}",
+            hint=f"check that Kafka answers at {settings.bootstrap} (`kappa kafka start` "
+            "starts the local one; KAPPA_BOOTSTRAP_SERVERS names another)",
+        ) from exc
     finally:
         progress.stop()
-        await producer.stop()
     return report
 
 
-async def _produce_all(
-    producer: AIOKafkaProducer,
-    names: PipelineNames,
-    spec: PipelineSpec,
-    files: list[HistoryFile],
-    options: ReplayOptions,
-    report: ReplayReport,
-    progress: Progress,
-) -> None:
-    parser = EventParser(spec)
-    limiter = RateLimiter(options.rate)
-    topic = names.input_topic
-    done_bytes = 0
-    last_report = time.monotonic()
-
-    def good_rows(history: HistoryFile) -> Iterator[tuple[int, bytes]]:
-        """(event time, [key, fields]) for good rows; bad rows are reported on the way."""
-        for row in history.rows():
-            if row.fields is None:
-                bad.append(
-                    (history, row.row_number, row.error or "bad_row", row.detail or "", row.raw)
-                )
-                continue
-            try:
-                event = parser.parse_fields(row.fields)
-            except Rejected as rejected:
-                bad.append((history, row.row_number, rejected.reason, rejected.detail, row.raw))
-                continue
-            yield event.ts_ms, _pack(event.key.encode(), orjson.dumps(row.fields, default=str))
-
-    bad: list[tuple[HistoryFile, int, str, str, bytes]] = []
-    streams: list[tuple[HistoryFile | None, Iterator[tuple[int, bytes]]]]
-    if options.order_by_time:
-        # The sort spills to unnamed temporary files that vanish when closed.
-        tmp = Path(tempfile.gettempdir())
-        merged = (item for history in files for item in good_rows(history))
-        streams = [(None, sort_by_time(merged, chunk_rows=options.sort_chunk_rows, tmp_dir=tmp))]
-    else:
-        streams = [(history, good_rows(history)) for history in files]
-
-    for history, stream in streams:
-        for ts_ms, payload in stream:
-            key, value = _unpack(payload)
-            await producer.send(topic, key=key, value=value, timestamp_ms=ts_ms)
-            report.produced += 1
-            await _drain_bad(producer, names, bad, report)
-            if report.produced % 1024 == 0:
-                await limiter.wait(report.produced)
-                now = time.monotonic()
-                progress.advance(done_bytes + _bytes_read(files, history), report.produced)
-                if now - last_report > 2.0:
-                    last_report = now
-                    await _control(producer, names, report, "running")
-            elif options.rate is not None:
-                await limiter.wait(report.produced)
-        await _drain_bad(producer, names, bad, report)
-        if history is not None:
-            done_bytes += history.size_bytes
-    progress.advance(sum(f.size_bytes for f in files), report.produced)
+async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
+    partitions = await ensure_topics(settings, run.names)
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,  # dead letters and control records; good rows go in whole batches
+        max_batch_size=MAX_BATCH_BYTES,
+        max_request_size=MAX_BATCH_BYTES,
+    )
+    await producer.start()
+    run.producer = producer
+    report = run.report
+    try:
+        await run.control("running")
+        await run.check(partitions)
+        await run.produce(partitions)
+        await producer.flush()
+        report.seconds = time.monotonic() - run.started
+        await run.control("complete", wait=True)
+    except BaseException as exc:
+        report.seconds = time.monotonic() - run.started
+        # Kafka may be what failed: the record of the failure is sent if it can be.
+        with contextlib.suppress(KafkaError, TimeoutError):
+            failed = run.control("failed", error=str(exc), wait=True)
+            await asyncio.shield(asyncio.wait_for(failed, FAILED_CONTROL_TIMEOUT_S))
+        raise
+    finally:
+        await producer.stop()
 
 
-def _pack(key: bytes, value: bytes) -> bytes:
-    """Key and value in one bytes object, so the external sort can spill them."""
-    return len(key).to_bytes(4, "big") + key + value
+async def _input_partitions(settings: KappaSettings, names: PipelineNames) -> int:
+    """The input topic's partitions, or how many a replay would create it with."""
+    ranges = await offset_ranges(client_options(settings), [names.input_topic])
+    return len(ranges.get(names.input_topic, {})) or settings.partitions
 
 
-def _unpack(payload: bytes) -> tuple[bytes, bytes]:
-    size = int.from_bytes(payload[:4], "big")
-    return payload[4 : 4 + size], payload[4 + size :]
+class _Replay:
+    """One replay's two passes, and what it tells the progress bar and control topic."""
 
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        options: ReplayOptions,
+        progress: Progress,
+        files: list[HistoryFile],
+        names: PipelineNames,
+        report: ReplayReport,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.progress = progress
+        self.files = files
+        self.names = names
+        self.report = report
+        self.parser = EventParser(spec)
+        self.producer: AIOKafkaProducer | None = None
+        self.total_bytes = sum(f.size_bytes for f in files)
+        self.bytes_before = 0  # bytes of the passes and files done
+        self.phase = "checking"
+        self.started = time.monotonic()
+        self._progress_at = self._control_at = self.started
 
-def _bytes_read(files: list[HistoryFile], current: HistoryFile | None) -> int:
-    if current is None:  # sorting: reading happens up front, all files at once
-        return sum(f.bytes_read for f in files)
-    return current.bytes_read
+    async def check(self, partitions: int) -> None:
+        """The first pass: count the bad rows and the events that would be late."""
+        report, options = self.report, self.options
+        disorder = None if options.order_by_time else Disorder(self.spec.lateness_ms)
+        for history in self.files:
+            for item in read_rows(history, self.parser, with_values=False):
+                if isinstance(item, BadRow):
+                    report.note_bad(item)
+                else:
+                    report.rows += len(item.keys)
+                    if disorder is not None:
+                        disorder.add(partitions_of(item.keys, partitions), item.ts_ms)
+                await self._tick(history)
+            self.bytes_before += history.size_bytes
+        if disorder is not None:
+            report.would_be_late = disorder.late
+        if not options.max_bad_rows.allows(report.bad_rows, report.rows):
+            raise TooManyBadRows(report, options.max_bad_rows)
+        if disorder is not None and disorder.late:
+            self.progress.warn(late_warning(disorder))
 
+    async def produce(self, partitions: int) -> None:
+        """The second pass: good rows to the input topic, bad rows to the dead-letter topic."""
+        assert self.producer is not None
+        self.phase = "producing"
+        await self.control("running")
+        sender = PartitionBatches(self.producer, self.names.input_topic)
+        limiter = RateLimiter(self.options.rate)
+        dead_letters = 0
+        good = self.report.rows - self.report.bad_rows
+        sort = (
+            ExternalSort(
+                chunk_rows=self.options.sort_chunk_rows, tmp_dir=Path(tempfile.gettempdir())
+            )
+            if self.options.order_by_time
+            else None
+        )
+        try:
+            for history in self.files:
+                for item in read_rows(history, self.parser, with_values=True):
+                    if isinstance(item, BadRow):
+                        await self._dead_letter(item)
+                        dead_letters += 1
+                    elif sort is not None:
+                        sort.add(_packed(item))
+                    else:
+                        await self._send(sender, limiter, item, partitions)
+                    await self._tick(history)
+                self.bytes_before += history.size_bytes
+            if sort is not None:
+                # The sort spills to unnamed temporary files that vanish when closed.
+                merged = sort.merged()
+                while chunk := list(islice(merged, ROWS_PER_BATCH)):
+                    await self._send(sender, limiter, _unpacked(chunk), partitions)
+                    await self._tick(None)
+            await sender.flush()
+            self.report.end_offsets = sender.end_offsets
+        finally:
+            if sort is not None:
+                sort.close()
+        self.progress.advance(self.bytes_before, self.report.produced)
+        if dead_letters != self.report.bad_rows or self.report.produced != good:
+            raise ReplayError(
+                f"the files changed while they were replayed: the check found {good:,} good "
+                f"and {self.report.bad_rows:,} bad rows, the replay produced "
+                f"{self.report.produced:,} events and {dead_letters:,} dead letters",
+                hint="replay files that nothing writes to while they are replayed",
+            )
 
-async def _drain_bad(
-    producer: AIOKafkaProducer,
-    names: PipelineNames,
-    bad: list[tuple[HistoryFile, int, str, str, bytes]],
-    report: ReplayReport,
-) -> None:
-    for history, row_number, reason, detail, raw in bad:
-        report.note_bad(BadRow(str(history.path), row_number, reason, detail))
-        await producer.send(
-            names.dead_letter_topic,
-            key=f"{history.path}:{row_number}".encode(),
-            value=raw,
+    async def _send(
+        self, sender: PartitionBatches, limiter: RateLimiter, rows: GoodRows, partitions: int
+    ) -> None:
+        assert rows.values is not None
+        rate = self.options.rate
+        # At a limited rate, records go out in slices of about 50 ms worth, each at once.
+        step = len(rows.keys) if rate is None else max(1, int(rate / 20))
+        for start in range(0, len(rows.keys), step):
+            keys = rows.keys[start : start + step]
+            await sender.add(
+                partitions_of(keys, partitions),
+                keys,
+                rows.values[start : start + step],
+                rows.ts_ms[start : start + step],
+            )
+            self.report.produced += len(keys)
+            if rate is not None:
+                await sender.submit()
+                await limiter.wait(self.report.produced)
+
+    async def _dead_letter(self, row: BadRow) -> None:
+        assert self.producer is not None
+        await self.producer.send(
+            self.names.dead_letter_topic,
+            key=f"{row.file}:{row.row_number}".encode(),
+            value=row.raw,
             headers=[
-                ("kappa.reason", reason.encode()),
-                ("kappa.detail", detail.encode()),
-                ("kappa.source", orjson.dumps({"file": str(history.path), "row": row_number})),
+                ("kappa.reason", row.reason.encode()),
+                ("kappa.detail", row.detail.encode()),
+                ("kappa.source", orjson.dumps({"file": row.file, "row": row.row_number})),
             ],
         )
-    bad.clear()
+
+    async def _tick(self, history: HistoryFile | None) -> None:
+        """Tell the progress bar, and now and then the control topic, how far we are."""
+        now = time.monotonic()
+        if now - self._progress_at >= PROGRESS_EVERY_S:
+            self._progress_at = now
+            done = self.bytes_before + (history.bytes_read if history is not None else 0)
+            self.progress.advance(done, self.report.produced)
+        if self.producer is not None and now - self._control_at >= CONTROL_EVERY_S:
+            self._control_at = now
+            await self.control("running")
+
+    async def control(self, state: str, error: str | None = None, wait: bool = False) -> None:
+        """A record of the replay's state on the control topic (``app/replay_tracker.py``);
+        ``wait`` for Kafka's acknowledgement (the producer keeps the records in order)."""
+        assert self.producer is not None
+        report = self.report
+        value: dict[str, Any] = {
+            "state": state,
+            "files": report.files,
+            "produced": report.produced,
+            "bad_rows": report.bad_rows,
+            "seconds": round(report.seconds, 3),
+            "end_offsets": {str(p): o for p, o in report.end_offsets.items()},
+            "updated_at": datetime.now(UTC).isoformat(),
+            "rows": report.rows,
+            "would_be_late": report.would_be_late,
+            "phase": self.phase,
+        }
+        if error is not None:
+            value["error"] = error
+        sent = await self.producer.send(
+            self.names.control_topic, key=report.replay_id.encode(), value=orjson.dumps(value)
+        )
+        if wait:
+            await sent
+        else:  # a progress report: the next one says the same and more
+            sent.add_done_callback(_retrieved)
 
 
-async def _control(
-    producer: AIOKafkaProducer, names: PipelineNames, report: ReplayReport, state: str
-) -> None:
-    value = {
-        "state": state,
-        "files": report.files,
-        "produced": report.produced,
-        "bad_rows": report.bad_rows,
-        "seconds": round(report.seconds, 3),
-        "end_offsets": {str(p): o for p, o in report.end_offsets.items()},
-        "updated_at": datetime.now(UTC).isoformat(),
-    }
-    await producer.send_and_wait(
-        names.control_topic, key=report.replay_id.encode(), value=orjson.dumps(value)
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # seen, so asyncio does not warn that nobody looked
+
+
+def _packed(rows: GoodRows) -> list[tuple[int, bytes]]:
+    """(event time, key and value in one bytes object), which the external sort spills."""
+    assert rows.values is not None
+    return [
+        (ts, len(key).to_bytes(4, "big") + key + value)
+        for ts, key, value in zip(
+            rows.ts_ms.to_pylist(),
+            rows.keys.cast(pa.binary()).to_pylist(),
+            rows.values.to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+def _unpacked(pairs: list[tuple[int, bytes]]) -> GoodRows:
+    times, keys, values = [], [], []
+    for ts, payload in pairs:
+        size = int.from_bytes(payload[:4], "big")
+        times.append(ts)
+        keys.append(payload[4 : 4 + size])
+        values.append(payload[4 + size :])
+    return GoodRows(
+        pa.array(keys, pa.binary()), pa.array(times, pa.int64()), pa.array(values, pa.binary())
     )

@@ -26,11 +26,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from app.broker.local import LocalKafka
 from app.settings import KappaSettings
 from bench import latency, report, scaling, throughput
 from bench.report import Sections
-from bench.workers import ROOT
+from bench.workers import ROOT, broker_running
 from bench.workloads import DEFAULT, SMOKE, parse_workloads
 
 
@@ -78,16 +77,8 @@ def main() -> None:
         parser.error(str(error))
 
     settings = KappaSettings()
-    broker = None if settings.uses_external_cluster else LocalKafka(settings)
-    started_broker = broker is not None and not all(n.running for n in broker.status())
-    if broker is not None:
-        broker.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="kappa-bench-") as tmp:
-            runs = [run_once(settings, args, Path(tmp)) for _ in range(args.repeat)]
-    finally:
-        if broker is not None and started_broker:
-            broker.stop()
+    with broker_running(settings), tempfile.TemporaryDirectory(prefix="kappa-bench-") as tmp:
+        runs = [run_once(settings, args, Path(tmp)) for _ in range(args.repeat)]
 
     result = report.medians(runs)
     report.print_table(

@@ -8,13 +8,14 @@ start-up and the consumer group's first rebalance are not counted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 import psutil
 
+from app.broker.local import LocalKafka
 from app.settings import KappaSettings
 from bench.workloads import Workload
 
@@ -59,6 +61,21 @@ def _span(
     firsts = [at for at in map(first, bodies) if at is not None]
     lasts = [at for at in map(last, bodies) if at is not None]
     return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+
+
+@contextlib.contextmanager
+def broker_running(settings: KappaSettings) -> Iterator[None]:
+    """The project's local Kafka, started if it is not running (and then stopped at the
+    end), unless KAPPA_BOOTSTRAP_SERVERS names a cluster."""
+    broker = None if settings.uses_external_cluster else LocalKafka(settings)
+    started = broker is not None and not all(n.running for n in broker.status())
+    if broker is not None:
+        broker.start()
+    try:
+        yield
+    finally:
+        if broker is not None and started:
+            broker.stop()
 
 
 def get_json(port: int, path: str) -> Any:

@@ -162,3 +162,45 @@ def test_help_lists_the_exit_codes() -> None:
     assert "Exit codes" in done.stdout
     for code in ("0", "1", "2", "3", "128+N"):
         assert f"\n  {code} " in done.stdout
+
+
+def test_replay_help_documents_its_exit_codes() -> None:
+    done = kappa_cli(os.environ, "replay", "--help")
+    assert done.returncode == 0
+    help_text = " ".join(done.stdout.split())
+    for code in ["0 replayed", "1 error", "2 bad command line", "3 more bad rows"]:
+        assert code in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-bad-rows", "ten"], "is not a number of rows (10), a percentage (0.1%)"),
+        (["--max-bad-rows", "150%"], "or a fraction below 1 (0.001)"),
+        (["--rate", "0"], "--rate"),
+        (["--no-such-option"], "No such option"),
+    ],
+)
+def test_a_bad_replay_option_is_exit_code_2(tmp_path: Path, args: list[str], message: str) -> None:
+    path = _write(tmp_path / "h.csv", b"customer_id,ts\nc1,2024-01-01T00:00:00Z\n")
+    env = {**os.environ, "KAPPA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    done = kappa_cli(env, "replay", str(path), *args)
+    assert done.returncode == 2
+    assert message in " ".join(done.stderr.split())
+
+
+def test_replay_without_kafka_is_exit_code_1_and_says_nothing_was_produced(
+    tmp_path: Path, make_spec: Callable[..., Path]
+) -> None:
+    path = _write(tmp_path / "h.csv", b"customer_id,ts\nc1,2024-01-01T00:00:00Z\n")
+    env = {
+        **os.environ,
+        "KAPPA_PIPELINE": str(make_spec()),
+        "KAPPA_BOOTSTRAP_SERVERS": "127.0.0.1:9",  # nothing listens there
+    }
+    done = kappa_cli(env, "replay", str(path))
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "Kafka failed" in message
+    assert "nothing was produced" in message
+    assert "kappa kafka start" in message

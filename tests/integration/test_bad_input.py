@@ -100,7 +100,7 @@ def test_bad_history_rows_are_reported_with_row_numbers(
     path.write_bytes(b"\n".join(lines) + b"\n")
 
     worker, env = running_worker(make_spec())
-    printed = run_kappa(env, "replay", str(path))
+    printed = run_kappa(env, "replay", str(path), "--max-bad-rows", "3")
     assert "27 events produced" in printed
     assert "3 bad rows" in printed
     for row, reason in [("5", "malformed_json"), ("10", "bad_time"), ("20", "non_numeric")]:

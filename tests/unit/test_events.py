@@ -338,6 +338,7 @@ def test_iso8601_outside_the_range_in_utc(text: str) -> None:
         (AUTO, 100_000_000_000, 100_000_000_000),  # from 1e11: milliseconds
         (AUTO, -100_000_000_000, -100_000_000_000),
         (AUTO, "20240501", 20240501_000),  # all digits: epoch seconds in auto
+        (EPOCH_S, "1714564800\x1f", NOON),  # \\s matches it, int() refuses it
     ],
 )
 def test_epoch(p: EventParser, value: Any, expected: int) -> None:

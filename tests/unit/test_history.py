@@ -461,3 +461,85 @@ def test_sort_by_time_keeps_a_single_chunk_in_memory(tmp_path: Path) -> None:
 def test_sort_by_time_refuses_an_empty_chunk(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="chunk_rows"):
         list(sort_by_time([], chunk_rows=0, tmp_dir=tmp_path))
+
+
+# --- CSV read in blocks --------------------------------------------------------
+
+CSV_PIECES = st.sampled_from(
+    [
+        b"k1,1,plain",
+        b"k2,2,",
+        b'k3,3,"quoted, comma"',
+        b'k4,4,"spans\r\ntwo lines"',
+        b'k5,5,"open quote',
+        b'k6,6,"doubled ""quotes"""',
+        b'k7,7,unquoted"quote',
+        b"k8,8",  # too few fields
+        b"k9,9,x,y",  # too many
+        b"",  # a blank line
+        b"k10,10,bare\rreturn",
+        b"k15,15,x\rk16,16,y",  # a bare carriage return between two whole rows
+        b"k11,11,caf\xe9",  # Latin-1
+        b"\xef\xbb\xbfk12,12,bom",
+        b"k13,13,tab\tand\\backslash",
+        b"k14,14,\xc3\xbcn\xc3\xafc\xc3\xb6d\xc3\xa9",
+    ]
+)
+
+
+def read_with_the_csv_module_only(path: Path) -> list[HistoryRow]:
+    """The rows as the csv module alone reads the whole file (no Arrow, one block)."""
+    with (
+        mock.patch.object(history, "_plain_csv_block", return_value=None),
+        mock.patch.object(history, "CSV_BLOCK_BYTES", 1 << 30),
+    ):
+        return read_all(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(CSV_PIECES, max_size=25),
+    ending=st.sampled_from([b"\n", b"\r\n"]),
+    last_newline=st.booleans(),
+    block_bytes=st.sampled_from([1, 7, 30, 64, 1 << 20]),
+)
+def test_csv_blocks_read_as_the_csv_module_reads_the_whole_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[bytes],
+    ending: bytes,
+    last_newline: bool,
+    block_bytes: int,
+) -> None:
+    data = b"key,ts,note" + ending + ending.join(lines) + (ending if last_newline else b"")
+    path = write(tmp_path_factory.mktemp("csv") / "h.csv", data)
+    want = read_with_the_csv_module_only(path)
+    with mock.patch.object(history, "CSV_BLOCK_BYTES", block_bytes):
+        assert read_all(path) == want
+
+
+def test_a_plain_csv_comes_in_blocks_decoded_by_arrow(tmp_path: Path) -> None:
+    lines = [b"key,ts,note", *(b"k%d,%d,n%d" % (i, i, i) for i in range(5000))]
+    path = write(tmp_path / "h.csv.gz", b"\r\n".join(lines) + b"\r\n")
+    with mock.patch.object(history, "CSV_BLOCK_BYTES", 10_000):
+        items = list(open_history(path, required_fields=REQUIRED).batches())
+    blocks = [item for item in items if isinstance(item, history.RowBlock)]
+    assert blocks == items
+    assert len(blocks) > 5
+    assert sum(block.table.num_rows for block in blocks) == 5000
+    block = blocks[2]
+    row = next(block.rows())
+    assert block.raw(0) == row.raw == lines[row.row_number]
+    assert row.fields == {"key": f"k{row.row_number - 1}", "ts": str(row.row_number - 1),
+                          "note": f"n{row.row_number - 1}"}  # fmt: skip
+
+
+def test_external_sort_fed_in_pieces_sorts_like_sort_by_time(tmp_path: Path) -> None:
+    pairs = [(time % 13, b"%d" % i) for i, time in enumerate(range(0, 700, 7))]
+    sort = history.ExternalSort(chunk_rows=9, tmp_dir=tmp_path)
+    try:
+        for start in range(0, len(pairs), 11):
+            sort.add(pairs[start : start + 11])
+        assert list(sort.merged()) == sorted(pairs, key=lambda pair: pair[0])
+    finally:
+        sort.close()
+    assert open_files_under(tmp_path) == []

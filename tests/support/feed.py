@@ -134,7 +134,9 @@ def feed(
     with path.open("a") as handle:
         handle.writelines(BAD_ROWS)
     rate = [] if replay_rate is None else ["--rate", str(replay_rate)]
-    run_kappa(env, "replay", "--id", REPLAY_ID, *rate, str(path))
+    # The bad rows are there on purpose: they must reach the dead-letter topic.
+    allowed = ["--max-bad-rows", str(len(BAD_ROWS))]
+    run_kappa(env, "replay", "--id", REPLAY_ID, *rate, *allowed, str(path))
 
     live = list(
         generate(

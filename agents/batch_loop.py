@@ -54,10 +54,9 @@ log = logging.getLogger(__name__)
 
 # After a failed batch, before the next one: a broker that is gone is not hammered.
 RETRY_PAUSE_S = 1.0
-# Aggregates updated per slice of a fetch (an event updates its key's totals and one
-# aggregate per window holding it): a fetch can hold tens of thousands of events per
-# partition, and between slices the event loop answers queries and status requests.
-APPLY_SLICE_UPDATES = 8192
+# Records decoded and applied at a time: a fetch can hold tens of thousands per
+# partition, and their decoded events need not all be alive at once.
+APPLY_CHUNK = 4096
 RECENT = 20  # dead letters and late events kept for the dashboard
 
 
@@ -168,8 +167,6 @@ class BatchLoop:
         self.policy = policy
         self.streamed_too = streamed_too
         self.stats = PipelineStats()
-        per_event = 1 + sum(-(-window.size_ms // window.step_ms) for window in config.windows)
-        self._slice = max(1, APPLY_SLICE_UPDATES // per_event)
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
         # Partitions applied since the last flush, with their last applied offset.
@@ -323,9 +320,8 @@ class BatchLoop:
                 return
         stages = self.stats.stages
         stages.decode += time.monotonic() - started
-        for start in range(0, len(records), self._slice):
-            await self._apply_chunk(partition, processor, records[start : start + self._slice])
-            await asyncio.sleep(0)
+        for start in range(0, len(records), APPLY_CHUNK):
+            await self._apply_chunk(partition, processor, records[start : start + APPLY_CHUNK])
 
     async def _apply_chunk(
         self, partition: int, processor: PartitionProcessor, records: Sequence[Any]

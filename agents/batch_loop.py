@@ -42,13 +42,13 @@ from typing import Any
 import orjson
 from faust.types import TP
 
-from agents.aggregation import AggregationConfig, BatchOutcome, PartitionProcessor
 from agents.batch_sender import BatchSender, default_partition
+from agents.errors import StateLost
+from agents.events import Event, EventParser, Rejected
 from agents.gap_reader import GapReader
-from agents.state import TablePartitionState, store_batch
-from app.errors import StateLost
-from app.events import Event, EventParser, Rejected
-from app.names import PipelineNames
+from agents.names import PipelineNames
+from agents.processor import AggregationConfig, BatchOutcome, PartitionProcessor
+from tables.partition_state import TablePartitionState, store_batch
 
 log = logging.getLogger(__name__)
 

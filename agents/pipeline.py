@@ -15,17 +15,18 @@ from typing import Any
 
 import faust
 
-from agents.aggregation import AggregationConfig, KeyRecord
 from agents.batch_loop import BatchLoop, CommitPolicy, PipelineStats, expected_partition
 from agents.batch_sender import BatchSender
 from agents.consumer import route_batches
+from agents.events import Event, EventParser, Rejected
 from agents.gap_reader import GapReader
-from agents.state import TablePartitionState, closed_key
-from app.events import Event, EventParser, Rejected
+from agents.names import PipelineNames
+from agents.processor import AggregationConfig
+from agents.spec import PipelineSpec
 from app.kafka_client import client_options
-from app.names import PipelineNames
 from app.settings import KappaSettings
-from app.spec import PipelineSpec
+from tables.partition_state import TablePartitionState
+from tables.records import KeyRecord, closed_key
 
 log = logging.getLogger(__name__)
 

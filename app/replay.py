@@ -34,18 +34,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from agents.batch_sender import MAX_BATCH_BYTES
-from app.durations import UNITS_MS, format_duration
-from app.errors import ReplayError
-from app.events import EventParser
+from agents.durations import UNITS_MS, format_duration
+from agents.errors import ReplayError
+from agents.events import EventParser
+from agents.names import PipelineNames
+from agents.partitions import partitions_of
+from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history
 from app.kafka_client import client_options, offset_ranges
-from app.names import PipelineNames
-from app.partitions import partitions_of
 from app.replay_check import BadRowLimit, Disorder
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
 from app.replay_sender import PartitionBatches
 from app.settings import KappaSettings
-from app.spec import PipelineSpec
 from app.topics import ensure_topics
 
 Format = Literal["csv", "jsonl", "parquet"]

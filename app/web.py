@@ -18,14 +18,14 @@ import faust
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.aggregation import WindowResult
 from agents.pipeline import Pipeline, expected_partition
-from app.events import datetime_to_ms, ms_to_iso
 from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+from tables.records import WindowResult
+from tables.times import datetime_to_ms, ms_to_iso
 from tables.windows import starts_between
 
 log = logging.getLogger(__name__)

@@ -15,16 +15,16 @@ import faust
 import mode.loop
 
 from agents import consumer
+from agents.names import PipelineNames
 from agents.pipeline import Pipeline
+from agents.spec import PipelineSpec, load_spec
 from app import codecs, recovery_watchdog
 from app.dashboard import register_dashboard
 from app.kafka_client import OffsetQueries, client_options
 from app.metrics import register_metrics
-from app.names import PipelineNames
 from app.replay_tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
-from app.spec import PipelineSpec, load_spec
 from app.topics import ensure_topics
 from app.web import errors_as_json, register_views
 

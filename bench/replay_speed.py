@@ -25,9 +25,9 @@ import time
 import uuid
 from pathlib import Path
 
-from app.names import PipelineNames
+from agents.names import PipelineNames
+from agents.spec import load_spec
 from app.settings import KappaSettings
-from app.spec import load_spec
 from app.topics import ensure_topics
 from bench.workers import ROOT, Pipeline, broker_running, free_port
 from bench.workloads import parse_workload

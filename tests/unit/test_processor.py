@@ -1,4 +1,4 @@
-"""The pure aggregation core (``agents.aggregation``), checked against a plain Python fold.
+"""The pure aggregation core (``agents.processor``), checked against a plain Python fold.
 
 No Kafka and no Faust: ``DictState`` implements ``PartitionState`` with dicts of JSON bytes,
 round-tripping every record through ``to_state``/``from_state`` and orjson the way the
@@ -27,15 +27,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.aggregation import (
-    AggregationConfig,
-    KeyRecord,
-    Outcome,
-    PartitionProcessor,
-    Progress,
-    WindowResult,
-)
-from app.events import Event
+from agents.events import Event
+from agents.processor import AggregationConfig, Outcome, PartitionProcessor
+from tables.records import KeyRecord, Progress, WindowResult
 from tables.windows import WindowDef, in_zone
 from tests.support.times import starts_holding
 

@@ -1,4 +1,4 @@
-"""kappa writes table keys and values with orjson directly (agents.state); Faust reads
+"""kappa writes table keys and values with orjson directly (tables.partition_state); Faust reads
 them back with its table codec, "json". The two must agree byte for byte on every kind
 of value kappa stores."""
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from faust.serializers import codecs
 
-from agents.aggregation import KeyRecord, Progress
-from agents.state import closed_key, decode, encode
 from tables.aggregates import Agg
+from tables.faust_store import decode, encode
+from tables.records import KeyRecord, Progress, closed_key
 
 
 def _record() -> KeyRecord:

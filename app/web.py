@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -21,11 +20,12 @@ from yarl import URL
 from agents.pipeline import Pipeline, expected_partition
 from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
+from app.query_params import BadParameter, int_param, time_param
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
 from tables.records import WindowResult
-from tables.times import datetime_to_ms, ms_to_iso
+from tables.times import ms_to_iso
 from tables.windows import starts_between
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 ROUTED_HEADER = "X-Kappa-Routed-By"  # a routed request is never routed again
 MAX_WINDOWS = 10_000
-
-
-class BadParameter(Exception):
-    pass
 
 
 @aiohttp.web.middleware
@@ -56,39 +52,6 @@ async def errors_as_json(
             else exc.reason
         )
         return aiohttp.web.json_response({"error": error, "path": request.path}, status=exc.status)
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise BadParameter(f"{name}={value} is out of range; use {low}..{high}")
-    return value
-
-
-def parse_query_time(raw: str) -> int:
-    """Epoch milliseconds, or ISO-8601 (naive means UTC, as for event times)."""
-    if raw.lstrip("-").isdigit():
-        return int(raw)
-    return datetime_to_ms(datetime.fromisoformat(raw))
-
-
-def _time_param(request: Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        return parse_query_time(raw)
-    except ValueError as exc:
-        raise BadParameter(
-            f"{name}={raw!r} is not a time; use ISO-8601 (2024-05-01T12:00:00Z) or epoch "
-            f"milliseconds ({exc})"
-        ) from None
 
 
 def register_views(
@@ -178,8 +141,8 @@ def register_views(
                         f"window={name!r} is not one of this pipeline's windows ({known})"
                     )
                 largest = max(w.size_ms for w in windows)
-                end = _time_param(request, "to", watermark + spec.lateness_ms + largest)
-                start = _time_param(request, "from", end - spec.retention_ms - 2 * largest)
+                end = time_param(request.query, "to", watermark + spec.lateness_ms + largest)
+                start = time_param(request.query, "from", end - spec.retention_ms - 2 * largest)
                 if end <= start:
                     raise BadParameter("`to` must be after `from`")
                 for window in windows:
@@ -215,7 +178,7 @@ def register_views(
     class Keys(View):
         async def get(self, request: Request) -> Response:
             try:
-                limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+                limit = int_param(request.query, "limit", 100, 1, MAX_PAGE)
             except BadParameter as exc:
                 return self.error(400, str(exc))
             after = request.query.get("after", "")

@@ -39,7 +39,7 @@ class Encoded(bytes):
 
 # Faust's tables always use its "json" codec, which is orjson when orjson is installed
 # (kappa depends on it) and then writes, for the JSON types kept here, the very bytes
-# orjson.dumps does (tests/unit/test_state_codec.py): Faust's own reads (queries,
+# orjson.dumps does (tests/unit/tables/test_faust_store.py): Faust's own reads (queries,
 # recovery) decode what is written here. Calling orjson directly skips Faust's
 # serializer registry on the hot path.
 encode = orjson.dumps

@@ -8,50 +8,16 @@ RocksDB-backed Faust tables and the unit tests with dicts. The records it keeps 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agents.events import Event
 from tables.aggregates import Agg
+from tables.aggregation_config import AggregationConfig
 from tables.partition_state import PartitionState
-from tables.records import KeyRecord, Progress, WindowResult, bucket_id, parse_bucket_id
+from tables.records import KeyRecord, PartitionProgress, WindowResult, bucket_id, parse_bucket_id
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
 from tables.windows import WindowDef, starts_closing, window_end, window_starts
-
-
-@dataclass(frozen=True, slots=True)
-class AggregationConfig:
-    value_names: tuple[str, ...]
-    metrics: tuple[str, ...]
-    windows: tuple[WindowDef, ...]
-    lateness_ms: int
-    retention_ms: int
-
-    def window(self, name: str) -> WindowDef:
-        for window in self.windows:
-            if window.name == name:
-                return window
-        raise KeyError(name)
-
-    def watermark(self, progress: Progress) -> int | None:
-        return watermark_of(progress.max_event_ms, self.lateness_ms)
-
-    def result(
-        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
-    ) -> WindowResult:
-        return WindowResult(
-            key=key,
-            window=window.name,
-            start_ms=start,
-            end_ms=window_end(start, window),
-            final=final,
-            result=agg.result(self.value_names, self.metrics),
-        )
-
-    def open_windows(self, key: str, record: KeyRecord) -> Iterator[WindowResult]:
-        for bucket, agg in record.windows.items():
-            name, start = parse_bucket_id(bucket)
-            yield self.result(key, self.window(name), start, agg, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +55,7 @@ class PartitionProcessor:
     def __init__(self, config: AggregationConfig, state: PartitionState) -> None:
         self.config = config
         self.state = state
-        self.progress = state.get_progress() or Progress()
+        self.progress = state.get_progress() or PartitionProgress()
         # Open window instances -> keys that have them; rebuilt from the key records,
         # so it never needs to be stored.
         self._open: dict[str, set[str]] = {}
@@ -106,7 +72,7 @@ class PartitionProcessor:
 
     @property
     def watermark(self) -> int | None:
-        return self.config.watermark(self.progress)
+        return watermark_of(self.progress.max_event_ms, self.config.lateness_ms)
 
     def open_window_count(self) -> int:
         """Open windows summed over keys: one per key and window instance."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from tables.faust_store import ChangelogSender, Encoded, TableBuffer
 from tables.records import (
     KeyRecord,
-    Progress,
+    PartitionProgress,
     WindowResult,
     bucket_keys_key,
     bucket_keys_prefix,
@@ -31,8 +31,8 @@ class PartitionState(Protocol):
 
     def get_key(self, key: str) -> KeyRecord | None: ...
     def put_key(self, key: str, record: KeyRecord) -> None: ...
-    def get_progress(self) -> Progress | None: ...
-    def put_progress(self, progress: Progress) -> None: ...
+    def get_progress(self) -> PartitionProgress | None: ...
+    def put_progress(self, progress: PartitionProgress) -> None: ...
     def put_closed(self, result: WindowResult) -> None: ...
     def delete_closed(self, key: str, window: str, start_ms: int) -> None: ...
     def get_bucket_keys(self, bucket: str) -> list[str]: ...
@@ -97,11 +97,11 @@ class TablePartitionState:
         self._records[key] = record
         self._dirty.add(key)
 
-    def get_progress(self) -> Progress | None:
+    def get_progress(self) -> PartitionProgress | None:
         state = self.progress.get(progress_key(self.partition))
-        return None if state is None else Progress.from_state(state)
+        return None if state is None else PartitionProgress.from_state(state)
 
-    def put_progress(self, progress: Progress) -> None:
+    def put_progress(self, progress: PartitionProgress) -> None:
         self.progress.put(progress_key(self.partition), progress.to_state())
 
     def put_closed(self, result: WindowResult) -> None:

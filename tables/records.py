@@ -3,7 +3,7 @@
 Per key, one record (``KeyRecord``): the source offset of the last event applied (the
 fence), the running totals, and the key's open windows, so every update of a key is a
 single atomic write and the fence makes a replayed event a no-op. Per partition, its
-``Progress`` (newest event time and checkpoint) and, per closed window instance, the
+``PartitionProgress`` (newest event time and checkpoint) and, per closed window instance, the
 keys that have it (for expiry). Closed windows' final results (``WindowResult``) are
 kept under their key, window and start.
 
@@ -13,7 +13,7 @@ Key layout (Faust tables ``keys``, ``closed`` and ``meta``):
 | --- | --- | --- |
 | ``keys`` | the event key | ``KeyRecord.to_state()`` |
 | ``closed`` | ``closed_key(key, window, start_ms)`` | the result's JSON object |
-| ``meta`` | ``progress_key(partition)`` | ``Progress.to_state()`` |
+| ``meta`` | ``progress_key(partition)`` | ``PartitionProgress.to_state()`` |
 | ``meta`` | ``bucket_keys_key(partition, bucket_id)`` | the keys of a closed window instance |
 """
 
@@ -127,7 +127,7 @@ class WindowResult:
 
 
 @dataclass(slots=True)
-class Progress:
+class PartitionProgress:
     """A partition's progress: its maximum event time, and the checkpoint: the last
     source offset whose effects are all stored."""
 
@@ -138,6 +138,6 @@ class Progress:
         return [self.max_event_ms, self.offset]
 
     @classmethod
-    def from_state(cls, state: Sequence[Any]) -> Progress:
+    def from_state(cls, state: Sequence[Any]) -> PartitionProgress:
         max_event_ms, offset = state
         return cls(max_event_ms=max_event_ms, offset=int(offset))

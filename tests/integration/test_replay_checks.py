@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.batch_sender import default_partition
+from agents.partitions import default_partition
 from app.datagen import DatasetShape, generate, write
 from app.kafka_client import offset_ranges
 from app.settings import KappaSettings

@@ -20,28 +20,29 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from tables.pipeline_tables import PipelineTables, StoreOptions
+
 # Nothing ever connects: the app is not started.
 UNREACHABLE_BROKER = "kafka://127.0.0.1:9"
 
 
 @contextmanager
-def offline_tables(datadir: Path, *names: str, partitions: int = 2) -> Iterator[list[Any]]:
-    """Faust tables ``names`` of one app, stored under ``datadir``, declared as
-    ``agents.pipeline`` declares them (string keys, the rocksdict driver)."""
+def offline_tables(datadir: Path, partitions: int = 2) -> Iterator[PipelineTables]:
+    """The pipeline's tables as the worker declares them (``PipelineTables.declare``), on
+    an app that is never started, stored under ``datadir``."""
     app = faust.App(
         f"kappa-unit-{uuid.uuid4().hex[:8]}",
         broker=UNREACHABLE_BROKER,
         store="rocksdb://",
         datadir=str(datadir),
     )
-    tables: list[Any] = [
-        app.Table(name, partitions=partitions, key_type=str, options={"driver": "rocksdict"})
-        for name in names
-    ]
+    tables = PipelineTables.declare(
+        app, partitions, StoreOptions(block_cache_mb=8, write_buffer_mb=8), key_cache=100
+    )
     try:
         yield tables
     finally:
-        for table in tables:
+        for table in (tables.keys, tables.closed, tables.meta):
             for db in table.data._dbs.values():
                 db.close()
 

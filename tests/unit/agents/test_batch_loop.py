@@ -26,10 +26,10 @@ from agents.errors import StateLost
 from agents.events import EventParser
 from agents.gap_reader import GapReader
 from agents.names import PipelineNames
-from agents.processor import AggregationConfig
 from agents.spec import PipelineSpec, parse_spec
+from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState
-from tables.records import Progress
+from tables.records import PartitionProgress
 from tests.support.stores import offline_tables
 
 TOPIC = "orders"
@@ -166,14 +166,13 @@ def applied_offsets(offsets: range) -> dict[str, Any]:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[TablePartitionState]:
-    with offline_tables(tmp_path, "keys", "closed", "meta", partitions=1) as tables:
-        keys, closed, meta = tables
-        yield TablePartitionState(keys, closed, meta, PARTITION, cache=100)
+    with offline_tables(tmp_path, partitions=1) as tables:
+        yield tables.partition_state(PARTITION)
 
 
 def checkpointed(state: TablePartitionState, offset: int) -> TablePartitionState:
     """``state`` with a checkpoint at ``offset``: every record up to it is applied."""
-    state.put_progress(Progress(max_event_ms=T0, offset=offset))
+    state.put_progress(PartitionProgress(max_event_ms=T0, offset=offset))
     return state
 
 

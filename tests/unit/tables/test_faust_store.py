@@ -24,7 +24,7 @@ from faust.types import TP
 
 from tables.aggregates import Agg
 from tables.faust_store import Encoded, TableBuffer, decode, encode
-from tables.records import KeyRecord, Progress, closed_key
+from tables.records import KeyRecord, PartitionProgress, closed_key
 from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
 
 
@@ -40,8 +40,8 @@ def _record() -> KeyRecord:
 VALUES: list[Any] = [
     _record().to_state(),
     KeyRecord(fence=0, totals=Agg.empty(1), windows={}).to_state(),
-    Progress(max_event_ms=1_704_067_200_123, offset=99).to_state(),
-    Progress().to_state(),
+    PartitionProgress(max_event_ms=1_704_067_200_123, offset=99).to_state(),
+    PartitionProgress().to_state(),
     {"key": "ü-ключ", "window": "1d/6h", "start_ms": -86_400_000, "final": True, "count": 3},
     ["c1", "c2", 'quote"d', "tab\tbed"],
     None,
@@ -68,8 +68,8 @@ PARTITION = 1
 
 @pytest.fixture
 def table(tmp_path: Path) -> Iterator[Any]:
-    with offline_tables(tmp_path, "keys") as (keys,):
-        yield keys
+    with offline_tables(tmp_path) as tables:
+        yield tables.keys
 
 
 def _changelog(table: Any) -> str:
@@ -209,7 +209,8 @@ async def test_the_changelog_rebuilds_the_same_store_through_fausts_recovery(
     """A standby, or a worker whose state dir is gone, rebuilds a store from its changelog
     with Faust's ``apply_changelog_batch``: it must then hold what kappa wrote."""
     sender = AcknowledgingSender()
-    with offline_tables(tmp_path / "written", "keys") as (written,):
+    with offline_tables(tmp_path / "written") as tables:
+        written = tables.keys
         buffer = TableBuffer(written, PARTITION)
         for n in range(3):  # three stores: new keys, an overwritten one, a delete
             buffer.put(f"k{n}", [n, {"v": n / 3}])
@@ -219,7 +220,8 @@ async def test_the_changelog_rebuilds_the_same_store_through_fausts_recovery(
             await _store(buffer, sender)
         kept = dict(buffer.items())
         changelog = _changelog(written)
-    with offline_tables(tmp_path / "recovered", "keys") as (recovered,):
+    with offline_tables(tmp_path / "recovered") as tables:
+        recovered = tables.keys
         recovered.data.apply_changelog_batch(
             sender.changelog_events(changelog), to_key=lambda k: k, to_value=lambda v: v
         )

@@ -7,18 +7,19 @@ What was stored is read back through Faust's own table reads, not through kappa'
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tables.aggregates import Agg
 from tables.faust_store import encode
 from tables.partition_state import TablePartitionState, store_batch
+from tables.pipeline_tables import PipelineTables
 from tables.records import (
     KeyRecord,
-    Progress,
+    PartitionProgress,
     WindowResult,
     bucket_keys_key,
     closed_key,
@@ -31,11 +32,15 @@ HOUR_MS = 3_600_000
 
 
 class Tables:
-    def __init__(self, keys: Any, closed: Any, meta: Any) -> None:
-        self.keys, self.closed, self.meta = keys, closed, meta
+    """The pipeline's tables, and what Faust's own reads find in them."""
+
+    def __init__(self, tables: PipelineTables) -> None:
+        self.tables = tables
+        self.keys, self.closed, self.meta = tables.keys, tables.closed, tables.meta
 
     def state(self, cache: int = 100) -> TablePartitionState:
-        return TablePartitionState(self.keys, self.closed, self.meta, PARTITION, cache)
+        """A partition's state keeping up to ``cache`` decoded key records."""
+        return dataclasses.replace(self.tables, key_cache=cache).partition_state(PARTITION)
 
     def stored_key(self, key: str) -> KeyRecord | None:
         """A key's record as Faust's table read finds it in RocksDB."""
@@ -49,8 +54,8 @@ class Tables:
 
 @pytest.fixture
 def tables(tmp_path: Path) -> Iterator[Tables]:
-    with offline_tables(tmp_path, "keys", "closed", "meta") as (keys, closed, meta):
-        yield Tables(keys, closed, meta)
+    with offline_tables(tmp_path) as tables:
+        yield Tables(tables)
 
 
 def record(fence: int, *amounts: float) -> KeyRecord:
@@ -70,10 +75,10 @@ def test_reads_see_the_batchs_writes_before_they_are_stored(tables: Tables) -> N
     assert state.get_progress() is None
     a = record(5, 1.25)
     state.put_key("a", a)
-    state.put_progress(Progress(max_event_ms=1_000, offset=5))
+    state.put_progress(PartitionProgress(max_event_ms=1_000, offset=5))
     state.put_bucket_keys("1h@0", ["a", "b"])
     assert state.get_key("a") is a
-    assert state.get_progress() == Progress(max_event_ms=1_000, offset=5)
+    assert state.get_progress() == PartitionProgress(max_event_ms=1_000, offset=5)
     assert state.get_bucket_keys("1h@0") == ["a", "b"]
     state.delete_bucket_keys("1h@0")
     assert state.get_bucket_keys("1h@0") == []
@@ -87,7 +92,7 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     closed = result("a", 0)
     state.put_closed(closed)
     state.put_bucket_keys("1h@0", ["a"])
-    state.put_progress(Progress(max_event_ms=HOUR_MS + 600_000, offset=7))
+    state.put_progress(PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7))
     await store_batch([state], AcknowledgingSender())
 
     stored = tables.stored_key("a")
@@ -101,7 +106,7 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     assert again.get_closed("a", "1h", 0) == closed.as_json()
     assert list(again.iter_buckets()) == ["1h@0"]
     assert [(key, rec.fence) for key, rec in again.iter_keys()] == [("a", 7)]
-    assert again.get_progress() == Progress(max_event_ms=HOUR_MS + 600_000, offset=7)
+    assert again.get_progress() == PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7)
 
 
 async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
@@ -128,7 +133,7 @@ async def test_the_steps_are_closed_windows_then_keys_then_progress(tables: Tabl
     state.put_closed(result("a", 0))
     state.put_bucket_keys("1h@0", ["a"])
     state.put_key("a", record(3))
-    state.put_progress(Progress(max_event_ms=0, offset=3))
+    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
     await store_batch([state], sender)
     topics = [{topic for topic, *_ in sent} for sent in sender.sends]
     assert topics == [
@@ -153,7 +158,7 @@ async def test_a_failed_step_leaves_only_the_steps_before_it_stored(
     state.put_closed(result("a", 0))
     state.put_bucket_keys("1h@0", ["a"])
     state.put_key("a", record(3))
-    state.put_progress(Progress(max_event_ms=0, offset=3))
+    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
     with pytest.raises(SendFailed):
         await store_batch([state], AcknowledgingSender(fail_on=failing_send))
     found = {

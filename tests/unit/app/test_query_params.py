@@ -14,7 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.errors import KappaError
-from app.query_params import BadParameter, int_param, parse_query_time, time_param
+from agents.spec import PipelineSpec, parse_spec
+from app.query_params import (
+    MAX_WINDOWS,
+    BadParameter,
+    int_param,
+    parse_query_time,
+    time_param,
+    window_range,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -182,3 +190,71 @@ def test_any_text_is_a_time_or_a_bad_parameter(raw: str) -> None:
         assert isinstance(value, int)
         return
     assert message.startswith(f"from={raw!r} is not a time; {TIME_ADVICE}")
+
+
+# --- window_range --------------------------------------------------------------------
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+WATERMARK = 1_714_564_800_000
+
+
+def spec() -> PipelineSpec:
+    return parse_spec(
+        {
+            "name": "orders",
+            "version": 1,
+            "input_topic": "orders",
+            "key": "customer_id",
+            "time_field": "ts",
+            "values": ["amount"],
+            "windows": [{"size": "1h"}, {"size": "1d", "step": "6h"}],
+            "lateness": "10m",
+            "retention": "30d",
+        },
+        "test",
+    )
+
+
+def test_by_default_every_window_over_the_retention_up_to_the_watermark() -> None:
+    windows, start, end = window_range(spec(), {}, WATERMARK)
+    assert [w.name for w in windows] == ["1h", "1d/6h"]
+    # Up to windows still open at the watermark (lateness and the largest window past
+    # it), back over the retention and twice the largest window.
+    assert end == WATERMARK + 10 * 60_000 + DAY
+    assert start == end - 30 * DAY - 2 * DAY
+
+
+def test_one_window_and_a_range_asked_for() -> None:
+    query = {"window": "1h", "from": "2024-05-01", "to": "2024-05-02T00:00:00+02:00"}
+    windows, start, end = window_range(spec(), query, WATERMARK)
+    assert [w.name for w in windows] == ["1h"]
+    assert (start, end) == (
+        epoch_ms(datetime(2024, 5, 1, tzinfo=UTC)),
+        epoch_ms(datetime(2024, 5, 1, 22, tzinfo=UTC)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"window": "2h"}, "window='2h' is not one of this pipeline's windows (1h, 1d/6h)"),
+        ({"from": "2024-05-02", "to": "2024-05-01"}, "`to` must be after `from`"),
+        ({"from": "2024-05-01", "to": "2024-05-01"}, "`to` must be after `from`"),
+        (
+            {"window": "1h", "from": "0", "to": str((MAX_WINDOWS + 1) * HOUR)},
+            f"from..to spans more than {MAX_WINDOWS} 1h windows; narrow the range",
+        ),
+        ({"to": "soon"}, f"to='soon' is not a time; {TIME_ADVICE}"),
+    ],
+)
+def test_a_bad_window_or_range_says_what_to_send(query: dict[str, str], message: str) -> None:
+    with pytest.raises(BadParameter) as bad:
+        window_range(spec(), query, WATERMARK)
+    assert bad.value.message.startswith(message)
+
+
+def test_the_most_windows_one_request_may_list() -> None:
+    query = {"window": "1h", "from": "0", "to": str(MAX_WINDOWS * HOUR)}
+    windows, start, end = window_range(spec(), query, WATERMARK)
+    assert (end - start) // windows[0].step_ms == MAX_WINDOWS

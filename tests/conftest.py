@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from app.settings import KappaSettings
+from bench.workers import free_port
 from tests.support.harness import Harness
-from tests.support.worker import WorkerProcess, free_port, worker_env
+from tests.support.worker import WorkerProcess, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

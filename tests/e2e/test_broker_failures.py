@@ -14,6 +14,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,12 @@ def test_a_worker_rides_out_a_restart_of_the_broker(kappa: Harness) -> None:
         assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"
+        assert worker.stop() == 0  # cleanly, while its brokers are up
 
 
-def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> None:
+def test_losing_one_broker_of_three_mid_stream_loses_nothing(
+    kappa: Harness, record_property: Callable[[str, object], None]
+) -> None:
     path, rows = _rows(kappa.tmp_path, seed=42)
     topic = kappa.topic
     with own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=28492) as (cluster, bootstrap):
@@ -95,6 +99,8 @@ def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> 
         processed_before_kill = processed_records([worker])
         cluster.kill_nodes([1], signal.SIGKILL)
         produced_at_kill = produced[0]
+        record_property("processed_before_kill", processed_before_kill)
+        record_property("produced_at_kill", produced_at_kill)
         assert 0 < processed_before_kill < len(rows)
         # Beyond the chunk that may be in flight, at least one is sent after the kill.
         assert produced_at_kill + chunk < len(rows), (
@@ -105,6 +111,7 @@ def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> 
         assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"
+        assert worker.stop() == 0  # cleanly, while its brokers are up
 
 
 async def _changelog_leader(bootstrap: str, unique: str) -> int:

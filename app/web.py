@@ -15,6 +15,7 @@ import aiohttp
 import aiohttp.typedefs
 import aiohttp.web
 import faust
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
 
@@ -26,6 +27,7 @@ from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
+from app.version_status import VersionStatus
 from tables.windows import starts_between
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ def register_views(
     tracker: ReplayTracker,
     settings: KappaSettings,
     queries: OffsetQueries,
+    versions: VersionStatus,
 ) -> None:
     owned_partitions = pipeline.owned_partitions
 
@@ -115,19 +118,36 @@ def register_views(
         }
 
     async def routed(view: View, request: Request, key: str) -> Response | None:
-        """Answer from the key's owner when another worker owns it; None when we do."""
+        """Answer from the key's owner when another worker owns it; None when we do.
+
+        While another version of the pipeline is active, its worker that owns the key's
+        partition answers: readers get the active version's numbers from any worker."""
         partition = expected_partition(key, pipeline.partitions)
-        if partition in owned_partitions():
-            return None
-        owner = next((h for h, ps in owners().items() if partition in ps), None)
-        if owner is None or request.headers.get(ROUTED_HEADER):
-            return view.error(
-                503,
-                f"no worker owns partition {partition} of key {key!r} right now (a rebalance "
-                "is under way); retry shortly",
-                key=key,
-                partition=partition,
-            )
+        if request.headers.get(ROUTED_HEADER):
+            return None if partition in owned_partitions() else _no_owner(view, key, partition)
+        version = versions.forward_to()
+        if version is None:
+            if partition in owned_partitions():
+                return None
+            owner = next((h for h, ps in owners().items() if partition in ps), None)
+        else:
+            try:
+                owner = (await versions.active_owners(version)).get(partition)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                return view.error(
+                    503, f"could not find the workers of active version v{version} ({exc!r})"
+                )
+            if owner is None:
+                return view.error(
+                    503,
+                    f"no worker of the active version v{version} owns partition {partition} "
+                    f"of key {key!r}: start its workers, or promote a running version",
+                    key=key,
+                    partition=partition,
+                    active_version=version,
+                )
+        if owner is None:
+            return _no_owner(view, key, partition)
         target = URL(owner).with_path(request.url.path).with_query(request.url.query)
         try:
             async with app.http_client.get(
@@ -227,7 +247,26 @@ def register_views(
     class Status(View):
         async def get(self, request: Request) -> Response:
             body = await status(app, pipeline, tracker, settings, queries, owned_partitions())
-            return self.json({**body, "owners": owners()})
+            return self.json(
+                {**body, "owners": owners(), "catch_up": await versions.catch_up(body)}
+            )
+
+    @app.page("/api/active")
+    class Active(View):
+        """The pipeline's active version and its results topic, on any worker."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json(versions.active_json())
+
+
+def _no_owner(view: View, key: str, partition: int) -> Response:
+    return view.error(
+        503,
+        f"no worker owns partition {partition} of key {key!r} right now (a rebalance "
+        "is under way); retry shortly",
+        key=key,
+        partition=partition,
+    )
 
 
 def _iso(ms: int | None) -> str | None:

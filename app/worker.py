@@ -17,7 +17,9 @@ import mode.loop
 from agents import consumer
 from agents.pipeline import Pipeline
 from app import codecs, recovery_watchdog
+from app.active_version import ActiveVersionTracker
 from app.dashboard import register_dashboard
+from app.input_tail import InputTail
 from app.kafka_client import OffsetQueries, client_options
 from app.metrics import register_metrics
 from app.names import PipelineNames
@@ -26,6 +28,7 @@ from app.security import faust_credentials
 from app.settings import KappaSettings
 from app.spec import PipelineSpec, load_spec
 from app.topics import ensure_topics
+from app.version_status import VersionStatus
 from app.web import errors_as_json, register_views
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,20 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     app.service(cast(Any, tracker))
     queries = OffsetQueries(client_options(settings))
     app.service(cast(Any, queries))  # stopped with the app, which closes its clients
-    register_views(app, pipeline, tracker, settings, queries)
+    active = ActiveVersionTracker(settings, spec.name)
+    app.service(cast(Any, active))
+    tail = InputTail(client_options(settings), pipeline.parser, names.input_topic)
+    app.service(cast(Any, tail))
+    versions = VersionStatus(
+        spec.name,
+        spec.version,
+        active,
+        queries,
+        tail,
+        names.input_topic,
+        settings.kafka_query_timeout,
+    )
+    register_views(app, pipeline, tracker, settings, queries, versions)
     batches = register_metrics(app, pipeline, tracker, settings, queries)
     pipeline.stats.batch_observer = batches.observe_batch
     register_dashboard(app)

@@ -99,7 +99,9 @@ def test_versions_promote_and_retire(
     assert found[2]["workers"] == []
     text = kappa_cli(v1_env, "versions", name, "--sample", "0")
     assert text.returncode == 0, text.stderr
-    assert "v1" in text.stdout and "v2" in text.stdout and f"{len(second)}" in text.stdout
+    assert "v1" in text.stdout
+    assert "v2" in text.stdout
+    assert f"{len(second)}" in text.stdout
 
     refused = kappa_cli(v2_env, "promote", name, "2")
     assert refused.returncode == 1, refused.stdout + refused.stderr
@@ -112,7 +114,8 @@ def test_versions_promote_and_retire(
     wait_processed([b], bootstrap, topic)
     key = first[0]["customer_id"]
     status, before = a.get(f"/api/keys/{key}/windows")
-    assert status == 200 and {w["window"] for w in before["windows"]} == {"1h"}
+    assert status == 200
+    assert {w["window"] for w in before["windows"]} == {"1h"}
     promoted = kappa_cli(v2_env, "promote", str(v2_spec), "2")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     a.wait_until(
@@ -135,25 +138,33 @@ def test_versions_promote_and_retire(
     want = {k: v for k, v in windows.items() if k[0] == key}
     assert got == want
     status, body = a.get(f"/api/keys/{key}")
-    assert status == 200 and body["totals"]["count"] == totals[key]["count"]
+    assert status == 200
+    assert body["totals"]["count"] == totals[key]["count"]
     survey = _versions(v1_env, name)
     assert survey["active"]["version"] == 2
     assert {v["version"]: v["active"] for v in survey["versions"]} == {1: False, 2: True}
     status_a = a.get("/api/status")[1]["catch_up"]
-    assert status_a["version"] == 1 and status_a["active"] is False
-    assert status_a["active_version"] == 2 and status_a["lag_total"] == 0
+    assert status_a["version"] == 1
+    assert status_a["active"] is False
+    assert status_a["active_version"] == 2
+    assert status_a["lag_total"] == 0
 
     # Bad input: nothing changes.
     unknown = kappa_cli(v1_env, "promote", name, "7")
-    assert unknown.returncode == 1 and "no version 7" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "no version 7" in unknown.stderr
     nobody = kappa_cli(v1_env, "versions", f"nothing-{unique}")
-    assert nobody.returncode == 1 and "no version of pipeline" in nobody.stderr
+    assert nobody.returncode == 1
+    assert "no version of pipeline" in nobody.stderr
     kept = kappa_cli(v1_env, "retire", name, "2", "--yes")
-    assert kept.returncode == 1 and "is the active version" in kept.stderr
+    assert kept.returncode == 1
+    assert "is the active version" in kept.stderr
     running = kappa_cli(v1_env, "retire", name, "1", "--yes")
-    assert running.returncode == 1 and "still has running workers" in running.stderr
+    assert running.returncode == 1
+    assert "still has running workers" in running.stderr
     topics, groups = asyncio.run(_cluster_names(bootstrap))
-    assert f"kappa.{name}.v1.window-results" in topics and f"kappa.{name}.v1" in groups
+    assert f"kappa.{name}.v1.window-results" in topics
+    assert f"kappa.{name}.v1" in groups
 
     # Retire v1 once its worker stopped: topics, group and state dir go; v2 stays.
     state_dir = Path(v1_env["KAPPA_HOME"]) / "state" / f"kappa.{name}.v1"

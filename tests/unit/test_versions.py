@@ -117,18 +117,24 @@ def test_promotion_rules() -> None:
     assert behind is not None
     assert "still catching up: 1,001 input records" in behind.message
     assert "about 10s more" in behind.message
-    assert behind.hint and "kappa versions orders" in behind.hint
+    assert behind.hint
+    assert "kappa versions orders" in behind.hint
     idle = promotion_refusal("orders", _report(2, 0, 0), max_lag=1000)
-    assert idle is not None and "no running workers" in idle.message
+    assert idle is not None
+    assert "no running workers" in idle.message
 
 
 def test_retire_rules() -> None:
     active = retire_refusal("orders", _report(1, 0, 0, active=True), force=True)
-    assert active is not None and "is the active version" in active.message
-    assert active.hint and "kappa promote orders" in active.hint
+    assert active is not None
+    assert "is the active version" in active.message
+    assert active.hint
+    assert "kappa promote orders" in active.hint
     running = retire_refusal("orders", _report(1, 0, 2), force=False)
-    assert running is not None and "http://w0:1, http://w1:1" in running.message
-    assert running.hint and "stop them" in running.hint
+    assert running is not None
+    assert "http://w0:1, http://w1:1" in running.message
+    assert running.hint
+    assert "stop them" in running.hint
     assert retire_refusal("orders", _report(1, 0, 2), force=True) is None
     assert retire_refusal("orders", _report(1, 0, 0), force=False) is None
 

@@ -317,7 +317,9 @@ def _pipeline_target(settings: KappaSettings, pipeline: str | None) -> tuple[str
     return pipeline, None
 
 
-@main.command(epilog=VERSIONS_PIPELINE_HELP + " Exits 1 when the pipeline has no version.")
+@main.command(
+    epilog=VERSIONS_PIPELINE_HELP + " Exits 0 when listed, 1 when the pipeline has no version."
+)
 @click.argument("pipeline", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the survey as JSON.")
 @click.option(

@@ -147,3 +147,32 @@ def test_active_record_round_trips_and_names_the_results_topic() -> None:
     assert ActiveRecord.decode(orjson.dumps(body)) == record
     assert ActiveRecord.decode(b"{not json") is None
     assert ActiveRecord.decode(b'{"version": 2}') is None
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("versions", "Every version of PIPELINE on the cluster"),
+        ("promote", "Make VERSION the active version of PIPELINE"),
+        ("retire", "Delete VERSION of PIPELINE"),
+    ],
+)
+def test_each_command_explains_itself(command: str, says: str) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    done = CliRunner().invoke(main, [command, "--help"])
+    assert done.exit_code == 0, done.output
+    assert says in " ".join(done.output.split())
+    assert "Exits 0" in done.output
+
+
+def test_a_version_must_be_a_positive_number() -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    done = CliRunner().invoke(main, ["promote", "orders", "two"])
+    assert done.exit_code == 2
+    assert "'two' is not a valid integer" in done.output

@@ -24,10 +24,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from mode import Service
 
-from app.events import ms_to_iso
+from agents.names import pipeline_control_topic, version_prefix
 from app.kafka_client import client_options
-from app.names import pipeline_control_topic, version_prefix
 from app.settings import KappaSettings
+from tables.times import ms_to_iso
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from aiokafka.coordinator.protocol import (
 from aiokafka.errors import GroupIdNotFound, for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from app.errors import KappaError
+from agents.errors import KappaError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
-from app.events import EventParser, Rejected
+from agents.events import EventParser, Rejected
 
 TAIL = 50
 

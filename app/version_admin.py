@@ -15,10 +15,10 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 
-from app.errors import KappaError
+from agents.errors import KappaError
+from agents.names import version_prefix
 from app.group_members import delete_group
 from app.kafka_client import client_options
-from app.names import version_prefix
 from app.settings import KappaSettings
 from app.version_survey import VersionReport
 

@@ -1,6 +1,6 @@
 """Which version of a pipeline a topic or a consumer group belongs to.
 
-``app.names.PipelineNames`` names one version's topics from its spec; the commands that
+``agents.names.PipelineNames`` names one version's topics from its spec; the commands that
 list, promote and retire versions start from a pipeline's name alone and find its
 versions on the cluster by these names: ``kappa.<name>.v<N>`` is version N's consumer
 group (Faust's app id), ``kappa.<name>.v<N>.<what>`` its own topics and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from app.names import version_prefix
+from agents.names import version_prefix
 
 
 def _version_pattern(pipeline: str) -> re.Pattern[str]:

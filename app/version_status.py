@@ -12,13 +12,13 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from agents.names import version_prefix
 from app.active_version import ActiveRecord, ActiveVersionTracker
 from app.catch_up import LagSample, LagSampler
-from app.events import ms_to_iso
 from app.group_members import GroupDescription
 from app.input_tail import InputTail
 from app.kafka_client import OffsetQueries
-from app.names import version_prefix
+from tables.times import ms_to_iso
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,16 @@ from typing import Any
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.errors import KappaError
+from agents.names import version_prefix
 from app.active_version import ActiveRecord, read_active
 from app.catch_up import CatchUp, LagSample, catch_up, partition_lag
-from app.errors import KappaError
-from app.events import ms_to_iso
 from app.group_members import GroupDescription, describe_group
 from app.group_status import failure_reason, fetch_status
 from app.kafka_client import client_options, offset_ranges
-from app.names import version_prefix
 from app.settings import KappaSettings
 from app.version_names import topics_by_version, version_groups
+from tables.times import ms_to_iso
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from app.events import ms_to_iso
 from app.version_survey import PipelineSurvey
+from tables.times import ms_to_iso
 
 
 def _duration(ms: int | None) -> str:

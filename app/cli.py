@@ -361,7 +361,12 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
 )
 @click.argument("pipeline")
 @click.argument("version", type=click.IntRange(min=1))
-@click.option("--verify", is_flag=True, help="Run `kappa verify` first; promote only if it passes.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Run `kappa verify PIPELINE --version VERSION` first and promote only if it exits "
+    "0; PIPELINE must then be VERSION's spec path.",
+)
 def promote(pipeline: str, version: int, verify: bool) -> None:
     """Make VERSION the active version of PIPELINE: every worker of the pipeline then
     answers /api/keys/... with its numbers, and readers of window results find its
@@ -375,6 +380,12 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
     from app.version_survey import survey
 
     settings = _settings()
+    if verify and not Path(pipeline).is_file():
+        raise click.BadParameter(
+            f"{pipeline!r} is not a spec file; --verify needs the spec of v{version}, which "
+            "says how to compute the batch answer",
+            param_hint="PIPELINE",
+        )
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
         report = asyncio.run(survey(settings, name, input_topic, only=version)).get(version)

@@ -46,7 +46,11 @@ class InputTail(Service):
                 except BaseException:
                     await self.close()
                     raise
-        return {p: ms for p, ms in sorted(self._newest.items()) if p in end_offsets}
+        return self.known(end_offsets)
+
+    def known(self, partitions: dict[int, int]) -> dict[int, int]:
+        """What the last reads found for ``partitions``, without reading."""
+        return {p: ms for p, ms in sorted(self._newest.items()) if p in partitions}
 
     async def _read(self, ends: dict[int, int]) -> None:
         if self._consumer is None:

@@ -24,28 +24,31 @@ from app.version_survey import VersionReport
 
 
 def promotion_refusal(pipeline: str, report: VersionReport, max_lag: int) -> KappaError | None:
-    """Why ``report``'s version cannot be made active now, or None."""
+    """Why ``report``'s version cannot be made active now (every reason), or None."""
     version = report.version
+    problems: list[str] = []
+    hints: list[str] = []
     if not report.group.members:
-        return KappaError(
-            f"v{version} of {pipeline} has no running workers: once active, no worker "
-            "could answer queries for it",
-            hint=f"start its workers (`kappa worker` with the v{version} spec), let them "
-            "catch up, then promote",
-        )
-    if report.progress.lag > max_lag:
-        eta = (
-            f"at {report.progress.rate:,.0f} records/s it needs about "
-            f"{report.progress.eta_s:,.0f}s more"
-            if report.progress.rate and report.progress.eta_s is not None
+        problems.append("it has no running workers, so none could answer queries for it")
+        hints.append(f"start its workers (`kappa worker` with the v{version} spec)")
+    progress = report.progress
+    if progress.lag > max_lag:
+        pace = (
+            f"at {progress.rate:,.0f} records/s it needs about {progress.eta_s:,.0f}s more"
+            if progress.rate and progress.eta_s is not None
             else "it is not getting closer right now"
         )
-        return KappaError(
-            f"v{version} of {pipeline} is still catching up: {report.progress.lag:,} input "
-            f"records not processed, more than KAPPA_PROMOTE_MAX_LAG={max_lag:,} ({eta})",
-            hint=f"wait, watching `kappa versions {pipeline}`, and promote again",
+        problems.append(
+            f"it is still catching up: {progress.lag:,} input records not processed, more "
+            f"than KAPPA_PROMOTE_MAX_LAG={max_lag:,} ({pace})"
         )
-    return None
+        hints.append(f"wait until it has caught up, watching `kappa versions {pipeline}`")
+    if not problems:
+        return None
+    return KappaError(
+        f"v{version} of {pipeline} cannot be promoted: " + "; ".join(problems),
+        hint=", then ".join(hints) + ", and promote again",
+    )
 
 
 def retire_refusal(pipeline: str, report: VersionReport, force: bool) -> KappaError | None:

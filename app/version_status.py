@@ -10,8 +10,6 @@ import logging
 import time
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from agents.names import version_prefix
 from app.active_version import ActiveRecord, ActiveVersionTracker
 from app.catch_up import LagSample, LagSampler
@@ -24,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # How long a worker reuses what it learnt of the active version's group membership.
 OWNERS_TTL_S = 2.0
+# Longest a status request waits for the input's newest event times.
+TAIL_WAIT_S = 0.5
 
 
 class VersionStatus:
@@ -46,6 +46,7 @@ class VersionStatus:
         self.wait_s = wait_s
         self.sampler = LagSampler()
         self._owners: tuple[float, int, dict[int, str]] | None = None  # (at, version, owners)
+        self._tail_read: asyncio.Future[dict[int, int]] | None = None
 
     @property
     def active(self) -> ActiveRecord | None:
@@ -75,6 +76,20 @@ class VersionStatus:
         async with asyncio.timeout(self.wait_s):
             return await query
 
+    async def _input_newest(self, ends: dict[int, int]) -> dict[int, int]:
+        """The input's newest event times, waiting at most ``TAIL_WAIT_S`` for a fresh
+        read: a status request must stay quick, so a slow read finishes in the
+        background (bounded by the Kafka query timeout) and a later request gets it."""
+        if self._tail_read is None or self._tail_read.done():
+            self._tail_read = asyncio.ensure_future(self._bounded(self.tail.newest(ends)))
+            self._tail_read.add_done_callback(_log_failure)
+        done, _ = await asyncio.wait({self._tail_read}, timeout=TAIL_WAIT_S)
+        read = next(iter(done), None)
+        if read is not None and not read.cancelled() and read.exception() is None:
+            newest: dict[int, int] = read.result()
+            return newest
+        return self.tail.known(ends)
+
     def active_json(self) -> dict[str, Any]:
         active = self.tracker.active
         return {
@@ -97,11 +112,7 @@ class VersionStatus:
             if status["kafka_answered"] and ends
             else None
         )
-        try:
-            input_newest = await self._bounded(self.tail.newest(ends))
-        except (KafkaError, TimeoutError, OSError) as exc:
-            log.warning("newest input event times unavailable (%r)", exc)
-            input_newest = {}
+        input_newest = await self._input_newest(ends)
         own_newest = {int(p): ms for p, ms in status["newest_event_times"].items()}
         behind = {
             str(p): max(0, input_newest[p] - ms)
@@ -130,3 +141,8 @@ class VersionStatus:
             else None,
             "behind_input_ms": behind,
         }
+
+
+def _log_failure(read: asyncio.Future[dict[int, int]]) -> None:
+    if not read.cancelled() and (exc := read.exception()) is not None:
+        log.warning("newest input event times unavailable (%r)", exc)

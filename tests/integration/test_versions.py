@@ -106,6 +106,7 @@ def test_versions_promote_and_retire(
     refused = kappa_cli(v2_env, "promote", name, "2")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "no running workers" in refused.stderr
+    assert f"still catching up: {len(second)} input records" in refused.stderr
     assert a.get("/api/active")[1]["active"] is None
 
     # v2 back: it catches up and is promoted; the v1 worker now answers with v2's windows.

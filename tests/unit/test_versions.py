@@ -119,9 +119,20 @@ def test_promotion_rules() -> None:
     assert "about 10s more" in behind.message
     assert behind.hint
     assert "kappa versions orders" in behind.hint
+    assert "no running workers" not in behind.message
     idle = promotion_refusal("orders", _report(2, 0, 0), max_lag=1000)
     assert idle is not None
     assert "no running workers" in idle.message
+    assert "catching up" not in idle.message
+    # Every reason at once, so that one fix is not followed by another refusal.
+    both = promotion_refusal("orders", _report(2, 5000, 0), max_lag=1000)
+    assert both is not None
+    assert "no running workers" in both.message
+    assert "not getting closer right now" in both.message
+    assert both.hint == (
+        "start its workers (`kappa worker` with the v2 spec), then wait until it has caught "
+        "up, watching `kappa versions orders`, and promote again"
+    )
 
 
 def test_retire_rules() -> None:

@@ -149,6 +149,9 @@ def test_versions_promote_and_retire(
     assert status_a["active"] is False
     assert status_a["active_version"] == 2
     assert status_a["lag_total"] == 0
+    shown = kappa_cli(v1_env, "status", "--url", a.base)
+    assert shown.returncode == 0, shown.stderr
+    assert "version v1, not active (v2 is): lag 0 records" in shown.stdout
 
     # Bad input: nothing changes.
     unknown = kappa_cli(v1_env, "promote", name, "7")

@@ -187,3 +187,45 @@ def test_a_version_must_be_a_positive_number() -> None:
     done = CliRunner().invoke(main, ["promote", "orders", "two"])
     assert done.exit_code == 2
     assert "'two' is not a valid integer" in done.output
+
+
+class _Tracker:
+    topic = "kappa.orders.control"
+    active: ActiveRecord | None = ActiveRecord("orders", 2, 0)
+
+
+class _Tail:
+    """The input's newest event times as if read from its last records."""
+
+    async def newest(self, ends: dict[int, int]) -> dict[int, int]:
+        return {0: 10_000, 1: 50_000}
+
+    def known(self, ends: dict[int, int]) -> dict[int, int]:
+        return {}
+
+
+async def test_a_workers_catch_up_covers_every_partition_of_its_version() -> None:
+    from typing import Any, cast
+
+    from app.version_status import VersionStatus
+
+    versions = VersionStatus(
+        "orders", 1, cast(Any, _Tracker()), cast(Any, None), cast(Any, _Tail()), "orders", 1.0
+    )
+    status = {
+        "kafka_answered": True,
+        # This worker owns partition 1; partition 0's offset is the group's committed one.
+        "end_offsets": {"0": 100, "1": 40},
+        "processed_offsets": {"0": 89, "1": 39},
+        "newest_event_times": {"1": 45_000},
+        "watermarks": {"1": 44_000},
+    }
+    body = await versions.catch_up(status)
+    assert body["lag"] == {"0": 10, "1": 0}
+    assert body["lag_total"] == 10
+    assert body["rate_per_s"] is None  # one sample so far
+    assert body["behind_input_ms"] == {"1": 5_000}
+    assert body["watermark_iso"] == "1970-01-01T00:00:44Z"
+    assert body["input_newest_event_time_iso"] == "1970-01-01T00:00:50Z"
+    assert (body["version"], body["active_version"], body["active"]) == (1, 2, False)
+    assert versions.forward_to() == 2

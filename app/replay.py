@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -42,6 +42,7 @@ from agents.outputs import dead_letter_headers
 from agents.partitions import partitions_of
 from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history
+from app.history_formats import Format
 from app.kafka_client import client_options, offset_ranges
 from app.replay_check import BadRowLimit, Disorder
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
@@ -49,7 +50,6 @@ from app.replay_sender import PartitionBatches
 from app.settings import KappaSettings
 from app.topics import ensure_topics
 
-Format = Literal["csv", "jsonl", "parquet"]
 MAX_LISTED_BAD_ROWS = 20
 # How often the progress bar and the control topic hear from a running replay.
 PROGRESS_EVERY_S = 0.1

@@ -26,9 +26,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
-METRICS = ("count", "sum", "min", "max", "mean")
+Metric = Literal["count", "sum", "min", "max", "mean"]
+METRICS: tuple[Metric, ...] = get_args(Metric)
 _VALUE_METRICS = METRICS[1:]  # in the order results list them
 
 

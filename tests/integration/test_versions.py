@@ -174,6 +174,11 @@ def test_versions_promote_and_retire(
     state_dir = Path(v1_env["KAPPA_HOME"]) / "state" / f"kappa.{name}.v1"
     assert state_dir.is_dir()
     assert a.stop() == 0
+    declined = kappa_cli(v1_env, "retire", name, "1", answer="n\n")
+    assert declined.returncode == 1, declined.stdout + declined.stderr
+    assert f"topic kappa.{name}.v1.window-results" in declined.stdout
+    assert "Aborted" in declined.stderr
+    assert state_dir.is_dir()
     done = kappa_cli(v1_env, "retire", name, "1", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert not state_dir.exists()

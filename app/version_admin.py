@@ -32,7 +32,10 @@ def promotion_refusal(pipeline: str, report: VersionReport, max_lag: int) -> Kap
         problems.append("it has no running workers, so none could answer queries for it")
         hints.append(f"start its workers (`kappa worker` with the v{version} spec)")
     progress = report.progress
-    if progress.lag > max_lag:
+    if progress is None:
+        problems.append("its lag is unknown: no input topic of the pipeline was found")
+        hints.append("name the pipeline by its spec path, which names the input topic")
+    elif progress.lag > max_lag:
         pace = (
             f"at {progress.rate:,.0f} records/s it needs about {progress.eta_s:,.0f}s more"
             if progress.rate and progress.eta_s is not None

@@ -25,7 +25,7 @@ from app.group_members import GroupDescription, describe_group
 from app.group_status import failure_reason, fetch_status
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
-from app.version_names import topics_by_version, version_groups
+from app.version_names import topics_by_version, version_groups, version_of
 from tables.times import ms_to_iso
 
 
@@ -36,7 +36,7 @@ class VersionReport:
     group: GroupDescription
     input_topics: list[str]  # the topics its lag is counted on
     lag: dict[str, dict[int, int]]  # topic -> partition -> records not processed
-    progress: CatchUp
+    progress: CatchUp | None  # None when the input topic is not known (see survey)
     active: bool
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # URL -> /api/status
     unreachable: dict[str, str] = field(default_factory=dict)  # URL -> why
@@ -90,10 +90,14 @@ class VersionReport:
             "consumer_group": self.group.group,
             "group_state": self.group.state,
             "topics": self.topics,
-            **self.progress.as_json(),
+            **(
+                self.progress.as_json()
+                if self.progress
+                else dict.fromkeys(("lag_total", "rate_per_s", "eta_s"))
+            ),
             "lag": {t: {str(p): n for p, n in ps.items()} for t, ps in self.lag.items()},
             "eta": None
-            if self.progress.eta_s is None
+            if self.progress is None or self.progress.eta_s is None
             else ms_to_iso(int((time.time() + self.progress.eta_s) * 1000)),
             "watermark": watermark,
             "watermark_iso": None if watermark is None else ms_to_iso(watermark),
@@ -166,8 +170,6 @@ async def survey(
                 "a worker of it ran at least once",
             )
         wanted = found if only is None else [only]
-        active = await read_active(settings, pipeline)
-        reports: dict[int, VersionReport] = {}
         for version in wanted:
             if version not in found:
                 known = ", ".join(f"v{v}" for v in found)
@@ -175,32 +177,40 @@ async def survey(
                     f"pipeline {pipeline} has no version {version} on the cluster (it has {known})",
                     hint=f"`kappa versions {pipeline}` lists them",
                 )
-            group = await describe_group(admin, version_prefix(pipeline, version))
-            committed = await admin.list_consumer_group_offsets(group.group)
-            own = topics.get(version, [])
-            read = {tp.topic for tp in committed} | {t for m in group.members for t in m.partitions}
-            inputs = sorted(
-                ({input_topic} if input_topic else set())
-                | {t for t in read if not t.startswith(version_prefix(pipeline, version))}
-                | {t for t in own if t.endswith(".history")}
-            )
-            reports[version] = VersionReport(
+        active = await read_active(settings, pipeline)
+        described = {v: await describe_group(admin, version_prefix(pipeline, v)) for v in found}
+        # The versions share the input topic: given by the spec, or whatever topics
+        # outside their own namespace any of them has committed offsets on or is assigned.
+        shared = {input_topic} if input_topic else set()
+        if not shared:
+            for group in described.values():
+                committed = await admin.list_consumer_group_offsets(group.group)
+                read = {tp.topic for tp in committed}
+                read |= {t for m in group.members for t in m.partitions}
+                shared |= {t for t in read if version_of(pipeline, t) is None}
+        reports = {
+            version: VersionReport(
                 version=version,
-                topics=own,
-                group=group,
-                input_topics=inputs,
+                topics=topics.get(version, []),
+                group=described[version],
+                # A version that starts from history files also reads its history topic.
+                input_topics=sorted(shared)
+                + [t for t in topics.get(version, []) if t.endswith(".history")],
                 lag={},
-                progress=CatchUp(0, None, None),
+                progress=None,
                 active=active is not None and active.version == version,
             )
-        samples = [await _lag_sample(settings, admin, reports)]
-        if sample_s > 0:
-            await asyncio.sleep(sample_s)
-            samples.append(await _lag_sample(settings, admin, reports))
-        for version, report in reports.items():
-            after, report.lag = samples[-1][version]
-            before = samples[0][version][0] if len(samples) > 1 else None
-            report.progress = catch_up(before, after)
+            for version in wanted
+        }
+        if shared:
+            samples = [await _lag_sample(settings, admin, reports)]
+            if sample_s > 0:
+                await asyncio.sleep(sample_s)
+                samples.append(await _lag_sample(settings, admin, reports))
+            for version, report in reports.items():
+                after, report.lag = samples[-1][version]
+                before = samples[0][version][0] if len(samples) > 1 else None
+                report.progress = catch_up(before, after)
     finally:
         await admin.close()
     await asyncio.gather(*(_ask_workers(report) for report in reports.values()))

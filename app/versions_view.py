@@ -3,9 +3,12 @@ partition."""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+import sys
 
+from rich.console import Console
+from rich.table import Column, Table
+
+from app.catch_up import CatchUp
 from app.version_survey import PipelineSurvey
 from tables.times import ms_to_iso
 
@@ -21,7 +24,8 @@ def _duration(ms: int | None) -> str:
 
 
 def print_versions(found: PipelineSurvey) -> None:
-    out = Console()
+    # Written to a file or a pipe, the table is not cut to rich's default 80 columns.
+    out = Console(width=None if sys.stdout.isatty() else 120)
     newest = found.input_newest()
     active = found.active
     out.print(
@@ -36,40 +40,42 @@ def print_versions(found: PipelineSurvey) -> None:
     if newest:
         out.print(f"newest input event: {ms_to_iso(max(newest.values()))}")
     table = Table(
-        "version",
-        "active",
+        Column("version", no_wrap=True),
         "lag",
-        "rate (rec/s)",
+        "rec/s",
         "ETA",
-        "watermark (UTC)",
-        "behind input",
+        Column("watermark (UTC)", no_wrap=True),
+        "behind",
         "keys",
-        "open windows",
-        "workers",
+        "windows",
     )
     for version, report in sorted(found.versions.items()):
         progress = report.progress
         state = report.state()
         watermark = report.watermark()
-        workers = [url + ("" if url in report.workers else " (no answer)") for url in report.urls]
         table.add_row(
-            f"v{version}",
-            "[green]active[/]" if report.active else "",
-            f"{progress.lag:,}",
-            "?" if progress.rate is None else f"{progress.rate:,.0f}",
-            "caught up"
-            if progress.eta_s == 0
-            else "?"
-            if progress.eta_s is None
-            else _duration(int(progress.eta_s * 1000)),
+            f"v{version}" + (" [green](active)[/]" if report.active else ""),
+            "?" if progress is None else f"{progress.lag:,}",
+            "?" if progress is None or progress.rate is None else f"{progress.rate:,.0f}",
+            _eta(progress),
             "?" if watermark is None else ms_to_iso(watermark) or "?",
             _duration(report.behind_input_ms(newest)),
             "?" if state is None else f"{state['keys']:,}",
             "?" if state is None else f"{state['open_windows']:,}",
-            "\n".join(workers) or f"none ({report.group.state})",
         )
     out.print(table)
     for version, report in sorted(found.versions.items()):
+        workers = [url + ("" if url in report.workers else " (no answer)") for url in report.urls]
+        out.print(
+            f"v{version} workers: "
+            + (", ".join(workers) or f"none (consumer group {report.group.state})")
+        )
         for topic, partitions in report.lag.items():
             shown = ", ".join(f"{p}: {n:,}" for p, n in sorted(partitions.items()))
             out.print(f"v{version} lag on {topic}: {shown}")
+
+
+def _eta(progress: CatchUp | None) -> str:
+    if progress is None or progress.eta_s is None:
+        return "?"
+    return "caught up" if progress.eta_s == 0 else _duration(int(progress.eta_s * 1000))

@@ -4,6 +4,8 @@ Faust metadata as Kafka hands it out."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 from aiokafka.coordinator.protocol import (
@@ -124,6 +126,11 @@ def test_promotion_rules() -> None:
     assert idle is not None
     assert "no running workers" in idle.message
     assert "catching up" not in idle.message
+    unknown = promotion_refusal(
+        "orders", dataclasses.replace(_report(2, 0, 1), progress=None), max_lag=1000
+    )
+    assert unknown is not None
+    assert "its lag is unknown" in unknown.message
     # Every reason at once, so that one fix is not followed by another refusal.
     both = promotion_refusal("orders", _report(2, 5000, 0), max_lag=1000)
     assert both is not None

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from agents.errors import KappaError
 from app.history_formats import FORMATS, SUFFIXES, Format
 
 # Rows per Arrow batch: large enough to amortise the per-batch conversion, small enough
@@ -63,7 +64,7 @@ _JSON_TYPES = {
 }
 
 
-class HistoryError(Exception):
+class HistoryError(KappaError):
     """A history file that cannot be replayed; the message says what to fix."""
 
 

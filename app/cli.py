@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 import orjson
@@ -19,6 +20,8 @@ from app.settings import KappaSettings
 
 if TYPE_CHECKING:
     from app.broker.local import LocalKafka
+
+T = TypeVar("T")
 
 
 def _settings() -> KappaSettings:
@@ -319,6 +322,20 @@ def _pipeline_target(settings: KappaSettings, pipeline: str | None) -> tuple[str
     return pipeline, None
 
 
+def _on_kafka(settings: KappaSettings, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; Kafka's failures become errors that say what to check."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(work)
+    except KafkaError as exc:
+        raise KappaError(
+            f"Kafka failed at {settings.bootstrap}: {exc}",
+            hint="is the broker running (`kappa kafka status`), and is KAPPA_BOOTSTRAP_SERVERS "
+            "right? Nothing was changed unless the message says so",
+        ) from None
+
+
 @main.command(
     epilog=VERSIONS_PIPELINE_HELP + " Exits 0 when listed, 1 when the pipeline has no version."
 )
@@ -345,7 +362,7 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        found = asyncio.run(survey(settings, name, input_topic, sample_s=sample))
+        found = _on_kafka(settings, survey(settings, name, input_topic, sample_s=sample))
     except KappaError as exc:
         _fail(exc)
     if as_json:
@@ -390,7 +407,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
         )
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        report = asyncio.run(survey(settings, name, input_topic, only=version)).get(version)
+        report = _on_kafka(settings, survey(settings, name, input_topic, only=version)).get(version)
         if report.active:
             click.echo(f"v{version} of {name} is already the active version; nothing to do")
             return
@@ -405,7 +422,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
                     hint="read its report above, fix the pipeline or its input, and retry",
                 )
             )
-        record = asyncio.run(write_active(settings, name, version))
+        record = _on_kafka(settings, write_active(settings, name, version))
     except KappaError as exc:
         _fail(exc)
     click.echo(
@@ -436,9 +453,9 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        report = asyncio.run(survey(settings, name, input_topic, sample_s=0, only=version)).get(
-            version
-        )
+        report = _on_kafka(
+            settings, survey(settings, name, input_topic, sample_s=0, only=version)
+        ).get(version)
         refusal = retire_refusal(name, report, force)
         if refusal is not None:
             _fail(refusal)
@@ -449,7 +466,7 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
         click.echo(f"  state under {settings.state_dir}/{report.prefix}")
         if not yes:
             click.confirm("delete them?", abort=True)
-        done = asyncio.run(run_retire(settings, name, report))
+        done = _on_kafka(settings, run_retire(settings, name, report))
     except KappaError as exc:
         _fail(exc)
     click.echo(

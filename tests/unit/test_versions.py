@@ -236,3 +236,16 @@ async def test_a_workers_catch_up_covers_every_partition_of_its_version() -> Non
     assert body["input_newest_event_time_iso"] == "1970-01-01T00:00:50Z"
     assert (body["version"], body["active_version"], body["active"]) == (1, 2, False)
     assert versions.forward_to() == 2
+
+
+def test_kafka_unreachable_is_said_plainly() -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    done = CliRunner().invoke(
+        main, ["versions", "orders"], env={"KAPPA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    )
+    assert done.exit_code == 1
+    assert "Kafka failed at 127.0.0.1:1" in done.output
+    assert "kappa kafka status" in done.output

@@ -20,6 +20,7 @@ from agents.batch_loop import BatchLoop, CommitPolicy, PipelineStats, expected_p
 from agents.batch_sender import BatchSender
 from agents.consumer import route_batches
 from agents.gap_reader import GapReader
+from agents.history_seam import HistorySeam
 from agents.state import TablePartitionState, closed_key
 from app.events import Event, EventParser, Rejected
 from app.kafka_client import client_options
@@ -57,6 +58,7 @@ class Pipeline:
         self.closed = self._table("closed", settings, "closed windows kept for the retention")
         self.meta = self._table("meta", settings, "per partition: watermark, closed buckets")
         self.agent_name = f"{self.names.prefix}.aggregate"
+        self.seam = None if spec.history is None else HistorySeam(spec.history.cut_ms, self.names)
         self.batches = BatchLoop(
             app,
             self.names,
@@ -68,6 +70,7 @@ class Pipeline:
             GapReader(client_options(settings)),
             CommitPolicy(settings.commit_interval_ms / 1000, settings.commit_events),
             self._custom_agents_read_input,
+            self.seam,
         )
         self.stats = self.batches.stats
         # The agent subscribes the group to the input topic, so that Faust assigns its
@@ -134,6 +137,18 @@ class Pipeline:
             return watermark
         progress = self._state(partition).get_progress()
         return None if progress is None else self.config.watermark(progress)
+
+    def applied_offset(self, partition: int) -> int:
+        """The partition's last applied (virtual) offset, running or stored; -1 for none."""
+        processor = self.batches.processors.get(partition)
+        if processor is not None:
+            return processor.progress.offset
+        progress = self._state(partition).get_progress()
+        return -1 if progress is None else progress.offset
+
+    def seam_report(self, partitions: list[int]) -> dict[str, Any] | None:
+        """The seam of a version with a cut (``HistorySeam.report``), None without one."""
+        return None if self.seam is None else self.seam.report(partitions, self.applied_offset)
 
     def read_key(self, key: str) -> KeyRecord | None:
         """A key's record as this worker last applied it (stored or not yet)."""

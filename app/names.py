@@ -45,3 +45,8 @@ class PipelineNames:
     def control_topic(self) -> str:
         """Replay progress and completion markers (one partition)."""
         return f"{self.prefix}.control"
+
+    @property
+    def history_topic(self) -> str:
+        """A version's own history, before its cut (specs with ``[history]`` only)."""
+        return f"{self.prefix}.history"

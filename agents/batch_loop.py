@@ -540,8 +540,8 @@ class BatchLoop:
             for start in range(0, len(fetched), APPLY_CHUNK):
                 chunk = fetched[start : start + APPLY_CHUNK]
                 await self._apply_chunk(partition, processor, chunk, live=False, base=0)
-            if self._flush_due(caught_up=False):
-                await self.flush(commit=False)
+                if self._flush_due(caught_up=False):
+                    await self.flush(commit=False)
         # Offsets up to the end that hold no record (deleted leftovers of an interrupted
         # replay) are done too.
         processor.checkpoint(end - 1)

@@ -348,7 +348,10 @@ class _Replay:
                     await self._send(sender, limiter, _unpacked(chunk), partitions)
                     await self._tick(None)
             await sender.flush()
-            self.report.end_offsets = sender.end_offsets
+            # The offsets of the input that workers compare their progress with; a
+            # history's progress is in the seam report instead (agents/history_seam.py).
+            if self.spec.history is None:
+                self.report.end_offsets = sender.end_offsets
         finally:
             if sort is not None:
                 sort.close()

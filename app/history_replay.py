@@ -90,15 +90,22 @@ async def clear_unsealed_history(options: dict[str, Any], names: PipelineNames) 
     ranges = (await offset_ranges(options, [topic])).get(topic, {})
     left = {p: end for p, (begin, end) in ranges.items() if end > begin}
     if left:
-        admin = AIOKafkaAdminClient(**options)
-        await admin.start()
-        try:
-            await admin.delete_records(
-                {TopicPartition(topic, p): RecordsToDelete(end) for p, end in left.items()}
-            )
-        finally:
-            await admin.close()
+        await delete_records_before(options, topic, left)
     return {p: end for p, (_, end) in ranges.items()}
+
+
+async def delete_records_before(
+    options: dict[str, Any], topic: str, offsets: dict[int, int]
+) -> None:
+    """Delete each partition's records before its offset in ``offsets``, as retention does."""
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        await admin.delete_records(
+            {TopicPartition(topic, p): RecordsToDelete(o) for p, o in offsets.items()}
+        )
+    finally:
+        await admin.close()
 
 
 async def seal(

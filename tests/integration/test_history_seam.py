@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from app.datagen import DatasetShape, generate, write
+from app.history_replay import delete_records_before
 from app.kafka_client import offset_ranges
 from tests.support.datasets import HOURLY
 from tests.support.harness import Harness
@@ -175,22 +174,6 @@ def test_a_worker_killed_in_its_history_resumes_exactly(kappa: Harness) -> None:
     assert any(int(start) > 0 for start in resumed), resumed
 
 
-def delete_live_before(bootstrap: str, topic: str, offsets: dict[int, int]) -> None:
-    """What retention does: the live partitions start at ``offsets`` from now on."""
-
-    async def delete() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_records(
-                {TopicPartition(topic, p): RecordsToDelete(o) for p, o in offsets.items()}
-            )
-        finally:
-            await admin.close()
-
-    asyncio.run(delete())
-
-
 def test_a_cut_that_leaves_a_gap(kappa: Harness) -> None:
     cut, before, after = split(list(generate(SEAM)))
     history = kappa.tmp_path / "history.csv"
@@ -200,7 +183,8 @@ def test_a_cut_that_leaves_a_gap(kappa: Harness) -> None:
     worker.wait_ready(partitions=1)
     asyncio.run(produce_events(kappa.settings.bootstrap, kappa.topic, after, "customer_id"))
     # Retention took the first 100 live events, all after the cut: they are lost.
-    delete_live_before(kappa.settings.bootstrap, kappa.topic, {0: 100})
+    options = {"bootstrap_servers": kappa.settings.bootstrap}
+    asyncio.run(delete_records_before(options, kappa.topic, {0: 100}))
 
     refused = kappa_cli(env, "replay", str(history))
     assert refused.returncode == 1

@@ -22,9 +22,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.events import Event, ms_to_iso
-from app.names import PipelineNames
-from app.seam import LiveStart, SeamRecord
+from agents.events import Event
+from agents.names import PipelineNames
+from agents.seam_record import LiveStart, SeamRecord
+from tables.times import ms_to_iso
 
 log = logging.getLogger(__name__)
 

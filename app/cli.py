@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
+from agents.errors import KappaError
 from app import exit_codes
-from app.errors import KappaError
 from app.exit_codes import ExitCode
 from app.settings import KappaSettings
 
@@ -247,10 +247,10 @@ def replay(
       2  bad command line (an unknown option, a bad value)
       3  more bad rows than --max-bad-rows accepts; nothing was produced
     """
+    from agents.spec import load_spec
     from app.progress import RichProgress, print_bad_rows, print_replay_report
     from app.replay import Format, ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
-    from app.spec import load_spec
 
     settings = _with_pipeline(_settings(), pipeline)
     try:
@@ -352,8 +352,8 @@ def generate(
     out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int, seed: int
 ) -> None:
     """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
+    from agents.durations import parse_duration
     from app.datagen import DatasetShape, generate, with_bad_rows, write
-    from app.durations import parse_duration
 
     try:
         disorder_ms = parse_duration(disorder)

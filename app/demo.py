@@ -29,15 +29,15 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from agents.errors import KappaError
+from agents.spec import PipelineSpec, load_spec
 from app.broker.local import LocalKafka, log_tail
 from app.datagen import DatasetShape, generate
-from app.errors import KappaError
 from app.kafka_client import client_options
 from app.progress import RichProgress, print_replay_report
 from app.replay import ReplayOptions, replay
 from app.replay_check import BadRowLimit
 from app.settings import KappaSettings
-from app.spec import PipelineSpec, load_spec
 
 EXAMPLE_SPEC = Path("examples/orders.toml")
 EXAMPLE_HISTORY = Path("examples/orders-history.csv.gz")

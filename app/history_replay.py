@@ -17,13 +17,15 @@ import pyarrow.compute as pc
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from app.cut import HistoryCut
-from app.errors import ReplayError
-from app.events import EventParser, ms_to_iso
+from agents.cut import HistoryCut
+from agents.errors import ReplayError
+from agents.events import EventParser
+from agents.names import PipelineNames
+from agents.seam_record import SEAM_KEY, SeamRecord
 from app.kafka_client import offset_ranges
-from app.names import PipelineNames
 from app.replay_rows import GoodRows
-from app.seam import SEAM_KEY, SeamRecord, live_starts, read_seam
+from app.seam import live_starts, read_seam
+from tables.times import ms_to_iso
 
 
 def before_cut(rows: GoodRows, cut_ms: int) -> tuple[GoodRows, int]:

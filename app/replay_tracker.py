@@ -18,9 +18,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
+from agents.names import PipelineNames
+from agents.seam_record import SEAM_KEY, SeamRecord
 from app.kafka_client import client_options
-from app.names import PipelineNames
-from app.seam import SEAM_KEY, SeamRecord
 from app.settings import KappaSettings
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.cut import parse_cut
-from app.spec import SpecError, parse_spec
+from agents.cut import parse_cut
+from agents.spec import SpecError, parse_spec
 
 MINIMAL: dict[str, Any] = {
     "name": "orders",

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pyarrow as pa
 
+from agents.events import Event
 from agents.history_seam import HISTORY, LIVE, WAITING, HistorySeam, phase, to_input, to_virtual
-from app.events import Event
+from agents.names import PipelineNames
+from agents.seam_record import LiveStart, SeamRecord
+from agents.spec import parse_spec
 from app.history_replay import before_cut
-from app.names import PipelineNames
 from app.replay_rows import GoodRows
-from app.seam import LiveStart, SeamRecord
-from app.spec import parse_spec
 
 CUT = 1_709_251_200_000
 SPEC = parse_spec(

@@ -14,14 +14,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+from tables.times import datetime_to_ms, ms_to_iso
+
 EXAMPLE = '"2024-03-01T00:00:00Z"'
 
 
 def parse_cut(value: Any) -> int:
     """The cut ``value`` (ISO-8601 text, or a TOML date-time or date) in epoch ms."""
-    # Imported here: app.events imports the spec, which holds this model.
-    from app.events import datetime_to_ms
-
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
@@ -42,8 +41,6 @@ def parse_cut(value: Any) -> int:
 
 
 def _dump_cut(ms: int) -> str | None:
-    from app.events import ms_to_iso
-
     return ms_to_iso(ms)
 
 

@@ -31,9 +31,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, core_schema
 
-from app.cut import HistoryCut
-from app.durations import UNITS_MS, format_duration, parse_duration
-from app.errors import ConfigError
+from agents.cut import HistoryCut
+from agents.durations import UNITS_MS, format_duration, parse_duration
+from agents.errors import ConfigError
 from tables.windows import WindowDef, in_zone
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]

@@ -242,8 +242,9 @@ def replay(
     \b
     Exit codes:
       0  replayed (or checked, with --dry-run); bad rows within --max-bad-rows
-      1  error: a bad file, spec or setting, or Kafka failed; the message says
-         what to do and whether anything was produced
+      1  error: a bad file, spec or setting, or Kafka failed, or (with a cut) a
+         sealed history or a gap; the message says what to do and whether
+         anything was produced
       2  bad command line (an unknown option, a bad value)
       3  more bad rows than --max-bad-rows accepts; nothing was produced
     """

@@ -31,6 +31,7 @@ the partitions go (``on_revoked``): the new owner never races a late write.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,7 @@ from agents.outputs import (
 )
 from agents.partitions import expected_partition
 from agents.processor import BatchOutcome, PartitionProcessor
+from agents.seam_record import event_time
 from agents.stats import WorkerStats
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState, store_batch
@@ -271,7 +273,7 @@ class BatchLoop:
                     stored[partition] = max(stored.get(partition, -1), applied - base)
                 return
         if self.seam is not None and starting_live:
-            self.seam.started_live(partition, records, self._event_ms)
+            self.seam.started_live(partition, records, functools.partial(event_time, self.parser))
         stages = self.stats.stages
         stages.decode += time.monotonic() - started
         for start in range(0, len(records), APPLY_CHUNK):
@@ -452,12 +454,6 @@ class BatchLoop:
         for tp, batch in records.items():
             if batch and tp in assigned:
                 await self.app.consumer.seek(tp, batch[0].offset)
-
-    def _event_ms(self, value: bytes | None) -> int | None:
-        try:
-            return self.parser.parse_bytes(value).ts_ms
-        except Rejected:
-            return None
 
     # -- gaps and lost state ------------------------------------------------------------
 

@@ -1,4 +1,18 @@
-"""One exception tree. Every error says what went wrong and what to do about it."""
+"""kappa's one exception tree. Every error says what went wrong and, in ``hint``, what to
+do about it (as aiokafka's errors do). It sits at the lowest layer that raises, so that
+every layer above can import it:
+
+    KappaError
+    ├── ConfigError         a setting or a pipeline spec is invalid (agents.spec, app.settings)
+    ├── BrokerError         the local broker cannot be fetched, started or stopped (app.broker)
+    ├── ReplayError         a replay cannot start or go on (app.replay)
+    │   └── TooManyBadRows  more bad rows than --max-bad-rows allows (app.replay)
+    ├── StateLost           state the input no longer holds is gone (agents.batch_loop)
+    ├── Rejected            a record that cannot become an event (agents.events)
+    ├── HistoryError        a history file that cannot be read (app.history)
+    ├── BadParameter        a query parameter the API cannot use (app.query_params)
+    └── RecoveryStalled     table recovery stopped making progress (app.recovery_watchdog)
+"""
 
 from __future__ import annotations
 

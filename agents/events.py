@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from agents.errors import KappaError
 from agents.spec import PipelineSpec, short_repr
 from tables.times import datetime_to_ms
 
@@ -95,20 +96,22 @@ class Event:
     fields: Mapping[str, Any]
 
 
-class Rejected(Exception):
+class Rejected(KappaError):
     """A record that cannot become an event.
 
     ``reason`` is a stable code (see ``RejectReason``) for counting and routing;
-    ``detail`` says, for people, which field and value were wrong.
+    ``detail`` says, for people, which field and value were wrong. The record goes to
+    the dead-letter topic with both; the hint says what its producer should change.
     """
 
     def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(reason, detail)
+        super().__init__(
+            f"{reason}: {detail}",
+            hint="fix the producer of this record; the record itself is kept in the "
+            "dead-letter topic with this reason",
+        )
         self.reason = reason
         self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
 
 
 MIN_TS_MS = datetime_to_ms(datetime.min)

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from agents.events import EventParser, Rejected
 from tables.times import ms_to_iso
 
 SEAM_KEY = b"seam"
@@ -97,3 +98,11 @@ class LiveStart:
             f"{ms_to_iso(cut_ms)}: events between the cut and it were deleted by retention "
             "and are in neither the history nor the live topic"
         )
+
+
+def event_time(parser: EventParser, value: bytes | None) -> int | None:
+    """A record's event time, or None when it is no good event (it says nothing of a gap)."""
+    try:
+        return parser.parse_bytes(value).ts_ms
+    except Rejected:
+        return None

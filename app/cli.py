@@ -14,6 +14,7 @@ import orjson
 from agents.errors import KappaError
 from app import exit_codes
 from app.exit_codes import ExitCode
+from app.history_formats import FORMATS
 from app.settings import KappaSettings
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> An
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "jsonl", "parquet"]),
+    type=click.Choice(FORMATS),
     help="Override the format detected from the file suffix.",
 )
 @click.option(
@@ -249,8 +250,9 @@ def replay(
       3  more bad rows than --max-bad-rows accepts; nothing was produced
     """
     from agents.spec import load_spec
+    from app.history_formats import Format
     from app.progress import RichProgress, print_bad_rows, print_replay_report
-    from app.replay import Format, ReplayOptions, TooManyBadRows
+    from app.replay import ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
 
     settings = _with_pipeline(_settings(), pipeline)

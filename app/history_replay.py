@@ -10,6 +10,7 @@ them) are deleted, and the history starts after them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from agents.cut import HistoryCut
 from agents.errors import ReplayError
 from agents.events import EventParser
 from agents.names import PipelineNames
-from agents.seam_record import SEAM_KEY, SeamRecord
+from agents.seam_record import SEAM_KEY, SeamRecord, event_time
 from app.kafka_client import offset_ranges
 from app.replay_rows import GoodRows
 from app.seam import live_starts, read_seam
@@ -62,15 +63,11 @@ async def check_history_replay(
             "version (bump `version` in the spec, keep the [history] table)",
         )
 
-    def event_ms(value: bytes | None) -> int | None:
-        try:
-            return parser.parse_bytes(value).ts_ms
-        except Exception:  # any record that is not a good event says nothing here
-            return None
-
     gaps = [
         start
-        for start in await live_starts(options, names.input_topic, event_ms)
+        for start in await live_starts(
+            options, names.input_topic, functools.partial(event_time, parser)
+        )
         if start.gap(cut.cut_ms)
     ]
     if gaps and not allow_gap:

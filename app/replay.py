@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -43,6 +43,7 @@ from agents.partitions import partitions_of
 from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history
+from app.history_formats import Format
 from app.history_replay import before_cut, check_history_replay, clear_unsealed_history, seal
 from app.kafka_client import client_options, offset_ranges
 from app.replay_check import BadRowLimit, Disorder
@@ -51,7 +52,6 @@ from app.replay_sender import PartitionBatches
 from app.settings import KappaSettings
 from app.topics import ensure_topics
 
-Format = Literal["csv", "jsonl", "parquet"]
 MAX_LISTED_BAD_ROWS = 20
 # How often the progress bar and the control topic hear from a running replay.
 PROGRESS_EVERY_S = 0.1

@@ -33,7 +33,7 @@ def event_times(pipeline: WiredPipeline, owned: set[int]) -> dict[int, tuple[int
     return {
         p: (watermark, watermark + lateness)
         for p in sorted(owned)
-        if (watermark := pipeline.queries.watermark(p)) is not None
+        if (watermark := pipeline.queries.partition_watermark(p)) is not None
     }
 
 
@@ -61,7 +61,7 @@ async def status(
     )
     stats = pipeline.stats
     stages = stats.stages
-    watermarks = {str(p): pipeline.queries.watermark(p) for p in sorted(owned)}
+    watermarks = {str(p): pipeline.queries.partition_watermark(p) for p in sorted(owned)}
     times = event_times(pipeline, owned)
     return {
         "worker": settings.resolved_worker_name,

@@ -96,7 +96,7 @@ def register_views(
                 return unknown_key(self, key)
             try:
                 windows, start, end = window_range(
-                    spec, request.query, state.watermark(partition) or 0
+                    spec, request.query, state.partition_watermark(partition) or 0
                 )
             except BadParameter as exc:
                 return self.error(400, str(exc))

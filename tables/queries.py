@@ -47,7 +47,7 @@ class StateQueries:
         result: dict[str, Any] | None = self.tables.closed.get(closed_key(key, window, start_ms))
         return result
 
-    def watermark(self, partition: int) -> int | None:
+    def partition_watermark(self, partition: int) -> int | None:
         """The running processor's watermark, or the stored one."""
         watermark = self._running_watermark(partition)
         if watermark is not None:

@@ -156,7 +156,8 @@ def test_rejections_name_the_field(change: dict[str, Any], reason: str, field: s
     rejected = rejection(AUTO, GOOD | change)
     assert rejected.reason == reason
     assert field in rejected.detail
-    assert str(rejected) == f"{reason}: {rejected.detail}"
+    assert rejected.message == f"{reason}: {rejected.detail}"
+    assert "dead-letter topic" in str(rejected)  # the hint: what to do about it
 
 
 @pytest.mark.parametrize(

@@ -59,3 +59,8 @@ class PipelineNames:
     @property
     def pipeline_control_topic(self) -> str:
         return pipeline_control_topic(self.spec.name)
+
+    @property
+    def history_topic(self) -> str:
+        """A version's own history, before its cut (specs with ``[history]`` only)."""
+        return f"{self.prefix}.history"

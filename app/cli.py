@@ -205,6 +205,12 @@ def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> An
 )
 @click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
 @click.option(
+    "--allow-gap",
+    is_flag=True,
+    help="With a [history] cut: replay although the live topic's oldest retained event is "
+    "after the cut (the events in between are lost).",
+)
+@click.option(
     "--pipeline",
     "-p",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -219,6 +225,7 @@ def replay(
     max_bad_rows: Any,
     dry_run: bool,
     replay_id: str | None,
+    allow_gap: bool,
     pipeline: Path | None,
 ) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
@@ -230,11 +237,18 @@ def replay(
     to the input topic, keyed like live events and stamped with their event time, and
     the bad rows to the dead-letter topic; they are listed at the end.
 
+    For a spec with a [history] cut, the rows before the cut go to the version's own
+    history topic instead (the running versions never see them), the rows at or after
+    it are skipped and counted (the live topic holds those), and a seam record then
+    seals the history: the version's workers read it, then the live topic. A sealed
+    history, or a cut the live topic's retention has left a gap after, is refused.
+
     \b
     Exit codes:
       0  replayed (or checked, with --dry-run); bad rows within --max-bad-rows
-      1  error: a bad file, spec or setting, or Kafka failed; the message says
-         what to do and whether anything was produced
+      1  error: a bad file, spec or setting, or Kafka failed, or (with a cut) a
+         sealed history or a gap; the message says what to do and whether
+         anything was produced
       2  bad command line (an unknown option, a bad value)
       3  more bad rows than --max-bad-rows accepts; nothing was produced
     """
@@ -256,6 +270,7 @@ def replay(
             replay_id=replay_id,
             max_bad_rows=max_bad_rows,
             dry_run=dry_run,
+            allow_gap=allow_gap,
         )
         report = asyncio.run(run_replay(settings, spec, options, RichProgress()))
     except TooManyBadRows as exc:

@@ -73,6 +73,14 @@ def print_replay_report(report: ReplayReport, *, dry_run: bool = False) -> None:
             f"{len(report.files)} file(s) in {report.seconds:.1f}s ({rate:,.0f} events/s); "
             f"{report.bad_rows:,} bad rows sent to the dead-letter topic"
         )
+    if report.seam is not None:
+        seam = report.seam
+        out.print(
+            f"history of the cut {seam.to_json()['cut']}: {seam.rows:,} events before it "
+            f"went to {seam.history_topic} (not the input topic); {seam.after_cut:,} rows "
+            "at or after it were skipped (the live topic holds those); the history is "
+            "sealed"
+        )
     if report.would_be_late:
         out.print(f"{report.would_be_late:,} events are late for the pipeline's lateness")
     print_bad_rows(report)

@@ -15,6 +15,9 @@ from app.kafka_client import client_options
 from app.settings import KappaSettings
 
 _COMPACTED = {"cleanup.policy": "compact"}
+# A version's history is its only copy of events before the cut, and its records carry
+# old event times as timestamps: time-based retention would delete them at once.
+_KEPT = {"retention.ms": "-1"}
 
 
 async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
@@ -36,6 +39,10 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
             names.control_topic: (1, _COMPACTED),
             names.pipeline_control_topic: (1, _COMPACTED),
         }
+        if names.spec.history is not None:
+            # Partitioned like the input, so that history partition p holds the keys of
+            # input partition p and the worker owning p reads both.
+            wanted[names.history_topic] = (partitions, _KEPT)
         missing = [
             NewTopic(
                 name=topic,

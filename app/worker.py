@@ -75,7 +75,8 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         web_application_options={"middlewares": [errors_as_json]},
     )
     pipeline = WiredPipeline(app, spec, pipeline_options(settings), partitions)
-    tracker = ReplayTracker(settings, names)
+    seam = pipeline.seam
+    tracker = ReplayTracker(settings, names, on_seam=None if seam is None else seam.seal)
     # Faust types this for a Service class, but it starts instances too
     # (App.on_init_extra_service accepts either).
     app.service(cast(Any, tracker))

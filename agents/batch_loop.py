@@ -165,6 +165,8 @@ class BatchLoop:
         commit what is stored, so an idle input leaves no offsets behind."""
         async with self._lock:
             try:
+                if self.seam is not None and self.seam.sealed:
+                    await self._idle_histories()
                 if self._unstored:
                     await self.flush(commit=True)
                 elif time.monotonic() - self._committed_at >= self.policy.interval_s:
@@ -446,6 +448,19 @@ class BatchLoop:
         processor.checkpoint(end - 1)
         self._unstored[partition] = end - 1
         return end - 1
+
+    async def _idle_histories(self) -> None:
+        """Apply the history of owned partitions that no live fetch has reached: a quiet
+        input partition must not hold its history back."""
+        assert self.seam is not None
+        if self.app.in_recovery:
+            return  # never read a store that is being recovered; the next tick will
+        await self.sender.start()
+        for partition in sorted(self.owned_partitions()):
+            processor = self.processor(partition)
+            applied = self._unstored.get(partition, processor.progress.offset)
+            if applied < self.seam.base(partition) - 1:
+                await self._history(partition, processor, applied)
 
     async def _hand_back(self, records: Mapping[TP, Sequence[Any]]) -> None:
         """Seek the fetch's partitions back to its first records: they are read again

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agents.partitions import expected_partition
 from app.datagen import DatasetShape, generate, write
 from app.history_replay import delete_records_before
 from app.kafka_client import offset_ranges
@@ -226,3 +227,29 @@ def test_a_history_file_that_does_not_parse_changes_nothing(kappa: Harness) -> N
     spec_refused = kappa_cli(kappa.env(bad_cut), "replay", str(history))
     assert spec_refused.returncode == 1
     assert "history.cut: 'the first of March' is not an ISO-8601 time" in spec_refused.stderr
+
+
+def test_a_partition_with_no_live_records_still_gets_its_history(kappa: Harness) -> None:
+    cut, before, after = split(list(generate(SEAM)))
+    history = kappa.tmp_path / "history.csv"
+    write(iter(before), history)
+    # Live records only on partition 0: partition 1's history must not wait for one.
+    live = [e for e in after if expected_partition(e["customer_id"], 2) == 0]
+    assert any(expected_partition(e["customer_id"], 2) == 1 for e in before)
+
+    env = kappa.env(cut_spec(kappa, cut), partitions=2)
+    worker = kappa.start_worker(env)
+    worker.wait_ready(partitions=2)
+    asyncio.run(produce_events(kappa.settings.bootstrap, kappa.topic, live, "customer_id"))
+    run_kappa(env, "replay", str(history))
+
+    wait_processed([worker], kappa.settings.bootstrap, kappa.topic)
+    worker.wait_until(
+        lambda: (
+            {p["state"] for p in seam_of(worker)["partitions"].values()} == {"live"}
+            or seam_of(worker)["rows_taken_from_history"] == len(before)
+        ),
+        60,
+        "every partition's history to be applied",
+    )
+    assert_results([worker], kappa, 2, before + live, "quiet")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from app.ports import free_port
 from app.settings import KappaSettings
-from bench.workers import free_port
 from tests.support.harness import Harness
 from tests.support.worker import WorkerProcess, worker_env
 

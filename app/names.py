@@ -45,3 +45,9 @@ class PipelineNames:
     def control_topic(self) -> str:
         """Replay progress and completion markers (one partition)."""
         return f"{self.prefix}.control"
+
+    @property
+    def pipeline_control_topic(self) -> str:
+        """The ledger of replays into the shared input topic (one partition, compacted):
+        every version reads that topic, so what was replayed into it is the pipeline's."""
+        return f"kappa.{self.spec.name}.control"

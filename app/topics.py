@@ -34,6 +34,7 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
             names.late_topic: (partitions, _COMPACTED),
             names.results_topic: (partitions, _COMPACTED),
             names.control_topic: (1, _COMPACTED),
+            names.pipeline_control_topic: (1, _COMPACTED),
         }
         missing = [
             NewTopic(

@@ -77,7 +77,8 @@ def test_kill_minus_nine_replay_then_resume_counts_every_row_once(kappa: Harness
     # A resume with other options would put the rows in another order: refused.
     other = kappa_cli(env, "replay", str(path), "--id", "r1", "--order-by-time")
     assert other.returncode == ExitCode.REFUSED, other.stderr
-    assert "--order-by-time" in other.stderr and "cannot be resumed" in other.stderr
+    assert "--order-by-time" in other.stderr
+    assert "cannot be resumed" in other.stderr
     assert _records_in(bootstrap, topic) == written
 
     out = kappa_cli(env, "replay", str(path), "--id", "r1")
@@ -126,7 +127,8 @@ def test_a_file_replayed_before_is_refused_unless_force(kappa: Harness, tmp_path
 
     refused = kappa_cli(env, "replay", str(copy))  # the same bytes under another name
     assert refused.returncode == ExitCode.REFUSED
-    assert "already replayed" in refused.stderr and "replay first" in refused.stderr
+    assert "already replayed" in refused.stderr
+    assert "replay first" in refused.stderr
     assert "--force" in refused.stderr
     twice = kappa_cli(env, "replay", str(path), str(copy), "--force", "--id", "dup-in-one")
     assert twice.returncode == 0, twice.stderr

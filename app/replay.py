@@ -238,8 +238,7 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     run.producer = producer
     report = run.report
     try:
-        # Acknowledged before anything is produced, so that a resume finds the ledger record.
-        await run.control("running", wait=True)
+        await run.control("running")
         await run.check(partitions)
         await run.produce(partitions)
         await producer.flush()
@@ -283,6 +282,7 @@ class _Replay:
         self.parser = EventParser(spec)
         self.producer: AIOKafkaProducer | None = None
         self.guard: Guard | None = None
+        self.in_ledger = False
         self.sender: PartitionBatches | None = None
         self.dead_sequencer = Sequencer()
         self.total_bytes = sum(f.size_bytes for f in files)
@@ -316,7 +316,10 @@ class _Replay:
         """The second pass: good rows to the input topic, bad rows to the dead-letter topic."""
         assert self.producer is not None
         self.phase = "producing"
-        await self.control("running")
+        # The ledger hears of the replay once the check has passed (a replay stopped by
+        # the check produced nothing), and before its first row, so that a resume finds it.
+        self.in_ledger = True
+        await self.control("running", wait=True)
         sender = self.sender = self._sender()
         if sender.sequencer.to_skip or self.dead_sequencer.to_skip:
             self.report.resumed = True
@@ -473,7 +476,7 @@ class _Replay:
         sent = [
             await self.producer.send(self.names.control_topic, key=key, value=orjson.dumps(value))
         ]
-        if self.guard is not None:
+        if self.guard is not None and self.in_ledger:
             rows = {
                 "good": report.rows - report.bad_rows,
                 "bad": report.bad_rows,

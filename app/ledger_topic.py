@@ -46,8 +46,9 @@ async def _read(settings: KappaSettings, topic: str) -> Ledger:
     try:
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)
+        begin = (await consumer.beginning_offsets([partition]))[partition]
         end = (await consumer.end_offsets([partition]))[partition]
+        consumer.seek(partition, begin)  # not seek_to_beginning: its reset waits a backoff
         records: list[tuple[bytes | None, bytes | None, int]] = []
         while await consumer.position(partition) < end:
             batches = await consumer.getmany(partition, timeout_ms=500)

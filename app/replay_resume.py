@@ -38,11 +38,17 @@ class Sequencer:
         self._skip = {p: rows for p, (_, rows) in (written or {}).items()}
         self._seen: dict[int, int] = {}
 
+    def take(self, partition: int, rows: int) -> tuple[int, int]:
+        """For the next ``rows`` rows of a partition: the first one's number, and how many
+        of them, from the first, were written already."""
+        seen = self._seen.get(partition, 0)
+        self._seen[partition] = seen + rows
+        return seen + 1, max(0, min(rows, self._skip.get(partition, 0) - seen))
+
     def next(self, partition: int) -> int | None:
         """The row's number on its partition, or None when it was written already."""
-        seq = self._seen.get(partition, 0) + 1
-        self._seen[partition] = seq
-        return seq if seq > self._skip.get(partition, 0) else None
+        seq, skip = self.take(partition, 1)
+        return None if skip else seq
 
     def skipped(self, partition: int) -> int:
         return min(self._seen.get(partition, 0), self._skip.get(partition, 0))

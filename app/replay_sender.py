@@ -8,8 +8,8 @@ settings (``acks=all``, idempotence), and ``flush`` waits until Kafka has every 
 Kafka's acknowledgements give each batch's first offset, so ``end_offsets`` says where
 the records sent end in each partition, with no query afterwards.
 
-With a ``Sequencer``, each record carries the replay id and its row number on its
-partition (``app/replay_resume.py``), and rows a resumed replay wrote before are skipped.
+Each record carries the replay id and its row number on its partition in headers
+(``app/replay_resume.py``); the rows a resumed replay wrote before are skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from aiokafka import AIOKafkaProducer
 
-from app.replay_resume import Sequencer, seq_headers
+from app.replay_resume import ID_HEADER, SEQ_HEADER, Sequencer
 
 
 class PartitionBatches:
@@ -29,12 +29,12 @@ class PartitionBatches:
         self,
         producer: AIOKafkaProducer,
         topic: str,
-        replay_id: str | None = None,
+        replay_id: str,
         sequencer: Sequencer | None = None,
     ) -> None:
         self._producer = producer
         self._topic = topic
-        self._replay_id = (replay_id or "").encode()
+        self._id_header = (ID_HEADER, replay_id.encode())
         self.sequencer = sequencer or Sequencer()
         self._open: dict[int, Any] = {}  # partition -> its BatchBuilder being filled
         # Submitted, not yet seen acknowledged: (partition, records, Kafka's answer).
@@ -59,23 +59,19 @@ class PartitionBatches:
         added = 0
         for partition in pc.unique(partitions).to_pylist():
             mask = pc.equal(partitions, partition)
+            chosen = [binary_keys.filter(mask), values.filter(mask), ts_ms.filter(mask)]
+            seq, skip = self.sequencer.take(partition, len(chosen[0]))
+            seq += skip
             builder = self._open.get(partition) or self._producer.create_batch()
-            for key, value, ts in zip(
-                binary_keys.filter(mask).to_pylist(),
-                values.filter(mask).to_pylist(),
-                ts_ms.filter(mask).to_pylist(),
-                strict=True,
-            ):
-                seq = self.sequencer.next(partition)
-                if seq is None:
-                    continue
-                added += 1
-                headers = seq_headers(self._replay_id, seq) if self._replay_id else []
+            for key, value, ts in zip(*(c[skip:].to_pylist() for c in chosen), strict=True):
+                headers = [self._id_header, (SEQ_HEADER, b"%d" % seq)]
+                seq += 1
                 if builder.append(timestamp=ts, key=key, value=value, headers=headers) is None:
                     await self._submit(partition, builder)
                     builder = self._producer.create_batch()
                     # A new batch takes one.
                     builder.append(timestamp=ts, key=key, value=value, headers=headers)
+            added += len(chosen[0]) - skip
             self._open[partition] = builder
         return added
 

@@ -225,3 +225,12 @@ def test_a_sequencer_numbers_rows_per_partition_and_skips_those_written() -> Non
     assert resumed.total_skipped == 2
     assert resumed.skipped(0) == 2
     assert resumed.skipped(1) == 0
+
+
+def test_a_sequencer_takes_runs_of_rows_as_it_takes_them_one_by_one() -> None:
+    by_run = Sequencer({0: (500, 5)})
+    assert by_run.take(0, 3) == (1, 3)
+    assert by_run.take(0, 4) == (4, 2)  # rows 4 and 5 were written, 6 and 7 are new
+    assert by_run.take(0, 2) == (8, 0)
+    assert by_run.take(1, 2) == (1, 0)
+    assert by_run.total_skipped == 5

@@ -5,6 +5,7 @@ refused with nothing produced."""
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from app.datagen import generate, write
@@ -51,17 +54,31 @@ def _start_replay(env: dict[str, str], log: Path, *args: str) -> subprocess.Pope
     )
 
 
-def test_kill_minus_nine_replay_then_resume_counts_every_row_once(kappa: Harness) -> None:
+def _as_parquet(events: list[dict[str, Any]], path: Path) -> Path:
+    """The events as Parquet, in row groups, shuffled so that --order-by-time sorts them."""
+    shuffled = list(events)
+    random.Random(4).shuffle(shuffled)
+    pq.write_table(pa.Table.from_pylist(shuffled), path, row_group_size=1000)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv.gz", "parquet --order-by-time"])
+def test_kill_minus_nine_replay_then_resume_counts_every_row_once(
+    kind: str, kappa: Harness
+) -> None:
     events: list[dict[str, Any]] = list(generate(CRASH))
-    path = kappa.tmp_path / "history.csv.gz"
-    write(iter(events), path)
+    csv_path = kappa.tmp_path / "history.csv.gz"  # what the batch computation reads
+    write(iter(events), csv_path)
+    sorted_parquet = kind.startswith("parquet")
+    path = _as_parquet(events, kappa.tmp_path / "history.parquet") if sorted_parquet else csv_path
+    flags = ["--order-by-time", "--sort-chunk-rows", "3000"] if sorted_parquet else []
     env = kappa.env(kappa.make_spec(windows='{ size = "1h" }', retention="30d"), partitions=2)
     bootstrap, topic = kappa.settings.bootstrap, kappa.topic
     worker = kappa.start_worker(env)
     worker.wait_ready(partitions=2)
 
     log = kappa.tmp_path / "replay.log"
-    first = _start_replay(env, log, str(path), "--id", "r1", "--rate", "3000")
+    first = _start_replay(env, log, str(path), *flags, "--id", "r1", "--rate", "3000")
     deadline = time.monotonic() + 120
     while _records_in(bootstrap, topic) < 0.3 * len(events):
         assert first.poll() is None, log.read_text()
@@ -75,13 +92,16 @@ def test_kill_minus_nine_replay_then_resume_counts_every_row_once(kappa: Harness
     assert _ledger(bootstrap, control)["r1"]["state"] == "running"
 
     # A resume with other options would put the rows in another order: refused.
-    other = kappa_cli(env, "replay", str(path), "--id", "r1", "--order-by-time")
+    other_flags = [] if sorted_parquet else ["--order-by-time"]
+    other = kappa_cli(env, "replay", str(path), "--id", "r1", *other_flags)
     assert other.returncode == ExitCode.REFUSED, other.stderr
     assert "--order-by-time" in other.stderr
     assert "cannot be resumed" in other.stderr
     assert _records_in(bootstrap, topic) == written
 
-    out = kappa_cli(env, "replay", str(path), "--id", "r1")
+    # The sort's chunk size does not change the order: it is not an option that differs.
+    resume_flags = ["--order-by-time", "--sort-chunk-rows", "7000"] if sorted_parquet else []
+    out = kappa_cli(env, "replay", str(path), "--id", "r1", *resume_flags)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resumed" in out.stdout
     # Independently of kappa: the topic holds each row once, numbered without a gap.
@@ -104,10 +124,10 @@ def test_kill_minus_nine_replay_then_resume_counts_every_row_once(kappa: Harness
     assert len(entry["files"][0]["sha256"]) == 64
     assert entry["files"][0]["size"] == path.stat().st_size
 
-    again = kappa_cli(env, "replay", str(path), "--id", "r1")
+    again = kappa_cli(env, "replay", str(path), "--id", "r1", *resume_flags)
     assert again.returncode == ExitCode.REFUSED
     assert "replay r1 is complete" in again.stderr
-    assert_equals_batch([worker], bootstrap, kappa.unique, path, events, HOURLY)
+    assert_equals_batch([worker], bootstrap, kappa.unique, csv_path, events, HOURLY)
 
 
 def test_a_file_replayed_before_is_refused_unless_force(kappa: Harness, tmp_path: Path) -> None:

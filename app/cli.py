@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
+from agents.errors import KappaError
 from app import exit_codes
-from app.errors import KappaError
 from app.exit_codes import ExitCode
+from app.history_formats import FORMATS
 from app.settings import KappaSettings
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> An
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "jsonl", "parquet"]),
+    type=click.Choice(FORMATS),
     help="Override the format detected from the file suffix.",
 )
 @click.option(
@@ -262,11 +263,12 @@ def replay(
       4  refused, nothing produced: a file already replayed (use --force), the
          id of a complete replay, or a resume with other files or options
     """
+    from agents.spec import load_spec
+    from app.history_formats import Format
     from app.progress import RichProgress, print_bad_rows, print_replay_report
-    from app.replay import Format, ReplayOptions, TooManyBadRows
+    from app.replay import ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
     from app.replay_ledger import AlreadyReplayed, ResumeRefused
-    from app.spec import load_spec
 
     settings = _with_pipeline(_settings(), pipeline)
     try:
@@ -370,8 +372,8 @@ def generate(
     out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int, seed: int
 ) -> None:
     """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
+    from agents.durations import parse_duration
     from app.datagen import DatasetShape, generate, with_bad_rows, write
-    from app.durations import parse_duration
 
     try:
         disorder_ms = parse_duration(disorder)

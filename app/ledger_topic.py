@@ -13,8 +13,8 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from agents.names import PipelineNames
 from app.kafka_client import client_options
-from app.names import PipelineNames
 from app.replay_ledger import Ledger, LedgerUnreadable
 from app.settings import KappaSettings
 

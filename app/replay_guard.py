@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 
+from agents.names import PipelineNames
+from agents.spec import PipelineSpec
 from app.kafka_client import client_options, offset_ranges
 from app.ledger_topic import ledger_topic, read_ledger
-from app.names import PipelineNames
 from app.replay_ledger import (
     Checkpoint,
     FileEntry,
@@ -25,7 +26,6 @@ from app.replay_ledger import (
 )
 from app.replay_resume import rows_written
 from app.settings import KappaSettings
-from app.spec import PipelineSpec
 
 
 @dataclass

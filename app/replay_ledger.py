@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from app.errors import ReplayError
-from app.spec import PipelineSpec
+from agents.errors import ReplayError
+from agents.spec import PipelineSpec
 
 # How long a running replay on another host counts as alive after its last record; it
 # writes one every few seconds (app/replay.py's CONTROL_EVERY_S).

@@ -17,7 +17,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from app.errors import ReplayError
+from agents.errors import ReplayError
 from app.kafka_client import client_options
 from app.replay_ledger import Checkpoint, LedgerUnreadable
 from app.settings import KappaSettings

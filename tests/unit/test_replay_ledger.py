@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from agents.spec import PipelineSpec
 from app.replay_ledger import (
     AlreadyReplayed,
     FileEntry,
@@ -28,7 +29,6 @@ from app.replay_ledger import (
     plan,
 )
 from app.replay_resume import Sequencer
-from app.spec import PipelineSpec
 
 NOW = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 HERE = Owner("host-a", 1000)

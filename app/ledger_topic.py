@@ -1,9 +1,10 @@
-"""Where a replay's ledger lives, and reading it whole.
+"""Reading the replay ledger whole.
 
 Replays into the shared input topic are seen by every version of the pipeline, so their
-ledger is the pipeline's: ``kappa.<name>.control``. A replay into a topic that only one
-version reads (its own history topic) is that version's: ``kappa.<name>.v<N>.control``.
-Both are compacted, one partition, keyed by replay id.
+ledger is the pipeline's: the compacted topic ``kappa.<name>.control`` (one partition),
+under keys ``replay:<id>``. A version's own history (a spec with a cut) needs none: it
+is written once and sealed, and an interrupted one is cleared and written again
+(``app/history_replay.py``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,11 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from agents.names import PipelineNames
 from app.kafka_client import client_options
 from app.replay_ledger import Ledger, LedgerUnreadable
 from app.settings import KappaSettings
 
 READ_TIMEOUT_S = 30.0
-
-
-def ledger_topic(names: PipelineNames, target: str) -> str:
-    """The ledger of replays into ``target``."""
-    return names.pipeline_control_topic if target == names.input_topic else names.control_topic
 
 
 async def read_ledger(settings: KappaSettings, topic: str) -> Ledger:

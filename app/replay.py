@@ -44,13 +44,15 @@ from agents.events import EventParser
 from agents.names import PipelineNames
 from agents.outputs import dead_letter_headers
 from agents.partitions import partitions_of
+from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history
 from app.history_formats import Format
+from app.history_replay import before_cut, check_history_replay, clear_unsealed_history, seal
 from app.kafka_client import client_options, offset_ranges
 from app.replay_check import BadRowLimit, Disorder
 from app.replay_guard import Guard, guard
-from app.replay_ledger import Checkpoint, describe_file
+from app.replay_ledger import Checkpoint, describe_file, ledger_key
 from app.replay_resume import Sequencer, seq_headers
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
 from app.replay_sender import PartitionBatches
@@ -83,6 +85,9 @@ class ReplayReport:
     # A resumed replay: the rows (good and bad) it had written before and skipped now.
     resumed: bool = False
     skipped: int = 0
+    # With a cut: good rows at or after it, left to the live topic (None without a cut).
+    after_cut: int | None = None
+    seam: SeamRecord | None = None  # with a cut: the record that sealed the history
 
     def note_bad(self, row: BadRow) -> None:
         self.rows += 1
@@ -116,6 +121,7 @@ class ReplayOptions:
     max_bad_rows: BadRowLimit = field(default_factory=BadRowLimit)
     dry_run: bool = False  # check only: produce nothing
     force: bool = False  # replay files the ledger says were replayed into the topic before
+    allow_gap: bool = False  # with a cut: replay although the live input has a gap
 
 
 class ProgressDisplay(Protocol):
@@ -187,10 +193,15 @@ async def replay(
         replay_id=options.replay_id
         or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         files=[str(path) for path in options.files],
+        after_cut=None if spec.history is None else 0,
     )
     run = _Replay(spec, options, progress, files, names, report)
     progress.start(run.total_bytes * (1 if options.dry_run else 2))
     try:
+        if spec.history is not None:
+            await check_history_replay(
+                client_options(settings), names, spec.history, run.parser, options.allow_gap
+            )
         if options.dry_run:
             await run.check(await _input_partitions(settings, names))
             report.seconds = time.monotonic() - run.started
@@ -198,11 +209,14 @@ async def replay(
             await _check_and_produce(settings, run)  # which times it
     except KafkaError as exc:
         produced = (
-            f"{report.produced:,} events had been handed to Kafka, and the input topic may "
-            "hold some of them; the ledger knows which: resume with "
+            "nothing was produced"
+            if not report.produced
+            else f"{report.produced:,} events had been handed to Kafka, and the input topic "
+            "may hold some of them; the ledger knows which: resume with "
             f"`kappa replay --id {report.replay_id}` and the same files and options"
-            if report.produced
-            else "nothing was produced"
+            if spec.history is None
+            else f"{report.produced:,} events had been handed to Kafka; the history is not "
+            "sealed, and a replay run again clears it and starts over"
         )
         raise ReplayError(
             f"Kafka failed: {exc}; {produced}",
@@ -216,17 +230,18 @@ async def replay(
 
 async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     partitions = await ensure_topics(settings, run.names)
-    options = run.options
-    run.guard = await guard(
-        settings,
-        run.spec,
-        replay_id=run.report.replay_id,
-        files=[describe_file(path) for path in options.files],
-        fmt=options.fmt,
-        order_by_time=options.order_by_time,
-        partitions=partitions,
-        force=options.force,
-    )
+    if run.spec.history is None:  # a version's history is written once: see the seam
+        replay_options = run.options
+        run.guard = await guard(
+            settings,
+            run.spec,
+            replay_id=run.report.replay_id,
+            files=[describe_file(path) for path in replay_options.files],
+            fmt=replay_options.fmt,
+            order_by_time=replay_options.order_by_time,
+            partitions=partitions,
+            force=replay_options.force,
+        )
     producer = AIOKafkaProducer(
         **client_options(settings),
         acks="all",
@@ -238,12 +253,27 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     await producer.start()
     run.producer = producer
     report = run.report
+    options = client_options(settings)
+    history = run.spec.history
     try:
         await run.control("running")
         await run.check(partitions)
+        starts = None if history is None else await clear_unsealed_history(options, run.names)
         await run.produce(partitions)
         await producer.flush()
         report.seconds = time.monotonic() - run.started
+        if history is not None and starts is not None:
+            unsealed = SeamRecord(
+                cut_ms=history.cut_ms,
+                history_topic=run.names.history_topic,
+                start_offsets=starts,
+                end_offsets={},
+                rows=report.produced,
+                after_cut=report.after_cut or 0,
+                files=report.files,
+                replay_id=report.replay_id,
+            )
+            report.seam = await seal(producer, options, run.names, unsealed)
         await run.control("complete", wait=True)
     except BaseException as exc:
         report.seconds = time.monotonic() - run.started
@@ -319,7 +349,7 @@ class _Replay:
         self.phase = "producing"
         # The ledger hears of the replay once the check has passed (a replay stopped by
         # the check produced nothing), and before its first row, so that a resume finds it.
-        self.in_ledger = True
+        self.in_ledger = self.guard is not None
         await self.control("running", wait=True)
         sender = self.sender = self._sender()
         if sender.sequencer.to_skip or self.dead_sequencer.to_skip:
@@ -354,14 +384,21 @@ class _Replay:
                     await self._send(sender, limiter, _unpacked(chunk), partitions)
                     await self._tick(None)
             await sender.flush()
-            self.report.end_offsets = self._end_offsets()
+            # The offsets of the input that workers compare their progress with; a
+            # history's progress is in the seam report instead (agents/history_seam.py).
+            if self.spec.history is None:
+                self.report.end_offsets = self._end_offsets()
         finally:
             if sort is not None:
                 sort.close()
         self.progress.advance(self.bytes_before, self.report.produced)
         skipped = sender.sequencer.total_skipped
         self.report.skipped = skipped + self.dead_sequencer.total_skipped
-        if dead_letters != self.report.bad_rows or self.report.produced + skipped != good:
+        left_to_live = self.report.after_cut or 0
+        if (
+            dead_letters != self.report.bad_rows
+            or self.report.produced + skipped + left_to_live != good
+        ):
             raise ReplayError(
                 f"the files changed while they were replayed: the check found {good:,} good "
                 f"and {self.report.bad_rows:,} bad rows, the replay produced "
@@ -372,6 +409,11 @@ class _Replay:
     async def _send(
         self, sender: PartitionBatches, limiter: RateLimiter, rows: GoodRows, partitions: int
     ) -> None:
+        if self.spec.history is not None:
+            rows, after = before_cut(rows, self.spec.history.cut_ms)
+            self.report.after_cut = (self.report.after_cut or 0) + after
+            if not len(rows.keys):
+                return
         assert rows.values is not None
         rate = self.options.rate
         # At a limited rate, records go out in slices of about 50 ms worth, each at once.
@@ -410,15 +452,14 @@ class _Replay:
         )
 
     def _sender(self) -> PartitionBatches:
-        """The good rows' sender; on a resume, it skips the rows written before."""
+        """The good rows' sender; on a resume, it skips the rows written before. With a
+        cut, the events go to the version's own history, never to the input."""
         assert self.producer is not None
         written = self.guard.written if self.guard is not None else {}
         self.dead_sequencer = Sequencer(written.get(self.names.dead_letter_topic))
+        topic = self.names.input_topic if self.spec.history is None else self.names.history_topic
         return PartitionBatches(
-            self.producer,
-            self.names.input_topic,
-            self.report.replay_id,
-            Sequencer(written.get(self.names.input_topic)),
+            self.producer, topic, self.report.replay_id, Sequencer(written.get(topic))
         )
 
     def _checkpoints(self) -> dict[str, Checkpoint]:
@@ -484,7 +525,10 @@ class _Replay:
                 "skipped": report.skipped,
             }
             entry = self.guard.value(state, rows=rows, checkpoints=self._checkpoints(), error=error)
-            sent.append(await self.producer.send(self.guard.topic, key=key, value=entry))
+            ledger = self.guard.topic
+            sent.append(
+                await self.producer.send(ledger, key=ledger_key(report.replay_id), value=entry)
+            )
         for future in sent:
             if wait:
                 await future

@@ -14,7 +14,7 @@ import orjson
 from agents.names import PipelineNames
 from agents.spec import PipelineSpec
 from app.kafka_client import client_options, offset_ranges
-from app.ledger_topic import ledger_topic, read_ledger
+from app.ledger_topic import read_ledger
 from app.replay_ledger import (
     Checkpoint,
     FileEntry,
@@ -84,7 +84,7 @@ async def guard(
     """Refuse (``ReplayError`` subclasses, nothing produced) or say where to start."""
     names = PipelineNames(spec)
     target, dead = names.input_topic, names.dead_letter_topic
-    topic = ledger_topic(names, target)
+    topic = names.pipeline_control_topic
     order = RowOrder(
         files=tuple(f.sha256 for f in files),
         fmt=fmt,

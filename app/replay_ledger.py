@@ -1,8 +1,9 @@
 """The replay ledger: what was replayed into which topic, so a replay can be resumed and a
 file is not counted twice.
 
-The ledger is a compacted topic with one record per replay, keyed by the replay's id
-(``app/ledger_topic.py`` reads and places it). A record names the target topic, the files
+The ledger lives in the pipeline's compacted control topic, ``kappa.<name>.control``, one
+record per replay keyed ``replay:<id>`` (the topic holds other keys too, such as the
+active version; ``app/ledger_topic.py`` reads it). A record names the target topic, the files
 (path, sha256 of the bytes, size), the options that decide the row order, the row counts,
 the state (``running``, ``complete``, ``failed``), where the replay's records start or had
 been acknowledged in each target partition (``checkpoint``), and who runs it (host, pid).
@@ -27,9 +28,14 @@ import orjson
 from agents.errors import ReplayError
 from agents.spec import PipelineSpec
 
+KEY_PREFIX = b"replay:"
 # How long a running replay on another host counts as alive after its last record; it
 # writes one every few seconds (app/replay.py's CONTROL_EVERY_S).
 STALE_AFTER_S = 30.0
+
+
+def ledger_key(replay_id: str) -> bytes:
+    return KEY_PREFIX + replay_id.encode()
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,13 @@ class Ledger:
 
     @classmethod
     def fold(cls, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> Ledger:
-        """The ledger from the topic's (key, value, offset) records, oldest first."""
+        """The ledger from the topic's (key, value, offset) records, oldest first; records
+        under other keys than ``replay:<id>`` are not the ledger's."""
         ledger = cls()
         for key, value, offset in records:
-            if key is None:
+            if key is None or not key.startswith(KEY_PREFIX):
                 continue
-            replay_id = key.decode(errors="replace")
+            replay_id = key[len(KEY_PREFIX) :].decode(errors="replace")
             ledger.entries.pop(replay_id, None)
             ledger.unreadable.pop(replay_id, None)
             if value is None:

@@ -38,9 +38,9 @@ def _records_in(bootstrap: str, topic: str) -> int:
 def _ledger(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
     """The newest ledger record of each replay, read with plain aiokafka."""
     return {
-        r.key.decode(): orjson.loads(r.value)
+        r.key.decode().removeprefix("replay:"): orjson.loads(r.value)
         for r in asyncio.run(read_all(bootstrap, topic))
-        if r.value is not None
+        if r.value is not None and r.key.startswith(b"replay:")
     }
 
 
@@ -159,7 +159,7 @@ def test_a_file_replayed_before_is_refused_unless_force(kappa: Harness, tmp_path
 
     # A ledger record that cannot be read: no resume under its id, no hash check without it.
     control = f"kappa.t{kappa.unique}.control"
-    asyncio.run(produce_raw(bootstrap, control, [(b"broken", b"{not json")]))
+    asyncio.run(produce_raw(bootstrap, control, [(b"replay:broken", b"{not json")]))
     resume = kappa_cli(env, "replay", str(path), "--id", "broken")
     assert resume.returncode == ExitCode.ERROR
     assert "cannot be read" in resume.stderr

@@ -58,7 +58,7 @@ def _record(state: str, *files: FileEntry, **extra: Any) -> dict[str, Any]:
 
 def _ledger(*records: tuple[str, dict[str, Any] | None]) -> Ledger:
     return Ledger.fold(
-        (rid.encode(), None if r is None else orjson.dumps(r), offset)
+        (b"replay:" + rid.encode(), None if r is None else orjson.dumps(r), offset)
         for offset, (rid, r) in enumerate(records)
     )
 
@@ -105,11 +105,21 @@ def test_the_newest_record_of_each_replay_wins_and_a_tombstone_forgets_it() -> N
 
 
 def test_a_record_that_does_not_parse_is_unreadable_until_a_good_one_replaces_it() -> None:
-    broken = Ledger.fold([(b"r1", b"{not json", 7), (b"r2", orjson.dumps({"files": []}), 8)])
+    broken = Ledger.fold(
+        [(b"replay:r1", b"{not json", 7), (b"replay:r2", orjson.dumps({"files": []}), 8)]
+    )
     assert broken.unreadable == {"r1": 7, "r2": 8}
-    fixed = Ledger.fold([(b"r1", b"{not json", 7), (b"r1", orjson.dumps(_record("failed", A)), 9)])
+    fixed = Ledger.fold(
+        [(b"replay:r1", b"{not json", 7), (b"replay:r1", orjson.dumps(_record("failed", A)), 9)]
+    )
     assert fixed.unreadable == {}
     assert fixed.entries["r1"].state == "failed"
+
+
+def test_the_pipeline_control_topics_other_records_are_not_the_ledgers() -> None:
+    active = orjson.dumps({"pipeline": "p", "version": 2, "promoted_at_ms": 1})
+    ledger = Ledger.fold([(b"active", active, 0), (None, b"x", 1), (b"seam", b"{", 2)])
+    assert ledger == Ledger()
 
 
 def test_a_new_replay_of_new_files_starts_afresh() -> None:
@@ -192,7 +202,7 @@ def test_a_replay_still_running_is_not_resumed_beside_itself() -> None:
 
 
 def test_an_unreadable_ledger_refuses_a_resume_and_the_hash_check() -> None:
-    ledger = Ledger.fold([(b"r1", b"\xff", 3)])
+    ledger = Ledger.fold([(b"replay:r1", b"\xff", 3)])
     with pytest.raises(LedgerUnreadable, match="offset 3"):
         _plan(ledger, replay_id="r1")
     with pytest.raises(LedgerUnreadable, match="--force"):

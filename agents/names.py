@@ -17,7 +17,10 @@ def version_prefix(pipeline: str, version: int) -> str:
 
 def pipeline_control_topic(pipeline: str) -> str:
     """The pipeline's own compacted topic, shared by its versions (one partition): it
-    records which version is active, under the key ``active`` (app.active_version)."""
+    records which version is active, under the key ``active`` (app.active_version), and
+    the ledger of replays into the shared input topic, under ``replay:<id>``
+    (app.replay_ledger): every version reads that topic, so what was replayed into it is
+    the pipeline's."""
     return f"kappa.{pipeline}.control"
 
 

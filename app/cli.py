@@ -152,8 +152,15 @@ def worker(pipeline: Path | None) -> None:
 EXIT_TOO_MANY_BAD_ROWS = ExitCode.PARTIAL  # nothing was produced: see exit_codes
 
 
+EXIT_REFUSED = ExitCode.REFUSED  # already replayed, a complete id, a resume that differs
+
+
 class TooManyBadRowsExit(click.ClickException):
     exit_code = EXIT_TOO_MANY_BAD_ROWS
+
+
+class RefusedExit(click.ClickException):
+    exit_code = EXIT_REFUSED
 
 
 def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> Any:
@@ -203,7 +210,18 @@ def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> An
     is_flag=True,
     help="Only check the files: count bad rows and late events, produce nothing.",
 )
-@click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
+@click.option(
+    "--id",
+    "replay_id",
+    help="Name this replay (default: a timestamped id). An id that was started before and "
+    "did not complete is resumed: the rows it wrote are skipped, not sent twice.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replay files even if the ledger says they were replayed into the topic before "
+    "(their rows are then counted again).",
+)
 @click.option(
     "--allow-gap",
     is_flag=True,
@@ -225,6 +243,7 @@ def replay(
     max_bad_rows: Any,
     dry_run: bool,
     replay_id: str | None,
+    force: bool,
     allow_gap: bool,
     pipeline: Path | None,
 ) -> None:
@@ -237,6 +256,13 @@ def replay(
     to the input topic, keyed like live events and stamped with their event time, and
     the bad rows to the dead-letter topic; they are listed at the end.
 
+    Each replay into the input topic is recorded in a ledger (the compacted topic
+    kappa.<name>.control): its files with their sha256, row counts, state and times.
+    A file already replayed into the input topic is refused unless --force. A replay
+    that was stopped, even with kill -9, resumes when run again with the same --id,
+    files and options: every record carries the replay id and its row number, so the
+    rows already in Kafka are skipped and every row is counted once.
+
     For a spec with a [history] cut, the rows before the cut go to the version's own
     history topic instead (the running versions never see them), the rows at or after
     it are skipped and counted (the live topic holds those), and a seam record then
@@ -246,17 +272,20 @@ def replay(
     \b
     Exit codes:
       0  replayed (or checked, with --dry-run); bad rows within --max-bad-rows
-      1  error: a bad file, spec or setting, or Kafka failed, or (with a cut) a
-         sealed history or a gap; the message says what to do and whether
-         anything was produced
+      1  error: a bad file, spec or setting, Kafka failed, the ledger cannot be
+         read, or (with a cut) a sealed history or a gap; the message says what
+         to do and whether anything was produced
       2  bad command line (an unknown option, a bad value)
       3  more bad rows than --max-bad-rows accepts; nothing was produced
+      4  refused, nothing produced: a file already replayed (use --force), the
+         id of a complete replay, or a resume with other files or options
     """
     from agents.spec import load_spec
     from app.history_formats import Format
     from app.progress import RichProgress, print_bad_rows, print_replay_report
     from app.replay import ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
+    from app.replay_ledger import AlreadyReplayed, ResumeRefused
 
     settings = _with_pipeline(_settings(), pipeline)
     try:
@@ -270,12 +299,15 @@ def replay(
             replay_id=replay_id,
             max_bad_rows=max_bad_rows,
             dry_run=dry_run,
+            force=force,
             allow_gap=allow_gap,
         )
         report = asyncio.run(run_replay(settings, spec, options, RichProgress()))
     except TooManyBadRows as exc:
         print_bad_rows(exc.report)
         raise TooManyBadRowsExit(str(exc)) from None
+    except (AlreadyReplayed, ResumeRefused) as exc:
+        raise RefusedExit(str(exc)) from None
     except KappaError as exc:
         _fail(exc)
     print_replay_report(report, dry_run=dry_run)

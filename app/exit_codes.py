@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     ERROR = 1
     USAGE = 2
     PARTIAL = 3
+    REFUSED = 4
 
 
 MEANING = {
@@ -25,6 +26,9 @@ MEANING = {
     ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
     " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"
     " bad rows than `--max-bad-rows` allows and produced nothing",
+    ExitCode.REFUSED: "refused, nothing changed: `kappa replay` was given a file already"
+    " replayed into the same topic (without `--force`), the id of a complete replay, or an"
+    " id to resume with other files or options",
 }
 FORCED_EXIT = (
     "128+N",

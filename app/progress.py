@@ -31,7 +31,7 @@ class RichProgress:
             TextColumn("replay"),
             BarColumn(),
             DownloadColumn(),
-            TextColumn("{task.fields[events]:,} events"),
+            TextColumn("{task.fields[events]:,} events{task.fields[resumed]}"),
             TextColumn("{task.fields[rate]:,.0f} events/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -43,13 +43,20 @@ class RichProgress:
 
     def start(self, total_bytes: int) -> None:
         self._progress.start()
-        self._task = self._progress.add_task("replay", total=total_bytes, events=0, rate=0.0)
+        self._task = self._progress.add_task(
+            "replay", total=total_bytes, events=0, rate=0.0, resumed=""
+        )
 
     def advance(self, bytes_done: int, events: int) -> None:
         task = self._progress.tasks[self._task]
         elapsed = task.elapsed or 0.0
         rate = events / elapsed if elapsed > 0 else 0.0
         self._progress.update(self._task, completed=bytes_done, events=events, rate=rate)
+
+    def resuming(self, rows: int) -> None:
+        """A resumed replay: the rows it wrote before, which it skips now."""
+        self._progress.console.print(f"resuming: {rows:,} rows were written before; skipping them")
+        self._progress.update(self._task, resumed=f" (+{rows:,} resumed)")
 
     def warn(self, message: str) -> None:
         self._progress.console.print(f"[bold yellow]warning:[/] {message}")
@@ -73,6 +80,11 @@ def print_replay_report(report: ReplayReport, *, dry_run: bool = False) -> None:
             f"{len(report.files)} file(s) in {report.seconds:.1f}s ({rate:,.0f} events/s); "
             f"{report.bad_rows:,} bad rows sent to the dead-letter topic"
         )
+        if report.resumed:
+            out.print(
+                f"resumed: {report.skipped:,} rows written before the replay stopped were "
+                "skipped, not sent again"
+            )
     if report.seam is not None:
         seam = report.seam
         out.print(

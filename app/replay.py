@@ -12,6 +12,10 @@ A replay reads the files twice, streaming them, never loading them whole:
    its event time as the record timestamp and the row as a JSON object as its value.
    Bad rows go to the dead-letter topic, like bad live records, and are listed in the
    report at the end.
+
+Before producing anything, a replay reads its ledger (``app/replay_guard.py``): a file
+already replayed into the same topic is refused unless ``force``, and a replay id that
+exists and is not complete resumes, skipping the rows it already wrote.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from app.history_formats import Format
 from app.history_replay import before_cut, check_history_replay, clear_unsealed_history, seal
 from app.kafka_client import client_options, offset_ranges
 from app.replay_check import BadRowLimit, Disorder
+from app.replay_guard import Guard, guard
+from app.replay_ledger import Checkpoint, describe_file, ledger_key
+from app.replay_resume import Sequencer, seq_headers
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
 from app.replay_sender import PartitionBatches
 from app.settings import KappaSettings
@@ -75,6 +82,9 @@ class ReplayReport:
     would_be_late: int | None = None
     seconds: float = 0.0
     end_offsets: dict[int, int] = field(default_factory=dict)
+    # A resumed replay: the rows (good and bad) it had written before and skipped now.
+    resumed: bool = False
+    skipped: int = 0
     # With a cut: good rows at or after it, left to the live topic (None without a cut).
     after_cut: int | None = None
     seam: SeamRecord | None = None  # with a cut: the record that sealed the history
@@ -110,6 +120,7 @@ class ReplayOptions:
     replay_id: str | None = None
     max_bad_rows: BadRowLimit = field(default_factory=BadRowLimit)
     dry_run: bool = False  # check only: produce nothing
+    force: bool = False  # replay files the ledger says were replayed into the topic before
     allow_gap: bool = False  # with a cut: replay although the live input has a gap
 
 
@@ -119,6 +130,7 @@ class ProgressDisplay(Protocol):
     def start(self, total_bytes: int) -> None: ...
     def advance(self, bytes_done: int, events: int) -> None: ...
     def warn(self, message: str) -> None: ...
+    def resuming(self, rows: int) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -197,11 +209,14 @@ async def replay(
             await _check_and_produce(settings, run)  # which times it
     except KafkaError as exc:
         produced = (
-            f"{report.produced:,} events had been handed to Kafka, and the input topic may "
-            "hold some of them; a replay run again would count those twice, so replay into "
-            "a new pipeline version"
-            if report.produced
-            else "nothing was produced"
+            "nothing was produced"
+            if not report.produced
+            else f"{report.produced:,} events had been handed to Kafka, and the input topic "
+            "may hold some of them; the ledger knows which: resume with "
+            f"`kappa replay --id {report.replay_id}` and the same files and options"
+            if spec.history is None
+            else f"{report.produced:,} events had been handed to Kafka; the history is not "
+            "sealed, and a replay run again clears it and starts over"
         )
         raise ReplayError(
             f"Kafka failed: {exc}; {produced}",
@@ -215,6 +230,18 @@ async def replay(
 
 async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     partitions = await ensure_topics(settings, run.names)
+    if run.spec.history is None:  # a version's history is written once: see the seam
+        replay_options = run.options
+        run.guard = await guard(
+            settings,
+            run.spec,
+            replay_id=run.report.replay_id,
+            files=[describe_file(path) for path in replay_options.files],
+            fmt=replay_options.fmt,
+            order_by_time=replay_options.order_by_time,
+            partitions=partitions,
+            force=replay_options.force,
+        )
     producer = AIOKafkaProducer(
         **client_options(settings),
         acks="all",
@@ -285,6 +312,10 @@ class _Replay:
         self.report = report
         self.parser = EventParser(spec)
         self.producer: AIOKafkaProducer | None = None
+        self.guard: Guard | None = None
+        self.in_ledger = False
+        self.sender: PartitionBatches | None = None
+        self.dead_sequencer = Sequencer()
         self.total_bytes = sum(f.size_bytes for f in files)
         self.bytes_before = 0  # bytes of the passes and files done
         self.phase = "checking"
@@ -316,10 +347,14 @@ class _Replay:
         """The second pass: good rows to the input topic, bad rows to the dead-letter topic."""
         assert self.producer is not None
         self.phase = "producing"
-        await self.control("running")
-        # With a cut, the events go to the version's own history, never to the input.
-        topic = self.names.input_topic if self.spec.history is None else self.names.history_topic
-        sender = PartitionBatches(self.producer, topic)
+        # The ledger hears of the replay once the check has passed (a replay stopped by
+        # the check produced nothing), and before its first row, so that a resume finds it.
+        self.in_ledger = self.guard is not None
+        await self.control("running", wait=True)
+        sender = self.sender = self._sender()
+        if sender.sequencer.to_skip or self.dead_sequencer.to_skip:
+            self.report.resumed = True
+            self.progress.resuming(sender.sequencer.to_skip + self.dead_sequencer.to_skip)
         limiter = RateLimiter(self.options.rate)
         dead_letters = 0
         good = self.report.rows - self.report.bad_rows
@@ -334,7 +369,7 @@ class _Replay:
             for history in self.files:
                 for item in read_rows(history, self.parser, with_values=True):
                     if isinstance(item, BadRow):
-                        await self._dead_letter(item)
+                        await self._dead_letter(item, partitions)
                         dead_letters += 1
                     elif sort is not None:
                         sort.add(_packed(item))
@@ -352,17 +387,22 @@ class _Replay:
             # The offsets of the input that workers compare their progress with; a
             # history's progress is in the seam report instead (agents/history_seam.py).
             if self.spec.history is None:
-                self.report.end_offsets = sender.end_offsets
+                self.report.end_offsets = self._end_offsets()
         finally:
             if sort is not None:
                 sort.close()
         self.progress.advance(self.bytes_before, self.report.produced)
+        skipped = sender.sequencer.total_skipped
+        self.report.skipped = skipped + self.dead_sequencer.total_skipped
         left_to_live = self.report.after_cut or 0
-        if dead_letters != self.report.bad_rows or self.report.produced + left_to_live != good:
+        if (
+            dead_letters != self.report.bad_rows
+            or self.report.produced + skipped + left_to_live != good
+        ):
             raise ReplayError(
                 f"the files changed while they were replayed: the check found {good:,} good "
                 f"and {self.report.bad_rows:,} bad rows, the replay produced "
-                f"{self.report.produced:,} events and {dead_letters:,} dead letters",
+                f"{self.report.produced + skipped:,} events and {dead_letters:,} dead letters",
                 hint="replay files that nothing writes to while they are replayed",
             )
 
@@ -380,27 +420,67 @@ class _Replay:
         step = len(rows.keys) if rate is None else max(1, int(rate / 20))
         for start in range(0, len(rows.keys), step):
             keys = rows.keys[start : start + step]
-            await sender.add(
+            self.report.produced += await sender.add(
                 partitions_of(keys, partitions),
                 keys,
                 rows.values[start : start + step],
                 rows.ts_ms[start : start + step],
             )
-            self.report.produced += len(keys)
             if rate is not None:
                 await sender.submit()
                 await limiter.wait(self.report.produced)
 
-    async def _dead_letter(self, row: BadRow) -> None:
+    async def _dead_letter(self, row: BadRow, partitions: int) -> None:
         assert self.producer is not None
+        key = f"{row.file}:{row.row_number}".encode()
+        # The partition is chosen here, as Kafka's default would, to number the rows on it.
+        partition = partitions_of(pa.array([key], pa.binary()), partitions)[0].as_py()
+        seq = self.dead_sequencer.next(partition)
+        if seq is None:
+            return  # written before this replay was resumed
         await self.producer.send(
             self.names.dead_letter_topic,
-            key=f"{row.file}:{row.row_number}".encode(),
+            key=key,
             value=row.raw,
-            headers=dead_letter_headers(
-                row.reason, row.detail, {"file": row.file, "row": row.row_number}
-            ),
+            partition=partition,
+            headers=[
+                *dead_letter_headers(
+                    row.reason, row.detail, {"file": row.file, "row": row.row_number}
+                ),
+                *seq_headers(self.report.replay_id.encode(), seq),
+            ],
         )
+
+    def _sender(self) -> PartitionBatches:
+        """The good rows' sender; on a resume, it skips the rows written before. With a
+        cut, the events go to the version's own history, never to the input."""
+        assert self.producer is not None
+        written = self.guard.written if self.guard is not None else {}
+        self.dead_sequencer = Sequencer(written.get(self.names.dead_letter_topic))
+        topic = self.names.input_topic if self.spec.history is None else self.names.history_topic
+        return PartitionBatches(
+            self.producer, topic, self.report.replay_id, Sequencer(written.get(topic))
+        )
+
+    def _checkpoints(self) -> dict[str, Checkpoint]:
+        """Per topic written to, offsets at or before what Kafka acknowledged, with the
+        replay's rows before them: where a resume starts looking."""
+        assert self.guard is not None
+        out = {topic: dict(cp) for topic, cp in self.guard.written.items()}
+        sender = self.sender
+        if sender is not None:
+            own = out.setdefault(self.names.input_topic, {})
+            for p, end in sender.end_offsets.items():
+                own[p] = (end, sender.sequencer.skipped(p) + sender.acknowledged[p])
+        return out
+
+    def _end_offsets(self) -> dict[int, int]:
+        """Where the replay's records end in each partition of the input topic."""
+        if self.guard is None:
+            return {}
+        return {
+            p: end for p, (end, rows) in self._checkpoints()[self.names.input_topic].items() if rows
+        }
 
     async def _tick(self, history: HistoryFile | None) -> None:
         """Tell the progress bar, and now and then the control topic, how far we are."""
@@ -429,16 +509,31 @@ class _Replay:
             "rows": report.rows,
             "would_be_late": report.would_be_late,
             "phase": self.phase,
+            "resumed": report.resumed,
+            "skipped": report.skipped,
         }
         if error is not None:
             value["error"] = error
-        sent = await self.producer.send(
-            self.names.control_topic, key=report.replay_id.encode(), value=orjson.dumps(value)
-        )
-        if wait:
-            await sent
-        else:  # a progress report: the next one says the same and more
-            sent.add_done_callback(_retrieved)
+        key = report.replay_id.encode()
+        sent = [
+            await self.producer.send(self.names.control_topic, key=key, value=orjson.dumps(value))
+        ]
+        if self.guard is not None and self.in_ledger:
+            rows = {
+                "good": report.rows - report.bad_rows,
+                "bad": report.bad_rows,
+                "skipped": report.skipped,
+            }
+            entry = self.guard.value(state, rows=rows, checkpoints=self._checkpoints(), error=error)
+            ledger = self.guard.topic
+            sent.append(
+                await self.producer.send(ledger, key=ledger_key(report.replay_id), value=entry)
+            )
+        for future in sent:
+            if wait:
+                await future
+            else:  # a progress report: the next one says the same and more
+                future.add_done_callback(_retrieved)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -1,12 +1,16 @@
 """``kill -9`` a worker in the middle of a replay, restart it: nothing lost, nothing twice.
 
-The worker restarts on the same state dir, or on an empty one (rebuilt from the
-changelogs).
+The worker is killed while ``kappa replay`` is still producing (slowed with ``--rate``),
+and restarts on the same state dir, or on an empty one (rebuilt from the changelogs). In
+one case the replay is killed with it and resumed with the same ``--id``.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +25,19 @@ from tests.support.worker import run_kappa
 pytestmark = pytest.mark.broker
 
 
+# Slow enough that the replay is still producing when the worker is killed.
+REPLAY_RATE = "1500"
+
+
 @pytest.mark.parametrize(
-    ("kill_after", "lose_state"),
-    [(0.3, False), (0.6, False), (0.5, True)],
-    ids=["early", "late", "state dir lost"],
+    ("kill_after", "lose_state", "kill_replay"),
+    [(0.3, False, False), (0.6, False, True), (0.5, True, False)],
+    ids=["early", "late, replay killed too", "state dir lost"],
 )
 def test_kill_minus_nine_mid_replay_then_restart(
     kill_after: float,
     lose_state: bool,
+    kill_replay: bool,
     kappa: Harness,
 ) -> None:
     events: list[dict[str, Any]] = list(generate(CRASH))
@@ -41,7 +50,13 @@ def test_kill_minus_nine_mid_replay_then_restart(
     )
     first = kappa.start_worker(env)
     first.wait_ready(partitions=2)
-    run_kappa(env, "replay", str(path))
+    replay_args = ["replay", str(path), "--id", "crash", "--rate", REPLAY_RATE]
+    replaying = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *replay_args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
     def processed() -> int:
         counts = first.get("/api/status")[1]["counts"]
@@ -49,6 +64,14 @@ def test_kill_minus_nine_mid_replay_then_restart(
 
     first.wait_until(lambda: processed() >= kill_after * len(events), 120, "some progress")
     first.kill()
+    assert replaying.poll() is None, "the replay ended before the worker was killed"
+    if kill_replay:
+        replaying.send_signal(signal.SIGKILL)
+        replaying.wait(timeout=30)
+        run_kappa(env, *replay_args[:4])  # the same id resumes, at full speed
+    else:
+        _, stderr = replaying.communicate(timeout=120)
+        assert replaying.returncode == 0, stderr.decode(errors="replace")
     if lose_state:
         # The host's disk is gone too: the new worker rebuilds from the changelogs.
         shutil.rmtree(Path(env["KAPPA_HOME"]) / "state")

@@ -8,6 +8,9 @@ every layer above can import it:
     ├── ReplayError         a replay cannot start or go on (app.replay)
     │   └── TooManyBadRows  more bad rows than --max-bad-rows allows (app.replay)
     ├── StateLost           state the input no longer holds is gone (agents.batch_loop)
+    ├── Refused             acting would do harm, so nothing was done (the CLI exits 4):
+    │                       a file replayed before, promoting a version that is behind,
+    │                       retiring the active version (app.replay_ledger, app.version_admin)
     ├── Rejected            a record that cannot become an event (agents.events)
     ├── HistoryError        a history file that cannot be read (app.history)
     ├── BadParameter        a query parameter the API cannot use (app.query_params)
@@ -43,3 +46,8 @@ class ReplayError(KappaError):
 
 class StateLost(KappaError):
     """A partition's tables have lost state that the input no longer holds."""
+
+
+class Refused(KappaError):
+    """A command refused to act, because acting would count events twice, lose them, or
+    leave readers without a version; nothing was changed."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 import orjson
 
-from agents.errors import KappaError
+from agents.errors import KappaError, Refused
 from app import exit_codes
 from app.exit_codes import ExitCode
 from app.history_formats import FORMATS
@@ -32,6 +32,8 @@ def _settings() -> KappaSettings:
 
 
 def _fail(exc: KappaError) -> None:
+    if isinstance(exc, Refused):
+        raise RefusedExit(str(exc))
     raise click.ClickException(str(exc))
 
 
@@ -285,7 +287,6 @@ def replay(
     from app.progress import RichProgress, print_bad_rows, print_replay_report
     from app.replay import ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
-    from app.replay_ledger import AlreadyReplayed, ResumeRefused
 
     settings = _with_pipeline(_settings(), pipeline)
     try:
@@ -306,8 +307,6 @@ def replay(
     except TooManyBadRows as exc:
         print_bad_rows(exc.report)
         raise TooManyBadRowsExit(str(exc)) from None
-    except (AlreadyReplayed, ResumeRefused) as exc:
-        raise RefusedExit(str(exc)) from None
     except KappaError as exc:
         _fail(exc)
     print_replay_report(report, dry_run=dry_run)
@@ -422,8 +421,8 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
 
 @main.command(
     epilog=VERSIONS_PIPELINE_HELP
-    + " Exits 0 when promoted (or already active), 1 when refused or when --verify finds a "
-    "difference; nothing is changed then."
+    + " Exits 0 when promoted (or already active), 4 when refused (behind, no workers, or"
+    " --verify failed), 1 on an error; nothing is changed then."
 )
 @click.argument("pipeline")
 @click.argument("version", type=click.IntRange(min=1))
@@ -463,7 +462,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
             _fail(refusal)
         if verify and (code := run_verify(pipeline, version)) != 0:
             _fail(
-                KappaError(
+                Refused(
                     f"`kappa verify {pipeline} --version {version}` failed (exit code "
                     f"{code}); v{version} was not promoted",
                     hint="read its report above, fix the pipeline or its input, and retry",
@@ -480,7 +479,8 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
 
 @main.command(
     epilog=VERSIONS_PIPELINE_HELP
-    + " Exits 0 when retired, 1 when refused or not confirmed; nothing is changed then."
+    + " Exits 0 when retired, 4 when refused, 1 when not confirmed or on an error; nothing"
+    " is changed then."
 )
 @click.argument("pipeline")
 @click.argument("version", type=click.IntRange(min=1))

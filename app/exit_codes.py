@@ -20,15 +20,17 @@ MEANING = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "the command failed; stderr says why and what to do (an invalid setting"
     " or pipeline spec, a missing or unreadable file, Kafka unreachable, a worker that"
-    " stopped on an error, an unknown pipeline or version, a refused `kappa promote` or"
-    " `kappa retire`: then nothing was changed)",
+    " stopped on an error, an unknown pipeline or version: then nothing was changed)",
     ExitCode.USAGE: "usage error: an unknown command or option, or a bad argument",
     ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
     " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"
     " bad rows than `--max-bad-rows` allows and produced nothing",
-    ExitCode.REFUSED: "refused, nothing changed: `kappa replay` was given a file already"
-    " replayed into the same topic (without `--force`), the id of a complete replay, or an"
-    " id to resume with other files or options",
+    ExitCode.REFUSED: "refused, nothing changed, because acting would count events twice or"
+    " leave readers without a version: `kappa replay` was given a file already replayed into"
+    " the same topic (without `--force`), the id of a complete replay, or an id to resume"
+    " with other files or options; `kappa promote` of a version that is behind, has no"
+    " workers, or fails `--verify`; `kappa retire` of the active version or of one whose"
+    " workers still run",
 }
 FORCED_EXIT = (
     "128+N",

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from agents.errors import ReplayError
+from agents.errors import Refused, ReplayError
 from agents.spec import PipelineSpec
 
 KEY_PREFIX = b"replay:"
@@ -215,11 +215,11 @@ class Owner:
         return {"host": self.host, "pid": self.pid}
 
 
-class AlreadyReplayed(ReplayError):
+class AlreadyReplayed(ReplayError, Refused):
     """A file was replayed into this target before; nothing was produced."""
 
 
-class ResumeRefused(ReplayError):
+class ResumeRefused(ReplayError, Refused):
     """A replay id that cannot be resumed: complete, alive, or with other files or options."""
 
 

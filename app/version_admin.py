@@ -15,7 +15,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 
-from agents.errors import KappaError
+from agents.errors import KappaError, Refused
 from agents.names import version_prefix
 from app.group_members import delete_group
 from app.kafka_client import client_options
@@ -23,7 +23,7 @@ from app.settings import KappaSettings
 from app.version_survey import VersionReport
 
 
-def promotion_refusal(pipeline: str, report: VersionReport, max_lag: int) -> KappaError | None:
+def promotion_refusal(pipeline: str, report: VersionReport, max_lag: int) -> Refused | None:
     """Why ``report``'s version cannot be made active now (every reason), or None."""
     version = report.version
     problems: list[str] = []
@@ -48,24 +48,24 @@ def promotion_refusal(pipeline: str, report: VersionReport, max_lag: int) -> Kap
         hints.append(f"wait until it has caught up, watching `kappa versions {pipeline}`")
     if not problems:
         return None
-    return KappaError(
+    return Refused(
         f"v{version} of {pipeline} cannot be promoted: " + "; ".join(problems),
         hint=", then ".join(hints) + ", and promote again",
     )
 
 
-def retire_refusal(pipeline: str, report: VersionReport, force: bool) -> KappaError | None:
+def retire_refusal(pipeline: str, report: VersionReport, force: bool) -> Refused | None:
     """Why ``report``'s version cannot be retired now, or None."""
     version = report.version
     if report.active:
-        return KappaError(
+        return Refused(
             f"v{version} is the active version of {pipeline}: readers are sent to it",
             hint=f"promote another version first (`kappa promote {pipeline} N`), then retire "
             f"v{version}",
         )
     if report.group.members and not force:
         urls = ", ".join(report.urls) or f"{len(report.group.members)} member(s)"
-        return KappaError(
+        return Refused(
             f"v{version} of {pipeline} still has running workers ({urls})",
             hint="stop them (SIGTERM or Ctrl-C) and wait until they have left the group "
             "(up to KAPPA_SESSION_TIMEOUT), or pass --force to delete anyway",

@@ -104,7 +104,7 @@ def test_versions_promote_and_retire(
     assert f"{len(second)}" in text.stdout
 
     refused = kappa_cli(v2_env, "promote", name, "2")
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "no running workers" in refused.stderr
     assert f"still catching up: {len(second)} input records" in refused.stderr
     assert a.get("/api/active")[1]["active"] is None
@@ -161,10 +161,10 @@ def test_versions_promote_and_retire(
     assert nobody.returncode == 1
     assert "no version of pipeline" in nobody.stderr
     kept = kappa_cli(v1_env, "retire", name, "2", "--yes")
-    assert kept.returncode == 1
+    assert kept.returncode == 4
     assert "is the active version" in kept.stderr
     running = kappa_cli(v1_env, "retire", name, "1", "--yes")
-    assert running.returncode == 1
+    assert running.returncode == 4
     assert "still has running workers" in running.stderr
     topics, groups = asyncio.run(_cluster_names(bootstrap))
     assert f"kappa.{name}.v1.window-results" in topics

@@ -1,0 +1,198 @@
+"""docs/reprocessing.md's runbook, run as a user types it, while live events keep arriving.
+
+1. v1 (hourly windows) runs live;
+2. v2 (half-hour windows) starts from a history file, cut at T, plus the live input;
+3. v2 catches up (`kappa versions`);
+4. `kappa verify` passes for v2, and for v1, with events still arriving;
+5. `kappa promote` switches what a v1 worker answers to v2's windows;
+6. `kappa retire` removes v1.
+
+The history file and the live input overlap on both sides of T. When the live events
+stop, v2's tables and window results equal DuckDB's over (history rows before T) UNION
+(live events at or after T), each counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from app.datagen import DatasetShape, generate, write
+from tests.support.harness import Harness
+from tests.support.oracle import HOUR, batch_results
+from tests.support.results import api_results, topic_finals, wait_processed
+from tests.support.times import DAY, iso, ms
+from tests.support.worker import WorkerProcess, kappa_cli
+
+pytestmark = pytest.mark.broker
+
+SHAPE = DatasetShape(events=24_000, keys=120, span_ms=6 * DAY, disorder_ms=60_000, seed=41)
+HALF_HOURLY = [("30m", HOUR // 2, HOUR // 2)]
+LIVE_RATE = 150.0  # events/s: the live traffic never stops during the runbook
+OVERLAP = 1_500  # events on each side of the cut that both the file and the topic hold
+
+
+class LiveTraffic:
+    """Produces events in time order at a steady rate from a thread, until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+        self.bootstrap, self.topic, self.events = bootstrap, topic, events
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> LiveTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop producing; the events produced, all acknowledged."""
+        self._stop.set()
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "the live producer did not stop"
+        return self.events[: self.sent]
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            began = time.monotonic()
+            for event in self.events:
+                if self._stop.is_set():
+                    break
+                await producer.send_and_wait(
+                    self.topic, key=event["customer_id"].encode(), value=orjson.dumps(event)
+                )
+                self.sent += 1
+                ahead = self.sent / LIVE_RATE - (time.monotonic() - began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        finally:
+            await producer.stop()
+
+
+def run(env: dict[str, str], *args: str, expect: int = 0) -> str:
+    done = kappa_cli(env, *args)
+    assert done.returncode == expect, f"kappa {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def versions(env: dict[str, str], name: str) -> dict[int, dict[str, Any]]:
+    survey = json.loads(run(env, "versions", name, "--json", "--sample", "0"))
+    return {v["version"]: v for v in survey["versions"]}
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.5)
+
+
+def window_names(worker: WorkerProcess, key: str) -> set[str]:
+    status, body = worker.get(f"/api/keys/{key}/windows")
+    assert status == 200, body
+    return {window["window"] for window in body["windows"]}
+
+
+def results_of(
+    worker: WorkerProcess,
+    harness: Harness,
+    version: int,
+    expected: list[dict[str, Any]],
+    windows: list[tuple[str, int, int]],
+    name: str,
+) -> None:
+    """The version's totals, windows and final results equal DuckDB's over ``expected``."""
+    path = harness.tmp_path / f"{name}.csv"
+    write(iter(expected), path)
+    want_totals, want_windows = batch_results(path, windows)
+    times = [ms(e["ts"]) for e in expected]
+    totals, found, final = api_results(
+        [worker], set(want_totals), min(times) - DAY, max(times) + DAY
+    )
+    assert totals == want_totals
+    assert found == want_windows
+    finals = topic_finals(
+        harness.settings.bootstrap, f"kappa.t{harness.unique}.v{version}.window-results"
+    )
+    assert finals
+    assert finals == {k: v for k, v in found.items() if final[k]}
+
+
+def halves(events: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The cut T (an event's time) and the events before it and at or after it."""
+    ordered = sorted(events, key=lambda e: ms(e["ts"]))
+    cut = ms(ordered[len(ordered) // 2]["ts"])
+    return (
+        cut,
+        [e for e in ordered if ms(e["ts"]) < cut],
+        [e for e in ordered if ms(e["ts"]) >= cut],
+    )
+
+
+def test_the_reprocessing_runbook_with_live_traffic_throughout(kappa: Harness) -> None:
+    name = f"t{kappa.unique}"
+    cut, before, after = halves(list(generate(SHAPE)))
+    history = kappa.tmp_path / "history.csv"
+    write(iter(before + after[:OVERLAP]), history)  # the file reaches past the cut
+    live_events = before[-OVERLAP:] + after  # the topic starts before the cut
+
+    v1_spec = kappa.make_spec(windows='{ size = "1h" }', version=1)
+    v2_spec = kappa.make_spec(
+        windows='{ size = "30m" }', version=2, extra=f'\n[history]\ncut = "{iso(cut)}"\n'
+    )
+    v1_env = kappa.env(v1_spec, partitions=2)
+    v2_env = kappa.env(v2_spec, partitions=2)
+
+    # 1. v1 runs live.
+    v1 = kappa.start_worker(v1_env)
+    v1.wait_ready(partitions=2)
+    with LiveTraffic(kappa.settings.bootstrap, kappa.topic, live_events) as live:
+        wait_for(lambda: live.sent > 500, 60, "live events to flow")
+
+        # 2. v2 starts from the history file plus the live input.
+        v2 = kappa.start_worker(v2_env)
+        v2.wait_ready(partitions=2)
+        printed = run(v2_env, "replay", str(history))
+        assert "rows at or after it were skipped" in " ".join(printed.split())
+
+        # 3. v2 catches up.
+        wait_for(lambda: versions(v2_env, name)[2]["lag_total"] <= 200, 240, "v2 to catch up")
+        shown = versions(v1_env, name)
+        assert set(shown) == {1, 2}
+        assert live.sent < len(live_events), "the live traffic ended before the runbook"
+
+        # 4. verify passes for both versions, while events keep arriving.
+        run(v2_env, "verify", str(v2_spec), "--version", "2")
+        run(v1_env, "verify", str(v1_spec), "--version", "1")
+
+        # 5. promote switches readers: a v1 worker now answers with v2's windows.
+        run(v2_env, "promote", str(v2_spec), "2", "--verify")
+        key = live_events[-1]["customer_id"]
+        wait_for(lambda: window_names(v1, key) == {"30m"}, 30, "v1's API to answer for v2")
+        assert kappa_cli(v1_env, "retire", name, "2", "--yes").returncode == 4  # active
+
+        # 6. retire removes v1, once its worker has stopped.
+        assert v1.stop() == 0
+        run(v1_env, "retire", name, "1", "--yes")
+        assert set(versions(v2_env, name)) == {2}
+        assert live.sent < len(live_events), "the live traffic ended before the runbook"
+        produced = live.stop()
+
+    # Nothing lost, nothing counted twice: v2 equals the batch answer over the union.
+    wait_processed([v2], kappa.settings.bootstrap, kappa.topic)
+    union = before + [e for e in produced if ms(e["ts"]) >= cut]
+    results_of(v2, kappa, 2, union, HALF_HOURLY, "union")
+    run(v2_env, "verify", str(v2_spec), "--version", "2")

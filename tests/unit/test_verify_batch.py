@@ -225,7 +225,8 @@ def test_as_of_a_fence_counts_a_key_up_to_its_fence() -> None:
     assert got.totals["y"]["count"] == 1  # no fence: every event
     window = got.windows[("x", "1h", 0)]
     assert window.result["count"] == 3
-    assert window.as_of_fence is not None and window.as_of_fence["count"] == 2
+    assert window.as_of_fence is not None
+    assert window.as_of_fence["count"] == 2
 
 
 def test_only_the_chosen_metrics() -> None:

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     ERROR = 1
     USAGE = 2
     PARTIAL = 3
+    DIFFERENT = 4
 
 
 MEANING = {
@@ -23,7 +24,10 @@ MEANING = {
     ExitCode.USAGE: "usage error: an unknown command or option, or a bad argument",
     ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
     " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"
-    " bad rows than `--max-bad-rows` allows and produced nothing",
+    " bad rows than `--max-bad-rows` allows and produced nothing; `kappa verify` compared"
+    " a version still catching up on what it had processed, and found no difference",
+    ExitCode.DIFFERENT: "`kappa verify` found a difference between a version's tables or"
+    " results and the batch answer",
 }
 FORCED_EXIT = (
     "128+N",

@@ -57,7 +57,7 @@ def table(rows: Sequence[Row], values: int = 2) -> pa.Table:
 def result_of(rows: list[tuple[float | None, ...]], fields: int) -> dict[str, Any]:
     values = {}
     for i, name in enumerate(["a", "b"][:fields]):
-        xs = [r[i] for r in rows if r[i] is not None]
+        xs = [x for r in rows if (x := r[i]) is not None]
         total = math.fsum(xs) if xs else None
         values[name] = {
             "sum": total,

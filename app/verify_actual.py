@@ -1,0 +1,163 @@
+"""What a version holds, for ``kappa verify``: its tables through its workers' query
+API, and its final window results from the compacted results topic."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from app.errors import KappaError
+from app.names import PipelineNames
+from app.settings import KappaSettings
+from app.verify_batch import WindowId
+from app.verify_input import read_topic
+
+# The API refuses a windows query over more than this many windows of one size.
+MAX_WINDOWS_PER_QUERY = 10_000
+CONCURRENCY = 16
+
+
+@dataclass
+class WorkerView:
+    """The version's workers' statuses, merged: per partition, its watermark and the
+    last input offset processed (-1: none)."""
+
+    urls: list[str]
+    owner: dict[int, str] = field(default_factory=dict)
+    watermarks: dict[int, int | None] = field(default_factory=dict)
+    processed: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Actual:
+    totals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fences: dict[str, int] = field(default_factory=dict)
+    windows: dict[WindowId, dict[str, Any]] = field(default_factory=dict)
+    listed_keys: set[str] = field(default_factory=set)
+    finals: dict[WindowId, dict[str, Any]] = field(default_factory=dict)
+
+
+class WorkerApi:
+    """The query API of a version's workers, over one HTTP session."""
+
+    def __init__(self, urls: list[str], timeout: float = 30.0) -> None:
+        self.urls = urls
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def get(self, base: str, path: str, **params: Any) -> tuple[int, Any]:
+        async with self._limit:
+            try:
+                async with self._session.get(f"{base}{path}", params=params) as response:
+                    return response.status, orjson.loads(await response.read())
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+                raise KappaError(
+                    f"the worker at {base} did not answer {path} ({exc!r})",
+                    hint="check that the version's workers run and that their"
+                    " KAPPA_ADVERTISED_URL is reachable from here, then run verify again",
+                ) from None
+
+    async def view(self) -> WorkerView:
+        view = WorkerView(urls=self.urls)
+        for url in self.urls:
+            status, body = await self.get(url, "/api/status")
+            if status != 200:
+                raise KappaError(f"the worker at {url} answered /api/status with {status}")
+            for p in body["partitions_owned"]:
+                view.owner[int(p)] = url
+            for p, watermark in body["watermarks"].items():
+                view.watermarks[int(p)] = watermark
+            for p, offset in body["processed_offsets"].items():
+                view.processed[int(p)] = max(view.processed.get(int(p), -1), int(offset))
+        return view
+
+    async def keys(self) -> set[str]:
+        """Every key of every worker (``/api/keys`` lists the asked worker's own)."""
+        keys: set[str] = set()
+        for url in self.urls:
+            after = ""
+            while True:
+                status, body = await self.get(url, "/api/keys", limit=1000, after=after)
+                if status != 200:
+                    raise KappaError(f"the worker at {url} answered /api/keys with {status}")
+                keys.update(body["keys"])
+                if body["next"] is None:
+                    break
+                after = body["next"]
+        return keys
+
+    async def key(
+        self, base: str, key: str, ranges: list[tuple[int, int]]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """A key's totals body and its windows with a start in ``ranges``; None if the
+        version does not know the key."""
+        quoted = urllib.parse.quote(key, safe="")
+        status, totals = await self.get(base, f"/api/keys/{quoted}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise KappaError(f"{base} answered /api/keys/{key} with {status}: {totals}")
+        windows: list[dict[str, Any]] = []
+        for start, end in ranges:
+            status, body = await self.get(
+                base, f"/api/keys/{quoted}/windows", **{"from": start, "to": end}
+            )
+            if status != 200:
+                raise KappaError(f"{base} answered the windows of {key!r} with {status}: {body}")
+            windows.extend(body["windows"])
+        return totals, windows
+
+
+def time_ranges(lo: int, hi: int, smallest_step_ms: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut into ranges the API answers (at most 10,000 windows each)."""
+    span = MAX_WINDOWS_PER_QUERY * smallest_step_ms
+    return [(start, min(start + span, hi)) for start in range(lo, hi, span)]
+
+
+async def read_actual(
+    api: WorkerApi,
+    view: WorkerView,
+    keys: Iterable[str],
+    partition_of: dict[str, int],
+    ranges: list[tuple[int, int]],
+) -> Actual:
+    """Totals and windows of ``keys`` and of every key the workers list, each asked of
+    the worker that owns its partition."""
+    actual = Actual(listed_keys=await api.keys())
+    wanted = sorted(set(keys) | actual.listed_keys)
+    fallback = api.urls[0]
+
+    async def one(key: str) -> None:
+        partition = partition_of.get(key)
+        base = view.owner.get(partition, fallback) if partition is not None else fallback
+        found = await api.key(base, key, ranges)
+        if found is None:
+            return
+        body, windows = found
+        actual.totals[key] = body["totals"]
+        actual.fences[key] = int(body["last_offset"])
+        for window in windows:
+            actual.windows[(key, window["window"], int(window["start_ms"]))] = window
+
+    await asyncio.gather(*(one(key) for key in wanted))
+    return actual
+
+
+async def read_finals(settings: KappaSettings, names: PipelineNames) -> dict[WindowId, Any]:
+    """The results topic as compaction leaves it: the last result per record key."""
+    finals: dict[WindowId, Any] = {}
+    for record in await read_topic(settings, names.results_topic):
+        if record.value is None:
+            continue
+        body = orjson.loads(record.value)
+        finals[(body["key"], body["window"], int(body["start_ms"]))] = body
+    return finals

@@ -1,0 +1,158 @@
+"""``kappa verify`` against a real broker and a real worker, run as a user runs it.
+
+The honest run must pass; a real difference must fail with the difference reported.
+The difference is made without mocking anything: a final result with a wrong count is
+produced straight into the version's window-results topic, as a buggy or foreign
+producer would, and a spec whose values differ from the version's is verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from app.datagen import generate
+from app.exit_codes import ExitCode
+from app.settings import KappaSettings
+from tests.support.datasets import ON_TIME
+from tests.support.kafka import produce_events, produce_raw
+from tests.support.results import wait_processed
+from tests.support.worker import WorkerProcess, kappa_cli
+
+pytestmark = pytest.mark.broker
+
+
+def _verify(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
+    done = kappa_cli(env, "verify", "--json", *args, timeout=300)
+    try:
+        body = orjson.loads(done.stdout) if done.stdout.strip() else {}
+    except orjson.JSONDecodeError:
+        body = {}
+    return done.returncode, body, done.stderr
+
+
+def test_verify_passes_on_an_honest_run_and_reports_a_real_difference(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
+    unique: str,
+) -> None:
+    # Out of order by up to 5 minutes, with a lateness of 1 minute: some events are late.
+    spec = make_spec(windows='{ size = "1h" }, { size = "1d", step = "6h" }', lateness="1m")
+    worker, env = running_worker(spec, partitions=2)
+    topic = f"test-input-{unique}"
+    events = list(generate(ON_TIME))
+    bad = [(b"c00001", b"{not json"), (b"c00002", orjson.dumps({"customer_id": "c00002"}))]
+    asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
+    asyncio.run(produce_raw(kafka_settings.bootstrap, topic, bad))
+    wait_processed([worker], kafka_settings.bootstrap, topic)
+
+    code, report, stderr = _verify(env)
+    assert code == ExitCode.OK, _shown(report) or stderr
+    assert report["ok"] is True
+    assert report["complete"] is True
+    assert report["input"]["records"] == len(events) + len(bad)
+    assert report["input"]["bad"] == {"malformed_json": 1, "missing_time": 1}
+    assert report["input"]["late_events"] > 0
+    keys = {e["customer_id"] for e in events}
+    assert report["keys"]["compared"] == report["keys"]["equal"] == len(keys)
+    assert report["windows"]["compared"] == report["windows"]["equal"] > len(keys)
+    assert report["results"]["compared"] == report["results"]["equal"] > 0
+    assert report["differences"] == []
+
+    # The people's report says the same in a few lines.
+    done = kappa_cli(env, "verify", timeout=300)
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert "OK: the version's tables and results are equal to the batch answer" in done.stdout
+
+    # A final result that the worker never computed, in the version's results topic.
+    some_final = next(iter(_topic_window(report, kafka_settings, unique)))
+    forged = {**some_final, "count": some_final["count"] + 1}
+    record_key = f"{forged['key']}|{forged['window']}|{forged['start_ms']}".encode()
+    results_topic = f"kappa.t{unique}.v1.window-results"
+    asyncio.run(
+        produce_raw(kafka_settings.bootstrap, results_topic, [(record_key, orjson.dumps(forged))])
+    )
+    code, report, stderr = _verify(env)
+    assert code == ExitCode.DIFFERENT, report or stderr
+    assert report["ok"] is False
+    assert report["differences"] == [
+        {
+            "kind": "different",
+            "where": "results topic",
+            "key": forged["key"],
+            "window": forged["window"],
+            "start_ms": forged["start_ms"],
+            "field": "count",
+            "expected": some_final["count"],
+            "actual": forged["count"],
+        }
+    ]
+    done = kappa_cli(env, "verify", timeout=300)
+    assert done.returncode == ExitCode.DIFFERENT
+    assert f"different: results topic, key {forged['key']!r}" in done.stdout
+
+    # A spec whose lateness differs from the version's: the events that were late
+    # for the version's 1 minute are on time for 30 minutes, so windows differ, while
+    # every key's totals, which count late events too, stay equal.
+    other = spec.with_name("more-lateness.toml")
+    other.write_text(spec.read_text().replace('lateness = "1m"', 'lateness = "30m"'))
+    code, report, _ = _verify(env, str(other))
+    assert code == ExitCode.DIFFERENT
+    assert report["keys"]["equal"] == len(keys)
+    assert report["windows"]["different"] > 0
+    differences = [d for d in report["differences"] if d["where"] == "windows"]
+    assert {"count", "values.amount.sum"} <= {d["field"] for d in differences}
+    assert all(d["expected"] != d["actual"] for d in differences)
+
+
+def _shown(report: dict[str, Any]) -> str:
+    tallies = {k: report.get(k) for k in ("keys", "windows", "results", "lag")}
+    return f"{tallies} {report.get('differences', [])[:5]}"
+
+
+def _topic_window(
+    report: dict[str, Any], kafka_settings: KappaSettings, unique: str
+) -> list[dict[str, Any]]:
+    from tests.support.kafka import read_all
+
+    records = asyncio.run(read_all(kafka_settings.bootstrap, f"kappa.t{unique}.v1.window-results"))
+    return [orjson.loads(r.value) for r in records]
+
+
+def test_verify_says_what_to_do_when_it_cannot_compare(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
+    unique: str,
+) -> None:
+    spec = make_spec()
+    worker, env = running_worker(spec)
+    topic = f"test-input-{unique}"
+    asyncio.run(
+        produce_events(kafka_settings.bootstrap, topic, list(generate(ON_TIME))[:50], "customer_id")
+    )
+    wait_processed([worker], kafka_settings.bootstrap, topic)
+
+    done = kappa_cli(env, "verify", "--version", "7")
+    assert done.returncode == ExitCode.ERROR
+    assert f"pipeline 't{unique}' has no version 7 on the cluster; it has 1" in done.stderr
+    assert "pass --version with one of 1" in done.stderr
+
+    unknown = spec.with_name("unknown.toml")
+    unknown.write_text(spec.read_text().replace(f'name = "t{unique}"', f'name = "u{unique}"'))
+    done = kappa_cli(env, "verify", str(unknown))
+    assert done.returncode == ExitCode.ERROR
+    assert f"pipeline 'u{unique}' has no version on the cluster" in done.stderr
+
+    worker.stop()
+    done = kappa_cli(env, "verify")
+    assert done.returncode == ExitCode.ERROR
+    assert "version 1 of pipeline" in done.stderr
+    assert "has no running worker" in done.stderr
+    assert "start one with `kappa worker`" in done.stderr

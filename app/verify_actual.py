@@ -21,6 +21,7 @@ from app.verify_input import read_topic
 # The API refuses a windows query over more than this many windows of one size.
 MAX_WINDOWS_PER_QUERY = 10_000
 CONCURRENCY = 16
+ATTEMPTS = 5  # reads of a key whose records keep arriving, before its windows are skipped
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Actual:
     windows: dict[WindowId, dict[str, Any]] = field(default_factory=dict)
     listed_keys: set[str] = field(default_factory=set)
     finals: dict[WindowId, dict[str, Any]] = field(default_factory=dict)
+    # Keys whose windows were read at another moment than their totals (still moving).
+    moving: set[str] = field(default_factory=set)
 
 
 class WorkerApi:
@@ -97,24 +100,45 @@ class WorkerApi:
 
     async def key(
         self, base: str, key: str, ranges: list[tuple[int, int]]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """A key's totals body and its windows with a start in ``ranges``; None if the
-        version does not know the key."""
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], bool] | None:
+        """A key's totals body, its windows with a start in ``ranges``, and whether they
+        are of one moment; None if the version does not know the key.
+
+        Totals and windows are two requests: a record applied between them would make
+        them disagree. So the totals are asked again after the windows, and the three
+        answers are taken only if the key's last offset did not move meanwhile, after a
+        few tries; else the windows are flagged as of another moment."""
         quoted = urllib.parse.quote(key, safe="")
-        status, totals = await self.get(base, f"/api/keys/{quoted}")
+        totals = await self._totals(base, key, quoted)
+        if totals is None:
+            return None
+        for _ in range(ATTEMPTS):
+            windows: list[dict[str, Any]] = []
+            for start, end in ranges:
+                status, body = await self.get(
+                    base, f"/api/keys/{quoted}/windows", **{"from": start, "to": end}
+                )
+                if status != 200:
+                    raise KappaError(
+                        f"{base} answered the windows of {key!r} with {status}: {body}"
+                    )
+                windows.extend(body["windows"])
+            again = await self._totals(base, key, quoted)
+            if again is None:
+                raise KappaError(f"{base} forgot key {key!r} between two requests")
+            if again["last_offset"] == totals["last_offset"]:
+                return totals, windows, True
+            totals = again
+        return totals, windows, False
+
+    async def _totals(self, base: str, key: str, quoted: str) -> dict[str, Any] | None:
+        status, body = await self.get(base, f"/api/keys/{quoted}")
         if status == 404:
             return None
         if status != 200:
-            raise KappaError(f"{base} answered /api/keys/{key} with {status}: {totals}")
-        windows: list[dict[str, Any]] = []
-        for start, end in ranges:
-            status, body = await self.get(
-                base, f"/api/keys/{quoted}/windows", **{"from": start, "to": end}
-            )
-            if status != 200:
-                raise KappaError(f"{base} answered the windows of {key!r} with {status}: {body}")
-            windows.extend(body["windows"])
-        return totals, windows
+            raise KappaError(f"{base} answered /api/keys/{key} with {status}: {body}")
+        result: dict[str, Any] = body
+        return result
 
 
 def time_ranges(lo: int, hi: int, smallest_step_ms: int) -> list[tuple[int, int]]:
@@ -142,7 +166,9 @@ async def read_actual(
         found = await api.key(base, key, ranges)
         if found is None:
             return
-        body, windows = found
+        body, windows, consistent = found
+        if not consistent:
+            actual.moving.add(key)
         actual.totals[key] = body["totals"]
         actual.fences[key] = int(body["last_offset"])
         for window in windows:

@@ -39,7 +39,7 @@ from app.spec import PipelineSpec
 from app.verify_actual import WorkerApi, read_actual, read_finals, time_ranges
 from app.verify_batch import batch_answer, connect
 from app.verify_compare import Comparison, Difference, compare
-from app.verify_input import InputRead, InputReader, OnProgress, Seam, read_seam
+from app.verify_input import InputRead, InputReader, OnProgress, Seam, quiet, read_seam
 from app.version_workers import version_workers
 from tables.windows import DAY_MS
 
@@ -58,6 +58,7 @@ class VerifyReport:
     comparison: Comparison
     lag: dict[int, int] = field(default_factory=dict)  # records behind the start's end
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step after the read
 
     @property
     def ok(self) -> bool:
@@ -108,6 +109,7 @@ class VerifyReport:
             "results": c.results.as_json(),
             "differences": [d.as_json() for d in c.differences],
             "seconds": round(self.seconds, 3),
+            "phases_s": self.phases,
         }
 
     def summary(self, shown: int = SHOWN) -> str:
@@ -187,9 +189,11 @@ async def verify(
     urls = await version_workers(settings, spec.name, spec.version)
     seam = await read_seam(settings, names)
     begins, ends = await _input_offsets(settings, spec)
-    reader = InputReader(settings, spec, seam, on_progress)
+    progress = on_progress or quiet
+    reader = InputReader(settings, spec, seam, progress)
     await reader.read_to(ends, begins)
     partitions = len(ends)
+    phases = _Phases()
     api = WorkerApi(urls)
     try:
         before = await api.view()
@@ -199,16 +203,27 @@ async def verify(
             zip(keys.to_pylist(), partitions_of(keys, partitions).to_pylist(), strict=True)
         )
         ranges = _window_ranges(spec, events)
-        actual = await read_actual(api, before, key_partition.keys(), key_partition, ranges)
+        actual = await read_actual(
+            api, before, key_partition.keys(), key_partition, ranges, progress
+        )
         after = await api.view()
     finally:
         await api.close()
+    phases.mark("api")
+    progress("reading the window-results topic", 0, None)
     actual.finals = await read_finals(settings, names)
+    phases.mark("results_topic")
     _, now = await _input_offsets(settings, spec)
     await reader.read_to(now, begins)
+    phases.mark("input_again")
+    progress("computing the batch answer (DuckDB)", 0, None)
     answer = batch_answer(connect(), reader.read.table(partitions), spec, actual.fences)
+    phases.mark("batch_answer")
+    progress("comparing", 0, None)
     asked = (ranges[0][0], ranges[-1][1]) if ranges else (0, 0)
     comparison = compare(spec, answer, actual, before, after, reader.read.live_ends, asked)
+    phases.mark("compare")
+    progress("done", 0, 0)
     lag = {
         p: max(0, end - 1 - after.processed.get(p, -1))
         for p, end in ends.items()
@@ -225,7 +240,21 @@ async def verify(
         comparison=comparison,
         lag=lag,
         seconds=time.monotonic() - started,
+        phases=phases.seconds,
     )
+
+
+class _Phases:
+    """Seconds each step after the first read took, for the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
 
 
 async def _input_offsets(

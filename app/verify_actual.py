@@ -16,7 +16,7 @@ from app.errors import KappaError
 from app.names import PipelineNames
 from app.settings import KappaSettings
 from app.verify_batch import WindowId
-from app.verify_input import read_topic
+from app.verify_input import OnProgress, read_topic
 
 # The API refuses a windows query over more than this many windows of one size.
 MAX_WINDOWS_PER_QUERY = 10_000
@@ -74,7 +74,7 @@ class WorkerApi:
         for url in self.urls:
             status, body = await self.get(url, "/api/status")
             if status != 200:
-                raise KappaError(f"the worker at {url} answered /api/status with {status}")
+                raise _unanswered(url, "/api/status", status, body)
             for p in body["partitions_owned"]:
                 view.owner[int(p)] = url
             for p, watermark in body["watermarks"].items():
@@ -91,7 +91,7 @@ class WorkerApi:
             while True:
                 status, body = await self.get(url, "/api/keys", limit=1000, after=after)
                 if status != 200:
-                    raise KappaError(f"the worker at {url} answered /api/keys with {status}")
+                    raise _unanswered(url, "/api/keys", status, body)
                 keys.update(body["keys"])
                 if body["next"] is None:
                     break
@@ -119,9 +119,7 @@ class WorkerApi:
                     base, f"/api/keys/{quoted}/windows", **{"from": start, "to": end}
                 )
                 if status != 200:
-                    raise KappaError(
-                        f"{base} answered the windows of {key!r} with {status}: {body}"
-                    )
+                    raise _unanswered(base, f"/api/keys/{key}/windows", status, body)
                 windows.extend(body["windows"])
             again = await self._totals(base, key, quoted)
             if again is None:
@@ -136,9 +134,17 @@ class WorkerApi:
         if status == 404:
             return None
         if status != 200:
-            raise KappaError(f"{base} answered /api/keys/{key} with {status}: {body}")
+            raise _unanswered(base, f"/api/keys/{key}", status, body)
         result: dict[str, Any] = body
         return result
+
+
+def _unanswered(base: str, path: str, status: int, body: Any) -> KappaError:
+    return KappaError(
+        f"the worker at {base} answered {path} with HTTP {status}: {body}",
+        hint="a 503 means a rebalance is under way: run verify again once `kappa status`"
+        " shows every partition owned",
+    )
 
 
 def time_ranges(lo: int, hi: int, smallest_step_ms: int) -> list[tuple[int, int]]:
@@ -153,17 +159,22 @@ async def read_actual(
     keys: Iterable[str],
     partition_of: dict[str, int],
     ranges: list[tuple[int, int]],
+    on_progress: OnProgress,
 ) -> Actual:
     """Totals and windows of ``keys`` and of every key the workers list, each asked of
     the worker that owns its partition."""
     actual = Actual(listed_keys=await api.keys())
     wanted = sorted(set(keys) | actual.listed_keys)
     fallback = api.urls[0]
+    asked = 0
 
     async def one(key: str) -> None:
         partition = partition_of.get(key)
         base = view.owner.get(partition, fallback) if partition is not None else fallback
         found = await api.key(base, key, ranges)
+        nonlocal asked
+        asked += 1
+        on_progress("asking the workers for every key", asked, len(wanted))
         if found is None:
             return
         body, windows, consistent = found

@@ -29,8 +29,8 @@ from app.verify_batch import event_schema
 
 SEAM_KEY = b"seam"
 
-# (records read so far, records to read in all)
-OnProgress = Callable[[int, int], None]
+# (step, done so far, to do in all or None when unknown): what ``kappa verify`` shows
+OnProgress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,11 @@ async def _records(
             yield record
 
 
+def quiet(step: str, done: int, total: int | None) -> None:
+    """An ``OnProgress`` that shows nothing."""
+    pass
+
+
 class InputReader:
     """Reads a version's input into an ``InputRead``, in steps: ``read_to`` the end
     offsets of the moment, then ``read_to`` again for what arrived meanwhile."""
@@ -138,7 +143,7 @@ class InputReader:
         self.seam = seam
         self.parser = EventParser(spec)
         self.read = InputRead(spec)
-        self.on_progress = on_progress
+        self.on_progress = on_progress or quiet
 
     async def read_to(self, live_ends: dict[int, int], live_begins: dict[int, int]) -> None:
         """Read the live input up to ``live_ends`` (and the sealed history first, once)."""
@@ -154,6 +159,7 @@ class InputReader:
                 ranges[TopicPartition(topic, p)] = (start, end)
         total = sum(end - start for start, end in ranges.values())
         done = 0
+        step = "reading the input" if self.read.records == 0 else "reading new input records"
         if total:
             # earliest: a history topic whose first records are gone starts where it can
             consumer = AIOKafkaConsumer(
@@ -169,12 +175,11 @@ class InputReader:
                     async for record in _records(consumer, tp, start, end):
                         self._take(record, history)
                         done += 1
-                        if self.on_progress is not None and done % 5000 == 0:
-                            self.on_progress(done, total)
+                        if done % 5000 == 0:
+                            self.on_progress(step, done, total)
             finally:
                 await consumer.stop()
-        if self.on_progress is not None:
-            self.on_progress(done, total)
+            self.on_progress(step, done, total)
         self.read.live_ends.update(live_ends)
         self.read.seconds += time.monotonic() - started
 

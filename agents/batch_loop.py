@@ -31,24 +31,31 @@ the partitions go (``on_revoked``): the new owner never races a late write.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from faust.types import TP
 
-from agents.aggregation import AggregationConfig, BatchOutcome, PartitionProcessor
-from agents.batch_sender import BatchSender, default_partition
+from agents.batch_sender import BatchSender
+from agents.errors import StateLost
+from agents.events import Event, EventParser, Rejected
 from agents.gap_reader import GapReader
-from agents.state import TablePartitionState, store_batch
-from app.errors import StateLost
-from app.events import Event, EventParser, Rejected
-from app.names import PipelineNames
+from agents.names import PipelineNames
+from agents.outputs import (
+    Headers,
+    dead_letter_headers,
+    late_record,
+    output_partition,
+    result_record,
+)
+from agents.partitions import expected_partition
+from agents.processor import BatchOutcome, PartitionProcessor
+from agents.stats import WorkerStats
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import TablePartitionState, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -57,79 +64,6 @@ RETRY_PAUSE_S = 1.0
 # Records decoded and applied at a time: a fetch can hold tens of thousands per
 # partition, and their decoded events need not all be alive at once.
 APPLY_CHUNK = 4096
-RECENT = 20  # dead letters and late events kept for the dashboard
-
-
-# Checked for every event, and aiokafka's murmur2 is pure Python: hot keys hit the cache.
-@functools.lru_cache(maxsize=65_536)
-def expected_partition(key: str, partitions: int) -> int:
-    """The partition an event's key belongs on."""
-    return default_partition(key.encode(), partitions)
-
-
-@dataclass
-class StageTimes:
-    """Seconds the worker spent in each stage of its batches since it started."""
-
-    fetch: float = 0.0  # between batches: waiting for and taking the next fetch
-    decode: float = 0.0  # decoding and validating records, gap reads included
-    aggregate: float = 0.0  # applying events to the partitions' state, queueing outputs
-    store: float = 0.0  # flushes: outputs and state to Kafka and RocksDB, and commits
-
-
-@dataclass
-class PipelineStats:
-    """Counters since this worker started (the topics hold the durable totals)."""
-
-    events: int = 0
-    duplicates: int = 0
-    late: int = 0
-    dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
-    window_results: int = 0
-    batches: int = 0
-    flushes: int = 0
-    gap_records_read: int = 0
-    # The last input offset stored per partition (its effects are all in the tables).
-    processed_offsets: dict[int, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-    # Epoch seconds: when the first batch with events began, and when the last one was
-    # stored; together with processed_offsets (updated at the same moment) they time a run.
-    first_batch_at: float | None = None
-    last_batch_at: float | None = None
-    stages: StageTimes = field(default_factory=StageTimes)
-    # The latest dead letters and late events, newest last, for the dashboard.
-    recent_dead_letters: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
-    recent_late: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
-    # Told (seconds, records) once per batch (a fetch): the metrics' histograms.
-    batch_observer: Callable[[float, int], None] | None = None
-
-    @property
-    def dead_letters(self) -> int:
-        return sum(self.dead_letters_by_reason.values())
-
-    def stored(self, offsets: Mapping[int, int]) -> None:
-        """Everything up to ``offsets`` per partition is stored."""
-        if offsets:
-            self.last_batch_at = time.time()
-            self.processed_offsets.update(offsets)
-
-    def batch_done(self, seconds: float, records: int) -> None:
-        """A fetch is applied (and stored, if a flush was due); none of its records were
-        for this worker when ``records`` is 0."""
-        if records and self.batch_observer is not None:
-            self.batch_observer(seconds, records)
-
-    def note_dead_letter(self, reason: str, detail: str, source: dict[str, Any]) -> None:
-        self.dead_letters_by_reason[reason] += 1
-        self.recent_dead_letters.append(
-            {"at": time.time(), "reason": reason, "detail": detail, "source": source}
-        )
-
-    def note_late(self, key: str, event_ms: int, watermark_ms: int | None) -> None:
-        self.late += 1
-        self.recent_late.append(
-            {"at": time.time(), "key": key, "event_ms": event_ms, "watermark_ms": watermark_ms}
-        )
 
 
 @dataclass(frozen=True)
@@ -166,7 +100,7 @@ class BatchLoop:
         self.gaps = gaps
         self.policy = policy
         self.streamed_too = streamed_too
-        self.stats = PipelineStats()
+        self.stats = WorkerStats()
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
         # Partitions applied since the last flush, with their last applied offset.
@@ -260,7 +194,7 @@ class BatchLoop:
         """The partition's state with its unstored changes, while this worker runs it."""
         return self.states.get(partition)
 
-    def watermark(self, partition: int) -> int | None:
+    def running_watermark(self, partition: int) -> int | None:
         processor = self.processors.get(partition)
         return None if processor is None else processor.watermark
 
@@ -377,67 +311,30 @@ class BatchLoop:
         stats.window_results += len(outcome.closed)
         topic = self.names.input_topic
         for late in outcome.late:
-            source = {"topic": topic, "partition": partition, "offset": late.offset}
             event = late.event
             stats.note_late(event.key, event.ts_ms, late.watermark)
-            await self._send(
-                self.names.late_topic,
-                partition,
-                f"{topic}:{partition}:{late.offset}".encode(),
-                orjson.dumps(
-                    {
-                        "reason": "behind the watermark",
-                        "watermark_ms": late.watermark,
-                        "event_ms": event.ts_ms,
-                        "key": event.key,
-                        "source": source,
-                        "event": event.fields,
-                    }
-                ),
-            )
+            key, value = late_record(topic, partition, late.offset, event, late.watermark)
+            await self._send(self.names.late_topic, partition, key, value)
         for result in outcome.closed:
-            await self._send(
-                self.names.results_topic,
-                partition,
-                result.result_key.encode(),
-                result.encoded,
-            )
+            await self._send(self.names.results_topic, partition, *result_record(result))
 
     async def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         self.stats.note_dead_letter(reason, detail, source)
-        # Keyed by the source position, so a record reprocessed after a crash replaces
-        # itself in the compacted topic.
         await self._send(
             self.names.dead_letter_topic,
             record.partition,
             f"{record.topic}:{record.partition}:{record.offset}".encode(),
             record.value if record.value is not None else b"",
-            [
-                ("kappa.reason", reason.encode()),
-                ("kappa.detail", detail.encode()),
-                ("kappa.source", orjson.dumps(source)),
-            ],
+            dead_letter_headers(reason, detail, source),
         )
 
     async def _send(
-        self,
-        topic: str,
-        source: int,
-        key: bytes,
-        value: bytes,
-        headers: list[tuple[str, bytes]] | None = None,
+        self, topic: str, source: int, key: bytes, value: bytes, headers: Headers | None = None
     ) -> None:
-        """Queue an output record on the partition of its ``source`` input partition.
-
-        Outputs are co-partitioned with the input: a key's window results, and a
-        record's late or dead-letter copy, land on the partition number they come from
-        (modulo the output topic's partitions). A record sent again after a crash thus
-        lands where the first one did, which compaction needs, without hashing each
-        output key (Kafka's murmur2 is pure Python in aiokafka).
-        """
+        """Queue an output record on the partition of its ``source`` input partition."""
         count = await self.sender.partition_count(topic)
-        self.sender.add(topic, source % count, key, value, headers)
+        self.sender.add(topic, output_partition(source, count), key, value, headers)
 
     # -- storing ------------------------------------------------------------------------
 

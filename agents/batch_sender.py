@@ -18,16 +18,10 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 Headers = list[tuple[str, bytes]]
 # Below the broker's default message.max.bytes (1 MiB), with room for batch overhead.
 MAX_BATCH_BYTES = 1_000_000
-
-
-def default_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class BatchSender:

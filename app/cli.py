@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
+from agents.errors import KappaError
 from app import exit_codes
-from app.errors import KappaError
 from app.exit_codes import ExitCode
+from app.history_formats import FORMATS
 from app.settings import KappaSettings
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> An
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "jsonl", "parquet"]),
+    type=click.Choice(FORMATS),
     help="Override the format detected from the file suffix.",
 )
 @click.option(
@@ -234,10 +235,11 @@ def replay(
       2  bad command line (an unknown option, a bad value)
       3  more bad rows than --max-bad-rows accepts; nothing was produced
     """
+    from agents.spec import load_spec
+    from app.history_formats import Format
     from app.progress import RichProgress, print_bad_rows, print_replay_report
-    from app.replay import Format, ReplayOptions, TooManyBadRows
+    from app.replay import ReplayOptions, TooManyBadRows
     from app.replay import replay as run_replay
-    from app.spec import load_spec
 
     settings = _with_pipeline(_settings(), pipeline)
     try:
@@ -383,8 +385,8 @@ def generate(
     out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int, seed: int
 ) -> None:
     """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
+    from agents.durations import parse_duration
     from app.datagen import DatasetShape, generate, with_bad_rows, write
-    from app.durations import parse_duration
 
     try:
         disorder_ms = parse_duration(disorder)

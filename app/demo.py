@@ -29,15 +29,16 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from agents.errors import KappaError
+from agents.events import EventParser, Rejected
+from agents.spec import PipelineSpec, load_spec
 from app.broker.local import LocalKafka, log_tail
 from app.datagen import DatasetShape, generate
-from app.errors import KappaError
 from app.kafka_client import client_options
 from app.progress import RichProgress, print_replay_report
 from app.replay import ReplayOptions, replay
 from app.replay_check import BadRowLimit
 from app.settings import KappaSettings
-from app.spec import PipelineSpec, load_spec
 
 EXAMPLE_SPEC = Path("examples/orders.toml")
 EXAMPLE_HISTORY = Path("examples/orders-history.csv.gz")
@@ -193,27 +194,27 @@ async def _produce(settings: KappaSettings, topic: str, events: list[dict[str, A
         await producer.stop()
 
 
-def _fold(events: Iterator[dict[str, Any]]) -> dict[str, tuple[int, float]]:
-    """Count and amount sum per customer: the batch computation to compare with."""
+def _fold(spec: PipelineSpec, rows: Iterator[dict[str, Any]]) -> dict[str, tuple[int, float]]:
+    """Count and sum of the spec's first value per key: the batch computation to compare
+    with. Rows are validated by the pipeline's input contract, as the worker does; bad
+    ones are left out, as the worker dead-letters them."""
+    parser = EventParser(spec)
     counts: dict[str, int] = defaultdict(int)
-    amounts: dict[str, list[float]] = defaultdict(list)
-    for event in events:
+    values: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
         try:
-            amount = event["amount"]
-            amount = None if amount in ("", None) else float(amount)
-            key = event["customer_id"]
-            if not key or event["ts"] == "not-a-time":
-                continue
-        except (KeyError, ValueError):
+            event = parser.parse_fields(row)
+        except Rejected:
             continue
-        counts[key] += 1
-        if amount is not None:
-            amounts[key].append(amount)
-    return {key: (n, math.fsum(amounts[key])) for key, n in counts.items()}
+        counts[event.key] += 1
+        if (value := event.values[0]) is not None:
+            values[event.key].append(value)
+    return {key: (n, math.fsum(values[key])) for key, n in counts.items()}
 
 
 def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
-    expected = _fold(iter([*_history_events(), *live]))
+    expected = _fold(spec, iter([*_history_events(), *live]))
+    first = spec.values[0]
     keys: list[str] = []
     after = ""
     while True:
@@ -270,7 +271,7 @@ def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
         console.print(
             f"partition {partition}: watermark {status['watermarks_iso'][partition]} ({watermark})"
         )
-    got = {key: (r["count"], r["values"]["amount"]["sum"] or 0.0) for key, r in totals.items()}
+    got = {key: (r["count"], r["values"][first]["sum"] or 0.0) for key, r in totals.items()}
     if got == expected:
         console.print(
             f"[green]✓[/] the worker's totals for all {len(got)} customers equal a "

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, Literal, get_args
+from typing import IO, Any
 
 import orjson
 import pyarrow as pa
@@ -39,16 +39,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-Format = Literal["csv", "jsonl", "parquet"]
-
-SUFFIXES: dict[str, Format] = {
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+from agents.errors import KappaError
+from app.history_formats import FORMATS, SUFFIXES, Format
 
 # Rows per Arrow batch: large enough to amortise the per-batch conversion, small enough
 # that one batch of Python dicts stays a few megabytes.
@@ -72,7 +64,7 @@ _JSON_TYPES = {
 }
 
 
-class HistoryError(Exception):
+class HistoryError(KappaError):
     """A history file that cannot be replayed; the message says what to fix."""
 
 
@@ -173,9 +165,9 @@ class HistoryFile:
     def __init__(self, path: Path, required_fields: Sequence[str], fmt: Format | None) -> None:
         self.path = path
         self.format: Format = fmt if fmt is not None else _format_of(path)
-        if self.format not in get_args(Format):
+        if self.format not in FORMATS:
             raise HistoryError(
-                f"unknown history format {self.format!r}; use one of {', '.join(get_args(Format))}"
+                f"unknown history format {self.format!r}; use one of {', '.join(FORMATS)}"
             )
         try:
             status = path.stat()

@@ -18,8 +18,8 @@ from typing import TypeVar
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from agents.names import PipelineNames
 from app.kafka_client import OffsetQueries
-from app.names import PipelineNames
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

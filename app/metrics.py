@@ -34,13 +34,13 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from agents.pipeline import Pipeline
+from agents.pipeline import WiredPipeline
 from app.input_progress import InputProgress, read_input_progress
 from app.kafka_client import OffsetQueries
-from app.recovery_status import remaining_by_changelog, standby_remaining
 from app.replay_tracker import ReplayTracker, report_number
 from app.settings import KappaSettings
-from app.web import event_times, state_sizes
+from app.status import event_times, state_sizes
+from tables.faust_store import remaining_by_changelog, standby_remaining
 
 LABELS = ("pipeline", "version")
 # A batch is a few milliseconds to a few seconds (a broker that is slow to acknowledge).
@@ -49,14 +49,14 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
-def pipeline_labels(pipeline: Pipeline) -> tuple[str, str]:
+def pipeline_labels(pipeline: WiredPipeline) -> tuple[str, str]:
     return pipeline.spec.name, str(pipeline.spec.version)
 
 
 class BatchMetrics:
     """Histograms of the batches, observed once per batch by the pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: WiredPipeline) -> None:
         self.duration = Histogram(
             "kappa_batch_duration_seconds",
             "Time to apply a fetch of input records, and to store them when a flush is due",
@@ -90,7 +90,7 @@ class WorkerCollector:
     def __init__(
         self,
         app: faust.App,
-        pipeline: Pipeline,
+        pipeline: WiredPipeline,
         tracker: ReplayTracker,
         settings: KappaSettings,
         progress: InputProgress,
@@ -355,7 +355,7 @@ class WorkerCollector:
 
 def register_metrics(
     app: faust.App,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     tracker: ReplayTracker,
     settings: KappaSettings,
     queries: OffsetQueries,

@@ -15,9 +15,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from app.events import ms_to_iso
 from app.group_status import GroupStatus
 from app.replay import ReplayReport
+from tables.times import ms_to_iso
 
 console = Console(stderr=True)
 

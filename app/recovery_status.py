@@ -5,17 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def remaining_by_changelog(app: Any) -> dict[tuple[str, int], int]:
-    """Changelog records still to read, per (changelog topic, partition), for the
-    partitions this worker owns; only those with records left."""
-    active = app.tables.recovery.active_remaining()
-    return {(tp.topic, tp.partition): n for tp, n in sorted(active.items()) if n > 0}
-
-
-def standby_remaining(app: Any) -> int:
-    """Changelog records still to read for this worker's standby replicas."""
-    return sum(max(n, 0) for n in app.tables.recovery.standby_remaining().values())
+from tables.faust_store import recovery_eta_s, remaining_by_changelog, standby_remaining
 
 
 def recovery_status(app: Any) -> dict[str, Any]:
@@ -26,9 +16,7 @@ def recovery_status(app: Any) -> dict[str, Any]:
     # From Faust's start of recovery: the counts are 0 until it has read the changelogs'
     # end offsets, a moment later.
     in_progress = bool(app.in_recovery)
-    # Faust's own estimate, from the time it has taken per changelog record so far.
-    recovery = app.tables.recovery
-    eta = recovery._estimated_active_remaining_secs(remaining) if in_progress else None
+    eta = recovery_eta_s(app, remaining) if in_progress else None
     return {
         "in_progress": in_progress,
         "remaining_records": remaining,

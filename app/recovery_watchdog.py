@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from app.errors import KappaError
+from agents.errors import KappaError
 from app.recovery_status import recovery_status
 
 log = logging.getLogger(__name__)

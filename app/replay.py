@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -34,21 +34,22 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from agents.batch_sender import MAX_BATCH_BYTES
-from app.durations import UNITS_MS, format_duration
-from app.errors import ReplayError
-from app.events import EventParser
+from agents.durations import UNITS_MS, format_duration
+from agents.errors import ReplayError
+from agents.events import EventParser
+from agents.names import PipelineNames
+from agents.outputs import dead_letter_headers
+from agents.partitions import partitions_of
+from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history
+from app.history_formats import Format
 from app.kafka_client import client_options, offset_ranges
-from app.names import PipelineNames
-from app.partitions import partitions_of
 from app.replay_check import BadRowLimit, Disorder
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
 from app.replay_sender import PartitionBatches
 from app.settings import KappaSettings
-from app.spec import PipelineSpec
 from app.topics import ensure_topics
 
-Format = Literal["csv", "jsonl", "parquet"]
 MAX_LISTED_BAD_ROWS = 20
 # How often the progress bar and the control topic hear from a running replay.
 PROGRESS_EVERY_S = 0.1
@@ -106,7 +107,7 @@ class ReplayOptions:
     dry_run: bool = False  # check only: produce nothing
 
 
-class Progress(Protocol):
+class ProgressDisplay(Protocol):
     """What the progress bar is told; the CLI passes a rich implementation."""
 
     def start(self, total_bytes: int) -> None: ...
@@ -166,7 +167,7 @@ async def replay(
     settings: KappaSettings,
     spec: PipelineSpec,
     options: ReplayOptions,
-    progress: Progress,
+    progress: ProgressDisplay,
 ) -> ReplayReport:
     files = open_all(spec, options)
     names = PipelineNames(spec)
@@ -245,7 +246,7 @@ class _Replay:
         self,
         spec: PipelineSpec,
         options: ReplayOptions,
-        progress: Progress,
+        progress: ProgressDisplay,
         files: list[HistoryFile],
         names: PipelineNames,
         report: ReplayReport,
@@ -359,11 +360,9 @@ class _Replay:
             self.names.dead_letter_topic,
             key=f"{row.file}:{row.row_number}".encode(),
             value=row.raw,
-            headers=[
-                ("kappa.reason", row.reason.encode()),
-                ("kappa.detail", row.detail.encode()),
-                ("kappa.source", orjson.dumps({"file": row.file, "row": row.row_number})),
-            ],
+            headers=dead_letter_headers(
+                row.reason, row.detail, {"file": row.file, "row": row.row_number}
+            ),
         )
 
     async def _tick(self, history: HistoryFile | None) -> None:

@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from app.events import EventParser, Rejected
+from agents.events import EventParser, Rejected
 from app.history import HistoryFile, RowBlock
 
 # Good rows read one by one are handed on in batches of this many.

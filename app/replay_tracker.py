@@ -17,8 +17,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
+from agents.names import PipelineNames
 from app.kafka_client import client_options
-from app.names import PipelineNames
 from app.settings import KappaSettings
 
 log = logging.getLogger(__name__)

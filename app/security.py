@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from aiokafka.helpers import create_ssl_context
 
-from app.errors import ConfigError
+from agents.errors import ConfigError
 from app.settings import KappaSettings
 
 

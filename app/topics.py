@@ -9,9 +9,9 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from app.errors import KappaError
+from agents.errors import KappaError
+from agents.names import PipelineNames
 from app.kafka_client import client_options
-from app.names import PipelineNames
 from app.settings import KappaSettings
 
 _COMPACTED = {"cleanup.policy": "compact"}

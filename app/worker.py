@@ -15,23 +15,26 @@ import faust
 import mode.loop
 
 from agents import consumer
-from agents.pipeline import Pipeline
+from agents.batch_loop import CommitPolicy
+from agents.custom import CustomAgentContext
+from agents.names import PipelineNames
+from agents.pipeline import PipelineOptions, WiredPipeline
+from agents.spec import PipelineSpec, load_spec
 from app import codecs, recovery_watchdog
 from app.dashboard import register_dashboard
 from app.kafka_client import OffsetQueries, client_options
 from app.metrics import register_metrics
-from app.names import PipelineNames
 from app.replay_tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
-from app.spec import PipelineSpec, load_spec
 from app.topics import ensure_topics
 from app.web import errors_as_json, register_views
+from tables.pipeline_tables import StoreOptions
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> Pipeline:
+def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> WiredPipeline:
     codecs.register()
     names = PipelineNames(spec)
     datadir = settings.state_dir / names.prefix / settings.resolved_worker_name
@@ -68,7 +71,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         web_in_thread=False,
         web_application_options={"middlewares": [errors_as_json]},
     )
-    pipeline = Pipeline(app, spec, settings, partitions)
+    pipeline = WiredPipeline(app, spec, pipeline_options(settings), partitions)
     tracker = ReplayTracker(settings, names)
     # Faust types this for a Service class, but it starts instances too
     # (App.on_init_extra_service accepts either).
@@ -82,8 +85,17 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     recovery_watchdog.install(app, settings.recovery_stall_timeout)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).
-        importlib.import_module(module).register(app, pipeline)
+        importlib.import_module(module).register(app, CustomAgentContext(pipeline))
     return pipeline
+
+
+def pipeline_options(settings: KappaSettings) -> PipelineOptions:
+    return PipelineOptions(
+        kafka=client_options(settings),
+        store=StoreOptions(settings.rocksdb_block_cache_mb, settings.rocksdb_write_buffer_mb),
+        key_cache=settings.key_cache,
+        commit=CommitPolicy(settings.commit_interval_ms / 1000, settings.commit_events),
+    )
 
 
 class KappaWorker(faust.Worker):
@@ -98,7 +110,7 @@ class KappaWorker(faust.Worker):
     """
 
     def __init__(
-        self, pipeline: Pipeline, *args: Any, shutdown_timeout: float, **kwargs: Any
+        self, pipeline: WiredPipeline, *args: Any, shutdown_timeout: float, **kwargs: Any
     ) -> None:
         super().__init__(pipeline.app, *args, **kwargs)
         self.kappa_pipeline = pipeline

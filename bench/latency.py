@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from app.kafka_client import client_options
-from bench.workers import Pipeline, started, stop, wait_owned
+from bench.workers import BenchPipeline, started, stop, wait_owned
 
 WARM_UP_S = 1.0  # the background load runs this long before the first sample
 POLL_S = 0.002
@@ -92,7 +92,7 @@ async def _probe(producer: AIOKafkaProducer, topic: str, port: int, seconds: flo
 
 
 async def _measure(
-    pipeline: Pipeline, port: int, rate: float, keys: int, seconds: float
+    pipeline: BenchPipeline, port: int, rate: float, keys: int, seconds: float
 ) -> tuple[list[float], int]:
     options = client_options(pipeline.settings)
     load = AIOKafkaProducer(**options, linger_ms=5)
@@ -118,7 +118,7 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
 
-def measure(pipeline: Pipeline, rate: float, seconds: float) -> dict[str, float]:
+def measure(pipeline: BenchPipeline, rate: float, seconds: float) -> dict[str, float]:
     """Latency percentiles (ms) at ``rate`` background events/s, spread over the
     workload's keys, over ``seconds``, on a fresh pipeline shaped like ``pipeline``."""
     fresh = replace(pipeline, run=uuid.uuid4().hex[:8])

@@ -25,11 +25,11 @@ import time
 import uuid
 from pathlib import Path
 
-from app.names import PipelineNames
+from agents.names import PipelineNames
+from agents.spec import load_spec
 from app.settings import KappaSettings
-from app.spec import load_spec
 from app.topics import ensure_topics
-from bench.workers import ROOT, Pipeline, broker_running, free_port
+from bench.workers import ROOT, BenchPipeline, broker_running, free_port
 from bench.workloads import parse_workload
 
 _REPORT = re.compile(r"([\d,]+) events produced .*? \(([\d,]+) events/s\)", re.DOTALL)
@@ -40,7 +40,7 @@ def replay_once(
 ) -> tuple[float, float]:
     """(events/s by the replay's report, events/s by the process's wall time)."""
     # The replay writes to the input topic only; the workload only names the spec's window.
-    pipeline = Pipeline(settings, work, uuid.uuid4().hex[:8], 4, parse_workload("keys1000", 0))
+    pipeline = BenchPipeline(settings, work, uuid.uuid4().hex[:8], 4, parse_workload("keys1000", 0))
     env = {**pipeline.env(1, free_port(), "replay"), "PYTHONPATH": str(checkout)}
     spec = load_spec(Path(env["KAPPA_PIPELINE"]))
     asyncio.run(ensure_topics(settings.model_copy(update={"partitions": 4}), PipelineNames(spec)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.workers import (
     MB,
-    Pipeline,
+    BenchPipeline,
     kappa_distinct_events,
     started,
     stop,
@@ -30,7 +30,7 @@ from bench.workers import (
 )
 
 
-def _group(pipeline: Pipeline, data: Path, events: int, names: list[str]) -> tuple[float, int]:
+def _group(pipeline: BenchPipeline, data: Path, events: int, names: list[str]) -> tuple[float, int]:
     """Seconds and the largest peak RSS of a settled group of workers over a replay."""
     fresh = replace(pipeline, run=uuid.uuid4().hex[:8])
     workers = [fresh.worker(1, name) for name in names]
@@ -47,7 +47,7 @@ def _group(pipeline: Pipeline, data: Path, events: int, names: list[str]) -> tup
         stop(procs)
 
 
-def workers(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
+def workers(pipeline: BenchPipeline, data: Path, events: int) -> dict[str, float]:
     one_s, one_peak = _group(pipeline, data, events, ["worker-a"])
     two_s, two_peak = _group(pipeline, data, events, ["worker-a", "worker-b"])
     return {
@@ -58,7 +58,7 @@ def workers(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
     }
 
 
-def one_partition(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
+def one_partition(pipeline: BenchPipeline, data: Path, events: int) -> dict[str, float]:
     single = replace(pipeline, run=uuid.uuid4().hex[:8], partitions=1)
     log = single.work / f"replay-{single.run}.log"
     if single.replay(data, log).wait() != 0:
@@ -69,5 +69,5 @@ def one_partition(pipeline: Pipeline, data: Path, events: int) -> dict[str, floa
     return {"one_partition_eps": events / seconds, "one_partition_peak_rss_mb": peak / MB}
 
 
-def measure(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
+def measure(pipeline: BenchPipeline, data: Path, events: int) -> dict[str, float]:
     return {**workers(pipeline, data, events), **one_partition(pipeline, data, events)}

@@ -36,7 +36,7 @@ from app.settings import KappaSettings
 from bench import anchor, peer
 from bench.workers import (
     MB,
-    Pipeline,
+    BenchPipeline,
     Seen,
     Worker,
     get_json,
@@ -92,7 +92,7 @@ async def consume_all(options: dict[str, Any], topic: str, decode: bool) -> tupl
         await consumer.stop()
 
 
-def file_to_tables(pipeline: Pipeline, data: Path, events: int) -> dict[str, float]:
+def file_to_tables(pipeline: BenchPipeline, data: Path, events: int) -> dict[str, float]:
     """Replay ``data`` while version 1's worker runs: replay and end-to-end rates, and
     both processes' peak RSS."""
     worker = pipeline.worker(1)
@@ -151,11 +151,11 @@ def run_once(
     data: Path,
     partitions: int,
     work: Path,
-) -> tuple[dict[str, float], Pipeline]:
+) -> tuple[dict[str, float], BenchPipeline]:
     """Every throughput figure for one workload's dataset; returns them and the
     pipeline, whose input topic later measures reuse."""
     events = workload.events
-    pipeline = Pipeline(settings, work, uuid.uuid4().hex[:8], partitions, workload)
+    pipeline = BenchPipeline(settings, work, uuid.uuid4().hex[:8], partitions, workload)
     figures = file_to_tables(pipeline, data, events)
     # kappa, topic -> tables: version 2 of the pipeline reads the same, already full topic.
     last: list[Any] = []

@@ -98,7 +98,7 @@ class Worker:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class BenchPipeline:
     """One generated pipeline of the benchmark: its input topic, spec files and the
     environment of its workers. Each version reads the same input topic afresh."""
 

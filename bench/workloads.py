@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.durations import format_duration
+from agents.durations import format_duration
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -1,11 +1,11 @@
-"""A mergeable aggregate of one key, or of one key's window (pure, no I/O).
+"""The exact aggregate of one key, or of one key's window (pure, no I/O).
 
 It keeps ``count`` (SQL ``COUNT(*)``) and, for each numeric value field, the non-null
 count, an exact sum, the minimum and the maximum. ``None`` is SQL NULL: counted by
 ``count``, ignored by the other metrics, which are ``None`` for a field with no
 non-null value.
 
-The sum is exact whatever the order and batching of ``add``, ``add_rows`` and ``merge``:
+The sum is exact whatever the order and batching of ``add`` and ``add_rows``:
 each field keeps the canonical expansion of its exact total (``exact_terms``:
 non-overlapping terms, as Shewchuk's partials behind ``math.fsum``), built with a few
 ``math.fsum`` calls per group of values. Its value is ``math.fsum(terms)``,
@@ -15,7 +15,7 @@ count, so an independent oracle computes both as ``math.fsum(values)`` and
 
 Signed zeros are normalised to ``+0.0`` (a sum of zeros is ``+0.0``, as ``math.fsum``
 gives), so that ``to_state`` is canonical: equal multisets of events give equal states,
-however they were batched, ordered and merged.
+however they were batched and ordered.
 
 Values must be finite (validated upstream). A sum whose running total leaves the float
 range raises ``OverflowError`` (as ``math.fsum`` does) and leaves the aggregate unchanged.
@@ -26,9 +26,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
-METRICS = ("count", "sum", "min", "max", "mean")
+Metric = Literal["count", "sum", "min", "max", "mean"]
+METRICS: tuple[Metric, ...] = get_args(Metric)
 _VALUE_METRICS = METRICS[1:]  # in the order results list them
 
 
@@ -39,7 +40,7 @@ def exact_terms(values: Sequence[float]) -> list[float]:
     Every step is one ``math.fsum`` (C, exact then rounded) over the values and the terms
     taken so far, so a group of any size costs a few C passes instead of a Python loop per
     value. It depends only on the exact total, so equal multisets give equal expansions
-    however they were split and merged. Raises ``OverflowError`` (from ``fsum``) when the
+    however they were split. Raises ``OverflowError`` (from ``fsum``) when the
     total leaves the float range.
     """
     if len(values) <= 2:
@@ -123,18 +124,6 @@ class Agg:
                 raise ValueError(f"expected {width} values, got {len(row)}")
         columns = list(zip(*rows, strict=True)) if rows else [()] * width
         self._fold(len(rows), [[v for v in column if v is not None] for column in columns])
-
-    def merge(self, other: Agg) -> None:
-        """Add every event of ``other`` (which is left unchanged)."""
-        if len(other._n) != len(self._n):
-            raise ValueError(f"expected {len(self._n)} values, got {len(other._n)}")
-        # Sums first: the only step that can fail, and it leaves self untouched.
-        terms = [exact_terms(t + o) for t, o in zip(self._terms, other._terms, strict=True)]
-        self._terms = terms
-        self.count += other.count
-        for j, on in enumerate(other._n):
-            self._n[j] += on
-            self._bound(j, other._min[j], other._max[j])
 
     def _fold(self, count: int, columns: list[list[float]]) -> None:
         # Sums first: the only step that can fail, and it leaves self untouched.

@@ -1,16 +1,17 @@
-"""The per-partition watermark and the lateness and expiry policy (pure, no I/O).
+"""The per-partition watermark, and the lateness, closing and expiry policy (pure, no I/O).
 
 A partition's watermark is the maximum event time seen on it minus the allowed lateness;
 it is ``None`` until the partition has seen an event. Everything here runs on event
 time: the wall clock never closes a window or expires state, so replaying old history
 behaves exactly like receiving it live.
 
-Policy:
+Policy (``agents.processor`` applies it, a batch at a time):
 
 - an event is *late* iff the watermark exists and its event time is behind it
-  (``ts_ms < watermark``). Lateness is decided per event, not per window, so an event
-  is either counted everywhere (totals and every window) or nowhere; it is never half
-  counted;
+  (``ts_ms < watermark``), judged against the watermark as it stood just before the
+  event. A late event counts in its key's totals (which have no window to close) and in
+  the late-events topic, and is kept out of every window: it is never half counted in
+  some windows and not others;
 - a window is *closed* once the watermark reaches its exclusive end (``watermark >=
   end``). Every window holding ``ts`` ends after ``ts``, so all windows of an event that
   is not late are still open;
@@ -40,10 +41,16 @@ def is_late(ts_ms: int, watermark: int | None) -> bool:
 
 
 def is_closed(window_end_ms: int, watermark: int | None) -> bool:
-    """Whether the window ending (exclusively) at ``window_end_ms`` is closed."""
+    """Whether the window ending (exclusively) at ``window_end_ms`` is closed
+    (``tables.windows.starts_closing`` lists, by range, the windows an advance closes)."""
     return watermark is not None and watermark >= window_end_ms
+
+
+def expiry_ms(window_end_ms: int, retention_ms: int) -> int:
+    """The watermark at which a closed window's state may be deleted."""
+    return window_end_ms + retention_ms
 
 
 def expired(window_end_ms: int, retention_ms: int, watermark: int | None) -> bool:
     """Whether a closed window's state may be deleted: retention runs on the watermark."""
-    return watermark is not None and watermark >= window_end_ms + retention_ms
+    return watermark is not None and watermark >= expiry_ms(window_end_ms, retention_ms)

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from app.errors import BrokerError
+from agents.errors import BrokerError
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>

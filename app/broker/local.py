@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 from aiokafka import AIOKafkaClient
 
+from agents.errors import BrokerError
 from app.broker.jars import kafka_libs, require_tool
-from app.errors import BrokerError
 from app.settings import LOCAL_HOST, KappaSettings
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.pipeline import expected_partition
+from agents.partitions import expected_partition
 from app.settings import KappaSettings
 from tests.support.kafka import produce_raw, read_all
 from tests.support.results import wait_processed

@@ -15,11 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.batch_sender import default_partition
+from agents.partitions import default_partition
 from app.datagen import DatasetShape, generate, write
-from app.events import datetime_to_ms
 from app.kafka_client import offset_ranges
 from app.settings import KappaSettings
+from tables.times import datetime_to_ms
 from tests.support.kafka import read_all
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess, kappa_cli, run_kappa

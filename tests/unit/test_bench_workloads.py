@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.spec import load_spec
+from agents.spec import load_spec
 from bench.workers import SPEC
 from bench.workloads import DEFAULT, SMOKE, parse_workloads
 from tables.windows import WindowDef

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from app.events import MAX_TS_MS, MIN_TS_MS, EventParser, Rejected, datetime_to_ms
-from app.spec import parse_spec
+from agents.events import MAX_TS_MS, MIN_TS_MS, EventParser, Rejected
+from agents.spec import parse_spec
+from tables.times import datetime_to_ms
 
 TIME_FORMATS = ["auto", "iso8601", "epoch_s", "epoch_ms"]
 

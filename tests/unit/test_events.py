@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.events import Event, EventParser, Rejected
-from app.spec import PipelineSpec, parse_spec
+from agents.events import Event, EventParser, Rejected
+from agents.spec import PipelineSpec, parse_spec
 
 # Bounds of the accepted time range (years 1 to 9999 UTC), in seconds.
 FIRST_S = calendar.timegm((1, 1, 1, 0, 0, 0))
@@ -156,7 +156,8 @@ def test_rejections_name_the_field(change: dict[str, Any], reason: str, field: s
     rejected = rejection(AUTO, GOOD | change)
     assert rejected.reason == reason
     assert field in rejected.detail
-    assert str(rejected) == f"{reason}: {rejected.detail}"
+    assert rejected.message == f"{reason}: {rejected.detail}"
+    assert "dead-letter topic" in str(rejected)  # the hint: what to do about it
 
 
 @pytest.mark.parametrize(
@@ -407,9 +408,13 @@ def test_epoch_seconds_numbers_and_strings_agree(whole: int, fraction: str) -> N
     text = f"{whole}.{fraction}" if fraction else str(whole)
     expected = math.floor(Fraction(text) * 1000)
     assert ts_of(EPOCH_S, text) == expected
-    assert EPOCH_S.parse_bytes(b'{"customer_id": 1, "ts": %s}' % text.encode()).ts_ms == expected
-    if len(text.lstrip("-").replace(".", "").lstrip("0")) <= 15:  # float keeps <= 15 digits
+    as_string = b'{"customer_id": 1, "ts": "%s"}' % text.encode()
+    assert EPOCH_S.parse_bytes(as_string).ts_ms == expected
+    # A JSON number is read as a double, which keeps 15 significant digits.
+    if len(text.lstrip("-").replace(".", "").lstrip("0")) <= 15:
         assert ts_of(EPOCH_S, float(text)) == expected
+        as_number = b'{"customer_id": 1, "ts": %s}' % text.encode()
+        assert EPOCH_S.parse_bytes(as_number).ts_ms == expected
 
 
 @given(st.integers(min_value=FIRST_S * 1000, max_value=LAST_S * 1000 + 999))

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
+from agents.names import PipelineNames
+from agents.spec import parse_spec
 from app.input_progress import InputProgress, read_input_progress
 from app.kafka_client import OffsetQueries
-from app.names import PipelineNames
-from app.spec import parse_spec
 
 SPEC = {
     "name": "silent",

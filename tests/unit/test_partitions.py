@@ -7,8 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.batch_sender import default_partition
-from app.partitions import partitions_of
+from agents.partitions import default_partition, partitions_of
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,4 +1,4 @@
-"""The pure aggregation core (``agents.aggregation``), checked against a plain Python fold.
+"""The pure aggregation core (``agents.processor``), checked against a plain Python fold.
 
 No Kafka and no Faust: ``DictState`` implements ``PartitionState`` with dicts of JSON bytes,
 round-tripping every record through ``to_state``/``from_state`` and orjson the way the
@@ -27,15 +27,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.aggregation import (
-    AggregationConfig,
-    KeyRecord,
-    Outcome,
-    PartitionProcessor,
-    Progress,
-    WindowResult,
-)
-from app.events import Event
+from agents.events import Event
+from agents.processor import Outcome, PartitionProcessor
+from tables.aggregation_config import AggregationConfig
+from tables.records import KeyRecord, PartitionProgress, WindowResult
 from tables.windows import WindowDef, in_zone
 from tests.support.times import starts_holding
 
@@ -65,10 +60,14 @@ class DictState:
     def put_key(self, key: str, record: KeyRecord) -> None:
         self.keys[key] = orjson.dumps(record.to_state())
 
-    def get_progress(self) -> Progress | None:
-        return None if self.progress is None else Progress.from_state(orjson.loads(self.progress))
+    def get_progress(self) -> PartitionProgress | None:
+        return (
+            None
+            if self.progress is None
+            else PartitionProgress.from_state(orjson.loads(self.progress))
+        )
 
-    def put_progress(self, progress: Progress) -> None:
+    def put_progress(self, progress: PartitionProgress) -> None:
         self.progress = orjson.dumps(progress.to_state())
 
     def put_closed(self, result: WindowResult) -> None:

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.batch_sender import default_partition
-from app.partitions import partitions_of
+from agents.partitions import default_partition, partitions_of
 from app.replay_check import BadRowLimit, Disorder
 
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.events import EventParser, Rejected
+from agents.spec import parse_spec
 from app import history
-from app.events import EventParser, Rejected
 from app.history import open_history
 from app.replay_rows import BadRow, GoodRows, json_rows, read_rows
-from app.spec import parse_spec
 
 PARSER = EventParser(
     parse_spec(

@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 import pytest
 
-from app.errors import ConfigError
+from agents.errors import ConfigError
 from app.kafka_client import client_options
 from app.security import faust_credentials
 from app.settings import KappaSettings

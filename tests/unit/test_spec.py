@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.errors import ConfigError
-from app.spec import SpecError, load_spec, parse_spec
+from agents.errors import ConfigError
+from agents.spec import SpecError, load_spec, parse_spec
 from tables.windows import WindowDef
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "orders.toml"

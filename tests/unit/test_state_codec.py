@@ -1,4 +1,4 @@
-"""kappa writes table keys and values with orjson directly (agents.state); Faust reads
+"""kappa writes table keys and values with orjson directly (tables.partition_state); Faust reads
 them back with its table codec, "json". The two must agree byte for byte on every kind
 of value kappa stores."""
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from faust.serializers import codecs
 
-from agents.aggregation import KeyRecord, Progress
-from agents.state import closed_key, decode, encode
 from tables.aggregates import Agg
+from tables.faust_store import decode, encode
+from tables.records import KeyRecord, PartitionProgress, closed_key
 
 
 def _record() -> KeyRecord:
@@ -26,8 +26,8 @@ def _record() -> KeyRecord:
 VALUES: list[Any] = [
     _record().to_state(),
     KeyRecord(fence=0, totals=Agg.empty(1), windows={}).to_state(),
-    Progress(max_event_ms=1_704_067_200_123, offset=99).to_state(),
-    Progress().to_state(),
+    PartitionProgress(max_event_ms=1_704_067_200_123, offset=99).to_state(),
+    PartitionProgress().to_state(),
     {"key": "ü-ключ", "window": "1d/6h", "start_ms": -86_400_000, "final": True, "count": 3},
     ["c1", "c2", 'quote"d', "tab\tbed"],
     None,

@@ -1,177 +1,23 @@
 """The pure core of kappa's aggregation: one partition's events in, state updates out.
 
 Nothing here touches Kafka or Faust. ``PartitionProcessor`` reads and writes through
-a small ``PartitionState`` protocol, which the Faust agent implements with
-RocksDB-backed tables and the unit tests implement with dicts.
-
-State, per key, is one record: the source offset of the last event applied (the
-fence), the running totals, and the key's open windows. Keeping them in one record
-makes every update of a key a single atomic write, and the fence makes a replayed
-event (after a crash, before the source offset was committed) a no-op.
-
-Policy:
-- the watermark of a partition is its maximum event time minus the allowed lateness;
-- an event behind the watermark is late: it counts in the key's totals (which have no
-  window to close) and in the late-events topic, and it is kept out of the windows;
-- a window closes when the watermark reaches its end; its final result is emitted
-  once and kept, queryable, until the watermark passes its end plus the retention.
+the ``tables.partition_state.PartitionState`` protocol, which the worker implements with
+RocksDB-backed Faust tables and the unit tests with dicts. The records it keeps are in
+``tables.records``; the lateness, closing and expiry policy in ``tables.watermark``.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-import orjson
-
-from app.events import Event, ms_to_iso
+from agents.events import Event
 from tables.aggregates import Agg
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import PartitionState
+from tables.records import KeyRecord, PartitionProgress, WindowResult, bucket_id, parse_bucket_id
+from tables.watermark import expired, expiry_ms, is_late, watermark_of
 from tables.windows import WindowDef, starts_closing, window_end, window_starts
-
-
-def bucket_id(window: WindowDef, start: int) -> str:
-    """Names one aligned window instance, e.g. ``1h@1700000000000``."""
-    return f"{window.name}@{start}"
-
-
-def parse_bucket_id(bucket: str) -> tuple[str, int]:
-    name, _, start = bucket.rpartition("@")
-    return name, int(start)
-
-
-@dataclass(slots=True)
-class KeyRecord:
-    fence: int
-    totals: Agg
-    windows: dict[str, Agg]
-
-    def to_state(self) -> list[Any]:
-        return [
-            self.fence,
-            self.totals.to_state(),
-            {bucket: agg.to_state() for bucket, agg in self.windows.items()},
-        ]
-
-    @classmethod
-    def from_state(cls, state: Sequence[Any]) -> KeyRecord:
-        fence, totals, windows = state
-        return cls(
-            fence=int(fence),
-            totals=Agg.from_state(totals),
-            windows={bucket: Agg.from_state(agg) for bucket, agg in windows.items()},
-        )
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    """A window's aggregate; ``final`` once the window has closed."""
-
-    key: str
-    window: str
-    start_ms: int
-    end_ms: int
-    final: bool
-    result: dict[str, Any]
-
-    def as_json(self) -> dict[str, Any]:
-        """Its JSON object, built once: a closed window's goes to the closed table and to
-        the results topic. Read it, never change it."""
-        return self._json
-
-    @functools.cached_property
-    def encoded(self) -> bytes:
-        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once."""
-        return orjson.dumps(self._json)
-
-    @functools.cached_property
-    def _json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "window": self.window,
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "start": ms_to_iso(self.start_ms),
-            "end": ms_to_iso(self.end_ms),
-            "final": self.final,
-            **self.result,
-        }
-
-    @property
-    def result_key(self) -> str:
-        """The compacted output topic's key: one final result per key and window."""
-        return f"{self.key}|{self.window}|{self.start_ms}"
-
-
-@dataclass(slots=True)
-class Progress:
-    """A partition's progress: its maximum event time, and the checkpoint: the last
-    source offset whose effects are all stored."""
-
-    max_event_ms: int | None = None
-    offset: int = -1
-
-    def to_state(self) -> list[Any]:
-        return [self.max_event_ms, self.offset]
-
-    @classmethod
-    def from_state(cls, state: Sequence[Any]) -> Progress:
-        max_event_ms, offset = state
-        return cls(max_event_ms=max_event_ms, offset=int(offset))
-
-
-class PartitionState(Protocol):
-    """Storage of one partition, as the processor sees it."""
-
-    def get_key(self, key: str) -> KeyRecord | None: ...
-    def put_key(self, key: str, record: KeyRecord) -> None: ...
-    def get_progress(self) -> Progress | None: ...
-    def put_progress(self, progress: Progress) -> None: ...
-    def put_closed(self, result: WindowResult) -> None: ...
-    def delete_closed(self, key: str, window: str, start_ms: int) -> None: ...
-    def get_bucket_keys(self, bucket: str) -> list[str]: ...
-    def put_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
-    def delete_bucket_keys(self, bucket: str) -> None: ...
-    def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]: ...
-    def iter_buckets(self) -> Iterator[str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AggregationConfig:
-    value_names: tuple[str, ...]
-    metrics: tuple[str, ...]
-    windows: tuple[WindowDef, ...]
-    lateness_ms: int
-    retention_ms: int
-
-    def window(self, name: str) -> WindowDef:
-        for window in self.windows:
-            if window.name == name:
-                return window
-        raise KeyError(name)
-
-    def watermark(self, progress: Progress) -> int | None:
-        if progress.max_event_ms is None:
-            return None
-        return progress.max_event_ms - self.lateness_ms
-
-    def result(
-        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
-    ) -> WindowResult:
-        return WindowResult(
-            key=key,
-            window=window.name,
-            start_ms=start,
-            end_ms=window_end(start, window),
-            final=final,
-            result=agg.result(self.value_names, self.metrics),
-        )
-
-    def open_windows(self, key: str, record: KeyRecord) -> Iterator[WindowResult]:
-        for bucket, agg in record.windows.items():
-            name, start = parse_bucket_id(bucket)
-            yield self.result(key, self.window(name), start, agg, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +55,7 @@ class PartitionProcessor:
     def __init__(self, config: AggregationConfig, state: PartitionState) -> None:
         self.config = config
         self.state = state
-        self.progress = state.get_progress() or Progress()
+        self.progress = state.get_progress() or PartitionProgress()
         # Open window instances -> keys that have them; rebuilt from the key records,
         # so it never needs to be stored.
         self._open: dict[str, set[str]] = {}
@@ -226,7 +72,7 @@ class PartitionProcessor:
 
     @property
     def watermark(self) -> int | None:
-        return self.config.watermark(self.progress)
+        return watermark_of(self.progress.max_event_ms, self.config.lateness_ms)
 
     def open_window_count(self) -> int:
         """Open windows summed over keys: one per key and window instance."""
@@ -272,17 +118,17 @@ class PartitionProcessor:
         high = progress.max_event_ms
         # Before the partition's first event there is no watermark and no open window;
         # the first event's windows all end after the watermark it sets.
-        before = (events[0][1].ts_ms if high is None else high) - lateness
+        before = watermark_of(events[0][1].ts_ms if high is None else high, lateness)
         # Per key: (offset, event, the watermark it is behind if it is late, else None).
         groups: dict[str, list[tuple[int, Event, int | None]]] = {}
         for offset, event in events:
             ts = event.ts_ms
             if high is None or ts > high:
-                high = ts
+                high = ts  # a new maximum: not late (an event never makes itself late)
                 groups.setdefault(event.key, []).append((offset, event, None))
             else:
-                watermark = high - lateness
-                behind = watermark if ts < watermark else None
+                watermark = watermark_of(high, lateness)
+                behind = watermark if is_late(ts, watermark) else None
                 groups.setdefault(event.key, []).append((offset, event, behind))
         for key, items in groups.items():
             self._apply_key(key, items, outcome)
@@ -365,16 +211,17 @@ class PartitionProcessor:
 
     def _expiry_ms(self, bucket: str) -> int:
         name, start = parse_bucket_id(bucket)
-        return window_end(start, self.config.window(name)) + self.config.retention_ms
+        return expiry_ms(window_end(start, self.config.window(name)), self.config.retention_ms)
 
     def _expire(self, watermark: int) -> None:
         """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
         buckets = self._closed
         expired_count = 0
+        retention = self.config.retention_ms
         for bucket in buckets:
-            if watermark < self._expiry_ms(bucket):
-                break
             name, start = parse_bucket_id(bucket)
+            if not expired(window_end(start, self.config.window(name)), retention, watermark):
+                break
             for key in self.state.get_bucket_keys(bucket):
                 self.state.delete_closed(key, name, start)
             self.state.delete_bucket_keys(bucket)

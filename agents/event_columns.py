@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from app.events import AUTO_MS_THRESHOLD, MAX_TS_MS, MIN_TS_MS, Rejected
+from agents.events import AUTO_MS_THRESHOLD, MAX_TS_MS, MIN_TS_MS, Rejected
 
 if TYPE_CHECKING:
-    from app.events import EventParser
+    from agents.events import EventParser
 
 # Whole numbers of seconds or milliseconds short enough that scaling them cannot overflow.
 _MAX_INTEGER_DIGITS = 15

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.spec import PipelineSpec
+from agents.spec import PipelineSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,13 +31,12 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, core_schema
 
-from app.durations import UNITS_MS, format_duration, parse_duration
-from app.errors import ConfigError
+from agents.durations import UNITS_MS, format_duration, parse_duration
+from agents.errors import ConfigError
+from tables.aggregates import METRICS, Metric
 from tables.windows import WindowDef, in_zone
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
-Metric = Literal["count", "sum", "min", "max", "mean"]
-METRICS: tuple[Metric, ...] = get_args(Metric)
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")

@@ -15,9 +15,11 @@ Event time (epoch milliseconds, UTC)
     ``iso8601``: anything ``datetime.fromisoformat`` reads, with or without an offset;
     a time without an offset is UTC, and a date alone is its midnight.
     ``epoch_s`` / ``epoch_ms``: a number, or a string holding one (CSV); seconds may be
-    fractional. ``auto``: numbers and numeric strings are epoch times, milliseconds
-    when ``abs(x) >= 1e11`` and seconds otherwise (1e11 s is the year 5138 and 1e11 ms
-    is 1973, so real times fall clearly on one side); other strings are ISO-8601. In
+    fractional; a JSON number is read as a double, which keeps 15 significant digits, so
+    write a time with more digits than that as a string. ``auto``: numbers and numeric
+    strings are epoch times, milliseconds when ``abs(x) >= 1e11`` and seconds otherwise
+    (1e11 s is the year 5138 and 1e11 ms is 1973, so real times fall clearly on one
+    side); other strings are ISO-8601. In
     ``auto``, an all-digit string such as ``20240501`` is therefore seconds; use
     ``iso8601`` for such compact dates. In every format, a ``datetime`` or ``date``
     object (a Parquet timestamp or date column) is taken as is, naive meaning UTC.
@@ -36,23 +38,24 @@ Values
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from app.spec import PipelineSpec, short_repr
+from agents.errors import KappaError
+from agents.spec import PipelineSpec, short_repr
+from tables.times import datetime_to_ms
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from app.event_columns import ParsedColumns
+    from agents.event_columns import ParsedColumns
 
 RejectReason = Literal[
     "oversized",
@@ -93,42 +96,22 @@ class Event:
     fields: Mapping[str, Any]
 
 
-class Rejected(Exception):
+class Rejected(KappaError):
     """A record that cannot become an event.
 
     ``reason`` is a stable code (see ``RejectReason``) for counting and routing;
-    ``detail`` says, for people, which field and value were wrong.
+    ``detail`` says, for people, which field and value were wrong. The record goes to
+    the dead-letter topic with both; the hint says what its producer should change.
     """
 
     def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(reason, detail)
+        super().__init__(
+            f"{reason}: {detail}",
+            hint="fix the producer of this record; the record itself is kept in the "
+            "dead-letter topic with this reason",
+        )
         self.reason = reason
         self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
-
-
-def datetime_to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of ``moment``, floored; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    # Exact, unlike timestamp(); a timedelta keeps seconds and microseconds non-negative,
-    # so this floors before the epoch too.
-    since = moment - _EPOCH
-    return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
-
-
-# Window starts and ends repeat across keys: a closed window's result formats them again.
-@functools.lru_cache(maxsize=8192)
-def ms_to_iso(ms: int) -> str | None:
-    """``ms`` as ISO-8601 UTC: ``2024-03-10T05:00:00Z``, or ``...00.250Z`` when it has
-    milliseconds. None outside the years 1 to 9999, which a window can reach at the edges."""
-    try:
-        moment = datetime(1970, 1, 1) + timedelta(milliseconds=ms)
-    except OverflowError:
-        return None
-    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds") + "Z"
 
 
 MIN_TS_MS = datetime_to_ms(datetime.min)
@@ -198,7 +181,7 @@ class EventParser:
     def parse_columns(self, table: pa.Table) -> ParsedColumns:
         """Validate every row of a table, as ``parse_fields`` would each row, at the cost of
         a few whole-column operations when the columns are text (CSV rows)."""
-        from app.event_columns import parse_columns  # pyarrow, which workers do not need
+        from agents.event_columns import parse_columns  # pyarrow, which workers do not need
 
         return parse_columns(self, table)
 

@@ -1,16 +1,32 @@
-"""The partition of every key of a column at once, as Kafka's default partitioner picks it.
+"""Which partition a key belongs on: Kafka's default partitioner (murmur2), which the
+input's producers, the worker's routing check and the replay all use.
 
-``agents.batch_sender.default_partition`` hashes one key with aiokafka's murmur2, which
-is pure Python: a few microseconds a key, more than all the rest of a replay spends on a
-row. Here murmur2 runs on whole columns with Arrow's integer kernels, on 32-bit unsigned
-integers, which wrap on overflow as the Java original's ints do. A unit test checks it
-against ``default_partition``.
+``default_partition`` hashes one key with aiokafka's murmur2, which is pure Python: a few
+microseconds a key. ``expected_partition`` caches it for the hot path (hot keys hit the
+cache). ``partitions_of`` runs murmur2 on whole columns with Arrow's integer kernels, on
+32-bit unsigned integers, which wrap on overflow as the Java original's ints do, for the
+replay; a unit test checks it against ``default_partition``.
 """
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 import pyarrow.compute as pc
+from aiokafka.partitioner import murmur2
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java, aiokafka) picks for ``key``."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@functools.lru_cache(maxsize=65_536)
+def expected_partition(key: str, partitions: int) -> int:
+    """The partition an event's key belongs on."""
+    return default_partition(key.encode(), partitions)
+
 
 _U32 = pa.uint32()
 _SEED = 0x9747B28C

@@ -1,0 +1,43 @@
+"""What a pipeline computes, as its state sees it: the values, metrics and windows, the
+lateness and the retention; and how an aggregate becomes a window result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tables.aggregates import Agg
+from tables.records import KeyRecord, WindowResult, parse_bucket_id
+from tables.windows import WindowDef, window_end
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationConfig:
+    value_names: tuple[str, ...]
+    metrics: tuple[str, ...]
+    windows: tuple[WindowDef, ...]
+    lateness_ms: int
+    retention_ms: int
+
+    def window(self, name: str) -> WindowDef:
+        for window in self.windows:
+            if window.name == name:
+                return window
+        raise KeyError(name)
+
+    def result(
+        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
+    ) -> WindowResult:
+        return WindowResult(
+            key=key,
+            window=window.name,
+            start_ms=start,
+            end_ms=window_end(start, window),
+            final=final,
+            result=agg.result(self.value_names, self.metrics),
+        )
+
+    def open_windows(self, key: str, record: KeyRecord) -> Iterator[WindowResult]:
+        for bucket, agg in record.windows.items():
+            name, start = parse_bucket_id(bucket)
+            yield self.result(key, self.window(name), start, agg, False)

@@ -1,0 +1,94 @@
+"""Read-only queries over a pipeline's state, for the API.
+
+A partition that this worker is applying is read through its live state, which holds
+the changes not stored yet, so an answer is never older than what the worker has applied;
+any other partition is read from its stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import TablePartitionState
+from tables.pipeline_tables import PipelineTables
+from tables.records import KeyRecord, WindowResult, closed_key
+from tables.watermark import watermark_of
+from tables.windows import WindowDef, starts_between
+
+
+class StateQueries:
+    def __init__(
+        self,
+        tables: PipelineTables,
+        config: AggregationConfig,
+        live_state: Callable[[int], TablePartitionState | None],
+        running_watermark: Callable[[int], int | None],
+    ) -> None:
+        self.tables = tables
+        self.config = config
+        self._live_state = live_state
+        self._running_watermark = running_watermark
+
+    def key(self, key: str, partition: int) -> KeyRecord | None:
+        """A key's record as this worker last applied it (stored or not yet)."""
+        live = self._live_state(partition)
+        if live is not None:
+            return live.get_key(key)
+        state = self.tables.keys.get(key)
+        return None if state is None else KeyRecord.from_state(state)
+
+    def closed(self, key: str, partition: int, window: str, start_ms: int) -> dict[str, Any] | None:
+        """A closed window's final result, while it is retained."""
+        live = self._live_state(partition)
+        if live is not None:
+            return live.get_closed(key, window, start_ms)
+        result: dict[str, Any] | None = self.tables.closed.get(closed_key(key, window, start_ms))
+        return result
+
+    def partition_watermark(self, partition: int) -> int | None:
+        """The running processor's watermark, or the stored one."""
+        watermark = self._running_watermark(partition)
+        if watermark is not None:
+            return watermark
+        progress = self.tables.partition_state(partition).get_progress()
+        return (
+            None
+            if progress is None
+            else watermark_of(progress.max_event_ms, self.config.lateness_ms)
+        )
+
+    def keys_page(self, after: str, limit: int) -> tuple[list[str], str | None]:
+        """Up to ``limit`` keys after ``after`` in order, and the key to continue after."""
+        keys = sorted(key for key in self.tables.keys if key > after)
+        page = keys[:limit]
+        return page, page[-1] if len(keys) > limit else None
+
+    def windows(
+        self,
+        key: str,
+        partition: int,
+        record: KeyRecord,
+        windows: Sequence[WindowDef],
+        start: int,
+        end: int,
+    ) -> list[dict[str, Any]]:
+        """The key's windows of ``windows`` starting in [start, end), in order: open ones
+        from its record, closed ones while they are retained."""
+        wanted = {window.name for window in windows}
+        results: dict[tuple[str, int], WindowResult | dict[str, Any]] = {
+            (r.window, r.start_ms): r
+            for r in self.config.open_windows(key, record)
+            if r.window in wanted and start <= r.start_ms < end
+        }
+        for window in windows:
+            for s in starts_between(start, end, window):
+                if (window.name, s) not in results:
+                    closed = self.closed(key, partition, window.name, s)
+                    if closed is not None:
+                        results[(window.name, s)] = closed
+        return [
+            r.as_json() if isinstance(r, WindowResult) else r
+            for r in (results[k] for k in sorted(results))
+        ]

@@ -329,7 +329,7 @@ def verify(pipeline: Path | None, version: int | None, as_json: bool) -> None:
     compared and the first differences (key, window, field, expected, actual). A
     version still catching up is compared as far as it has processed, and said so.
     """
-    from app.spec import load_spec
+    from agents.spec import load_spec
     from app.verify import verify as run_verify
     from app.verify_progress import VerifyProgress
 

@@ -28,19 +28,19 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from app.errors import KappaError
-from app.events import ms_to_iso
+from agents.errors import KappaError
+from agents.names import PipelineNames
+from agents.partitions import partitions_of
+from agents.spec import PipelineSpec
 from app.exit_codes import ExitCode
 from app.kafka_client import client_options, offset_ranges
-from app.names import PipelineNames
-from app.partitions import partitions_of
 from app.settings import KappaSettings
-from app.spec import PipelineSpec
 from app.verify_actual import WorkerApi, read_actual, read_finals, time_ranges
 from app.verify_batch import batch_answer, connect
 from app.verify_compare import Comparison, Difference, compare
 from app.verify_input import InputRead, InputReader, OnProgress, Seam, quiet, read_seam
 from app.version_workers import version_workers
+from tables.times import ms_to_iso
 from tables.windows import DAY_MS
 
 SHOWN = 10  # differences shown in the summary; --json has them all

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from app.errors import KappaError
-from app.names import PipelineNames
+from agents.errors import KappaError
+from agents.names import PipelineNames
 from app.settings import KappaSettings
 from app.verify_batch import WindowId
 from app.verify_input import OnProgress, read_topic

@@ -39,7 +39,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from app.spec import PipelineSpec
+from agents.spec import PipelineSpec
 from tables.windows import DAY_MS, WindowDef
 
 WindowId = tuple[str, str, int]  # key, window name, start ms

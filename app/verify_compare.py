@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.spec import PipelineSpec
+from agents.spec import PipelineSpec
 from app.verify_actual import Actual, WorkerView
 from app.verify_batch import BatchAnswer
 

@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.events import EventParser, Rejected
+from agents.events import EventParser, Rejected
+from agents.names import PipelineNames
+from agents.partitions import partitions_of
+from agents.spec import PipelineSpec
 from app.kafka_client import client_options, offset_ranges
-from app.names import PipelineNames
-from app.partitions import partitions_of
 from app.settings import KappaSettings
-from app.spec import PipelineSpec
 from app.verify_batch import event_schema
 
 SEAM_KEY = b"seam"

@@ -16,7 +16,7 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
-from app.errors import KappaError
+from agents.errors import KappaError
 from app.kafka_client import client_options
 from app.settings import KappaSettings
 

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 
+from agents.spec import PipelineSpec, parse_spec
 from app.datagen import generate
-from app.spec import PipelineSpec, parse_spec
 from app.verify_batch import BatchAnswer, batch_answer, connect, event_schema
 from tests.support.datasets import CRASH
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from agents.spec import PipelineSpec, parse_spec
 from app.settings import KappaSettings
-from app.spec import PipelineSpec, parse_spec
 from app.verify_actual import Actual, WorkerView
 from app.verify_batch import BatchAnswer, ExpectedWindow
 from app.verify_compare import Comparison, compare, flatten

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.compute as pc
+from aiokafka.errors import KafkaError
 
 from agents.errors import KappaError
 from agents.names import PipelineNames
@@ -180,8 +181,21 @@ async def verify(
 
     Raises ``KappaError`` when it cannot compare: an unknown pipeline or version
     (``UnknownVersion``), a version with no running worker (``NoWorkers``), a worker
-    that does not answer, a missing input topic.
+    that does not answer, Kafka failing, a missing input topic. It changes nothing.
     """
+    try:
+        return await _verify(settings, spec, version, on_progress or quiet)
+    except KafkaError as exc:
+        raise KappaError(
+            f"Kafka failed: {exc!r}; nothing was compared (verify changes nothing)",
+            hint=f"check that Kafka answers at {settings.bootstrap} (`kappa kafka start` starts"
+            " the local one; KAPPA_BOOTSTRAP_SERVERS names another), then run verify again",
+        ) from exc
+
+
+async def _verify(
+    settings: KappaSettings, spec: PipelineSpec, version: int | None, progress: OnProgress
+) -> VerifyReport:
     started = time.monotonic()
     if version is not None and version != spec.version:
         spec = spec.model_copy(update={"version": version})
@@ -189,7 +203,6 @@ async def verify(
     urls = await version_workers(settings, spec.name, spec.version)
     seam = await read_seam(settings, names)
     begins, ends = await _input_offsets(settings, spec)
-    progress = on_progress or quiet
     reader = InputReader(settings, spec, seam, progress)
     await reader.read_to(ends, begins)
     partitions = len(ends)

@@ -9,6 +9,7 @@ producer would, and a spec whose values differ from the version's is verified.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,10 +19,16 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from agents.names import PipelineNames
+from agents.spec import load_spec
 from app.datagen import generate
 from app.exit_codes import ExitCode
+from app.kafka_client import offset_ranges
 from app.settings import KappaSettings
+from app.verify_batch import batch_answer, connect
+from app.verify_input import InputReader, read_seam
 from tests.support.datasets import ON_TIME
 from tests.support.kafka import produce_events, produce_raw
 from tests.support.results import wait_processed
@@ -221,3 +228,82 @@ def test_verify_passes_while_live_events_keep_arriving(
     assert report["keys"]["equal"] >= 50
     assert report["windows"]["equal"] > 0
     assert report["results"]["equal"] > 0
+
+
+def test_a_version_with_a_seam_is_read_from_its_history_then_live_from_the_cut(
+    kafka_settings: KappaSettings, make_spec: Callable[..., Path], unique: str
+) -> None:
+    """Without a worker: what verify reads for a version with a sealed seam is the
+    history topic up to its sealed end, then the live records at or after the cut, each
+    counted once, though history and live overlap on both sides of the cut."""
+    spec = load_spec(make_spec())
+    names = PipelineNames(spec)
+    history_topic = f"{names.prefix}.history"
+    cut = ms("2024-01-02T00:00:00+00:00")
+    asyncio.run(_create_topics(kafka_settings, [spec.input_topic, history_topic], 2))
+    asyncio.run(_create_topics(kafka_settings, [names.control_topic], 1))
+    keys = [f"c{i:03d}" for i in range(20)]
+
+    def events(start: int, end: int, step: int, tag: float) -> list[dict[str, Any]]:
+        return [
+            {"customer_id": keys[i % len(keys)], "ts": iso(t), "amount": tag, "quantity": 1}
+            for i, t in enumerate(range(start, end, step))
+        ]
+
+    history = events(cut - 6 * 3_600_000, cut, 60_000, 0.1)  # before the cut
+    live_before = events(cut - 3_600_000, cut, 90_000, 0.2)  # in history too: skipped
+    live_after = events(cut, cut + 3_600_000, 45_000, 0.3)
+    boot = kafka_settings.bootstrap
+    asyncio.run(produce_events(boot, history_topic, history, "customer_id"))
+    asyncio.run(produce_events(boot, spec.input_topic, live_before + live_after, "customer_id"))
+    ends = asyncio.run(offset_ranges({"bootstrap_servers": boot}, [history_topic]))
+    seam = {
+        "cut_ms": cut,
+        "history_topic": history_topic,
+        "end_offsets": {str(p): end for p, (_, end) in ends[history_topic].items()},
+    }
+    asyncio.run(produce_raw(boot, names.control_topic, [(b"seam", orjson.dumps(seam))]))
+    # History produced after the seam was sealed is not the version's.
+    asyncio.run(produce_events(boot, history_topic, history[:5], "customer_id"))
+
+    settings = kafka_settings
+    found = asyncio.run(read_seam(settings, names))
+    assert found is not None
+    assert found.cut_ms == cut
+    reader = InputReader(settings, spec, found)
+    live = asyncio.run(offset_ranges({"bootstrap_servers": boot}, [spec.input_topic]))
+    live_ends = {p: end for p, (_, end) in live[spec.input_topic].items()}
+    asyncio.run(reader.read_to(live_ends, {p: 0 for p in live_ends}))
+    read = reader.read
+    assert read.history_records == len(history)
+    assert read.before_cut == len(live_before)
+    table = read.table(2)
+    assert len(table) == len(history) + len(live_after)
+    by_partition: dict[int, list[tuple[int, int]]] = {}
+    for p, seq, t in zip(
+        table["p"].to_pylist(), table["seq"].to_pylist(), table["t"].to_pylist(), strict=True
+    ):
+        by_partition.setdefault(p, []).append((seq, t))
+    for rows in by_partition.values():
+        # History first (negative seq), every history time before the cut, live after.
+        history_rows = [t for seq, t in rows if seq < 0]
+        live_rows = [t for seq, t in rows if seq >= 0]
+        assert history_rows
+        assert live_rows
+        assert max(history_rows) < cut <= min(live_rows)
+    # Counted once: every key's total is its history plus its live events from the cut.
+    answer = batch_answer(connect(), table, spec)
+    for key in keys:
+        mine = [e for e in history + live_after if e["customer_id"] == key]
+        assert answer.totals[key]["count"] == len(mine)
+        amounts = [e["amount"] for e in mine]
+        assert answer.totals[key]["values"]["amount"]["sum"] == math.fsum(amounts)
+
+
+async def _create_topics(settings: KappaSettings, topics: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+    finally:
+        await admin.close()

@@ -1,6 +1,6 @@
 """``kappa verify``'s batch answer: DuckDB SQL over the events a version consumes.
 
-The events come in as one Arrow table (``EVENT_COLUMNS``): the partition, the order
+The events come in as one Arrow table (``event_schema``): the partition, the order
 within it (``seq``: a live record's offset; history records, read first, negative), the
 key, the event time and the value fields (``v0``, ``v1``, ...). Decoding the records with
 the pipeline's ``EventParser`` is the only code shared with the worker; everything after
@@ -12,8 +12,9 @@ it is SQL written from the rules in docs/pipelines.md:
 - windows: ``[k*step, k*step + size)`` aligned to the epoch, or local days of the
   pipeline's time zone (DuckDB's ICU) for windows of whole days; late events are kept
   out of them, and count in the totals;
-- a window is final when its partition's watermark has reached its end, and its state
-  has expired once the watermark passed its end plus the retention.
+- each partition's watermark and each window's end, from which ``app.verify_compare``
+  decides which windows are final (the watermark reached the end) and which have left
+  the tables (it passed the end plus the retention).
 
 Sums are exact. DuckDB's ``sum`` over DOUBLE is a running sum and its ``fsum`` (Kahan)
 is not correctly rounded either (2**53 + 1.0 + 2**-60 gives 2**53 with both; the exact
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -43,10 +44,6 @@ from agents.spec import PipelineSpec
 from tables.windows import DAY_MS, WindowDef
 
 WindowId = tuple[str, str, int]  # key, window name, start ms
-
-# Fields of one result as the API and the results topic show them, flattened:
-# "count", "values.amount.sum", ...
-Flat = dict[str, Any]
 
 
 def event_schema(values: int) -> pa.Schema:
@@ -78,7 +75,6 @@ class BatchAnswer:
     first_seq: dict[str, int]  # key -> its first record's seq
     late_events: int = 0
     events: int = 0
-    by_partition: dict[int, int] = field(default_factory=dict)
 
 
 _MACROS = [
@@ -109,8 +105,8 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 def _metric_columns(values: int, where: str, prefix: str) -> str:
-    """count(*) and, per value field, its non-null count, exact sum, min, max and mean,
-    over the rows that satisfy ``where``."""
+    """count(*) and, per value field, its non-null count, its non-null values as a list
+    (for the exact sum), its min and max, over the rows that satisfy ``where``."""
     cols = [f"count(*) FILTER (WHERE {where}) AS {prefix}n"]
     for i in range(values):
         v = f"v{i}"
@@ -203,11 +199,10 @@ def batch_answer(
         """
     )
     answer = BatchAnswer({}, {}, {}, {}, {})
-    for p, wm, count in con.execute(
-        f"SELECT p, max(t) - {spec.lateness_ms}, count(*) FROM marked GROUP BY p"
+    for p, watermark in con.execute(
+        f"SELECT p, max(t) - {spec.lateness_ms} FROM marked GROUP BY p"
     ).fetchall():
-        answer.watermarks[p] = wm
-        answer.by_partition[p] = count
+        answer.watermarks[p] = watermark
     answer.events, answer.late_events = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE late) FROM marked"
     ).fetchone() or (0, 0)

@@ -307,3 +307,35 @@ async def _create_topics(settings: KappaSettings, topics: list[str], partitions:
         await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
     finally:
         await admin.close()
+
+
+def test_verify_finds_every_worker_of_a_version_from_its_consumer_group(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+) -> None:
+    """Two workers share the partitions: verify asks both (keys are listed per worker),
+    found through the group, and the keys of each are compared."""
+    spec = make_spec()
+    a = start_worker(kappa_env(spec, partitions=4, KAPPA_WORKER_NAME="a"))
+    a.wait_ready(partitions=4)
+    b = start_worker(kappa_env(spec, partitions=4, KAPPA_WORKER_NAME="b"))
+
+    def shared() -> bool:
+        owned = [set(w.get("/api/status")[1]["partitions_owned"]) for w in (a, b)]
+        return all(owned) and owned[0] | owned[1] == {0, 1, 2, 3}
+
+    a.wait_until(shared, 90, "the second worker to take over some partitions")
+    events = list(generate(ON_TIME))
+    topic = f"test-input-{unique}"
+    asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
+    wait_processed([a, b], kafka_settings.bootstrap, topic)
+
+    code, report, stderr = _verify(a.env)
+    assert code == ExitCode.OK, _shown(report) if report else stderr
+    assert sorted(report["workers"]) == sorted([a.base, b.base])
+    keys = {e["customer_id"] for e in events}
+    assert report["keys"]["equal"] == len(keys)
+    assert report["windows"]["equal"] > 0

@@ -31,6 +31,7 @@ the partitions go (``on_revoked``): the new owner never races a late write.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from agents.batch_sender import BatchSender
 from agents.errors import StateLost
 from agents.events import Event, EventParser, Rejected
 from agents.gap_reader import GapReader
+from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
 from agents.outputs import (
     Headers,
@@ -53,6 +55,7 @@ from agents.outputs import (
 )
 from agents.partitions import expected_partition
 from agents.processor import BatchOutcome, PartitionProcessor
+from agents.seam_record import event_time
 from agents.stats import WorkerStats
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState, store_batch
@@ -64,6 +67,9 @@ RETRY_PAUSE_S = 1.0
 # Records decoded and applied at a time: a fetch can hold tens of thousands per
 # partition, and their decoded events need not all be alive at once.
 APPLY_CHUNK = 4096
+# A version with a cut, before its history is sealed: how long a fetch waits for the
+# seam record before it is handed back to Kafka (read again later).
+SEAM_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class BatchLoop:
         gaps: GapReader,
         policy: CommitPolicy,
         streamed_too: Callable[[], bool],
+        seam: HistorySeam | None = None,
     ) -> None:
         self.app = app
         self.names = names
@@ -100,6 +107,8 @@ class BatchLoop:
         self.gaps = gaps
         self.policy = policy
         self.streamed_too = streamed_too
+        # A version with a cut reads its history first (agents/history_seam.py).
+        self.seam = seam
         self.stats = WorkerStats()
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
@@ -124,6 +133,10 @@ class BatchLoop:
         began = time.monotonic()
         if self._returned_at is not None:
             self.stats.stages.fetch += began - self._returned_at
+        if self.seam is not None and not await self.seam.wait_sealed(SEAM_WAIT_S):
+            await self._hand_back(records)  # no live record before the history
+            self._returned_at = time.monotonic()
+            return
         try:
             async with self._lock:
                 taken = await self._batch(records)
@@ -152,6 +165,8 @@ class BatchLoop:
         commit what is stored, so an idle input leaves no offsets behind."""
         async with self._lock:
             try:
+                if self.seam is not None and self.seam.sealed:
+                    await self._idle_histories()
                 if self._unstored:
                     await self.flush(commit=True)
                 elif time.monotonic() - self._committed_at >= self.policy.interval_s:
@@ -236,13 +251,20 @@ class BatchLoop:
         started = time.monotonic()
         processor = self.processor(partition)
         applied = self._unstored.get(partition, processor.progress.offset)
-        first = records[0].offset
+        # Offsets compared and checkpointed are virtual: live offset + base (0 without a cut).
+        base = 0
+        if self.seam is not None:
+            applied = await self._history(partition, processor, applied)
+            base = self.seam.base(partition)
+        starting_live = self.seam is not None and applied == base - 1
+        first = base + records[0].offset
         if applied < 0 and first > 0:
             applied = await self._before_first_record(partition, first)
         if first > applied + 1:
-            records = [*await self._read_gap(partition, applied + 1, first), *records]
-        if records[0].offset <= applied:
-            fresh = [record for record in records if record.offset > applied]
+            gap = await self._read_gap(partition, applied + 1 - base, first - base)
+            records = [*gap, *records]
+        if base + records[0].offset <= applied:
+            fresh = [record for record in records if base + record.offset > applied]
             self.stats.duplicates += len(records) - len(fresh)  # stored before: done
             records = fresh
             if not records:
@@ -250,27 +272,40 @@ class BatchLoop:
                     # A takeover re-reading from an old committed offset: its stored
                     # checkpoint is this worker's progress, for status and the next commit.
                     stored = self.stats.processed_offsets
-                    stored[partition] = max(stored.get(partition, -1), applied)
+                    stored[partition] = max(stored.get(partition, -1), applied - base)
                 return
+        if self.seam is not None and starting_live:
+            self.seam.started_live(partition, records, functools.partial(event_time, self.parser))
         stages = self.stats.stages
         stages.decode += time.monotonic() - started
         for start in range(0, len(records), APPLY_CHUNK):
-            await self._apply_chunk(partition, processor, records[start : start + APPLY_CHUNK])
+            chunk = records[start : start + APPLY_CHUNK]
+            await self._apply_chunk(partition, processor, chunk, live=True, base=base)
 
     async def _apply_chunk(
-        self, partition: int, processor: PartitionProcessor, records: Sequence[Any]
+        self,
+        partition: int,
+        processor: PartitionProcessor,
+        records: Sequence[Any],
+        live: bool,
+        base: int,
     ) -> None:
+        """Apply records of the input (``live``) or of the history, ``base`` being the
+        virtual offset of live offset 0."""
         started = time.monotonic()
         events, rejected = self._decode(records)
         for record, reason, detail in rejected:
             await self._dead_letter(record, reason, detail)
+        if self.seam is not None:
+            events = self.seam.admit(partition, live, base, events)
         decoded = time.monotonic()
         outcome = processor.apply(events)
-        last = records[-1].offset
+        last = base + records[-1].offset
         processor.checkpoint(last)
         self._unstored[partition] = last
         self._unstored_events += len(records)
-        await self._queue_outputs(partition, outcome)
+        source = self.names.input_topic if live else self.names.history_topic
+        await self._queue_outputs(partition, outcome, source, base)
         aggregated = time.monotonic()
         stages = self.stats.stages
         stages.decode += decoded - started
@@ -304,16 +339,18 @@ class BatchLoop:
             events.append((record.offset, event))
         return events, rejected
 
-    async def _queue_outputs(self, partition: int, outcome: BatchOutcome) -> None:
+    async def _queue_outputs(
+        self, partition: int, outcome: BatchOutcome, topic: str, base: int
+    ) -> None:
         stats = self.stats
         stats.events += outcome.applied
         stats.duplicates += outcome.duplicates
         stats.window_results += len(outcome.closed)
-        topic = self.names.input_topic
         for late in outcome.late:
             event = late.event
             stats.note_late(event.key, event.ts_ms, late.watermark)
-            key, value = late_record(topic, partition, late.offset, event, late.watermark)
+            offset = late.offset - base  # the record's own offset in ``topic``
+            key, value = late_record(topic, partition, offset, event, late.watermark)
             await self._send(self.names.late_topic, partition, key, value)
         for result in outcome.closed:
             await self._send(self.names.results_topic, partition, *result_record(result))
@@ -362,7 +399,7 @@ class BatchLoop:
         # Counted before the offsets show as stored, so a reader who sees them sees the
         # time it took too.
         self.stats.stages.store += self._flushed_at - started
-        self.stats.stored(unstored)
+        self.stats.stored(unstored if self.seam is None else self.seam.input_offsets(unstored))
         if commit or self._flushed_at - self._committed_at >= self.policy.interval_s:
             committing = time.monotonic()
             await self._commit()
@@ -385,6 +422,53 @@ class BatchLoop:
                 {TP(topic, partition): offset + 1 for partition, offset in ahead.items()}
             )
             self._committed.update(ahead)
+
+    # -- a version with a cut -----------------------------------------------------------
+
+    async def _history(self, partition: int, processor: PartitionProcessor, applied: int) -> int:
+        """Apply what is left of the partition's sealed history; its last virtual offset.
+
+        Read straight from the history topic, like a gap: it is bounded and sealed, so it
+        needs no group, no commits and no second subscription. It is stored as it goes
+        (the flush policy), so a crash resumes inside the history."""
+        assert self.seam is not None
+        end = self.seam.base(partition)
+        if applied >= end - 1:
+            return applied
+        log.info("partition %d: applying history offsets %d..%d", partition, applied + 1, end - 1)
+        topic = self.names.history_topic
+        async for fetched in self.gaps.read(topic, partition, applied + 1, end):
+            for start in range(0, len(fetched), APPLY_CHUNK):
+                chunk = fetched[start : start + APPLY_CHUNK]
+                await self._apply_chunk(partition, processor, chunk, live=False, base=0)
+                if self._flush_due(caught_up=False):
+                    await self.flush(commit=False)
+        # Offsets up to the end that hold no record (deleted leftovers of an interrupted
+        # replay) are done too.
+        processor.checkpoint(end - 1)
+        self._unstored[partition] = end - 1
+        return end - 1
+
+    async def _idle_histories(self) -> None:
+        """Apply the history of owned partitions that no live fetch has reached: a quiet
+        input partition must not hold its history back."""
+        assert self.seam is not None
+        if self.app.in_recovery:
+            return  # never read a store that is being recovered; the next tick will
+        await self.sender.start()
+        for partition in sorted(self.owned_partitions()):
+            processor = self.processor(partition)
+            applied = self._unstored.get(partition, processor.progress.offset)
+            if applied < self.seam.base(partition) - 1:
+                await self._history(partition, processor, applied)
+
+    async def _hand_back(self, records: Mapping[TP, Sequence[Any]]) -> None:
+        """Seek the fetch's partitions back to its first records: they are read again
+        once the history is sealed (instead of the consumer racing through the input)."""
+        assigned = self.app.consumer.assignment()
+        for tp, batch in records.items():
+            if batch and tp in assigned:
+                await self.app.consumer.seek(tp, batch[0].offset)
 
     # -- gaps and lost state ------------------------------------------------------------
 

@@ -11,13 +11,23 @@ from dataclasses import dataclass
 from agents.spec import PipelineSpec
 
 
+def version_prefix(pipeline: str, version: int) -> str:
+    return f"kappa.{pipeline}.v{version}"
+
+
+def pipeline_control_topic(pipeline: str) -> str:
+    """The pipeline's own compacted topic, shared by its versions (one partition): it
+    records which version is active, under the key ``active`` (app.active_version)."""
+    return f"kappa.{pipeline}.control"
+
+
 @dataclass(frozen=True)
 class PipelineNames:
     spec: PipelineSpec
 
     @property
     def prefix(self) -> str:
-        return f"kappa.{self.spec.name}.v{self.spec.version}"
+        return version_prefix(self.spec.name, self.spec.version)
 
     @property
     def app_id(self) -> str:
@@ -45,3 +55,12 @@ class PipelineNames:
     def control_topic(self) -> str:
         """Replay progress and completion markers (one partition)."""
         return f"{self.prefix}.control"
+
+    @property
+    def pipeline_control_topic(self) -> str:
+        return pipeline_control_topic(self.spec.name)
+
+    @property
+    def history_topic(self) -> str:
+        """A version's own history, before its cut (specs with ``[history]`` only)."""
+        return f"{self.prefix}.history"

@@ -21,6 +21,7 @@ from agents.batch_sender import BatchSender
 from agents.consumer import route_batches
 from agents.events import EventParser
 from agents.gap_reader import GapReader
+from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
 from agents.spec import PipelineSpec
 from tables.aggregation_config import AggregationConfig
@@ -68,6 +69,7 @@ class WiredPipeline:
         )
         self.tables = PipelineTables.declare(app, partitions, options.store, options.key_cache)
         self.agent_name = f"{self.names.prefix}.aggregate"
+        self.seam = None if spec.history is None else HistorySeam(spec.history.cut_ms, self.names)
         self.batches = BatchLoop(
             app,
             self.names,
@@ -79,6 +81,7 @@ class WiredPipeline:
             GapReader(dict(options.kafka)),
             options.commit,
             self._custom_agents_read_input,
+            self.seam,
         )
         self.stats = self.batches.stats
         self.queries = StateQueries(
@@ -115,3 +118,15 @@ class WiredPipeline:
 
     def owned_partitions(self) -> set[int]:
         return self.batches.owned_partitions()
+
+    def applied_offset(self, partition: int) -> int:
+        """The partition's last applied (virtual) offset, running or stored; -1 for none."""
+        processor = self.batches.processors.get(partition)
+        if processor is not None:
+            return processor.progress.offset
+        progress = self.tables.partition_state(partition).get_progress()
+        return -1 if progress is None else progress.offset
+
+    def seam_report(self, partitions: list[int]) -> dict[str, Any] | None:
+        """The seam of a version with a cut (``HistorySeam.report``), None without one."""
+        return None if self.seam is None else self.seam.report(partitions, self.applied_offset)

@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, core_schema
 
+from agents.cut import HistoryCut
 from agents.durations import UNITS_MS, format_duration, parse_duration
 from agents.errors import ConfigError
 from tables.aggregates import METRICS, Metric
@@ -169,6 +170,8 @@ class PipelineSpec(BaseModel):
     lateness_ms: Duration = Field(default=0, alias="lateness")
     retention_ms: Duration = Field(default=7 * UNITS_MS["d"], alias="retention")
     max_record_bytes: PositiveInt = 1_048_576
+    # A cut: history files before it, the live input from it on (app/cut.py).
+    history: HistoryCut | None = None
 
     @field_validator("name")
     @classmethod
@@ -331,7 +334,7 @@ def _describe(error: ErrorDetails) -> str:
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
     where = where.removeprefix(".") or "spec"
     if error["type"] == "extra_forbidden":
-        allowed = _WINDOW_FIELDS if loc[0] == "windows" else _SPEC_FIELDS
+        allowed = {"windows": _WINDOW_FIELDS, "history": ["cut"]}.get(str(loc[0]), _SPEC_FIELDS)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         expected = f"did you mean {close[0]!r}?" if close else f"expected one of {allowed}"
         return f"{where}: unknown field; {expected}"

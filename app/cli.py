@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 import orjson
@@ -19,6 +20,8 @@ from app.settings import KappaSettings
 
 if TYPE_CHECKING:
     from app.broker.local import LocalKafka
+
+T = TypeVar("T")
 
 
 def _settings() -> KappaSettings:
@@ -202,6 +205,12 @@ def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> An
 )
 @click.option("--id", "replay_id", help="Name this replay (default: a timestamped id).")
 @click.option(
+    "--allow-gap",
+    is_flag=True,
+    help="With a [history] cut: replay although the live topic's oldest retained event is "
+    "after the cut (the events in between are lost).",
+)
+@click.option(
     "--pipeline",
     "-p",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -216,6 +225,7 @@ def replay(
     max_bad_rows: Any,
     dry_run: bool,
     replay_id: str | None,
+    allow_gap: bool,
     pipeline: Path | None,
 ) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
@@ -227,11 +237,18 @@ def replay(
     to the input topic, keyed like live events and stamped with their event time, and
     the bad rows to the dead-letter topic; they are listed at the end.
 
+    For a spec with a [history] cut, the rows before the cut go to the version's own
+    history topic instead (the running versions never see them), the rows at or after
+    it are skipped and counted (the live topic holds those), and a seam record then
+    seals the history: the version's workers read it, then the live topic. A sealed
+    history, or a cut the live topic's retention has left a gap after, is refused.
+
     \b
     Exit codes:
       0  replayed (or checked, with --dry-run); bad rows within --max-bad-rows
-      1  error: a bad file, spec or setting, or Kafka failed; the message says
-         what to do and whether anything was produced
+      1  error: a bad file, spec or setting, or Kafka failed, or (with a cut) a
+         sealed history or a gap; the message says what to do and whether
+         anything was produced
       2  bad command line (an unknown option, a bad value)
       3  more bad rows than --max-bad-rows accepts; nothing was produced
     """
@@ -253,6 +270,7 @@ def replay(
             replay_id=replay_id,
             max_bad_rows=max_bad_rows,
             dry_run=dry_run,
+            allow_gap=allow_gap,
         )
         report = asyncio.run(run_replay(settings, spec, options, RichProgress()))
     except TooManyBadRows as exc:
@@ -346,6 +364,176 @@ def verify(pipeline: Path | None, version: int | None, as_json: bool) -> None:
     else:
         click.echo(report.summary())
     sys.exit(report.exit_code)
+
+
+# -- versions, promote, retire ------------------------------------------------------------
+VERSIONS_PIPELINE_HELP = (
+    "PIPELINE is a spec (TOML) path or a pipeline's name; default: KAPPA_PIPELINE."
+)
+
+
+def _pipeline_target(settings: KappaSettings, pipeline: str | None) -> tuple[str, str | None]:
+    """(pipeline name, input topic or None) from a spec path or a bare name."""
+    from agents.spec import load_spec
+
+    if pipeline is None or pipeline.endswith(".toml") or Path(pipeline).is_file():
+        spec = load_spec(settings.pipeline if pipeline is None else Path(pipeline))
+        return spec.name, spec.input_topic
+    return pipeline, None
+
+
+def _on_kafka(settings: KappaSettings, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; Kafka's failures become errors that say what to check."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(work)
+    except KafkaError as exc:
+        raise KappaError(
+            f"Kafka failed at {settings.bootstrap}: {exc}",
+            hint="is the broker running (`kappa kafka status`), and is KAPPA_BOOTSTRAP_SERVERS "
+            "right? Nothing was changed unless the message says so",
+        ) from None
+
+
+@main.command(
+    epilog=VERSIONS_PIPELINE_HELP + " Exits 0 when listed, 1 when the pipeline has no version."
+)
+@click.argument("pipeline", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the survey as JSON.")
+@click.option(
+    "--sample",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between the two lag samples the rate and ETA come from (0: no rate).",
+)
+def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
+    """Every version of PIPELINE on the cluster: lag, catch-up rate and ETA, watermark,
+    how far behind the input, state size, workers, and which version is active.
+
+    Versions are found by their topics and consumer groups (kappa.<name>.v<N>...). Lag
+    is per input partition, from each version's committed offsets; the rate is how fast
+    the lag shrank between two samples --sample seconds apart. Watermarks, state sizes
+    and the input's newest event time come from the versions' running workers.
+    """
+    from app.version_survey import survey
+
+    settings = _settings()
+    try:
+        name, input_topic = _pipeline_target(settings, pipeline)
+        found = _on_kafka(settings, survey(settings, name, input_topic, sample_s=sample))
+    except KappaError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(orjson.dumps(found.as_json(), option=orjson.OPT_INDENT_2).decode())
+        return
+    from app.versions_view import print_versions
+
+    print_versions(found)
+
+
+@main.command(
+    epilog=VERSIONS_PIPELINE_HELP
+    + " Exits 0 when promoted (or already active), 1 when refused or when --verify finds a "
+    "difference; nothing is changed then."
+)
+@click.argument("pipeline")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Run `kappa verify PIPELINE --version VERSION` first and promote only if it exits "
+    "0; PIPELINE must then be VERSION's spec path.",
+)
+def promote(pipeline: str, version: int, verify: bool) -> None:
+    """Make VERSION the active version of PIPELINE: every worker of the pipeline then
+    answers /api/keys/... with its numbers, and readers of window results find its
+    results topic in /api/active and in the control topic kappa.<name>.control.
+
+    Refused while VERSION is still catching up (more input records not processed than
+    KAPPA_PROMOTE_MAX_LAG) or has no running workers.
+    """
+    from app.active_version import write_active
+    from app.version_admin import promotion_refusal, run_verify
+    from app.version_survey import survey
+
+    settings = _settings()
+    if verify and not Path(pipeline).is_file():
+        raise click.BadParameter(
+            f"{pipeline!r} is not a spec file; --verify needs the spec of v{version}, which "
+            "says how to compute the batch answer",
+            param_hint="PIPELINE",
+        )
+    try:
+        name, input_topic = _pipeline_target(settings, pipeline)
+        report = _on_kafka(settings, survey(settings, name, input_topic, only=version)).get(version)
+        if report.active:
+            click.echo(f"v{version} of {name} is already the active version; nothing to do")
+            return
+        refusal = promotion_refusal(name, report, settings.promote_max_lag)
+        if refusal is not None:
+            _fail(refusal)
+        if verify and (code := run_verify(pipeline, version)) != 0:
+            _fail(
+                KappaError(
+                    f"`kappa verify {pipeline} --version {version}` failed (exit code "
+                    f"{code}); v{version} was not promoted",
+                    hint="read its report above, fix the pipeline or its input, and retry",
+                )
+            )
+        record = _on_kafka(settings, write_active(settings, name, version))
+    except KappaError as exc:
+        _fail(exc)
+    click.echo(
+        f"v{version} of {name} is active since {record.as_json()['promoted_at']}; its "
+        f"window results are in {record.results_topic}"
+    )
+
+
+@main.command(
+    epilog=VERSIONS_PIPELINE_HELP
+    + " Exits 0 when retired, 1 when refused or not confirmed; nothing is changed then."
+)
+@click.argument("pipeline")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Retire even while the version has running workers.")
+def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
+    """Delete VERSION of PIPELINE: its topics (dead letters, late events, window results,
+    its control and history topics, its tables' changelogs), its consumer group, and its
+    state directories under KAPPA_HOME/state on this machine.
+
+    Refuses the active version, and a version whose workers still run unless --force.
+    """
+    from app.version_admin import retire as run_retire
+    from app.version_admin import retire_refusal
+    from app.version_survey import survey
+
+    settings = _settings()
+    try:
+        name, input_topic = _pipeline_target(settings, pipeline)
+        report = _on_kafka(
+            settings, survey(settings, name, input_topic, sample_s=0, only=version)
+        ).get(version)
+        refusal = retire_refusal(name, report, force)
+        if refusal is not None:
+            _fail(refusal)
+        click.echo(f"retiring v{version} of {name} deletes:")
+        for topic in report.topics:
+            click.echo(f"  topic {topic}")
+        click.echo(f"  consumer group {report.group.group}")
+        click.echo(f"  state under {settings.state_dir}/{report.prefix}")
+        if not yes:
+            click.confirm("delete them?", abort=True)
+        done = _on_kafka(settings, run_retire(settings, name, report))
+    except KappaError as exc:
+        _fail(exc)
+    click.echo(
+        f"retired v{version} of {name}: {len(done.topics)} topic(s) deleted, consumer group "
+        + ("deleted" if done.group_deleted else "kept (it has members or no offsets)")
+        + (f", {done.state_dir} removed" if done.state_dir else ", no local state here")
+    )
 
 
 @main.command()

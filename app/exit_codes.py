@@ -20,7 +20,8 @@ MEANING = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "the command failed; stderr says why and what to do (an invalid setting"
     " or pipeline spec, a missing or unreadable file, Kafka unreachable, a worker that"
-    " stopped on an error)",
+    " stopped on an error, an unknown pipeline or version, a refused `kappa promote` or"
+    " `kappa retire`: then nothing was changed)",
     ExitCode.USAGE: "usage error: an unknown command or option, or a bad argument",
     ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
     " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"

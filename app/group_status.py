@@ -52,7 +52,7 @@ def group_status(base: str, timeout: float = 10.0) -> GroupStatus:
         try:
             return fetch_status(url, timeout)
         except (OSError, orjson.JSONDecodeError) as exc:
-            return _reason(exc)
+            return failure_reason(exc)
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(others)))) as pool:
         for url, answer in zip(others, pool.map(ask, others), strict=True):
@@ -63,7 +63,7 @@ def group_status(base: str, timeout: float = 10.0) -> GroupStatus:
     return group
 
 
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code}"
     if isinstance(exc, urllib.error.URLError):

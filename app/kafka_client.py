@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
+from app.group_members import GroupDescription, describe_group
 from app.security import aiokafka_security
 from app.settings import KappaSettings
 
@@ -78,6 +79,15 @@ class OffsetQueries(Service):
             await self.close()
             raise
         return {tp: position.offset for tp, position in offsets.items()}
+
+    async def group(self, group: str) -> GroupDescription:
+        """The consumer group's state and members (app.group_members)."""
+        admin, _ = await self._open()
+        try:
+            return await describe_group(admin, group)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         clients, self._clients = self._clients, None

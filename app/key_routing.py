@@ -1,21 +1,30 @@
 """Every worker answers for every key: a request for a key another worker owns is passed
-to that worker, as Faust's assignor last distributed the partitions."""
+to that worker, as Faust's assignor last distributed the partitions. While another
+version of the pipeline is active, it goes to the active version's worker that owns the
+key's partition instead (app.version_status), so readers get the active numbers from
+any worker."""
 
 from __future__ import annotations
 
 import aiohttp
 import faust
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
+
+from app.version_status import VersionStatus
 
 ROUTED_HEADER = "X-Kappa-Routed-By"  # a routed request is never routed again
 
 
 class KeyRouter:
-    def __init__(self, app: faust.App, changelog: str, worker_name: str) -> None:
+    def __init__(
+        self, app: faust.App, changelog: str, worker_name: str, versions: VersionStatus
+    ) -> None:
         self.app = app
         self.changelog = changelog
         self.worker_name = worker_name
+        self.versions = versions
 
     def owners(self) -> dict[str, list[int]]:
         """Which worker (by advertised URL) owns which partitions."""
@@ -28,18 +37,33 @@ class KeyRouter:
     async def answer_elsewhere(
         self, view: View, request: Request, key: str, partition: int, owned: set[int]
     ) -> Response | None:
-        """The owner's answer when another worker owns ``partition``; None when we do."""
-        if partition in owned:
-            return None
-        owner = next((h for h, ps in self.owners().items() if partition in ps), None)
-        if owner is None or request.headers.get(ROUTED_HEADER):
-            return view.error(
-                503,
-                f"no worker owns partition {partition} of key {key!r} right now (a rebalance "
-                "is under way); retry shortly",
-                key=key,
-                partition=partition,
-            )
+        """The owner's answer when another worker (or the active version) owns
+        ``partition``; None when this worker answers."""
+        if request.headers.get(ROUTED_HEADER):
+            return None if partition in owned else _no_owner(view, key, partition)
+        version = self.versions.forward_to()
+        if version is None:
+            if partition in owned:
+                return None
+            owner = next((h for h, ps in self.owners().items() if partition in ps), None)
+        else:
+            try:
+                owner = (await self.versions.active_owners(version)).get(partition)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                return view.error(
+                    503, f"could not find the workers of active version v{version} ({exc!r})"
+                )
+            if owner is None:
+                return view.error(
+                    503,
+                    f"no worker of the active version v{version} owns partition {partition} "
+                    f"of key {key!r}: start its workers, or promote a running version",
+                    key=key,
+                    partition=partition,
+                    active_version=version,
+                )
+        if owner is None:
+            return _no_owner(view, key, partition)
         target = URL(owner).with_path(request.url.path).with_query(request.url.query)
         try:
             async with self.app.http_client.get(
@@ -51,3 +75,13 @@ class KeyRouter:
             return view.error(
                 502, f"the owner of partition {partition} at {owner} did not answer ({exc!r})"
             )
+
+
+def _no_owner(view: View, key: str, partition: int) -> Response:
+    return view.error(
+        503,
+        f"no worker owns partition {partition} of key {key!r} right now (a rebalance "
+        "is under way); retry shortly",
+        key=key,
+        partition=partition,
+    )

@@ -73,6 +73,14 @@ def print_replay_report(report: ReplayReport, *, dry_run: bool = False) -> None:
             f"{len(report.files)} file(s) in {report.seconds:.1f}s ({rate:,.0f} events/s); "
             f"{report.bad_rows:,} bad rows sent to the dead-letter topic"
         )
+    if report.seam is not None:
+        seam = report.seam
+        out.print(
+            f"history of the cut {seam.to_json()['cut']}: {seam.rows:,} events before it "
+            f"went to {seam.history_topic} (not the input topic); {seam.after_cut:,} rows "
+            "at or after it were skipped (the live topic holds those); the history is "
+            "sealed"
+        )
     if report.would_be_late:
         out.print(f"{report.would_be_late:,} events are late for the pipeline's lateness")
     print_bad_rows(report)
@@ -110,9 +118,32 @@ def print_group_status(group: GroupStatus) -> None:
         _print_worker(out, url, body)
 
 
+def _catch_up_line(catch_up: dict[str, Any]) -> str:
+    """The worker's version whole: active or not, lag, rate and ETA (`kappa versions`
+    shows every version)."""
+    active = catch_up["active"]
+    role = (
+        "no version promoted yet"
+        if active is None
+        else "active"
+        if active
+        else f"not active (v{catch_up['active_version']} is)"
+    )
+    lag = catch_up["lag_total"]
+    rate = catch_up["rate_per_s"]
+    return (
+        f"version v{catch_up['version']}, {role}: "
+        + ("lag unknown" if lag is None else f"lag {lag:,} records")
+        + ("" if rate is None else f", {rate:,.0f} records/s")
+        + ("" if catch_up["eta"] is None or not lag else f", caught up at {catch_up['eta']}")
+    )
+
+
 def _print_worker(out: Console, url: str, body: dict[str, Any]) -> None:
     out.print(f"worker [bold]{body['worker']}[/] at {url} (up {body['uptime_s']}s)")
     out.print(f"partitions owned: {body['partitions_owned']} of {body['partitions']}")
+    if (catch_up := body.get("catch_up")) is not None:
+        out.print(_catch_up_line(catch_up))
     table = Table("partition", "watermark (UTC)", "watermark (ms)", "processed offset")
     for partition in sorted({*body["watermarks"], *body["processed_offsets"]}, key=int):
         watermark = body["watermarks"].get(partition)

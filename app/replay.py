@@ -40,9 +40,11 @@ from agents.events import EventParser
 from agents.names import PipelineNames
 from agents.outputs import dead_letter_headers
 from agents.partitions import partitions_of
+from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history
 from app.history_formats import Format
+from app.history_replay import before_cut, check_history_replay, clear_unsealed_history, seal
 from app.kafka_client import client_options, offset_ranges
 from app.replay_check import BadRowLimit, Disorder
 from app.replay_rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
@@ -73,6 +75,9 @@ class ReplayReport:
     would_be_late: int | None = None
     seconds: float = 0.0
     end_offsets: dict[int, int] = field(default_factory=dict)
+    # With a cut: good rows at or after it, left to the live topic (None without a cut).
+    after_cut: int | None = None
+    seam: SeamRecord | None = None  # with a cut: the record that sealed the history
 
     def note_bad(self, row: BadRow) -> None:
         self.rows += 1
@@ -105,6 +110,7 @@ class ReplayOptions:
     replay_id: str | None = None
     max_bad_rows: BadRowLimit = field(default_factory=BadRowLimit)
     dry_run: bool = False  # check only: produce nothing
+    allow_gap: bool = False  # with a cut: replay although the live input has a gap
 
 
 class ProgressDisplay(Protocol):
@@ -175,10 +181,15 @@ async def replay(
         replay_id=options.replay_id
         or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         files=[str(path) for path in options.files],
+        after_cut=None if spec.history is None else 0,
     )
     run = _Replay(spec, options, progress, files, names, report)
     progress.start(run.total_bytes * (1 if options.dry_run else 2))
     try:
+        if spec.history is not None:
+            await check_history_replay(
+                client_options(settings), names, spec.history, run.parser, options.allow_gap
+            )
         if options.dry_run:
             await run.check(await _input_partitions(settings, names))
             report.seconds = time.monotonic() - run.started
@@ -215,12 +226,27 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     await producer.start()
     run.producer = producer
     report = run.report
+    options = client_options(settings)
+    history = run.spec.history
     try:
         await run.control("running")
         await run.check(partitions)
+        starts = None if history is None else await clear_unsealed_history(options, run.names)
         await run.produce(partitions)
         await producer.flush()
         report.seconds = time.monotonic() - run.started
+        if history is not None and starts is not None:
+            unsealed = SeamRecord(
+                cut_ms=history.cut_ms,
+                history_topic=run.names.history_topic,
+                start_offsets=starts,
+                end_offsets={},
+                rows=report.produced,
+                after_cut=report.after_cut or 0,
+                files=report.files,
+                replay_id=report.replay_id,
+            )
+            report.seam = await seal(producer, options, run.names, unsealed)
         await run.control("complete", wait=True)
     except BaseException as exc:
         report.seconds = time.monotonic() - run.started
@@ -291,7 +317,9 @@ class _Replay:
         assert self.producer is not None
         self.phase = "producing"
         await self.control("running")
-        sender = PartitionBatches(self.producer, self.names.input_topic)
+        # With a cut, the events go to the version's own history, never to the input.
+        topic = self.names.input_topic if self.spec.history is None else self.names.history_topic
+        sender = PartitionBatches(self.producer, topic)
         limiter = RateLimiter(self.options.rate)
         dead_letters = 0
         good = self.report.rows - self.report.bad_rows
@@ -321,12 +349,16 @@ class _Replay:
                     await self._send(sender, limiter, _unpacked(chunk), partitions)
                     await self._tick(None)
             await sender.flush()
-            self.report.end_offsets = sender.end_offsets
+            # The offsets of the input that workers compare their progress with; a
+            # history's progress is in the seam report instead (agents/history_seam.py).
+            if self.spec.history is None:
+                self.report.end_offsets = sender.end_offsets
         finally:
             if sort is not None:
                 sort.close()
         self.progress.advance(self.bytes_before, self.report.produced)
-        if dead_letters != self.report.bad_rows or self.report.produced != good:
+        left_to_live = self.report.after_cut or 0
+        if dead_letters != self.report.bad_rows or self.report.produced + left_to_live != good:
             raise ReplayError(
                 f"the files changed while they were replayed: the check found {good:,} good "
                 f"and {self.report.bad_rows:,} bad rows, the replay produced "
@@ -337,6 +369,11 @@ class _Replay:
     async def _send(
         self, sender: PartitionBatches, limiter: RateLimiter, rows: GoodRows, partitions: int
     ) -> None:
+        if self.spec.history is not None:
+            rows, after = before_cut(rows, self.spec.history.cut_ms)
+            self.report.after_cut = (self.report.after_cut or 0) + after
+            if not len(rows.keys):
+                return
         assert rows.values is not None
         rate = self.options.rate
         # At a limited rate, records go out in slices of about 50 ms worth, each at once.

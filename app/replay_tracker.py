@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from agents.names import PipelineNames
+from agents.seam_record import SEAM_KEY, SeamRecord
 from app.kafka_client import client_options
 from app.settings import KappaSettings
 
@@ -25,9 +27,17 @@ log = logging.getLogger(__name__)
 
 
 class ReplayTracker(Service):
-    def __init__(self, settings: KappaSettings, names: PipelineNames, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: KappaSettings,
+        names: PipelineNames,
+        on_seam: Callable[[SeamRecord], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        # The seam record that seals a cut version's history is no replay: it goes here.
+        self.on_seam = on_seam
         self.topic = names.control_topic
         self.replays: dict[str, dict[str, Any]] = {}
 
@@ -53,6 +63,15 @@ class ReplayTracker(Service):
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None or value is None:
+            return
+        if key == SEAM_KEY:
+            try:
+                seam = SeamRecord.decode(value)
+            except ValueError as exc:
+                log.warning("ignoring a malformed seam record: %s", exc)
+                return
+            if self.on_seam is not None:
+                self.on_seam(seam)
             return
         try:
             report = orjson.loads(value)

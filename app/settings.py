@@ -90,6 +90,12 @@ class KappaSettings(BaseSettings):
         description="Seconds a status request, a metrics scrape or the dashboard waits for "
         "Kafka's offsets (lag, durable counts); past it they answer without them and say so.",
     )
+    promote_max_lag: int = Field(
+        default=1000,
+        ge=0,
+        description="`kappa promote` refuses a version with more input records than this "
+        "not yet processed (still catching up).",
+    )
     web_host: str = Field(default=LOCAL_HOST, description="HTTP API bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="HTTP API port.")
     advertised_url: str | None = Field(

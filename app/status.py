@@ -82,6 +82,8 @@ async def status(
         "end_offsets": {str(p): o for p, o in sorted((progress.end_offsets or {}).items())},
         "lag": {str(p): n for p, n in progress.lag(sorted(owned)).items()},
         "state": {str(p): sizes for p, sizes in state_sizes(pipeline, owned).items()},
+        # A version with a cut: its history, the live input after it, and any gap.
+        "seam": pipeline.seam_report(sorted(owned)),
         "batches": {
             "first_started_at": stats.first_batch_at,
             "last_stored_at": stats.last_batch_at,

@@ -6,6 +6,9 @@ would silently break the co-partitioning of input and table changelogs.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -14,7 +17,11 @@ from agents.names import PipelineNames
 from app.kafka_client import client_options
 from app.settings import KappaSettings
 
+VISIBLE_TIMEOUT_S = 30.0
 _COMPACTED = {"cleanup.policy": "compact"}
+# A version's history is its only copy of events before the cut, and its records carry
+# old event times as timestamps: time-based retention would delete them at once.
+_KEPT = {"retention.ms": "-1"}
 
 
 async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
@@ -34,7 +41,12 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
             names.late_topic: (partitions, _COMPACTED),
             names.results_topic: (partitions, _COMPACTED),
             names.control_topic: (1, _COMPACTED),
+            names.pipeline_control_topic: (1, _COMPACTED),
         }
+        if names.spec.history is not None:
+            # Partitioned like the input, so that history partition p holds the keys of
+            # input partition p and the worker owning p reads both.
+            wanted[names.history_topic] = (partitions, _KEPT)
         missing = [
             NewTopic(
                 name=topic,
@@ -55,9 +67,33 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
                         hint="check the broker's log and that the replication factor "
                         "(KAPPA_REPLICATION_FACTOR) does not exceed the number of brokers",
                     )
+            await _until_visible(admin, {topic: count for topic, (count, _) in wanted.items()})
         return partitions
     finally:
         await admin.close()
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, wanted: dict[str, int]) -> None:
+    """Wait until the broker's metadata shows every new topic with all its partitions.
+
+    A topic is created before every broker's metadata cache shows it. A worker whose
+    consumer group leader assigns partitions from a cache without the input topic gets
+    no partitions of it, and aiokafka only looks again at its next metadata refresh.
+    """
+    deadline = time.monotonic() + VISIBLE_TIMEOUT_S
+    while True:
+        counts = await _partition_counts(admin)
+        late = sorted(topic for topic, count in wanted.items() if counts.get(topic) != count)
+        if not late:
+            return
+        if time.monotonic() >= deadline:
+            raise KappaError(
+                f"topics created but not visible after {VISIBLE_TIMEOUT_S:.0f} s: "
+                f"{', '.join(late)}",
+                hint="the brokers are slow to agree on metadata; check the broker's log, "
+                "then start again (the topics exist now)",
+            )
+        await asyncio.sleep(0.1)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:

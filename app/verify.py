@@ -23,7 +23,7 @@ input when verify started.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow.compute as pc
@@ -32,14 +32,16 @@ from aiokafka.errors import KafkaError
 from agents.errors import KappaError
 from agents.names import PipelineNames
 from agents.partitions import partitions_of
+from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.exit_codes import ExitCode
 from app.kafka_client import client_options, offset_ranges
+from app.seam import read_seam
 from app.settings import KappaSettings
-from app.verify_actual import WorkerApi, read_actual, read_finals, time_ranges
+from app.verify_actual import WorkerApi, WorkerView, read_actual, read_finals, time_ranges
 from app.verify_batch import batch_answer, connect
 from app.verify_compare import Comparison, Difference, compare
-from app.verify_input import InputRead, InputReader, OnProgress, Seam, quiet, read_seam
+from app.verify_input import InputRead, InputReader, OnProgress, history_base, quiet
 from app.version_workers import version_workers
 from tables.times import ms_to_iso
 from tables.windows import DAY_MS
@@ -52,7 +54,7 @@ class VerifyReport:
     pipeline: str
     version: int
     workers: list[str]
-    seam: Seam | None
+    seam: SeamRecord | None
     read: InputRead
     events: int
     late_events: int
@@ -201,7 +203,7 @@ async def _verify(
         spec = spec.model_copy(update={"version": version})
     names = PipelineNames(spec)
     urls = await version_workers(settings, spec.name, spec.version)
-    seam = await read_seam(settings, names)
+    seam = await read_seam(client_options(settings), names)
     begins, ends = await _input_offsets(settings, spec)
     reader = InputReader(settings, spec, seam, progress)
     await reader.read_to(ends, begins)
@@ -217,7 +219,7 @@ async def _verify(
         )
         ranges = _window_ranges(spec, events)
         actual = await read_actual(
-            api, before, key_partition.keys(), key_partition, ranges, progress
+            api, before, key_partition.keys(), key_partition, partitions, ranges, progress
         )
         after = await api.view()
     finally:
@@ -234,7 +236,10 @@ async def _verify(
     phases.mark("batch_answer")
     progress("comparing", 0, None)
     asked = (ranges[0][0], ranges[-1][1]) if ranges else (0, 0)
-    comparison = compare(spec, answer, actual, before, after, reader.read.live_ends, asked)
+    ends_read = {p: history_base(seam, p) + end for p, end in reader.read.live_ends.items()}
+    comparison = compare(
+        spec, answer, actual, _virtual(before, seam), _virtual(after, seam), ends_read, asked
+    )
     phases.mark("compare")
     progress("done", 0, 0)
     lag = {
@@ -255,6 +260,20 @@ async def _verify(
         seconds=time.monotonic() - started,
         phases=phases.seconds,
     )
+
+
+def _virtual(view: WorkerView, seam: SeamRecord | None) -> WorkerView:
+    """``view`` with its processed offsets on the worker's virtual scale (history, then
+    live: agents/history_seam.py), the scale of the keys' fences. Status reports live
+    offsets only, -1 while a partition is still in its history: then no record counts as
+    reached, so a key not there yet is skipped rather than missing."""
+    if seam is None:
+        return view
+    processed = {
+        p: (history_base(seam, p) + offset if offset >= 0 else -1)
+        for p, offset in view.processed.items()
+    }
+    return replace(view, processed=processed)
 
 
 class _Phases:

@@ -14,41 +14,20 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.events import EventParser, Rejected
-from agents.names import PipelineNames
 from agents.partitions import partitions_of
+from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
 from app.verify_batch import event_schema
 
-SEAM_KEY = b"seam"
-
 # (step, done so far, to do in all or None when unknown): what ``kappa verify`` shows
 OnProgress = Callable[[str, int, int | None], None]
-
-
-@dataclass(frozen=True)
-class Seam:
-    """A version's sealed history seam, from its control topic (key ``seam``)."""
-
-    cut_ms: int
-    history_topic: str
-    end_offsets: dict[int, int]  # history topic: partition -> end (exclusive)
-
-    @classmethod
-    def from_record(cls, value: bytes) -> Seam:
-        body = orjson.loads(value)
-        return cls(
-            cut_ms=int(body["cut_ms"]),
-            history_topic=str(body["history_topic"]),
-            end_offsets={int(p): int(o) for p, o in body["end_offsets"].items()},
-        )
 
 
 @dataclass
@@ -78,15 +57,6 @@ class InputRead:
         kept = table.filter(where)
         self.misrouted = len(table) - len(kept)
         return kept
-
-
-async def read_seam(settings: KappaSettings, names: PipelineNames) -> Seam | None:
-    """The latest seam record of the version's control topic, or None without one."""
-    seam: Seam | None = None
-    for record in await read_topic(settings, names.control_topic):
-        if record.key == SEAM_KEY and record.value is not None:
-            seam = Seam.from_record(record.value)
-    return seam
 
 
 async def read_topic(settings: KappaSettings, topic: str) -> list[Any]:
@@ -122,6 +92,11 @@ async def _records(
             yield record
 
 
+def history_base(seam: SeamRecord | None, partition: int) -> int:
+    """Where ``partition``'s live offsets start on the worker's virtual scale."""
+    return 0 if seam is None else seam.end_offsets.get(partition, 0)
+
+
 def quiet(step: str, done: int, total: int | None) -> None:
     """An ``OnProgress`` that shows nothing."""
     pass
@@ -135,7 +110,7 @@ class InputReader:
         self,
         settings: KappaSettings,
         spec: PipelineSpec,
-        seam: Seam | None,
+        seam: SeamRecord | None,
         on_progress: OnProgress | None = None,
     ) -> None:
         self.settings = settings
@@ -150,8 +125,11 @@ class InputReader:
         started = time.monotonic()
         ranges: dict[TopicPartition, tuple[int, int]] = {}
         if not self.read.live_ends and self.seam is not None:
+            # From where this version's history starts: records before it are left from
+            # an interrupted replay (agents/seam_record.py).
             for p, end in self.seam.end_offsets.items():
-                ranges[TopicPartition(self.seam.history_topic, p)] = (0, end)
+                start = self.seam.start_offsets.get(p, 0)
+                ranges[TopicPartition(self.seam.history_topic, p)] = (start, end)
         topic = self.spec.input_topic
         for p, end in live_ends.items():
             start = self.read.live_ends.get(p, live_begins.get(p, 0))
@@ -191,16 +169,16 @@ class InputReader:
         except Rejected as bad:
             read.bad[bad.reason] = read.bad.get(bad.reason, 0) + 1
             return
+        # The worker's virtual offsets (agents/history_seam.py), which its fences are
+        # in: a history record keeps its offset, a live one comes after the history.
         if history:
-            assert self.seam is not None
             read.history_records += 1
-            # History comes first in its partition: offsets below the live topic's.
-            seq = record.offset - self.seam.end_offsets[record.partition]
+            seq = record.offset
         else:
             if self.seam is not None and event.ts_ms < self.seam.cut_ms:
                 read.before_cut += 1
                 return
-            seq = record.offset
+            seq = history_base(self.seam, record.partition) + record.offset
         columns = read.columns
         columns["p"].append(record.partition)
         columns["seq"].append(seq)

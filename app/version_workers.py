@@ -1,24 +1,18 @@
-"""Which versions of a pipeline exist on the cluster, and where a version's workers are.
-
-A version exists when its topics do (``kappa.<name>.v<N>.…``). Its workers are the
-members of its consumer group: each member's subscription metadata carries the URL
-that Faust's partition assignor advertises for query routing (``ClientMetadata.url``,
-the worker's ``KAPPA_ADVERTISED_URL``), so the group itself says where to ask, with no
-registry of its own.
-"""
+"""Which versions of a pipeline exist on the cluster, and where a version's workers are,
+for ``kappa verify``: the versions by their topics' names (``app.version_names``), the
+workers from the version's consumer group (``app.group_members``: each Faust member
+advertises its URL in its group metadata), so no address has to be given."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-import orjson
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
 from agents.errors import KappaError
+from agents.names import version_prefix
+from app.group_members import describe_group
 from app.kafka_client import client_options
 from app.settings import KappaSettings
+from app.version_names import topics_by_version
 
 
 class UnknownVersion(KappaError):
@@ -27,32 +21,6 @@ class UnknownVersion(KappaError):
 
 class NoWorkers(KappaError):
     """A version exists, but no worker of it is running."""
-
-
-async def versions_on_cluster(admin: AIOKafkaAdminClient, name: str) -> list[int]:
-    """Versions of pipeline ``name`` that have topics on the cluster, ascending."""
-    pattern = re.compile(rf"kappa\.{re.escape(name)}\.v(\d+)\.")
-    found = {int(m.group(1)) for t in await admin.list_topics() if (m := pattern.match(t))}
-    return sorted(found)
-
-
-def member_urls(response: Any) -> list[str]:
-    """The advertised URLs of a DescribeGroups response's members, sorted."""
-    urls: set[str] = set()
-    for group in response.groups:
-        members = group[5]
-        for member in members:
-            raw = member[3]
-            if not raw:
-                continue
-            metadata = ConsumerProtocolMemberMetadata.decode(raw)
-            try:
-                url = orjson.loads(metadata.user_data).get("url")
-            except (orjson.JSONDecodeError, AttributeError):
-                continue  # not a Faust member: nothing to ask
-            if isinstance(url, str) and url:
-                urls.add(url.rstrip("/"))
-    return sorted(urls)
 
 
 async def version_workers(settings: KappaSettings, name: str, version: int) -> list[str]:
@@ -64,7 +32,7 @@ async def version_workers(settings: KappaSettings, name: str, version: int) -> l
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        versions = await versions_on_cluster(admin, name)
+        versions = sorted(topics_by_version(name, await admin.list_topics()))
         if version not in versions:
             if not versions:
                 raise UnknownVersion(
@@ -77,15 +45,14 @@ async def version_workers(settings: KappaSettings, name: str, version: int) -> l
                 f"pipeline {name!r} has no version {version} on the cluster; it has {listed}",
                 hint=f"pass --version with one of {listed}",
             )
-        group = f"kappa.{name}.v{version}"
-        responses = await admin.describe_consumer_groups([group])
+        group = await describe_group(admin, version_prefix(name, version))
     finally:
         await admin.close()
-    urls = sorted({url for response in responses for url in member_urls(response)})
+    urls = sorted({member.url.rstrip("/") for member in group.members if member.url})
     if not urls:
         raise NoWorkers(
             f"version {version} of pipeline {name!r} has no running worker (its consumer"
-            f" group {group} has no members), so there are no tables to compare",
+            f" group {group.group} has no members), so there are no tables to compare",
             hint=f"start one with `kappa worker` on the spec of version {version}, wait until"
             " `kappa status` shows it owns its partitions, then run verify again",
         )

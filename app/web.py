@@ -22,6 +22,7 @@ from app.query_params import BadParameter, int_param, window_range
 from app.replay_tracker import ReplayTracker
 from app.settings import KappaSettings
 from app.status import status
+from app.version_status import VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,12 @@ def register_views(
     tracker: ReplayTracker,
     settings: KappaSettings,
     offsets: OffsetQueries,
+    versions: VersionStatus,
 ) -> None:
     spec, state = pipeline.spec, pipeline.queries
-    router = KeyRouter(app, pipeline.tables.ownership_changelog, settings.resolved_worker_name)
+    router = KeyRouter(
+        app, pipeline.tables.ownership_changelog, settings.resolved_worker_name, versions
+    )
 
     async def routed(view: View, request: Request, key: str) -> Response | None:
         partition = expected_partition(key, pipeline.partitions)
@@ -118,4 +122,13 @@ def register_views(
         async def get(self, request: Request) -> Response:
             owned = pipeline.owned_partitions()
             body = await status(app, pipeline, tracker, settings, offsets, owned)
-            return self.json({**body, "owners": router.owners()})
+            return self.json(
+                {**body, "owners": router.owners(), "catch_up": await versions.catch_up(body)}
+            )
+
+    @app.page("/api/active")
+    class Active(View):
+        """The pipeline's active version and its results topic, on any worker."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json(versions.active_json())

@@ -21,13 +21,16 @@ from agents.names import PipelineNames
 from agents.pipeline import PipelineOptions, WiredPipeline
 from agents.spec import PipelineSpec, load_spec
 from app import codecs, recovery_watchdog
+from app.active_version import ActiveVersionTracker
 from app.dashboard import register_dashboard
+from app.input_tail import InputTail
 from app.kafka_client import OffsetQueries, client_options
 from app.metrics import register_metrics
 from app.replay_tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
 from app.topics import ensure_topics
+from app.version_status import VersionStatus
 from app.web import errors_as_json, register_views
 from tables.pipeline_tables import StoreOptions
 
@@ -67,18 +70,37 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         # With Faust's 1 MB, a worker busy applying a fetch waited about 0.5 s for each
         # next one in side runs; 4 MB fetched 300k records 13 times faster.
         consumer_max_fetch_size=settings.fetch_partition_mb * 1024 * 1024,
+        # aiokafka's default is 5 minutes: a group leader that assigned partitions from
+        # metadata taken just before a topic (a table's changelog, which Faust creates at
+        # start-up) showed up would leave its partitions unassigned that long. A refresh
+        # that shows new partitions makes the leader rebalance.
+        consumer_metadata_max_age_ms=10_000,
         producer_linger_ms=5,
         web_in_thread=False,
         web_application_options={"middlewares": [errors_as_json]},
     )
     pipeline = WiredPipeline(app, spec, pipeline_options(settings), partitions)
-    tracker = ReplayTracker(settings, names)
+    seam = pipeline.seam
+    tracker = ReplayTracker(settings, names, on_seam=None if seam is None else seam.seal)
     # Faust types this for a Service class, but it starts instances too
     # (App.on_init_extra_service accepts either).
     app.service(cast(Any, tracker))
     queries = OffsetQueries(client_options(settings))
     app.service(cast(Any, queries))  # stopped with the app, which closes its clients
-    register_views(app, pipeline, tracker, settings, queries)
+    active = ActiveVersionTracker(settings, spec.name)
+    app.service(cast(Any, active))
+    tail = InputTail(client_options(settings), pipeline.parser, names.input_topic)
+    app.service(cast(Any, tail))
+    versions = VersionStatus(
+        spec.name,
+        spec.version,
+        active,
+        queries,
+        tail,
+        names.input_topic,
+        settings.kafka_query_timeout,
+    )
+    register_views(app, pipeline, tracker, settings, queries, versions)
     batches = register_metrics(app, pipeline, tracker, settings, queries)
     pipeline.stats.batch_observer = batches.observe_batch
     register_dashboard(app)

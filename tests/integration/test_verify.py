@@ -22,13 +22,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.names import PipelineNames
+from agents.seam_record import SeamRecord
 from agents.spec import load_spec
 from app.datagen import generate
 from app.exit_codes import ExitCode
-from app.kafka_client import offset_ranges
+from app.kafka_client import client_options, offset_ranges
+from app.seam import read_seam
 from app.settings import KappaSettings
 from app.verify_batch import batch_answer, connect
-from app.verify_input import InputReader, read_seam
+from app.verify_input import InputReader
 from tests.support.datasets import ON_TIME
 from tests.support.kafka import produce_events, produce_raw
 from tests.support.results import wait_processed
@@ -257,17 +259,22 @@ def test_a_version_with_a_seam_is_read_from_its_history_then_live_from_the_cut(
     asyncio.run(produce_events(boot, history_topic, history, "customer_id"))
     asyncio.run(produce_events(boot, spec.input_topic, live_before + live_after, "customer_id"))
     ends = asyncio.run(offset_ranges({"bootstrap_servers": boot}, [history_topic]))
-    seam = {
-        "cut_ms": cut,
-        "history_topic": history_topic,
-        "end_offsets": {str(p): end for p, (_, end) in ends[history_topic].items()},
-    }
-    asyncio.run(produce_raw(boot, names.control_topic, [(b"seam", orjson.dumps(seam))]))
+    seam = SeamRecord(
+        cut_ms=cut,
+        history_topic=history_topic,
+        start_offsets={p: 0 for p in ends[history_topic]},
+        end_offsets={p: end for p, (_, end) in ends[history_topic].items()},
+        rows=len(history),
+        after_cut=0,
+        files=["history.csv"],
+        replay_id="test",
+    )
+    asyncio.run(produce_raw(boot, names.control_topic, [(b"seam", seam.encoded())]))
     # History produced after the seam was sealed is not the version's.
     asyncio.run(produce_events(boot, history_topic, history[:5], "customer_id"))
 
     settings = kafka_settings
-    found = asyncio.run(read_seam(settings, names))
+    found = asyncio.run(read_seam(client_options(settings), names))
     assert found is not None
     assert found.cut_ms == cut
     reader = InputReader(settings, spec, found)
@@ -284,10 +291,11 @@ def test_a_version_with_a_seam_is_read_from_its_history_then_live_from_the_cut(
         table["p"].to_pylist(), table["seq"].to_pylist(), table["t"].to_pylist(), strict=True
     ):
         by_partition.setdefault(p, []).append((seq, t))
-    for rows in by_partition.values():
-        # History first (negative seq), every history time before the cut, live after.
-        history_rows = [t for seq, t in rows if seq < 0]
-        live_rows = [t for seq, t in rows if seq >= 0]
+    for p, rows in by_partition.items():
+        # History first (virtual offsets below the sealed end), before the cut, live after.
+        history_end = found.end_offsets[p]
+        history_rows = [t for seq, t in rows if seq < history_end]
+        live_rows = [t for seq, t in rows if seq >= history_end]
         assert history_rows
         assert live_rows
         assert max(history_rows) < cut <= min(live_rows)

@@ -108,12 +108,14 @@ def worker_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
 
 
 def kappa_cli(
-    env: Mapping[str, str], *args: str, timeout: float = 120
+    env: Mapping[str, str], *args: str, timeout: float = 120, answer: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``kappa <args>`` as a user would; whatever the exit code, return the outcome."""
+    """Run ``kappa <args>`` as a user would, typing ``answer`` to its questions; whatever
+    the exit code, return the outcome."""
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env=env,
+        input=answer,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,12 +8,13 @@ from typing import Any
 
 import orjson
 
+from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec, parse_spec
 from app.settings import KappaSettings
 from app.verify_actual import Actual, WorkerView
 from app.verify_batch import BatchAnswer, ExpectedWindow
 from app.verify_compare import Comparison, compare, flatten
-from app.verify_input import InputReader, Seam
+from app.verify_input import InputReader
 
 HOUR = 3_600_000
 SPEC = parse_spec(
@@ -196,12 +197,16 @@ class Record:
 
 
 def test_a_seam_puts_history_first_and_skips_live_records_before_the_cut() -> None:
-    seam = Seam.from_record(
-        orjson.dumps(
-            {"cut_ms": 5_000_000, "history_topic": "h", "end_offsets": {"0": 3}, "extra": 1}
-        )
+    seam = SeamRecord(
+        cut_ms=5_000_000,
+        history_topic="h",
+        start_offsets={0: 0},
+        end_offsets={0: 3},
+        rows=3,
+        after_cut=0,
+        files=["h.csv"],
+        replay_id="r",
     )
-    assert seam == Seam(cut_ms=5_000_000, history_topic="h", end_offsets={0: 3})
     reader = InputReader(KappaSettings(), SPEC, seam)
     for offset, t in enumerate([1_000, 4_000, 4_500]):
         reader._take(Record(0, offset, orjson.dumps({"k": "x", "t": t, "a": 1})), history=True)
@@ -209,7 +214,8 @@ def test_a_seam_puts_history_first_and_skips_live_records_before_the_cut() -> No
         reader._take(Record(0, offset, orjson.dumps({"k": "x", "t": t, "a": 1})), history=False)
     reader._take(Record(0, 3, b"{bad"), history=False)
     read = reader.read
-    assert read.columns["seq"] == [-3, -2, -1, 1, 2]
+    # The worker's virtual offsets: history as it is, live after the 3 history records.
+    assert read.columns["seq"] == [0, 1, 2, 4, 5]
     # Times are epoch seconds here (numbers below 1e11 in time_format auto).
     assert read.columns["t"] == [1_000_000, 4_000_000, 4_500_000, 5_000_000, 6_000_000]
     assert (read.records, read.history_records, read.before_cut) == (7, 3, 1)

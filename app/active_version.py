@@ -1,0 +1,137 @@
+"""Which version of a pipeline is active: the one readers are sent to.
+
+``kappa promote`` records it in the pipeline's compacted control topic
+(``kappa.<name>.control``, one partition) under the key ``active``, as JSON::
+
+    {"pipeline": "orders", "version": 2, "results_topic": "kappa.orders.v2.window-results",
+     "promoted_at": "2026-12-01T06:00:00.000Z", "promoted_at_ms": 1796104800000}
+
+Compaction keeps the newest record, so the topic itself is the stable lookup for
+readers of window results; every worker follows it (``ActiveVersionTracker``) and
+serves it at ``GET /api/active``. Without a record, each worker answers for its own
+version, as before versions could be promoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from mode import Service
+
+from agents.names import pipeline_control_topic, version_prefix
+from app.kafka_client import client_options
+from app.settings import KappaSettings
+from tables.times import ms_to_iso
+
+log = logging.getLogger(__name__)
+
+ACTIVE_KEY = b"active"
+
+
+@dataclass(frozen=True)
+class ActiveRecord:
+    pipeline: str
+    version: int
+    promoted_at_ms: int
+
+    @property
+    def results_topic(self) -> str:
+        return f"{version_prefix(self.pipeline, self.version)}.window-results"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "version": self.version,
+            "results_topic": self.results_topic,
+            "promoted_at": ms_to_iso(self.promoted_at_ms),
+            "promoted_at_ms": self.promoted_at_ms,
+        }
+
+    @classmethod
+    def decode(cls, value: bytes) -> ActiveRecord | None:
+        """The record, or None (logged) when it is not one kappa wrote."""
+        try:
+            body = orjson.loads(value)
+            return cls(str(body["pipeline"]), int(body["version"]), int(body["promoted_at_ms"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed active-version record: %r", value[:200])
+            return None
+
+
+def _consumer(settings: KappaSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None)
+
+
+async def read_active(settings: KappaSettings, pipeline: str) -> ActiveRecord | None:
+    """The active version's record, read once; None when none was promoted (or the
+    control topic does not exist yet)."""
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        partition = TopicPartition(pipeline_control_topic(pipeline), 0)
+        if partition.topic not in await consumer.topics():
+            return None
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        end = (await consumer.end_offsets([partition]))[partition]
+        active: ActiveRecord | None = None
+        while await consumer.position(partition) < end:
+            batches = await consumer.getmany(partition, timeout_ms=1000)
+            for record in batches.get(partition, []):
+                if record.key == ACTIVE_KEY and record.value is not None:
+                    active = ActiveRecord.decode(record.value) or active
+        return active
+    finally:
+        await consumer.stop()
+
+
+async def write_active(settings: KappaSettings, pipeline: str, version: int) -> ActiveRecord:
+    record = ActiveRecord(pipeline, version, int(time.time() * 1000))
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            pipeline_control_topic(pipeline),
+            key=ACTIVE_KEY,
+            value=orjson.dumps(record.as_json()),
+            partition=0,
+        )
+    finally:
+        await producer.stop()
+    return record
+
+
+class ActiveVersionTracker(Service):
+    """Follows the pipeline's control topic: ``active`` is the newest record, None
+    until one was read (or if none was ever written)."""
+
+    def __init__(self, settings: KappaSettings, pipeline: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.topic = pipeline_control_topic(pipeline)
+        self.active: ActiveRecord | None = None
+
+    @Service.task
+    async def _follow(self) -> None:
+        consumer = _consumer(self.settings)
+        await consumer.start()
+        try:
+            partition = TopicPartition(self.topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            while not self.should_stop:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        if record.key == ACTIVE_KEY and record.value is not None:
+                            self.active = ActiveRecord.decode(record.value) or self.active
+        except asyncio.CancelledError:
+            raise
+        finally:
+            await consumer.stop()

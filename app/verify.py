@@ -204,6 +204,14 @@ async def _verify(
     names = PipelineNames(spec)
     urls = await version_workers(settings, spec.name, spec.version)
     seam = await read_seam(client_options(settings), names)
+    if seam is None and spec.history is not None:
+        raise KappaError(
+            f"version {spec.version} of {spec.name!r} starts from history files before its"
+            f" cut ({spec.history.cut_iso}), and its history is not sealed yet: the version"
+            " has applied nothing, so there is nothing to compare",
+            hint=f"replay its history first (`kappa replay FILES --pipeline <the spec of"
+            f" v{spec.version}>`), then run verify again",
+        )
     begins, ends = await _input_offsets(settings, spec)
     reader = InputReader(settings, spec, seam, progress)
     await reader.read_to(ends, begins)

@@ -371,6 +371,10 @@ def test_verify_a_version_with_a_cut_beside_the_active_version(kappa: Harness) -
     v2_env = kappa.env(v2_spec, partitions=2)
     v2 = kappa.start_worker(v2_env)
     v2.wait_ready(partitions=2)
+    unsealed = kappa_cli(v2_env, "verify")
+    assert unsealed.returncode == ExitCode.ERROR
+    assert "its history is not sealed yet" in unsealed.stderr
+    assert "replay its history first" in unsealed.stderr
     run_kappa(v2_env, "replay", str(history))
     for worker in (v1, v2):
         wait_processed([worker], boot, kappa.topic)

@@ -13,7 +13,6 @@ import csv
 import gzip
 import math
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -35,6 +34,7 @@ from agents.spec import PipelineSpec, load_spec
 from app.broker.local import LocalKafka, log_tail
 from app.datagen import DatasetShape, generate
 from app.kafka_client import client_options
+from app.ports import free_port
 from app.progress import RichProgress, print_replay_report
 from app.replay import ReplayOptions, replay
 from app.replay_check import BadRowLimit
@@ -59,7 +59,7 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
     demo_dir.mkdir(parents=True, exist_ok=True)
     spec_path = demo_dir / "pipeline.toml"
     spec = _demo_spec(run, spec_path)
-    port = _free_port()
+    port = free_port()
     worker_env = {
         **env,
         "KAPPA_WEB_PORT": str(port),
@@ -125,12 +125,6 @@ def _demo_spec(run: str, path: Path) -> PipelineSpec:
     text = text.replace('input_topic = "orders"', f'input_topic = "demo-orders-{run}"', 1)
     path.write_text(text)
     return load_spec(path)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(base: str, path: str) -> Any:

@@ -27,9 +27,10 @@ from pathlib import Path
 
 from agents.names import PipelineNames
 from agents.spec import load_spec
+from app.ports import free_port
 from app.settings import KappaSettings
 from app.topics import ensure_topics
-from bench.workers import ROOT, BenchPipeline, broker_running, free_port
+from bench.workers import ROOT, BenchPipeline, broker_running
 from bench.workloads import parse_workload
 
 _REPORT = re.compile(r"([\d,]+) events produced .*? \(([\d,]+) events/s\)", re.DOTALL)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import orjson
 import psutil
 
 from app.broker.local import LocalKafka
+from app.ports import free_port
 from app.settings import KappaSettings
 from bench.workloads import Workload
 
@@ -81,12 +81,6 @@ def broker_running(settings: KappaSettings) -> Iterator[None]:
 def get_json(port: int, path: str) -> Any:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
         return orjson.loads(response.read())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

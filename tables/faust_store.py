@@ -39,7 +39,7 @@ class Encoded(bytes):
 
 # Faust's tables always use its "json" codec, which is orjson when orjson is installed
 # (kappa depends on it) and then writes, for the JSON types kept here, the very bytes
-# orjson.dumps does (tests/unit/test_state_codec.py): Faust's own reads (queries,
+# orjson.dumps does (tests/unit/tables/test_faust_store.py): Faust's own reads (queries,
 # recovery) decode what is written here. Calling orjson directly skips Faust's
 # serializer registry on the hot path.
 encode = orjson.dumps
@@ -56,15 +56,20 @@ class TableBuffer:
         self.changelog: str = table.changelog_topic.get_topic_name()
         self.pending: dict[str, Any] = {}
         self._staged: rocksdict.WriteBatch | None = None
+        # The staged writes, readable until they are in RocksDB: between ``stage`` and
+        # ``commit`` (while Kafka acknowledges) a read must not see the older value.
+        self._staged_values: dict[str, Any] = {}
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
 
     def get(self, key: str) -> Any:
         value = self.pending.get(key, None)
+        if value is None and self._staged_values:
+            value = self._staged_values.get(key, None)
         if value is not None:
             if isinstance(value, Encoded):
-                return decode(value)
+                return decode(bytes(value))  # orjson takes bytes, not a subclass
             return None if value is _DELETED else value
         raw = self._db().get(encode(key))
         return None if raw is None else decode(raw)
@@ -99,7 +104,7 @@ class TableBuffer:
                 batch.put(raw_key, raw_value)
                 sender.add(changelog, partition, raw_key, raw_value)
         self._staged = batch
-        self.pending.clear()
+        self._staged_values, self.pending = self.pending, {}
 
     def commit(self, acked: dict[tuple[str, int], int]) -> None:
         """Write the acknowledged changes to RocksDB, and record, as Faust does, how far
@@ -110,6 +115,7 @@ class TableBuffer:
         if batch is None:
             return
         self._db().write(batch)
+        self._staged_values = {}
         offset = acked.get((self.changelog, self.partition))
         if offset is not None:
             self.store.set_persisted_offset(TP(self.changelog, self.partition), offset)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from app.ports import free_port
 from app.settings import KappaSettings
 from tests.support.harness import Harness
-from tests.support.worker import WorkerProcess, free_port, worker_env
+from tests.support.worker import WorkerProcess, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

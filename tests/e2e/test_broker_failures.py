@@ -14,6 +14,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tests.support.cluster import own_cluster
 from tests.support.harness import Harness
 from tests.support.invariant import assert_equals_batch
 from tests.support.kafka import produce_events
-from tests.support.results import wait_processed
+from tests.support.results import processed_records, wait_processed
 from tests.support.times import DAY, HOUR
 from tests.support.worker import WorkerProcess
 
@@ -57,36 +58,60 @@ def test_a_worker_rides_out_a_restart_of_the_broker(kappa: Harness) -> None:
         worker = _worker(kappa, bootstrap)
         asyncio.run(produce_events(bootstrap, topic, rows[:4_000], "customer_id"))
         cluster.stop()
-        time.sleep(5)  # the worker's clients see the broker gone and start retrying
+
+        def broker_gone() -> bool:  # the worker's own queries to Kafka go unanswered
+            status, body = worker.get("/api/status")
+            return status == 200 and body["kafka_answered"] is False
+
+        worker.wait_until(broker_gone, 60, "the worker to find the broker gone")
         cluster.start()
         asyncio.run(produce_events(bootstrap, topic, rows[4_000:], "customer_id"))
         assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"
+        assert worker.stop() == 0  # cleanly, while its brokers are up
 
 
-def test_losing_one_broker_of_three_mid_stream_loses_nothing(kappa: Harness) -> None:
+def test_losing_one_broker_of_three_mid_stream_loses_nothing(
+    kappa: Harness, record_property: Callable[[str, object], None]
+) -> None:
     path, rows = _rows(kappa.tmp_path, seed=42)
     topic = kappa.topic
     with own_cluster(kappa.settings, kappa.tmp_path, nodes=3, port=28492) as (cluster, bootstrap):
         worker = _worker(kappa, bootstrap, KAPPA_REPLICATION_FACTOR="3")
 
-        def live() -> None:  # about 2k events/s, as a live source would send them
-            for start in range(0, len(rows), 200):
-                asyncio.run(
-                    produce_events(bootstrap, topic, rows[start : start + 200], "customer_id")
+        chunk = 200
+        produced = [0]  # events the live source has had acknowledged so far
+
+        def live() -> None:  # paced to about 2k events/s, as a live source sends them
+            for start in range(0, len(rows), chunk):
+                produced[0] += asyncio.run(
+                    produce_events(bootstrap, topic, rows[start : start + chunk], "customer_id")
                 )
                 time.sleep(0.1)
 
         producer = threading.Thread(target=live)
         producer.start()
-        time.sleep(1.5)
+        # Mid-stream: once the worker has stored some events, and while more are coming.
+        worker.wait_until(
+            lambda: processed_records([worker]) > 0, 120, "the worker to store the first events"
+        )
+        processed_before_kill = processed_records([worker])
         cluster.kill_nodes([1], signal.SIGKILL)
+        produced_at_kill = produced[0]
+        record_property("processed_before_kill", processed_before_kill)
+        record_property("produced_at_kill", produced_at_kill)
+        assert 0 < processed_before_kill < len(rows)
+        # Beyond the chunk that may be in flight, at least one is sent after the kill.
+        assert produced_at_kill + chunk < len(rows), (
+            f"the live source had sent {produced_at_kill} of {len(rows)} events by the kill"
+        )
         producer.join(timeout=300)
         assert not producer.is_alive()
         assert_equals_batch([worker], bootstrap, kappa.unique, path, rows, WINDOWS)
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker has exited"
+        assert worker.stop() == 0  # cleanly, while its brokers are up
 
 
 async def _changelog_leader(bootstrap: str, unique: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +49,9 @@ def test_a_stuck_shutdown_is_cut_short(
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)
     if not extra:
-        time.sleep(0.05)  # the clean stop takes seconds; interrupt it
+        # Once the first signal is handled, the clean stop is under way (for a second or
+        # more): interrupt it.
+        worker.wait_for_log("Signal received: ", timeout=30)
         worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert why in worker.log_tail(50)

@@ -1,6 +1,6 @@
 """The generated datasets the integration tests compare with the batch computation.
 
-They live here, not in each test, so that tests/unit/test_datasets.py can show they
+They live here, not in each test, so that tests/unit/app/test_datagen.py can show they
 are able to catch an inexact sum: in each of them, a plain running sum differs from the
 correctly rounded sum for some keys and windows.
 """

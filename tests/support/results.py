@@ -58,6 +58,22 @@ def topic_finals(bootstrap: str, topic: str) -> dict[WindowKey, dict[str, Any]]:
     return finals
 
 
+def processed_offsets(workers: list[WorkerProcess]) -> dict[int, int]:
+    """The last input offset stored per partition, by whichever worker is furthest."""
+    processed: dict[int, int] = {}
+    for worker in workers:
+        status, body = worker.get("/api/status")
+        if status == 200:
+            for p, offset in body["processed_offsets"].items():
+                processed[int(p)] = max(processed.get(int(p), -1), offset)
+    return processed
+
+
+def processed_records(workers: list[WorkerProcess]) -> int:
+    """Input records processed and stored, on a topic whose partitions start at offset 0."""
+    return sum(offset + 1 for offset in processed_offsets(workers).values())
+
+
 def wait_processed(
     workers: list[WorkerProcess], bootstrap: str, topic: str, timeout: float = 300
 ) -> None:
@@ -66,12 +82,7 @@ def wait_processed(
     ends = {p: end for p, (_, end) in ranges[topic].items()}
     deadline = time.monotonic() + timeout
     while True:
-        processed: dict[int, int] = {}
-        for worker in workers:
-            status, body = worker.get("/api/status")
-            if status == 200:
-                for p, offset in body["processed_offsets"].items():
-                    processed[int(p)] = max(processed.get(int(p), -1), offset)
+        processed = processed_offsets(workers)
         behind = {p: end for p, end in ends.items() if end > 0 and processed.get(p, -1) < end - 1}
         if not behind:
             return

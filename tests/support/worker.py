@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,6 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class WorkerProcess:
@@ -54,7 +47,9 @@ class WorkerProcess:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")
 
-    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(
+        self, check: Callable[[], bool], timeout: float, what: str, poll_s: float = 0.3
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -64,7 +59,7 @@ class WorkerProcess:
                     return
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
-            time.sleep(0.3)
+            time.sleep(poll_s)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.log_tail()}")
 
     def wait_ready(self, partitions: int, timeout: float = 90.0) -> None:
@@ -77,6 +72,15 @@ class WorkerProcess:
             )
 
         self.wait_until(ready, timeout, f"the worker to own {partitions} partitions")
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Until the worker has logged ``text``; polled every 20 ms, for a state that lasts
+        only a moment (a clean stop under way)."""
+
+        def logged() -> bool:
+            return self.log_path.exists() and text in self.log_path.read_text(errors="replace")
+
+        self.wait_until(logged, timeout, f"{text!r} in the worker's log", poll_s=0.02)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> int:
         if self.proc is None or self.proc.poll() is not None:

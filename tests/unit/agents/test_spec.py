@@ -10,7 +10,7 @@ from agents.errors import ConfigError
 from agents.spec import SpecError, load_spec, parse_spec
 from tables.windows import WindowDef
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "orders.toml"
+EXAMPLE = Path(__file__).parents[3] / "examples" / "orders.toml"
 HOUR = 3_600_000
 MINUTE = 60_000
 DAY = 24 * HOUR

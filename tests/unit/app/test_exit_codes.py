@@ -7,7 +7,7 @@ from pathlib import Path
 
 from app.exit_codes import rows
 
-README = Path(__file__).parents[2] / "README.md"
+README = Path(__file__).parents[3] / "README.md"
 
 
 def test_readme_table_equals_the_codes() -> None:

@@ -1,0 +1,104 @@
+"""Faust tables on real RocksDB stores without a broker, and a changelog sender that
+acknowledges in memory: what ``TableBuffer`` and ``TablePartitionState`` need in a unit
+test.
+
+The tables are real Faust tables with kappa's store driver (rocksdict): a Faust app that
+is never started opens a table's partition stores on first use, so the tests read what
+kappa wrote through Faust's own store code (``table.get``, ``persisted_offset``) rather
+than through kappa's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from tables.pipeline_tables import PipelineTables, StoreOptions
+
+# Nothing ever connects: the app is not started.
+UNREACHABLE_BROKER = "kafka://127.0.0.1:9"
+
+
+@contextmanager
+def offline_tables(datadir: Path, partitions: int = 2) -> Iterator[PipelineTables]:
+    """The pipeline's tables as the worker declares them (``PipelineTables.declare``), on
+    an app that is never started, stored under ``datadir``."""
+    app = faust.App(
+        f"kappa-unit-{uuid.uuid4().hex[:8]}",
+        broker=UNREACHABLE_BROKER,
+        store="rocksdb://",
+        datadir=str(datadir),
+    )
+    tables = PipelineTables.declare(
+        app, partitions, StoreOptions(block_cache_mb=8, write_buffer_mb=8), key_cache=100
+    )
+    try:
+        yield tables
+    finally:
+        for table in (tables.keys, tables.closed, tables.meta):
+            for db in table.data._dbs.values():
+                db.close()
+
+
+class SendFailed(Exception):
+    """What ``AcknowledgingSender`` raises when told to fail."""
+
+
+class AcknowledgingSender:
+    """A ``ChangelogSender`` that records what is sent and acknowledges it at once, as
+    ``BatchSender`` does: per (topic, partition), the offset of the first record of the
+    send, offsets growing as a log's. With ``fail_on`` = n, its n-th ``send`` (from 1)
+    raises and acknowledges nothing."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.queued: list[tuple[str, int, bytes, bytes | None]] = []
+        # Every acknowledged send's records, in order: one list per send.
+        self.sends: list[list[tuple[str, int, bytes, bytes | None]]] = []
+        self.attempts = 0
+        self._next_offset: dict[tuple[str, int], int] = {}
+
+    def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        self.queued.append((topic, partition, key, value))
+
+    async def send(self) -> dict[tuple[str, int], int]:
+        queued, self.queued = self.queued, []
+        self.attempts += 1
+        if self.attempts == self.fail_on:
+            raise SendFailed(f"send {self.attempts} fails")
+        acked: dict[tuple[str, int], int] = {}
+        for topic, partition, _, _ in queued:
+            tp = (topic, partition)
+            offset = self._next_offset.get(tp, 0)
+            acked.setdefault(tp, offset)
+            self._next_offset[tp] = offset + 1
+        if queued:
+            self.sends.append(queued)
+        return acked
+
+    def changelog_events(self, topic: str) -> list[Any]:
+        """The acknowledged records of ``topic`` as the changelog events Faust's recovery
+        hands to ``Store.apply_changelog_batch``."""
+        events: list[Any] = []
+        offsets: dict[int, int] = {}
+        for sent in self.sends:
+            for record_topic, partition, key, value in sent:
+                if record_topic != topic:
+                    continue
+                offset = offsets[partition] = offsets.get(partition, -1) + 1
+                message = SimpleNamespace(
+                    tp=TP(topic, partition),
+                    partition=partition,
+                    offset=offset,
+                    key=key,
+                    value=value,
+                )
+                events.append(SimpleNamespace(message=message))
+        return events

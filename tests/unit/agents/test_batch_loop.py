@@ -1,0 +1,303 @@
+"""The batch loop's gap check, one partition's fetch at a time (``BatchLoop._partition_batch``
+with ``_read_gap`` and ``_before_first_record``).
+
+The partition's state is real (``TablePartitionState`` on Faust tables and RocksDB, no
+broker, ``tests.support.stores``); the input partition's log is a list of records in
+memory, read through a stand-in for ``GapReader`` (the Kafka reader) that records what it
+is asked. Every record is an event of one key whose amount is its offset, so the key's
+count, sum, minimum and maximum say which offsets were applied, and its fence which came
+last: a gap applied after the records that follow it would be fenced off as duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from agents.batch_loop import BatchLoop, CommitPolicy
+from agents.batch_sender import BatchSender
+from agents.errors import StateLost
+from agents.events import EventParser
+from agents.gap_reader import GapReader
+from agents.names import PipelineNames
+from agents.spec import PipelineSpec, parse_spec
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import TablePartitionState
+from tables.records import PartitionProgress
+from tests.support.stores import offline_tables
+
+TOPIC = "orders"
+PARTITION = 0
+KEY = "c1"
+T0 = 1_700_000_000_000
+
+
+def record(offset: int) -> ConsumerRecord[bytes, bytes]:
+    """The input record at ``offset``: one event of KEY, a second apart, amount = offset."""
+    value = orjson.dumps({"customer_id": KEY, "ts": T0 + offset * 1000, "amount": offset})
+    return ConsumerRecord(
+        topic=TOPIC,
+        partition=PARTITION,
+        offset=offset,
+        timestamp=T0,
+        timestamp_type=0,
+        key=KEY.encode(),
+        value=value,
+        checksum=None,
+        serialized_key_size=len(KEY),
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+def records(offsets: Sequence[int]) -> list[ConsumerRecord[bytes, bytes]]:
+    return [record(offset) for offset in offsets]
+
+
+class LogStandIn(GapReader):
+    """The input partition's log in memory, read as ``GapReader`` reads Kafka: the records
+    held in a range, two at a time (a fetch), and the first offset the log holds."""
+
+    def __init__(self, held: Sequence[int], start: int = 0) -> None:
+        super().__init__({})
+        self.held = records(held)
+        self.start = start
+        self.reads: list[tuple[int, int]] = []
+        self.start_asked = 0
+
+    async def read(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> AsyncIterator[list[Any]]:
+        assert (topic, partition) == (TOPIC, PARTITION)
+        self.reads.append((start, end))
+        found = [r for r in self.held if start <= r.offset < end]
+        for first in range(0, len(found), 2):
+            yield found[first : first + 2]
+
+    async def log_start(self, topic: str, partition: int) -> int:
+        assert (topic, partition) == (TOPIC, PARTITION)
+        self.start_asked += 1
+        return self.start
+
+
+class QueueingSender(BatchSender):
+    """Queues outputs as ``BatchSender`` does; one partition per output topic, so that no
+    broker is asked."""
+
+    async def partition_count(self, topic: str) -> int:
+        return 1
+
+
+def spec() -> PipelineSpec:
+    return parse_spec(
+        {
+            "name": "orders",
+            "version": 1,
+            "input_topic": TOPIC,
+            "key": "customer_id",
+            "time_field": "ts",
+            "values": ["amount"],
+            "windows": [{"size": "1h"}],
+            "lateness": "10m",
+        },
+        "test",
+    )
+
+
+class Partition:
+    """A ``BatchLoop`` over one input partition whose state is ``state``."""
+
+    def __init__(self, state: TablePartitionState, log: LogStandIn) -> None:
+        pipeline = spec()
+        self.log = log
+        self.state = state
+        self.loop = BatchLoop(
+            app=None,  # the gap check never asks Faust
+            names=PipelineNames(pipeline),
+            partitions=1,
+            parser=EventParser(pipeline),
+            config=AggregationConfig(
+                value_names=pipeline.values,
+                metrics=pipeline.metrics,
+                windows=pipeline.windows,
+                lateness_ms=pipeline.lateness_ms,
+                retention_ms=pipeline.retention_ms,
+            ),
+            new_state=lambda partition: state,
+            sender=QueueingSender({}),
+            gaps=log,
+            policy=CommitPolicy(interval_s=3600, events=10**9),
+            streamed_too=lambda: False,
+        )
+
+    async def fetch(self, offsets: Sequence[int]) -> None:
+        await self.loop._partition_batch(PARTITION, records(offsets))
+
+    def applied(self) -> dict[str, Any]:
+        """What the key's record says was applied: count, sum, min, max and fence."""
+        rec = self.state.get_key(KEY)
+        if rec is None:
+            return {"count": 0}
+        result = rec.totals.result(("amount",), ("count", "sum", "min", "max"))
+        amount = result["values"]["amount"]
+        return {"count": result["count"], **amount, "fence": rec.fence}
+
+    @property
+    def checkpoint(self) -> int:
+        return self.loop.processor(PARTITION).progress.offset
+
+
+def applied_offsets(offsets: range) -> dict[str, Any]:
+    """``Partition.applied`` of exactly ``offsets``, in order, computed on its own."""
+    return {
+        "count": len(offsets),
+        "sum": float(sum(offsets)),
+        "min": float(offsets[0]),
+        "max": float(offsets[-1]),
+        "fence": offsets[-1],
+    }
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[TablePartitionState]:
+    with offline_tables(tmp_path, partitions=1) as tables:
+        yield tables.partition_state(PARTITION)
+
+
+def checkpointed(state: TablePartitionState, offset: int) -> TablePartitionState:
+    """``state`` with a checkpoint at ``offset``: every record up to it is applied."""
+    state.put_progress(PartitionProgress(max_event_ms=T0, offset=offset))
+    return state
+
+
+async def test_a_contiguous_fetch_is_applied_without_reading_kafka(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(10)))
+    await partition.fetch(range(5, 10))
+    assert partition.applied() == applied_offsets(range(5, 10))
+    assert partition.checkpoint == 9
+    assert partition.log.reads == []
+    assert partition.log.start_asked == 0
+    stats = partition.loop.stats
+    assert (stats.gap_records_read, stats.duplicates) == (0, 0)
+
+
+async def test_the_next_fetch_follows_the_last_applied_record_not_the_stored_one(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(20)))
+    await partition.fetch(range(5, 8))
+    await partition.fetch(range(8, 12))  # nothing stored in between: no gap either
+    assert partition.log.reads == []
+    assert partition.applied() == applied_offsets(range(5, 12))
+
+
+@pytest.mark.parametrize("first", [6, 8], ids=["one record", "three records"])
+async def test_a_gap_is_read_back_from_kafka_and_applied_first(
+    state: TablePartitionState, first: int
+) -> None:
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(10)))
+    await partition.fetch(range(first, 10))  # the consumer skipped 5 .. first - 1
+    assert partition.log.reads == [(5, first)]
+    assert partition.applied() == applied_offsets(range(5, 10))
+    assert partition.loop.stats.gap_records_read == first - 5
+    assert partition.checkpoint == 9
+
+
+async def test_a_gap_that_holds_no_records_reads_as_empty(
+    state: TablePartitionState,
+) -> None:
+    # Offsets 5..7 hold no records (transaction markers, or removed by compaction).
+    partition = Partition(checkpointed(state, 4), LogStandIn([0, 1, 2, 3, 4, 8, 9]))
+    await partition.fetch([8, 9])
+    assert partition.log.reads == [(5, 8)]
+    assert partition.applied() == applied_offsets(range(8, 10))
+    assert partition.loop.stats.gap_records_read == 0
+
+
+async def test_records_at_or_before_the_checkpoint_are_skipped_as_duplicates(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(checkpointed(state, 6), LogStandIn(range(10)))
+    await partition.fetch(range(4, 10))  # 4, 5, 6 were applied and stored before
+    assert partition.applied() == applied_offsets(range(7, 10))
+    assert partition.loop.stats.duplicates == 3
+    assert partition.log.reads == []
+
+
+async def test_a_fetch_applied_but_not_stored_is_a_duplicate_when_fetched_again(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(10)))
+    await partition.fetch(range(5, 8))
+    await partition.fetch(range(6, 10))
+    assert partition.applied() == applied_offsets(range(5, 10))
+    assert partition.loop.stats.duplicates == 2
+
+
+async def test_a_fetch_of_only_stored_records_applies_nothing_and_reports_the_checkpoint(
+    state: TablePartitionState,
+) -> None:
+    """A takeover re-reading from an older committed offset: its stored checkpoint is
+    this worker's progress, for status and the next commit."""
+    partition = Partition(checkpointed(state, 6), LogStandIn(range(10)))
+    await partition.fetch(range(3, 7))
+    assert partition.applied() == {"count": 0}
+    assert partition.loop.stats.duplicates == 4
+    assert partition.loop.stats.processed_offsets == {PARTITION: 6}
+
+
+async def test_no_state_and_the_log_starting_at_the_first_record(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(state, LogStandIn(range(5)))
+    await partition.fetch(range(5))
+    assert partition.applied() == applied_offsets(range(5))
+    assert (partition.log.reads, partition.log.start_asked) == ([], 0)
+
+
+async def test_no_state_and_a_log_after_retention_starts_where_the_log_does(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(state, LogStandIn(range(3, 8), start=3))
+    await partition.fetch(range(3, 8))
+    assert partition.log.start_asked == 1
+    assert partition.log.reads == []
+    assert partition.applied() == applied_offsets(range(3, 8))
+
+
+async def test_no_state_with_the_group_ahead_and_the_log_from_0_is_rebuilt_from_the_log(
+    state: TablePartitionState, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The changelogs were lost but the input still holds everything: recompute it."""
+    partition = Partition(state, LogStandIn(range(10)))
+    with caplog.at_level(logging.WARNING, logger="agents.batch_loop"):
+        await partition.fetch(range(5, 10))  # the group had committed offset 5
+    assert partition.log.reads == [(0, 5)]
+    assert partition.applied() == applied_offsets(range(10))
+    assert "recomputing it from the start of the log" in caplog.text
+
+
+async def test_no_state_with_the_group_ahead_and_the_log_cut_by_retention_is_state_lost(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(state, LogStandIn(range(3, 20), start=3))
+    with pytest.raises(StateLost) as lost:
+        await partition.fetch(range(10, 20))
+    assert lost.value.message == (
+        f"partition {PARTITION} of {TOPIC}: the consumer group has processed up to offset "
+        "10, but the tables hold no state for it, and the log now starts at offset 3: the "
+        "state of the records before it is gone"
+    )
+    assert lost.value.hint is not None
+    assert "restore the changelog topics" in lost.value.hint
+    assert "bump `version` in the spec" in lost.value.hint
+    assert partition.applied() == {"count": 0}
+    assert partition.log.reads == []

@@ -1,0 +1,245 @@
+"""``TablePartitionState`` on real Faust tables and RocksDB stores (no broker): reads see
+the batch's writes, ``store_batch`` stores them in its ordered, acknowledged steps, and the
+key cache keeps the most recently used records, at most as many as it is told.
+
+What was stored is read back through Faust's own table reads, not through kappa's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tables.aggregates import Agg
+from tables.faust_store import encode
+from tables.partition_state import TablePartitionState, store_batch
+from tables.pipeline_tables import PipelineTables
+from tables.records import (
+    KeyRecord,
+    PartitionProgress,
+    WindowResult,
+    bucket_keys_key,
+    closed_key,
+    progress_key,
+)
+from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
+
+PARTITION = 1
+HOUR_MS = 3_600_000
+
+
+class Tables:
+    """The pipeline's tables, and what Faust's own reads find in them."""
+
+    def __init__(self, tables: PipelineTables) -> None:
+        self.tables = tables
+        self.keys, self.closed, self.meta = tables.keys, tables.closed, tables.meta
+
+    def state(self, cache: int = 100) -> TablePartitionState:
+        """A partition's state keeping up to ``cache`` decoded key records."""
+        return dataclasses.replace(self.tables, key_cache=cache).partition_state(PARTITION)
+
+    def stored_key(self, key: str) -> KeyRecord | None:
+        """A key's record as Faust's table read finds it in RocksDB."""
+        state = self.keys.get(key)
+        return None if state is None else KeyRecord.from_state(state)
+
+    def changelog(self, name: str) -> str:
+        topic: str = getattr(self, name).changelog_topic.get_topic_name()
+        return topic
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> Iterator[Tables]:
+    with offline_tables(tmp_path) as tables:
+        yield Tables(tables)
+
+
+def record(fence: int, *amounts: float) -> KeyRecord:
+    totals = Agg.empty(1)
+    for amount in amounts:
+        totals.add([amount])
+    return KeyRecord(fence=fence, totals=totals, windows={})
+
+
+def result(key: str, start_ms: int) -> WindowResult:
+    return WindowResult(key, "1h", start_ms, start_ms + HOUR_MS, True, {"count": 2})
+
+
+def test_reads_see_the_batchs_writes_before_they_are_stored(tables: Tables) -> None:
+    state = tables.state()
+    assert state.get_key("a") is None
+    assert state.get_progress() is None
+    a = record(5, 1.25)
+    state.put_key("a", a)
+    state.put_progress(PartitionProgress(max_event_ms=1_000, offset=5))
+    state.put_bucket_keys("1h@0", ["a", "b"])
+    assert state.get_key("a") is a
+    assert state.get_progress() == PartitionProgress(max_event_ms=1_000, offset=5)
+    assert state.get_bucket_keys("1h@0") == ["a", "b"]
+    state.delete_bucket_keys("1h@0")
+    assert state.get_bucket_keys("1h@0") == []
+    assert tables.stored_key("a") is None
+    assert tables.meta.get(progress_key(PARTITION)) is None
+
+
+async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Tables) -> None:
+    state = tables.state()
+    state.put_key("a", record(7, 2.5, 0.1))
+    closed = result("a", 0)
+    state.put_closed(closed)
+    state.put_bucket_keys("1h@0", ["a"])
+    state.put_progress(PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7))
+    await store_batch([state], AcknowledgingSender())
+
+    stored = tables.stored_key("a")
+    assert stored is not None
+    assert stored.to_state() == record(7, 2.5, 0.1).to_state()
+    assert tables.closed.get(closed_key("a", "1h", 0)) == closed.as_json()
+    assert tables.meta.get(bucket_keys_key(PARTITION, "1h@0")) == ["a"]
+    assert tables.meta.get(progress_key(PARTITION)) == [HOUR_MS + 600_000, 7]
+    # A fresh view of the partition (as after a restart) reads it all from RocksDB.
+    again = tables.state()
+    assert again.get_closed("a", "1h", 0) == closed.as_json()
+    assert list(again.iter_buckets()) == ["1h@0"]
+    assert [(key, rec.fence) for key, rec in again.iter_keys()] == [("a", 7)]
+    assert again.get_progress() == PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7)
+
+
+async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
+    tables: Tables,
+) -> None:
+    state = tables.state()
+    sender = AcknowledgingSender()
+    for fence in range(10):
+        rec = state.get_key("a") or record(fence)
+        rec.fence = fence
+        rec.totals.add([float(fence)])
+        state.put_key("a", rec)
+    assert state.held_changes() == 1
+    await store_batch([state], sender)
+    keys_changelog = tables.changelog("keys")
+    messages = [m for sent in sender.sends for m in sent if m[0] == keys_changelog]
+    assert messages == [(keys_changelog, PARTITION, encode("a"), encode(rec.to_state()))]
+    assert state.held_changes() == 0
+
+
+async def test_the_steps_are_closed_windows_then_keys_then_progress(tables: Tables) -> None:
+    state = tables.state()
+    sender = AcknowledgingSender()
+    state.put_closed(result("a", 0))
+    state.put_bucket_keys("1h@0", ["a"])
+    state.put_key("a", record(3))
+    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
+    await store_batch([state], sender)
+    topics = [{topic for topic, *_ in sent} for sent in sender.sends]
+    assert topics == [
+        {tables.changelog("closed"), tables.changelog("meta")},
+        {tables.changelog("keys")},
+        {tables.changelog("meta")},
+    ]
+    assert [len(sent) for sent in sender.sends] == [2, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("failing_send", "stored"),
+    [(1, set()), (2, {"closed"}), (3, {"closed", "keys"})],
+    ids=["closed windows", "keys", "progress"],
+)
+async def test_a_failed_step_leaves_only_the_steps_before_it_stored(
+    tables: Tables, failing_send: int, stored: set[str]
+) -> None:
+    """Any prefix of the steps is safe to crash after: the progress record (the
+    checkpoint) is never stored ahead of the key records and closed windows."""
+    state = tables.state()
+    state.put_closed(result("a", 0))
+    state.put_bucket_keys("1h@0", ["a"])
+    state.put_key("a", record(3))
+    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
+    with pytest.raises(SendFailed):
+        await store_batch([state], AcknowledgingSender(fail_on=failing_send))
+    found = {
+        "closed": tables.closed.get(closed_key("a", "1h", 0)) is not None,
+        "keys": tables.stored_key("a") is not None,
+        "progress": tables.meta.get(progress_key(PARTITION)) is not None,
+    }
+    assert {name for name, there in found.items() if there} == stored
+    assert (tables.meta.get(bucket_keys_key(PARTITION, "1h@0")) is not None) == ("closed" in stored)
+
+
+# --- the key cache ---------------------------------------------------------------------
+
+
+def _cached(state: TablePartitionState, records: dict[str, KeyRecord]) -> set[str]:
+    """The keys whose record ``get_key`` returns without decoding it again from RocksDB
+    (the very object put or read before). Reading a key makes it the most recently used,
+    so this is asked of each key of ``records`` in turn, after every other check."""
+    return {key for key, rec in records.items() if state.get_key(key) is rec}
+
+
+async def test_the_cache_keeps_the_most_recently_used_records_and_drops_the_rest(
+    tables: Tables,
+) -> None:
+    state = tables.state(cache=2)
+    records = {key: record(n, float(n)) for n, key in enumerate("abcd")}
+    for key, rec in records.items():  # used in the order a, b, c, d
+        state.put_key(key, rec)
+    assert state.get_key("a") is records["a"]  # now b, c, d, a
+    await store_batch([state], AcknowledgingSender())
+    # Every record was stored, and only the two most recently used stay decoded.
+    for key, rec in records.items():
+        stored = tables.stored_key(key)
+        assert stored is not None
+        assert stored.to_state() == rec.to_state()
+    assert _cached(state, {k: records[k] for k in "bc"}) == set()
+    # b and c were read again (decoded anew), after d and a: the cache grows in a batch.
+    assert _cached(state, {k: records[k] for k in "da"}) == {"d", "a"}
+
+
+async def test_a_record_read_from_rocksdb_is_cached_until_it_is_the_least_recent(
+    tables: Tables,
+) -> None:
+    writer = tables.state()
+    for n, key in enumerate("abc"):
+        writer.put_key(key, record(n))
+    await store_batch([writer], AcknowledgingSender())
+
+    state = tables.state(cache=2)
+    read = {key: state.get_key(key) for key in "abc"}
+    assert all(rec is not None for rec in read.values())
+    assert state.get_key("a") is read["a"], "within a batch every record read stays decoded"
+    await store_batch([state], AcknowledgingSender())  # a batch ends: c, a are the newest
+    kept = {k: rec for k, rec in read.items() if rec is not None}
+    assert _cached(state, {k: kept[k] for k in "ca"}) == {"c", "a"}
+    assert _cached(state, {"b": kept["b"]}) == set()
+
+
+async def test_a_cache_of_zero_keeps_no_record_between_batches(tables: Tables) -> None:
+    state = tables.state(cache=0)
+    a = record(1, 4.5)
+    state.put_key("a", a)
+    assert state.get_key("a") is a  # the batch's own records are always held
+    await store_batch([state], AcknowledgingSender())
+    again = state.get_key("a")
+    assert again is not None
+    assert again is not a
+    assert again.to_state() == a.to_state()
+
+
+async def test_a_cached_record_changed_again_is_stored_again(tables: Tables) -> None:
+    state = tables.state(cache=10)
+    a = record(1, 1.0)
+    state.put_key("a", a)
+    await store_batch([state], AcknowledgingSender())
+    cached = state.get_key("a")
+    assert cached is a
+    a.fence = 2
+    a.totals.add([2.0])
+    state.put_key("a", a)
+    await store_batch([state], AcknowledgingSender())
+    stored = tables.stored_key("a")
+    assert stored is not None
+    assert stored.to_state() == record(2, 1.0, 2.0).to_state()

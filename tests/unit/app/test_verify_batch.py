@@ -186,7 +186,7 @@ def test_days_in_a_time_zone(zone: str, first: str) -> None:
 
 def test_sums_are_exact_where_a_running_sum_is_not() -> None:
     # One of the integration tests' datasets, chosen there because a running sum over it
-    # differs from the correctly rounded sum (tests/unit/test_datasets.py).
+    # differs from the correctly rounded sum (tests/unit/app/test_datagen.py).
     events = list(generate(CRASH))[:5000]
     spec = spec_of(windows=[{"size": "1h"}], lateness="10m")
 

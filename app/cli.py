@@ -352,6 +352,51 @@ def status(url: str | None, as_json: bool) -> None:
     sys.exit(group.exit_code)
 
 
+# -- verify -----------------------------------------------------------------------------
+@main.command(
+    epilog="Exits 0 when equal, 5 on any difference, 3 when a version still catching up "
+    "was equal on what it had processed, 1 when it cannot compare (unknown pipeline or "
+    "version, no running worker, Kafka or a worker unreachable)."
+)
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    help="The version to verify (default: the spec's). PIPELINE must describe its logic.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def verify(pipeline: Path | None, version: int | None, as_json: bool) -> None:
+    """Check a version of PIPELINE (a TOML spec; default: KAPPA_PIPELINE) against an
+    independent batch answer.
+
+    It reads the records the version consumes (the input topic's retained records; for
+    a version with a history seam, its history topic and then the live records from the
+    cut), decodes them with the pipeline's rules, computes totals and windows with
+    DuckDB SQL under the same lateness, and compares them with the version's tables
+    (through its workers' API) and its window-results topic. It prints what it
+    compared and the first differences (key, window, field, expected, actual). A
+    version still catching up is compared as far as it has processed, and said so.
+    """
+    from agents.spec import load_spec
+    from app.verify import verify as run_verify
+    from app.verify_progress import VerifyProgress
+
+    settings = _with_pipeline(_settings(), pipeline)
+    progress = VerifyProgress(enabled=not as_json)
+    try:
+        spec = load_spec(settings.pipeline)
+        with progress:
+            report = asyncio.run(run_verify(settings, spec, version, progress.update))
+    except KappaError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
 # -- versions, promote, retire ------------------------------------------------------------
 VERSIONS_PIPELINE_HELP = (
     "PIPELINE is a spec (TOML) path or a pipeline's name; default: KAPPA_PIPELINE."

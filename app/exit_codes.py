@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     PARTIAL = 3
     REFUSED = 4
+    DIFFERENT = 5
 
 
 MEANING = {
@@ -24,13 +25,16 @@ MEANING = {
     ExitCode.USAGE: "usage error: an unknown command or option, or a bad argument",
     ExitCode.PARTIAL: "partly done: `kappa status` reached some workers of the group but"
     " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"
-    " bad rows than `--max-bad-rows` allows and produced nothing",
+    " bad rows than `--max-bad-rows` allows and produced nothing; `kappa verify` compared"
+    " a version still catching up on what it had processed, and found no difference",
     ExitCode.REFUSED: "refused, nothing changed, because acting would count events twice or"
     " leave readers without a version: `kappa replay` was given a file already replayed into"
     " the same topic (without `--force`), the id of a complete replay, or an id to resume"
     " with other files or options; `kappa promote` of a version that is behind, has no"
     " workers, or fails `--verify`; `kappa retire` of the active version or of one whose"
     " workers still run",
+    ExitCode.DIFFERENT: "`kappa verify` found a difference between a version's tables or"
+    " results and the batch answer",
 }
 FORCED_EXIT = (
     "128+N",

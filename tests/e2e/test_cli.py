@@ -23,6 +23,7 @@ COMMANDS = [
     ["worker"],
     ["replay"],
     ["status"],
+    ["verify"],
     ["versions"],
     ["promote"],
     ["retire"],
@@ -207,3 +208,16 @@ def test_replay_without_kafka_is_exit_code_1_and_says_nothing_was_produced(
     assert "Kafka failed" in message
     assert "nothing was produced" in message
     assert "kappa kafka start" in message
+
+
+def test_verify_without_kafka_is_exit_code_1_and_says_what_to_do(
+    make_spec: Callable[..., Path],
+) -> None:
+    env = {**os.environ, "KAPPA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}  # nothing listens there
+    done = kappa_cli(env, "verify", str(make_spec()))
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "Kafka failed" in message
+    assert "nothing was compared" in message
+    assert "kappa kafka start" in message
+    assert "Traceback" not in done.stderr

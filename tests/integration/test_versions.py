@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,19 @@ def _versions(env: dict[str, str], name: str) -> dict[str, Any]:
 
 def _by_version(survey: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {v["version"]: v for v in survey["versions"]}
+
+
+def _settled(env: dict[str, str], name: str, lags: dict[int, int]) -> dict[str, Any]:
+    """The survey once each version's lag is as given: lag counts from the group's
+    committed offsets, which trail what a worker has stored by up to a commit interval."""
+    deadline = time.monotonic() + 30
+    while True:
+        survey = _versions(env, name)
+        found = _by_version(survey)
+        if all(found[v]["lag_total"] == lag for v, lag in lags.items()):
+            return survey
+        assert time.monotonic() < deadline, f"lags {lags} never seen: {found}"
+        time.sleep(0.5)
 
 
 async def _cluster_names(bootstrap: str) -> tuple[list[str], list[str]]:
@@ -73,7 +87,7 @@ def test_versions_promote_and_retire(
     wait_processed([b], bootstrap, topic)
 
     # Both versions, caught up, each with its worker; none promoted yet.
-    survey = _versions(v1_env, name)
+    survey = _settled(v1_env, name, {1: 0, 2: 0})
     assert survey["active"] is None
     found = _by_version(survey)
     assert set(found) == {1, 2}
@@ -93,7 +107,7 @@ def test_versions_promote_and_retire(
     assert b.stop() == 0
     asyncio.run(produce_events(bootstrap, topic, second, "customer_id"))
     wait_processed([a], bootstrap, topic)
-    found = _by_version(_versions(v1_env, name))
+    found = _by_version(_settled(v1_env, name, {1: 0}))
     assert found[1]["lag_total"] == 0
     assert found[2]["lag_total"] == len(second)
     assert found[2]["workers"] == []

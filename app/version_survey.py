@@ -193,9 +193,10 @@ async def survey(
                 version=version,
                 topics=topics.get(version, []),
                 group=described[version],
-                # A version that starts from history files also reads its history topic.
-                input_topics=sorted(shared)
-                + [t for t in topics.get(version, []) if t.endswith(".history")],
+                # Not a version's history topic: its workers read it without the group
+                # (agents/history_seam.py), and its live lag, counted from the first
+                # retained record until it commits there, bounds what the history leaves.
+                input_topics=sorted(shared),
                 lag={},
                 progress=None,
                 active=active is not None and active.version == version,

@@ -76,6 +76,26 @@ class VersionReport:
             "open_windows": sum(s["open_windows"] for s in sizes),
         }
 
+    def seam(self) -> dict[str, Any] | None:
+        """Where a version with a cut switches from history files to the live input, over
+        its answering workers' partitions (agents/history_seam.py); None without a cut."""
+        reports = [body["seam"] for body in self.workers.values() if body.get("seam")]
+        if not reports:
+            return None
+        partitions = {p: part for report in reports for p, part in report["partitions"].items()}
+        ordered = sorted(partitions.items(), key=lambda item: int(item[0]))
+        return {
+            "cut": reports[0]["cut"],
+            "cut_ms": reports[0]["cut_ms"],
+            "sealed": all(report["sealed"] for report in reports),
+            "rows_taken_from_history": sum(p["history_rows_taken"] for p in partitions.values()),
+            "live_skipped_before_cut": sum(r["live_skipped_before_cut"] for r in reports),
+            "states": {p: part["state"] for p, part in ordered},
+            "first_live_offsets": {p: part["first_live_offset"] for p, part in ordered},
+            "gap": any(report["gap"] for report in reports),
+            "gap_explanation": [line for r in reports for line in r["gap_explanation"]],
+        }
+
     def behind_input_ms(self, input_newest: dict[int, int]) -> int | None:
         """How far its newest event is behind the input's newest, on its worst partition."""
         own = self.newest_event_times()
@@ -103,6 +123,7 @@ class VersionReport:
             "watermark_iso": None if watermark is None else ms_to_iso(watermark),
             "behind_input_ms": self.behind_input_ms(input_newest),
             "state": self.state(),
+            "seam": self.seam(),
             "workers": [m.as_json() for m in self.group.members],
             "unreachable": self.unreachable,
         }

@@ -4,6 +4,7 @@ partition."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.table import Column, Table
@@ -65,6 +66,9 @@ def print_versions(found: PipelineSurvey) -> None:
         )
     out.print(table)
     for version, report in sorted(found.versions.items()):
+        if (seam := report.seam()) is not None:
+            _print_seam(out, version, seam)
+    for version, report in sorted(found.versions.items()):
         workers = [url + ("" if url in report.workers else " (no answer)") for url in report.urls]
         out.print(
             f"v{version} workers: "
@@ -73,6 +77,23 @@ def print_versions(found: PipelineSurvey) -> None:
         for topic, partitions in report.lag.items():
             shown = ", ".join(f"{p}: {n:,}" for p, n in sorted(partitions.items()))
             out.print(f"v{version} lag on {topic}: {shown}")
+
+
+def _print_seam(out: Console, version: int, seam: dict[str, Any]) -> None:
+    states = ", ".join(f"{p}: {state}" for p, state in seam["states"].items())
+    firsts = ", ".join(
+        f"{p}: {'-' if offset is None else offset}"
+        for p, offset in seam["first_live_offsets"].items()
+    )
+    out.print(
+        f"v{version} seam: cut {seam['cut']}, "
+        + ("history sealed" if seam["sealed"] else "waiting for its history (replay it)")
+        + f"; {seam['rows_taken_from_history']:,} rows from history, "
+        f"{seam['live_skipped_before_cut']:,} live records skipped before the cut; "
+        f"partitions {states}; first live offsets {firsts}"
+    )
+    for line in seam["gap_explanation"]:
+        out.print(f"[bold red]v{version} GAP AFTER THE CUT:[/] {line}")
 
 
 def _eta(progress: CatchUp | None) -> str:

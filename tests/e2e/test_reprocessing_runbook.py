@@ -172,6 +172,15 @@ def test_the_reprocessing_runbook_with_live_traffic_throughout(kappa: Harness) -
         wait_for(lambda: versions(v2_env, name)[2]["lag_total"] <= 200, 240, "v2 to catch up")
         shown = versions(v1_env, name)
         assert set(shown) == {1, 2}
+        seam = shown[2]["seam"]  # the seam, as `kappa versions` reports it
+        assert seam["sealed"] is True
+        assert seam["cut_ms"] == cut
+        assert seam["rows_taken_from_history"] == len(before)
+        assert seam["gap"] is False
+        assert set(seam["states"].values()) == {"live"}
+        assert shown[1]["seam"] is None
+        table = run(v1_env, "versions", name, "--sample", "0")
+        assert f"v2 seam: cut {iso(cut)[:19]}" in table
         assert live.sent < len(live_events), "the live traffic ended before the runbook"
 
         # 4. verify passes for both versions, while events keep arriving.

@@ -1,4 +1,4 @@
-"""``EventParser.parse_columns``: a table of text rows (CSV) validated a column at a time.
+"""``parse_columns``: a table of text rows (CSV) validated a column at a time.
 
 The answer is the one ``EventParser.parse_fields`` gives row by row, reason and detail
 included. Whole-column operations settle the rows they can prove good; every other row
@@ -14,8 +14,8 @@ goes through ``parse_fields`` itself, so each rejection is the parser's own:
   once per distinct text.
 
 Unit tests check these claims, and the whole against ``parse_fields``, on generated
-rows. This module imports pyarrow, which a worker does not need; ``EventParser``
-imports it only when ``parse_columns`` is called.
+rows. This module imports pyarrow, which a worker does not need: only the replay
+imports it.
 """
 
 from __future__ import annotations

@@ -44,18 +44,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
 from agents.errors import KappaError
 from agents.spec import PipelineSpec, short_repr
 from tables.times import datetime_to_ms
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-    from agents.event_columns import ParsedColumns
 
 RejectReason = Literal[
     "oversized",
@@ -177,13 +172,6 @@ class EventParser:
             tuple([self._value(fields, name) for name in self._values]),
             fields,
         )
-
-    def parse_columns(self, table: pa.Table) -> ParsedColumns:
-        """Validate every row of a table, as ``parse_fields`` would each row, at the cost of
-        a few whole-column operations when the columns are text (CSV rows)."""
-        from agents.event_columns import parse_columns  # pyarrow, which workers do not need
-
-        return parse_columns(self, table)
 
     def canonical_key(self, fields: Mapping[str, Any]) -> str:
         """The key's text: the single key field's value, or the values joined by ``|``."""

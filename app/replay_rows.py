@@ -15,6 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from agents.event_columns import parse_columns
 from agents.events import EventParser, Rejected
 from app.history import HistoryFile, RowBlock
 
@@ -67,7 +68,7 @@ def read_rows(
         if isinstance(item, RowBlock):
             if keys:
                 yield batch()
-            parsed = parser.parse_columns(item.table)
+            parsed = parse_columns(parser, item.table)
             for index, why in parsed.rejected:
                 number = item.row_numbers[index]
                 yield BadRow(file, number, why.reason, why.detail, item.raw(index))

@@ -1,4 +1,4 @@
-"""``EventParser.parse_columns`` gives, for every row, what ``parse_fields`` gives.
+"""``parse_columns`` gives, for every row, what ``parse_fields`` gives.
 
 The oracle is ``parse_fields`` itself, row by row: the same good rows with the same keys
 and times, and the same rejections with the same reasons and details.
@@ -15,6 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from agents.event_columns import parse_columns
 from agents.events import MAX_TS_MS, MIN_TS_MS, EventParser, Rejected
 from agents.spec import parse_spec
 from tables.times import datetime_to_ms
@@ -58,7 +59,7 @@ def row_by_row(parser: EventParser, rows: list[dict[str, str]]) -> tuple[Any, ..
 def by_columns(parser: EventParser, rows: list[dict[str, str]]) -> tuple[Any, ...]:
     names = list(rows[0]) if rows else ["k", "ts", "a"]
     table = pa.table({name: pa.array([row[name] for row in rows], pa.string()) for name in names})
-    parsed = parser.parse_columns(table)
+    parsed = parse_columns(parser, table)
     return (
         parsed.good.to_pylist(),
         parsed.keys.to_pylist(),
@@ -160,7 +161,7 @@ def test_a_value_the_value_rule_accepts_is_asked_once_per_text() -> None:
 def test_columns_that_are_not_text_go_row_by_row() -> None:
     parser = make_parser()
     table = pa.table({"k": ["c1", "c2"], "ts": [1714564800, None], "a": [1.5, 2.0]})
-    parsed = parser.parse_columns(table)
+    parsed = parse_columns(parser, table)
     assert parsed.good.to_pylist() == [True, False]
     assert parsed.keys.to_pylist() == ["c1"]
     assert parsed.ts_ms.to_pylist() == [1714564800000]

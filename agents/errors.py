@@ -5,12 +5,12 @@ every layer above can import it:
     KappaError
     ├── ConfigError         a setting or a pipeline spec is invalid (agents.spec, app.settings)
     ├── BrokerError         the local broker cannot be fetched, started or stopped (app.broker)
-    ├── ReplayError         a replay cannot start or go on (app.replay)
-    │   └── TooManyBadRows  more bad rows than --max-bad-rows allows (app.replay)
+    ├── ReplayError         a replay cannot start or go on (app.replay.run)
+    │   └── TooManyBadRows  more bad rows than --max-bad-rows allows (app.replay.run)
     ├── StateLost           state the input no longer holds is gone (agents.batch_loop)
     ├── Refused             acting would do harm, so nothing was done (the CLI exits 4):
     │                       a file replayed before, promoting a version that is behind,
-    │                       retiring the active version (app.replay_ledger, app.version_admin)
+    │                       retiring the active version (app.replay.ledger, app.versions.admin)
     ├── Rejected            a record that cannot become an event (agents.events)
     ├── HistoryError        a history file that cannot be read (app.history)
     ├── BadParameter        a query parameter the API cannot use (app.query_params)

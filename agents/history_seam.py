@@ -69,7 +69,7 @@ class HistorySeam:
     # -- the seam record ----------------------------------------------------------------
 
     def seal(self, record: SeamRecord) -> None:
-        """The control topic's seam record arrived (``app.replay_tracker``)."""
+        """The control topic's seam record arrived (``app.replay.tracker``)."""
         if record.cut_ms != self.cut_ms:
             log.error(
                 "the seam record's cut %s is not the spec's cut %s: the spec changed after "

@@ -17,9 +17,9 @@ def version_prefix(pipeline: str, version: int) -> str:
 
 def pipeline_control_topic(pipeline: str) -> str:
     """The pipeline's own compacted topic, shared by its versions (one partition): it
-    records which version is active, under the key ``active`` (app.active_version), and
+    records which version is active, under the key ``active`` (app.versions.active), and
     the ledger of replays into the shared input topic, under ``replay:<id>``
-    (app.replay_ledger): every version reads that topic, so what was replayed into it is
+    (app.replay.ledger): every version reads that topic, so what was replayed into it is
     the pipeline's."""
     return f"kappa.{pipeline}.control"
 

@@ -166,7 +166,7 @@ class RefusedExit(click.ClickException):
 
 
 def _bad_row_limit(ctx: click.Context, param: click.Parameter, value: str) -> Any:
-    from app.replay_check import BadRowLimit
+    from app.replay.check import BadRowLimit
 
     try:
         return BadRowLimit.parse(value)
@@ -285,8 +285,8 @@ def replay(
     from agents.spec import load_spec
     from app.history_formats import Format
     from app.progress import RichProgress, print_bad_rows, print_replay_report
-    from app.replay import ReplayOptions, TooManyBadRows
-    from app.replay import replay as run_replay
+    from app.replay.run import ReplayOptions, TooManyBadRows
+    from app.replay.run import replay as run_replay
 
     settings = _with_pipeline(_settings(), pipeline)
     try:
@@ -379,8 +379,8 @@ def verify(pipeline: Path | None, version: int | None, as_json: bool) -> None:
     version still catching up is compared as far as it has processed, and said so.
     """
     from agents.spec import load_spec
-    from app.verify import verify as run_verify
-    from app.verify_progress import VerifyProgress
+    from app.verify.progress import VerifyProgress
+    from app.verify.run import verify as run_verify
 
     settings = _with_pipeline(_settings(), pipeline)
     progress = VerifyProgress(enabled=not as_json)
@@ -448,7 +448,7 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
     the lag shrank between two samples --sample seconds apart. Watermarks, state sizes
     and the input's newest event time come from the versions' running workers.
     """
-    from app.version_survey import survey
+    from app.versions.survey import survey
 
     settings = _settings()
     try:
@@ -459,7 +459,7 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
     if as_json:
         click.echo(orjson.dumps(found.as_json(), option=orjson.OPT_INDENT_2).decode())
         return
-    from app.versions_view import print_versions
+    from app.versions.view import print_versions
 
     print_versions(found)
 
@@ -485,9 +485,9 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
     Refused while VERSION is still catching up (more input records not processed than
     KAPPA_PROMOTE_MAX_LAG) or has no running workers.
     """
-    from app.active_version import write_active
-    from app.version_admin import promotion_refusal, run_verify
-    from app.version_survey import survey
+    from app.versions.active import write_active
+    from app.versions.admin import promotion_refusal, run_verify
+    from app.versions.survey import survey
 
     settings = _settings()
     if verify and not Path(pipeline).is_file():
@@ -538,9 +538,9 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
 
     Refuses the active version, and a version whose workers still run unless --force.
     """
-    from app.version_admin import retire as run_retire
-    from app.version_admin import retire_refusal
-    from app.version_survey import survey
+    from app.versions.admin import retire as run_retire
+    from app.versions.admin import retire_refusal
+    from app.versions.survey import survey
 
     settings = _settings()
     try:

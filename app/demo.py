@@ -36,8 +36,8 @@ from app.datagen import DatasetShape, generate
 from app.kafka_client import client_options
 from app.ports import free_port
 from app.progress import RichProgress, print_replay_report
-from app.replay import ReplayOptions, replay
-from app.replay_check import BadRowLimit
+from app.replay.check import BadRowLimit
+from app.replay.run import ReplayOptions, replay
 from app.settings import KappaSettings
 
 EXAMPLE_SPEC = Path("examples/orders.toml")

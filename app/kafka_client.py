@@ -9,9 +9,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
-from app.group_members import GroupDescription, describe_group
 from app.security import aiokafka_security
 from app.settings import KappaSettings
+from app.versions.group_members import GroupDescription, describe_group
 
 
 def client_options(settings: KappaSettings) -> dict[str, Any]:
@@ -81,7 +81,7 @@ class OffsetQueries(Service):
         return {tp: position.offset for tp, position in offsets.items()}
 
     async def group(self, group: str) -> GroupDescription:
-        """The consumer group's state and members (app.group_members)."""
+        """The consumer group's state and members (app.versions.group_members)."""
         admin, _ = await self._open()
         try:
             return await describe_group(admin, group)

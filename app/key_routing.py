@@ -1,7 +1,7 @@
 """Every worker answers for every key: a request for a key another worker owns is passed
 to that worker, as Faust's assignor last distributed the partitions. While another
 version of the pipeline is active, it goes to the active version's worker that owns the
-key's partition instead (app.version_status), so readers get the active numbers from
+key's partition instead (app.versions.status), so readers get the active numbers from
 any worker."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from yarl import URL
 
-from app.version_status import VersionStatus
+from app.versions.status import VersionStatus
 
 ROUTED_HEADER = "X-Kappa-Routed-By"  # a routed request is never routed again
 

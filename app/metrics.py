@@ -37,7 +37,7 @@ from prometheus_client.metrics_core import (
 from agents.pipeline import WiredPipeline
 from app.input_progress import InputProgress, read_input_progress
 from app.kafka_client import OffsetQueries
-from app.replay_tracker import ReplayTracker, report_number
+from app.replay.tracker import ReplayTracker, report_number
 from app.settings import KappaSettings
 from app.status import event_times, state_sizes
 from tables.faust_store import remaining_by_changelog, standby_remaining

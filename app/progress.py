@@ -16,7 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from app.group_status import GroupStatus
-from app.replay import ReplayReport
+from app.replay.run import ReplayReport
 from tables.times import ms_to_iso
 
 console = Console(stderr=True)

@@ -12,7 +12,7 @@ from agents.pipeline import WiredPipeline
 from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
 from app.recovery_status import recovery_status
-from app.replay_tracker import ReplayTracker
+from app.replay.tracker import ReplayTracker
 from app.settings import KappaSettings
 from tables.times import ms_to_iso
 

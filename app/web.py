@@ -19,10 +19,10 @@ from agents.pipeline import WiredPipeline
 from app.kafka_client import OffsetQueries
 from app.key_routing import KeyRouter
 from app.query_params import BadParameter, int_param, window_range
-from app.replay_tracker import ReplayTracker
+from app.replay.tracker import ReplayTracker
 from app.settings import KappaSettings
 from app.status import status
-from app.version_status import VersionStatus
+from app.versions.status import VersionStatus
 
 log = logging.getLogger(__name__)
 

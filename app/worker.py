@@ -21,16 +21,16 @@ from agents.names import PipelineNames
 from agents.pipeline import PipelineOptions, WiredPipeline
 from agents.spec import PipelineSpec, load_spec
 from app import codecs, recovery_watchdog
-from app.active_version import ActiveVersionTracker
 from app.dashboard import register_dashboard
-from app.input_tail import InputTail
 from app.kafka_client import OffsetQueries, client_options
 from app.metrics import register_metrics
-from app.replay_tracker import ReplayTracker
+from app.replay.tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
 from app.topics import ensure_topics
-from app.version_status import VersionStatus
+from app.versions.active import ActiveVersionTracker
+from app.versions.input_tail import InputTail
+from app.versions.status import VersionStatus
 from app.web import errors_as_json, register_views
 from tables.pipeline_tables import StoreOptions
 

@@ -19,8 +19,8 @@ import pytest
 
 from agents.partitions import expected_partition
 from app.datagen import DatasetShape, generate, write
-from app.history_replay import delete_records_before
 from app.kafka_client import offset_ranges
+from app.replay.into_history import delete_records_before
 from tests.support.datasets import HOURLY
 from tests.support.harness import Harness
 from tests.support.kafka import produce_events

@@ -27,10 +27,10 @@ from agents.spec import load_spec
 from app.datagen import generate, write
 from app.exit_codes import ExitCode
 from app.kafka_client import client_options, offset_ranges
-from app.seam import read_seam
+from app.replay.seam import read_seam
 from app.settings import KappaSettings
-from app.verify_batch import batch_answer, connect
-from app.verify_input import InputReader
+from app.verify.batch import batch_answer, connect
+from app.verify.reading import InputReader
 from tests.support.datasets import ON_TIME
 from tests.support.harness import Harness
 from tests.support.kafka import produce_events, produce_raw

@@ -12,8 +12,8 @@ from agents.history_seam import HISTORY, LIVE, WAITING, HistorySeam, phase, to_i
 from agents.names import PipelineNames
 from agents.seam_record import LiveStart, SeamRecord
 from agents.spec import parse_spec
-from app.history_replay import before_cut
-from app.replay_rows import GoodRows
+from app.replay.into_history import before_cut
+from app.replay.rows import GoodRows
 
 CUT = 1_709_251_200_000
 SPEC = parse_spec(

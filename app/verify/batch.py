@@ -1,0 +1,249 @@
+"""``kappa verify``'s batch answer: DuckDB SQL over the events a version consumes.
+
+The events come in as one Arrow table (``event_schema``): the partition, the order
+within it (``seq``: a live record's offset; history records, read first, negative), the
+key, the event time and the value fields (``v0``, ``v1``, ...). Decoding the records with
+the pipeline's ``EventParser`` is the only code shared with the worker; everything after
+it is SQL written from the rules in docs/pipelines.md:
+
+- late: an event is late when its time is behind its partition's watermark at its
+  arrival, the newest event time seen before it (in ``seq`` order) minus the lateness:
+  a window function over the partition;
+- windows: ``[k*step, k*step + size)`` aligned to the epoch, or local days of the
+  pipeline's time zone (DuckDB's ICU) for windows of whole days; late events are kept
+  out of them, and count in the totals;
+- each partition's watermark and each window's end, from which ``app.verify.compare``
+  decides which windows are final (the watermark reached the end) and which have left
+  the tables (it passed the end plus the retention).
+
+Sums are exact. DuckDB's ``sum`` over DOUBLE is a running sum and its ``fsum`` (Kahan)
+is not correctly rounded either (2**53 + 1.0 + 2**-60 gives 2**53 with both; the exact
+sum rounds to 2**53 + 2), and DECIMAL holds 38 digits, where a double can need hundreds.
+So SQL groups each key's or window's non-null values into a list (``list(v)``), and the
+sum is ``math.fsum`` of that list: the correctly rounded sum (Shewchuk's algorithm, in
+C), as tests/support/oracle.py does. The mean is that sum divided by the non-null count,
+as docs/pipelines.md defines it. (A DuckDB scalar function would run the same fsum
+inside the SQL, but Python functions need numpy, which kappa does not install.)
+
+Totals and window contents can be asked "as of" a fence per key (the offset of the last
+record the version applied for that key, from its query API), so that a version that is
+still reading, or live traffic during the run, compares what the version had seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from agents.spec import PipelineSpec
+from tables.windows import DAY_MS, WindowDef
+
+WindowId = tuple[str, str, int]  # key, window name, start ms
+
+
+def event_schema(values: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("p", pa.int32()),
+            ("seq", pa.int64()),
+            ("k", pa.string()),
+            ("t", pa.int64()),
+            *[(f"v{i}", pa.float64()) for i in range(values)],
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ExpectedWindow:
+    partition: int
+    end_ms: int
+    result: dict[str, Any]  # over every event read
+    as_of_fence: dict[str, Any] | None  # over the key's events up to its fence; None: none
+
+
+@dataclass
+class BatchAnswer:
+    totals: dict[str, dict[str, Any]]  # key -> result, as of the key's fence
+    windows: dict[WindowId, ExpectedWindow]
+    watermarks: dict[int, int]  # partition -> watermark after every event read
+    key_partition: dict[str, int]
+    first_seq: dict[str, int]  # key -> its first record's seq
+    late_events: int = 0
+    events: int = 0
+
+
+_MACROS = [
+    # Floor division (DuckDB's // truncates towards zero).
+    "CREATE MACRO floordiv(a, b) AS (a - ((a % b) + b) % b) // b",
+    "CREATE MACRO local_ms(u, z) AS epoch_ms(timezone(z, epoch_ms(u)::TIMESTAMPTZ))",
+    "CREATE MACRO local_day(u, z) AS"
+    " (timezone(z, epoch_ms(u)::TIMESTAMPTZ)::DATE - DATE '1970-01-01')",
+    # Local midnight of day d; where midnight happens twice (a fall-back at midnight)
+    # ICU reads the later one, and kappa's days start at the first: so also read it with
+    # the offset of the day before, and take that when it is earlier and still on day d.
+    # A midnight that is skipped reads as the moment the clocks jump, in both.
+    f"CREATE MACRO later_start(d, z) AS epoch_ms(timezone(z, make_timestamp(d * {DAY_MS}000)))",
+    f"CREATE MACRO earlier_start(d, z) AS d * {DAY_MS}"
+    f" - (local_ms(later_start(d, z) - {DAY_MS}, z) - (later_start(d, z) - {DAY_MS}))",
+    "CREATE MACRO day_start(d, z) AS CASE"
+    " WHEN earlier_start(d, z) < later_start(d, z) AND local_day(earlier_start(d, z), z) = d"
+    " THEN earlier_start(d, z) ELSE later_start(d, z) END",
+]
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for macro in _MACROS:
+        con.execute(macro)
+    return con
+
+
+def _metric_columns(values: int, where: str, prefix: str) -> str:
+    """count(*) and, per value field, its non-null count, its non-null values as a list
+    (for the exact sum), its min and max, over the rows that satisfy ``where``."""
+    cols = [f"count(*) FILTER (WHERE {where}) AS {prefix}n"]
+    for i in range(values):
+        v = f"v{i}"
+        keep = f"{v} IS NOT NULL AND {where}"
+        cols += [
+            f"count({v}) FILTER (WHERE {where}) AS {prefix}n{i}",
+            f"list({v}) FILTER (WHERE {keep}) AS {prefix}s{i}",
+            f"min({v}) FILTER (WHERE {where}) AS {prefix}lo{i}",
+            f"max({v}) FILTER (WHERE {where}) AS {prefix}hi{i}",
+        ]
+    return ", ".join(cols)
+
+
+def _assign(window: WindowDef, values: int) -> str:
+    """SQL: every on-time event once per window instance of ``window`` holding it."""
+    name = window.name.replace("'", "''")
+    cols = ", ".join(["m.p", "m.k", "m.seen", *[f"m.v{i}" for i in range(values)]])
+    if window.zone is None:
+        size, step = window.size_ms, window.step_ms
+        return f"""
+            SELECT '{name}' AS w, g.s AS s, g.s + {size} AS e, {cols}
+            FROM marked m, unnest(generate_series(
+                (floordiv(m.t - {size}, {step}) + 1) * {step},
+                floordiv(m.t, {step}) * {step}, {step})) AS g(s)
+            WHERE NOT m.late"""
+    zone = window.zone.key.replace("'", "''")
+    size, step = window.size_ms // DAY_MS, window.step_ms // DAY_MS
+    return f"""
+        SELECT '{name}' AS w, day_start(g.d, '{zone}') AS s,
+               day_start(g.d + {size}, '{zone}') AS e, {cols}
+        FROM (SELECT *, local_day(t, '{zone}') AS day FROM marked WHERE NOT late) m,
+             unnest(generate_series(
+                (floordiv(m.day - {size}, {step}) + 1) * {step},
+                floordiv(m.day, {step}) * {step}, {step})) AS g(d)
+        -- a day that a transition skips whole starts no window
+        WHERE day_start(g.d, '{zone}') < day_start(g.d + 1, '{zone}')"""
+
+
+def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
+    """A result as kappa shows it (``{"count": .., "values": {field: {metric: ..}}}``)
+    from SQL's ``count, (n, values, min, max) per field``, with only the wanted metrics.
+
+    The sum is ``math.fsum`` of the values DuckDB grouped (correctly rounded), the mean
+    that sum over the non-null count."""
+    out: dict[str, Any] = {"count": row[0]} if "count" in metrics else {}
+    wanted = [m for m in metrics if m != "count"]
+    if wanted:
+        fields = {}
+        for i, name in enumerate(value_names):
+            n, values, low, high = row[1 + 4 * i : 5 + 4 * i]
+            total = math.fsum(values) if n else None
+            found = {
+                "sum": total,
+                "min": low,
+                "max": high,
+                "mean": None if total is None else total / n,
+            }
+            fields[name] = {metric: found[metric] for metric in wanted}
+        out["values"] = fields
+    return out
+
+
+def batch_answer(
+    con: duckdb.DuckDBPyConnection,
+    events: pa.Table,
+    spec: PipelineSpec,
+    fences: dict[str, int] | None = None,
+) -> BatchAnswer:
+    """The batch answer over ``events`` (``event_schema``) for ``spec``; with ``fences``,
+    totals and ``as_of_fence`` contents count only each fenced key's events up to its
+    fence (``seq <= fence``)."""
+    n = len(spec.values)
+    fence_table = pa.table(
+        {
+            "k": pa.array(list((fences or {}).keys()), pa.string()),
+            "fence": pa.array(list((fences or {}).values()), pa.int64()),
+        }
+    )
+    con.register("events_in", events)
+    con.register("fences_in", fence_table)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE marked AS
+        SELECT e.*,
+               coalesce(e.t < max(e.t) OVER (PARTITION BY e.p ORDER BY e.seq
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - {spec.lateness_ms},
+                        false) AS late,
+               f.fence IS NULL OR e.seq <= f.fence AS seen
+        FROM events_in e LEFT JOIN fences_in f USING (k)
+        """
+    )
+    answer = BatchAnswer({}, {}, {}, {}, {})
+    for p, watermark in con.execute(
+        f"SELECT p, max(t) - {spec.lateness_ms} FROM marked GROUP BY p"
+    ).fetchall():
+        answer.watermarks[p] = watermark
+    answer.events, answer.late_events = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE late) FROM marked"
+    ).fetchone() or (0, 0)
+    rows = con.execute(
+        f"""
+        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a")}
+        FROM marked GROUP BY k
+        """
+    ).fetchall()
+    for key, p, first, *metrics in rows:
+        answer.key_partition[key] = p
+        answer.first_seq[key] = first
+        answer.totals[key] = shape(metrics, spec.values, spec.metrics)
+    if not spec.windows:
+        return answer
+    assigned = " UNION ALL ".join(_assign(w, n) for w in spec.windows)
+    # As of the fences differs from all only where a fence leaves events out (records
+    # that arrived during the run): computed only then, since it doubles the work.
+    (unseen,) = con.execute("SELECT count(*) FROM marked WHERE NOT seen").fetchone() or (0,)
+    as_of = f", {_metric_columns(n, 'seen', 'b')}" if unseen else ""
+    rows = con.execute(
+        f"""
+        SELECT k, w, s, any_value(p) AS p, any_value(e) AS e,
+               {_metric_columns(n, "true", "a")}{as_of}
+        FROM ({assigned}) GROUP BY k, w, s
+        """
+    ).fetchall()
+    width = 1 + 4 * n
+    for key, window, start, p, end, *metrics in rows:
+        result = shape(metrics[:width], spec.values, spec.metrics)
+        seen = metrics[width:] if unseen else metrics[:width]
+        answer.windows[(key, window, start)] = ExpectedWindow(
+            partition=p,
+            end_ms=end,
+            result=result,
+            as_of_fence=(
+                None
+                if not seen[0]
+                else result
+                if not unseen
+                else shape(seen, spec.values, spec.metrics)
+            ),
+        )
+    return answer

@@ -1,0 +1,188 @@
+"""``kappa verify`` reads what a version consumes: its input topic's retained records, or,
+for a version with a history seam, its history topic up to the sealed end and then the
+live records at or after the cut.
+
+Records are decoded with the pipeline's input contract (``EventParser``) and the
+partition check, so bad and misrouted records are left out exactly as the worker leaves
+them out; what is kept goes to DuckDB as Arrow columns (``app.verify.batch``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.events import EventParser, Rejected
+from agents.partitions import partitions_of
+from agents.seam_record import SeamRecord
+from agents.spec import PipelineSpec
+from app.kafka_client import client_options, offset_ranges
+from app.settings import KappaSettings
+from app.verify.batch import event_schema
+
+# (step, done so far, to do in all or None when unknown): what ``kappa verify`` shows
+OnProgress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class InputRead:
+    """The events read, as columns, and what was left out and why."""
+
+    spec: PipelineSpec
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    records: int = 0
+    bad: dict[str, int] = field(default_factory=dict)
+    misrouted: int = 0
+    before_cut: int = 0
+    history_records: int = 0
+    live_ends: dict[int, int] = field(default_factory=dict)  # read up to (exclusive)
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            self.columns = {name: [] for name in event_schema(len(self.spec.values)).names}
+
+    def table(self, partitions: int) -> pa.Table:
+        """The good events; misrouted ones (counted) left out, as the worker does."""
+        table = pa.Table.from_pydict(self.columns, schema=event_schema(len(self.spec.values)))
+        if not len(table):
+            return table
+        where = pc.equal(partitions_of(table["k"].combine_chunks(), partitions), table["p"])
+        kept = table.filter(where)
+        self.misrouted = len(table) - len(kept)
+        return kept
+
+
+async def read_topic(settings: KappaSettings, topic: str) -> list[Any]:
+    """Every record now in ``topic``, partition by partition; none if it does not exist."""
+    ranges = (await offset_ranges(client_options(settings), [topic])).get(topic, {})
+    if not any(first < end for first, end in ranges.values()):
+        return []
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [
+            record
+            for p, (first, end) in sorted(ranges.items())
+            async for record in _records(consumer, TopicPartition(topic, p), first, end)
+        ]
+    finally:
+        await consumer.stop()
+
+
+async def _records(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int
+) -> AsyncIterator[Any]:
+    """The records of ``tp`` from ``start`` up to ``end`` (exclusive), in offset order."""
+    if start >= end:
+        return
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    while await consumer.position(tp) < end:
+        batches = await consumer.getmany(tp, timeout_ms=1000)
+        for record in batches.get(tp, []):
+            if record.offset >= end:
+                return
+            yield record
+
+
+def history_base(seam: SeamRecord | None, partition: int) -> int:
+    """Where ``partition``'s live offsets start on the worker's virtual scale."""
+    return 0 if seam is None else seam.end_offsets.get(partition, 0)
+
+
+def quiet(step: str, done: int, total: int | None) -> None:
+    """An ``OnProgress`` that shows nothing."""
+    pass
+
+
+class InputReader:
+    """Reads a version's input into an ``InputRead``, in steps: ``read_to`` the end
+    offsets of the moment, then ``read_to`` again for what arrived meanwhile."""
+
+    def __init__(
+        self,
+        settings: KappaSettings,
+        spec: PipelineSpec,
+        seam: SeamRecord | None,
+        on_progress: OnProgress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.seam = seam
+        self.parser = EventParser(spec)
+        self.read = InputRead(spec)
+        self.on_progress = on_progress or quiet
+
+    async def read_to(self, live_ends: dict[int, int], live_begins: dict[int, int]) -> None:
+        """Read the live input up to ``live_ends`` (and the sealed history first, once)."""
+        started = time.monotonic()
+        ranges: dict[TopicPartition, tuple[int, int]] = {}
+        if not self.read.live_ends and self.seam is not None:
+            # From where this version's history starts: records before it are left from
+            # an interrupted replay (agents/seam_record.py).
+            for p, end in self.seam.end_offsets.items():
+                start = self.seam.start_offsets.get(p, 0)
+                ranges[TopicPartition(self.seam.history_topic, p)] = (start, end)
+        topic = self.spec.input_topic
+        for p, end in live_ends.items():
+            start = self.read.live_ends.get(p, live_begins.get(p, 0))
+            if start < end:
+                ranges[TopicPartition(topic, p)] = (start, end)
+        total = sum(end - start for start, end in ranges.values())
+        done = 0
+        step = "reading the input" if self.read.records == 0 else "reading new input records"
+        if total:
+            # earliest: a history topic whose first records are gone starts where it can
+            consumer = AIOKafkaConsumer(
+                **client_options(self.settings),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+            )
+            await consumer.start()
+            try:
+                for tp, (start, end) in ranges.items():
+                    history = tp.topic != topic
+                    async for record in _records(consumer, tp, start, end):
+                        self._take(record, history)
+                        done += 1
+                        if done % 5000 == 0:
+                            self.on_progress(step, done, total)
+            finally:
+                await consumer.stop()
+            self.on_progress(step, done, total)
+        self.read.live_ends.update(live_ends)
+        self.read.seconds += time.monotonic() - started
+
+    def _take(self, record: Any, history: bool) -> None:
+        read = self.read
+        read.records += 1
+        try:
+            event = self.parser.parse_bytes(record.value)
+        except Rejected as bad:
+            read.bad[bad.reason] = read.bad.get(bad.reason, 0) + 1
+            return
+        # The worker's virtual offsets (agents/history_seam.py), which its fences are
+        # in: a history record keeps its offset, a live one comes after the history.
+        if history:
+            read.history_records += 1
+            seq = record.offset
+        else:
+            if self.seam is not None and event.ts_ms < self.seam.cut_ms:
+                read.before_cut += 1
+                return
+            seq = history_base(self.seam, record.partition) + record.offset
+        columns = read.columns
+        columns["p"].append(record.partition)
+        columns["seq"].append(seq)
+        columns["k"].append(event.key)
+        columns["t"].append(event.ts_ms)
+        for i, value in enumerate(event.values):
+            columns[f"v{i}"].append(value)

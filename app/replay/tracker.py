@@ -8,25 +8,22 @@ its rate, and, when they carry ``bytes_read`` and ``bytes_total``, its ETA.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from mode import Service
 
 from agents.names import PipelineNames
 from agents.seam_record import SEAM_KEY, SeamRecord
-from app.kafka_client import client_options
+from app.control_follower import ControlTopicFollower
 from app.settings import KappaSettings
 
 log = logging.getLogger(__name__)
 
 
-class ReplayTracker(Service):
+class ReplayTracker(ControlTopicFollower):
     def __init__(
         self,
         settings: KappaSettings,
@@ -34,34 +31,12 @@ class ReplayTracker(Service):
         on_seam: Callable[[SeamRecord], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
+        super().__init__(settings, names.control_topic, **kwargs)
         # The seam record that seals a cut version's history is no replay: it goes here.
         self.on_seam = on_seam
-        self.topic = names.control_topic
         self.replays: dict[str, dict[str, Any]] = {}
 
-    @Service.task
-    async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **client_options(self.settings), enable_auto_commit=False, group_id=None
-        )
-        await consumer.start()
-        try:
-            partition = TopicPartition(self.topic, 0)
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            while not self.should_stop:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        self._apply(record.key, record.value)
-        except asyncio.CancelledError:
-            raise
-        finally:
-            await consumer.stop()
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def on_record(self, key: bytes | None, value: bytes | None) -> None:
         if key is None or value is None:
             return
         if key == SEAM_KEY:

@@ -14,7 +14,6 @@ version, as before versions could be promoted.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from mode import Service
 
 from agents.names import pipeline_control_topic, version_prefix
+from app.control_follower import ControlTopicFollower
 from app.kafka_client import client_options
 from app.settings import KappaSettings
 from tables.times import ms_to_iso
@@ -107,31 +106,14 @@ async def write_active(settings: KappaSettings, pipeline: str, version: int) -> 
     return record
 
 
-class ActiveVersionTracker(Service):
+class ActiveVersionTracker(ControlTopicFollower):
     """Follows the pipeline's control topic: ``active`` is the newest record, None
     until one was read (or if none was ever written)."""
 
     def __init__(self, settings: KappaSettings, pipeline: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.topic = pipeline_control_topic(pipeline)
+        super().__init__(settings, pipeline_control_topic(pipeline), **kwargs)
         self.active: ActiveRecord | None = None
 
-    @Service.task
-    async def _follow(self) -> None:
-        consumer = _consumer(self.settings)
-        await consumer.start()
-        try:
-            partition = TopicPartition(self.topic, 0)
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            while not self.should_stop:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        if record.key == ACTIVE_KEY and record.value is not None:
-                            self.active = ActiveRecord.decode(record.value) or self.active
-        except asyncio.CancelledError:
-            raise
-        finally:
-            await consumer.stop()
+    def on_record(self, key: bytes | None, value: bytes | None) -> None:
+        if key == ACTIVE_KEY and value is not None:
+            self.active = ActiveRecord.decode(value) or self.active

@@ -32,7 +32,10 @@ from tests.support.worker import WorkerProcess, kappa_cli, run_kappa
 pytestmark = pytest.mark.broker
 
 SEAM = DatasetShape(events=8_000, keys=80, span_ms=4 * DAY, seed=31)
-BIG_HISTORY = DatasetShape(events=90_000, keys=300, span_ms=10 * DAY, seed=32)
+# Big enough that applying its history takes seconds on an idle machine: the test kills
+# the worker inside it.
+BIG_HISTORY = DatasetShape(events=240_000, keys=300, span_ms=10 * DAY, seed=32)
+COMMIT_EVENTS = 3_000
 OVERLAP = 600  # events on each side of the cut that both the file and the topic hold
 
 
@@ -142,7 +145,7 @@ def test_a_worker_killed_in_its_history_resumes_exactly(kappa: Harness) -> None:
         cut_spec(kappa, cut),
         partitions=2,
         KAPPA_SESSION_TIMEOUT="8",  # the killed worker leaves the group sooner
-        KAPPA_COMMIT_EVENTS="3000",  # checkpoints inside the history
+        KAPPA_COMMIT_EVENTS=str(COMMIT_EVENTS),  # checkpoints inside the history
     )
     first = kappa.start_worker(env)
     first.wait_ready(partitions=2)
@@ -154,13 +157,13 @@ def test_a_worker_killed_in_its_history_resumes_exactly(kappa: Harness) -> None:
         partitions = seam_of(first)["partitions"].values()
         states = {p["state"] for p in partitions}
         assert "live" not in states or "history" in states, "the history ended unseen"
-        # Half a partition's history: checkpoints were stored inside it.
+        # Two commit intervals into a partition's history: a checkpoint is stored in it.
         return any(
-            p["state"] == "history" and p["history_rows_taken"] > p["history_end_offset"] / 2
+            p["state"] == "history" and p["history_rows_taken"] > 2 * COMMIT_EVENTS
             for p in partitions
         )
 
-    first.wait_until(in_history, 120, "the worker to be inside its history")
+    first.wait_until(in_history, 120, "the worker to be inside its history", poll_s=0.05)
     first.kill()
 
     second = kappa.start_worker(env)

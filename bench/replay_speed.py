@@ -41,7 +41,7 @@ def replay_once(
 ) -> tuple[float, float]:
     """(events/s by the replay's report, events/s by the process's wall time)."""
     # The replay writes to the input topic only; the workload only names the spec's window.
-    pipeline = BenchPipeline(settings, work, uuid.uuid4().hex[:8], 4, parse_workload("keys1000", 0))
+    pipeline = BenchPipeline(settings, work, uuid.uuid4().hex[:8], 4, parse_workload("keys1000", 1))
     env = {**pipeline.env(1, free_port(), "replay"), "PYTHONPATH": str(checkout)}
     spec = load_spec(Path(env["KAPPA_PIPELINE"]))
     asyncio.run(ensure_topics(settings.model_copy(update={"partitions": 4}), PipelineNames(spec)))

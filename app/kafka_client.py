@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
+from agents.gap_reader import GapReader
 from app.security import aiokafka_security
 from app.settings import KappaSettings
 from app.versions.group_members import GroupDescription, describe_group
@@ -109,3 +110,30 @@ async def offset_ranges(
         return await queries.offset_ranges(topics)
     finally:
         await queries.close()
+
+
+async def read_range(
+    options: dict[str, Any], topic: str, partition: int, start: int, end: int
+) -> list[Any]:
+    """The records of one partition with ``start <= offset < end``, read without a group."""
+    if start >= end:
+        return []  # and no consumer: aiokafka's, stopped before it ran, raises CancelledError
+    reader = GapReader(options)
+    records: list[Any] = []
+    try:
+        async for fetched in reader.read(topic, partition, start, end):
+            records.extend(fetched)
+    finally:
+        await reader.stop()
+    return records
+
+
+async def read_partition(
+    options: dict[str, Any], topic: str, partition: int = 0
+) -> list[Any] | None:
+    """Every record a partition holds now, oldest first, read without a group (a small
+    compacted control topic, read once); None when the topic does not exist."""
+    ranges = (await offset_ranges(options, [topic])).get(topic)
+    if ranges is None or partition not in ranges:
+        return None
+    return await read_range(options, topic, partition, *ranges[partition])

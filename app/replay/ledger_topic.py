@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from app.kafka_client import client_options
+from app.kafka_client import client_options, read_partition
 from app.replay.ledger import Ledger, LedgerUnreadable
 from app.settings import KappaSettings
 
@@ -36,18 +35,7 @@ async def read_ledger(settings: KappaSettings, topic: str) -> Ledger:
 
 
 async def _read(settings: KappaSettings, topic: str) -> Ledger:
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        begin = (await consumer.beginning_offsets([partition]))[partition]
-        end = (await consumer.end_offsets([partition]))[partition]
-        consumer.seek(partition, begin)  # not seek_to_beginning: its reset waits a backoff
-        records: list[tuple[bytes | None, bytes | None, int]] = []
-        while await consumer.position(partition) < end:
-            batches = await consumer.getmany(partition, timeout_ms=500)
-            records += [(r.key, r.value, r.offset) for r in batches.get(partition, [])]
-        return Ledger.fold(records)
-    finally:
-        await consumer.stop()
+    records = await read_partition(client_options(settings), topic)
+    if records is None:
+        raise UnknownTopicOrPartitionError(f"topic {topic} does not exist")
+    return Ledger.fold([(r.key, r.value, r.offset) for r in records])

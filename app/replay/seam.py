@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agents.gap_reader import GapReader
 from agents.names import PipelineNames
 from agents.seam_record import SEAM_KEY, LiveStart, SeamRecord
-from app.kafka_client import offset_ranges
+from app.kafka_client import offset_ranges, read_partition, read_range
 
 # How many records at a live partition's start are read to find one that parses.
 PROBE_RECORDS = 100
@@ -20,12 +19,8 @@ PROBE_RECORDS = 100
 
 async def read_seam(options: dict[str, Any], names: PipelineNames) -> SeamRecord | None:
     """The version's seam record, or None while its history is not sealed."""
-    topic = names.control_topic
-    ranges = (await offset_ranges(options, [topic])).get(topic, {})
-    if not ranges:
-        return None
     seam = None
-    for record in await _read_range(options, topic, 0, *ranges[0]):
+    for record in await read_partition(options, names.control_topic) or []:
         if record.key == SEAM_KEY and record.value is not None:
             seam = SeamRecord.decode(record.value)
     return seam
@@ -42,26 +37,10 @@ async def live_starts(
         if begin == 0:
             continue  # nothing deleted: no gap, whatever the event times
         first = None
-        for record in await _read_range(
+        for record in await read_range(
             options, topic, partition, begin, min(end, begin + PROBE_RECORDS)
         ):
             if (first := event_ms(record.value)) is not None:
                 break
         starts.append(LiveStart(partition, begin, first))
     return starts
-
-
-async def _read_range(
-    options: dict[str, Any], topic: str, partition: int, start: int, end: int
-) -> list[Any]:
-    """The records of one partition with ``start <= offset < end``, read without a group."""
-    if start >= end:
-        return []  # and no consumer: aiokafka's, stopped before it ran, raises CancelledError
-    reader = GapReader(options)
-    records: list[Any] = []
-    try:
-        async for fetched in reader.read(topic, partition, start, end):
-            records.extend(fetched)
-    finally:
-        await reader.stop()
-    return records

@@ -69,6 +69,15 @@ class Tally:
     def as_json(self) -> dict[str, int]:
         return dict(self.__dict__)
 
+    def compared_with(self, found: list[Difference], differences: list[Difference]) -> None:
+        """One thing compared: equal, or different with ``found`` kept."""
+        self.compared += 1
+        if found:
+            self.different += 1
+            differences.extend(found)
+        else:
+            self.equal += 1
+
 
 @dataclass
 class Comparison:
@@ -172,15 +181,12 @@ def _compare_keys(answer: BatchAnswer, actual: Actual, before: WorkerView, out: 
             else:
                 tally.skipped += 1
             continue
-        tally.compared += 1
-        found = _field_differences(
-            expected, flatten(actual.totals[key]), Difference("different", "totals", key)
+        tally.compared_with(
+            _field_differences(
+                expected, flatten(actual.totals[key]), Difference("different", "totals", key)
+            ),
+            out.differences,
         )
-        if found:
-            tally.different += 1
-            out.differences.extend(found)
-        else:
-            tally.equal += 1
 
 
 def _bracket(view: WorkerView, partition: int) -> int | None:
@@ -245,13 +251,9 @@ def _compare_windows(
             bounds["final"] = True
         elif not _at_least(high, expected.end_ms):
             bounds["final"] = False
-        tally.compared += 1
-        found = _result_differences(expected.as_of_fence, bounds, body, base)
-        if found:
-            tally.different += 1
-            out.differences.extend(found)
-        else:
-            tally.equal += 1
+        tally.compared_with(
+            _result_differences(expected.as_of_fence, bounds, body, base), out.differences
+        )
 
 
 def _compare_results(
@@ -278,14 +280,10 @@ def _compare_results(
             else:
                 tally.skipped += 1
             continue
-        tally.compared += 1
         bounds = {"end_ms": expected.end_ms, "final": True}
-        found = _result_differences(expected.result, bounds, body, base)
-        if found:
-            tally.different += 1
-            out.differences.extend(found)
-        else:
-            tally.equal += 1
+        tally.compared_with(
+            _result_differences(expected.result, bounds, body, base), out.differences
+        )
 
 
 def _compare_watermarks(

@@ -10,15 +10,16 @@ them out; what is kept goes to DuckDB as Arrow columns (``app.verify.batch``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.events import EventParser, Rejected
+from agents.gap_reader import GapReader
 from agents.partitions import partitions_of
 from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
@@ -62,34 +63,16 @@ class InputRead:
 async def read_topic(settings: KappaSettings, topic: str) -> list[Any]:
     """Every record now in ``topic``, partition by partition; none if it does not exist."""
     ranges = (await offset_ranges(client_options(settings), [topic])).get(topic, {})
-    if not any(first < end for first, end in ranges.values()):
-        return []
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
+    reader = GapReader(client_options(settings))
+    records: list[Any] = []
     try:
-        return [
-            record
-            for p, (first, end) in sorted(ranges.items())
-            async for record in _records(consumer, TopicPartition(topic, p), first, end)
-        ]
+        for p, (first, end) in sorted(ranges.items()):
+            if first < end:
+                async for fetched in reader.read(topic, p, first, end):
+                    records.extend(fetched)
     finally:
-        await consumer.stop()
-
-
-async def _records(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int
-) -> AsyncIterator[Any]:
-    """The records of ``tp`` from ``start`` up to ``end`` (exclusive), in offset order."""
-    if start >= end:
-        return
-    consumer.assign([tp])
-    consumer.seek(tp, start)
-    while await consumer.position(tp) < end:
-        batches = await consumer.getmany(tp, timeout_ms=1000)
-        for record in batches.get(tp, []):
-            if record.offset >= end:
-                return
-            yield record
+        await reader.stop()
+    return records
 
 
 def history_base(seam: SeamRecord | None, partition: int) -> int:
@@ -139,24 +122,22 @@ class InputReader:
         done = 0
         step = "reading the input" if self.read.records == 0 else "reading new input records"
         if total:
-            # earliest: a history topic whose first records are gone starts where it can
-            consumer = AIOKafkaConsumer(
-                **client_options(self.settings),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_partition_fetch_bytes=4 * 1024 * 1024,
+            # GapReader starts at the earliest offset still there: a history topic whose
+            # first records are gone starts where it can.
+            reader = GapReader(
+                {**client_options(self.settings), "max_partition_fetch_bytes": 4 * 1024 * 1024}
             )
-            await consumer.start()
             try:
                 for tp, (start, end) in ranges.items():
                     history = tp.topic != topic
-                    async for record in _records(consumer, tp, start, end):
-                        self._take(record, history)
-                        done += 1
-                        if done % 5000 == 0:
-                            self.on_progress(step, done, total)
+                    async for fetched in reader.read(tp.topic, tp.partition, start, end):
+                        for record in fetched:
+                            self._take(record, history)
+                            done += 1
+                            if done % 5000 == 0:
+                                self.on_progress(step, done, total)
             finally:
-                await consumer.stop()
+                await reader.stop()
             self.on_progress(step, done, total)
         self.read.live_ends.update(live_ends)
         self.read.seconds += time.monotonic() - started

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from agents.names import pipeline_control_topic, version_prefix
 from app.control_follower import ControlTopicFollower
-from app.kafka_client import client_options
+from app.kafka_client import client_options, read_partition
 from app.settings import KappaSettings
 from tables.times import ms_to_iso
 
@@ -63,31 +63,15 @@ class ActiveRecord:
             return None
 
 
-def _consumer(settings: KappaSettings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None)
-
-
 async def read_active(settings: KappaSettings, pipeline: str) -> ActiveRecord | None:
     """The active version's record, read once; None when none was promoted (or the
     control topic does not exist yet)."""
-    consumer = _consumer(settings)
-    await consumer.start()
-    try:
-        partition = TopicPartition(pipeline_control_topic(pipeline), 0)
-        if partition.topic not in await consumer.topics():
-            return None
-        consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)
-        end = (await consumer.end_offsets([partition]))[partition]
-        active: ActiveRecord | None = None
-        while await consumer.position(partition) < end:
-            batches = await consumer.getmany(partition, timeout_ms=1000)
-            for record in batches.get(partition, []):
-                if record.key == ACTIVE_KEY and record.value is not None:
-                    active = ActiveRecord.decode(record.value) or active
-        return active
-    finally:
-        await consumer.stop()
+    records = await read_partition(client_options(settings), pipeline_control_topic(pipeline))
+    active: ActiveRecord | None = None
+    for record in records or []:
+        if record.key == ACTIVE_KEY and record.value is not None:
+            active = ActiveRecord.decode(record.value) or active
+    return active
 
 
 async def write_active(settings: KappaSettings, pipeline: str, version: int) -> ActiveRecord:

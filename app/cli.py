@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import orjson
@@ -21,14 +20,36 @@ from app.settings import KappaSettings
 if TYPE_CHECKING:
     from app.broker.local import LocalKafka
 
-T = TypeVar("T")
-
 
 def _settings() -> KappaSettings:
+    from pydantic import ValidationError
+
     try:
         return KappaSettings()
-    except Exception as exc:  # pydantic's ValidationError names the bad variable
-        raise click.ClickException(f"invalid KAPPA_* setting:\n{exc}") from None
+    except ValidationError as exc:
+        raise click.ClickException(
+            str(
+                KappaError(
+                    "invalid setting: " + invalid_settings(exc),
+                    hint="correct or unset that environment variable (README.md, Settings, "
+                    "says what each takes); nothing was done",
+                )
+            )
+        ) from None
+
+
+def invalid_settings(exc: Any) -> str:
+    """Each bad KAPPA_* variable of pydantic's ValidationError, with what is wrong, on
+    one line."""
+    return "; ".join(
+        f"{_variable(error['loc'])}={error.get('input')!r}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    name = "_".join(map(str, loc)).upper()
+    return name if name.startswith(("KAPPA_", "KAFKA_")) else f"KAPPA_{name}"
 
 
 def _fail(exc: KappaError) -> None:
@@ -413,20 +434,6 @@ def _pipeline_target(settings: KappaSettings, pipeline: str | None) -> tuple[str
     return pipeline, None
 
 
-def _on_kafka(settings: KappaSettings, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``; Kafka's failures become errors that say what to check."""
-    from aiokafka.errors import KafkaError
-
-    try:
-        return asyncio.run(work)
-    except KafkaError as exc:
-        raise KappaError(
-            f"Kafka failed at {settings.bootstrap}: {exc}",
-            hint="is the broker running (`kappa kafka status`), and is KAPPA_BOOTSTRAP_SERVERS "
-            "right? Nothing was changed unless the message says so",
-        ) from None
-
-
 @main.command(
     epilog=VERSIONS_PIPELINE_HELP + " Exits 0 when listed, 1 when the pipeline has no version."
 )
@@ -448,12 +455,13 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
     the lag shrank between two samples --sample seconds apart. Watermarks, state sizes
     and the input's newest event time come from the versions' running workers.
     """
+    from app.kafka_client import on_kafka
     from app.versions.survey import survey
 
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        found = _on_kafka(settings, survey(settings, name, input_topic, sample_s=sample))
+        found = on_kafka(settings, survey(settings, name, input_topic, sample_s=sample))
     except KappaError as exc:
         _fail(exc)
     if as_json:
@@ -485,6 +493,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
     Refused while VERSION is still catching up (more input records not processed than
     KAPPA_PROMOTE_MAX_LAG) or has no running workers.
     """
+    from app.kafka_client import on_kafka
     from app.versions.active import write_active
     from app.versions.admin import promotion_refusal, run_verify
     from app.versions.survey import survey
@@ -498,7 +507,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
         )
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        report = _on_kafka(settings, survey(settings, name, input_topic, only=version)).get(version)
+        report = on_kafka(settings, survey(settings, name, input_topic, only=version)).get(version)
         if report.active:
             click.echo(f"v{version} of {name} is already the active version; nothing to do")
             return
@@ -513,7 +522,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
                     hint="read its report above, fix the pipeline or its input, and retry",
                 )
             )
-        record = _on_kafka(settings, write_active(settings, name, version))
+        record = on_kafka(settings, write_active(settings, name, version, report.windows()))
     except KappaError as exc:
         _fail(exc)
     click.echo(
@@ -529,15 +538,33 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
 )
 @click.argument("pipeline")
 @click.argument("version", type=click.IntRange(min=1))
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Do not ask for confirmation, and delete the version's dead letters and late "
+    "events with it (those not exported).",
+)
 @click.option("--force", is_flag=True, help="Retire even while the version has running workers.")
-def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="First write the version's dead letters and late events to DIR, one JSON Lines "
+    "file per topic, with their reasons.",
+)
+def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path | None) -> None:
     """Delete VERSION of PIPELINE: its topics (dead letters, late events, window results,
     its control and history topics, its tables' changelogs), its consumer group, and its
     state directories under KAPPA_HOME/state on this machine.
 
     Refuses the active version, and a version whose workers still run unless --force.
+    Its dead-letter and late topics are the only copy of its bad records (a replay's
+    bad rows too) and late events: they are listed with their counts by reason, and
+    while they hold records retire refuses unless --export DIR keeps them or --yes
+    deletes them.
     """
+    from app.kafka_client import on_kafka
+    from app.versions import kept_records
     from app.versions.admin import retire as run_retire
     from app.versions.admin import retire_refusal
     from app.versions.survey import survey
@@ -545,20 +572,39 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        report = _on_kafka(
+        report = on_kafka(
             settings, survey(settings, name, input_topic, sample_s=0, only=version)
         ).get(version)
         refusal = retire_refusal(name, report, force)
         if refusal is not None:
             _fail(refusal)
+        kept = on_kafka(settings, kept_records.survey(settings, report.topics))
         click.echo(f"retiring v{version} of {name} deletes:")
         for topic in report.topics:
             click.echo(f"  topic {topic}")
         click.echo(f"  consumer group {report.group.group}")
         click.echo(f"  state under {settings.state_dir}/{report.prefix}")
+        at_risk = [topic for topic in kept if topic.records]
+        for kept_topic in at_risk:
+            click.echo(f"  with {kept_records.describe(kept_topic)}")
+        if export_dir is not None:
+            kept_records.export_directory(export_dir)
+        if at_risk and export_dir is None and not yes:
+            _fail(
+                Refused(
+                    f"v{version} of {name} holds "
+                    + " and ".join(f"{t.records:,} {t.kind}" for t in at_risk)
+                    + ", the only copy of them",
+                    hint="keep them with --export DIR (one JSON Lines file per topic, with "
+                    "their reasons), or pass --yes to delete them with the version",
+                )
+            )
         if not yes:
             click.confirm("delete them?", abort=True)
-        done = _on_kafka(settings, run_retire(settings, name, report))
+        if export_dir is not None:
+            for path, count in on_kafka(settings, kept_records.export(settings, kept, export_dir)):
+                click.echo(f"exported {count:,} records to {path}")
+        done = on_kafka(settings, run_retire(settings, name, report))
     except KappaError as exc:
         _fail(exc)
     click.echo(

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 import orjson
@@ -647,8 +647,24 @@ def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path
     help="Insert a bad row after every N good ones (0: none).",
 )
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
+@click.option(
+    "--values",
+    type=click.Choice(["orders", "adversarial"]),
+    default="orders",
+    show_default=True,
+    help="orders: amounts in dollars and cents, mostly tens of dollars, up to 3,000, "
+    "and 1-12 items. adversarial: decimals from 0.0001 to about a billion, which make "
+    "an inexact sum show (what the tests use).",
+)
 def generate(
-    out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int, seed: int
+    out: Path,
+    events: int,
+    keys: int,
+    days: float,
+    disorder: str,
+    bad_every: int,
+    seed: int,
+    values: str,
 ) -> None:
     """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
     from agents.durations import parse_duration
@@ -659,7 +675,12 @@ def generate(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--disorder") from None
     shape = DatasetShape(
-        events=events, keys=keys, span_ms=int(days * 86_400_000), disorder_ms=disorder_ms, seed=seed
+        events=events,
+        keys=keys,
+        span_ms=int(days * 86_400_000),
+        disorder_ms=disorder_ms,
+        seed=seed,
+        values=cast(Literal["orders", "adversarial"], values),
     )
     try:
         written = write(with_bad_rows(generate(shape), bad_every), out)

@@ -9,8 +9,11 @@ is a KappaError that says what to do, which the CLI prints as ``Error: ...``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from agents.errors import KappaError
@@ -45,3 +48,16 @@ def check_port_free(host: str, port: int) -> None:
                 hint="another process (another worker?) uses that port: give this worker its "
                 "own with KAPPA_WEB_PORT (and KAPPA_WEB_HOST); nothing was created on Kafka",
             ) from None
+
+
+@contextlib.contextmanager
+def quiet(logger: str) -> Iterator[None]:
+    """Nothing from ``logger`` while inside (logging is not configured yet: Python's
+    last-resort handler would print its warnings to stderr)."""
+    silenced = logging.getLogger(logger)
+    level = silenced.level
+    silenced.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        silenced.setLevel(level)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +27,7 @@ from app.metrics import register_metrics
 from app.replay.tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
-from app.startup_checks import check_port_free, check_state_dir
+from app.startup_checks import check_port_free, check_state_dir, quiet
 from app.topics import ensure_topics
 from app.versions.active import ActiveVersionTracker
 from app.versions.input_tail import InputTail
@@ -207,19 +205,6 @@ def take_over_garbage_collection(app: faust.App) -> None:
         log.debug("collected %d objects in cycles in %.3fs", found, time.perf_counter() - started)
 
     app.timer(GC_INTERVAL_S, name="kappa.collect-cycles")(collect_cycles)
-
-
-@contextlib.contextmanager
-def quiet(logger: str) -> Iterator[None]:
-    """Nothing from ``logger`` while inside (logging is not configured yet: Python's
-    last-resort handler would print its warnings to stderr)."""
-    silenced = logging.getLogger(logger)
-    level = silenced.level
-    silenced.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        silenced.setLevel(level)
 
 
 def run_worker(settings: KappaSettings) -> None:

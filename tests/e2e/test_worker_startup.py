@@ -48,6 +48,18 @@ def test_kafka_down_at_start(kappa_cli_env: dict[str, str]) -> None:
     assert "kappa kafka start" in what_to_do
 
 
+def test_a_bad_spec(kappa_cli_env: dict[str, str], tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text('name = "orders"\nversion = 1\n')
+    done = kappa_cli(kappa_cli_env, "worker", str(spec))
+    assert done.returncode == 1
+    # One line per problem of the spec, then what to do; no traceback.
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"Error: {spec}: ")
+    assert all(line.startswith(f"{spec}: ") for line in lines[1:-1])
+    assert lines[-1].startswith("  what to do: fix the spec")
+
+
 @pytest.fixture
 def kappa_cli_env(tmp_path: Path) -> dict[str, str]:
     """A worker's environment that needs no broker (for the failures before Kafka)."""

@@ -548,6 +548,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
 @click.option(
     "--export",
     "export_dir",
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="First write the version's dead letters and late events to DIR, one JSON Lines "
     "file per topic, with their reasons.",

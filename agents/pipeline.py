@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from agents.batch_loop import BatchLoop, CommitPolicy
+from agents.batch_loop import BatchLoop
 from agents.batch_sender import BatchSender
 from agents.consumer import route_batches
 from agents.events import EventParser
@@ -24,6 +24,7 @@ from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
 from agents.spec import PipelineSpec
+from agents.stages.flush import CommitPolicy
 from tables.aggregation_config import AggregationConfig
 from tables.pipeline_tables import PipelineTables, StoreOptions
 from tables.queries import StateQueries

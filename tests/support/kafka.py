@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from app.kafka_client import offset_ranges
 
@@ -63,3 +64,13 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
         return records
     finally:
         await consumer.stop()
+
+
+async def grow_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Add partitions to ``topic`` up to ``partitions``, as an operator would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_partitions({topic: NewPartitions(total_count=partitions)})
+    finally:
+        await admin.close()

@@ -7,7 +7,9 @@ every layer above can import it:
     ├── BrokerError         the local broker cannot be fetched, started or stopped (app.broker)
     ├── ReplayError         a replay cannot start or go on (app.replay.run)
     │   └── TooManyBadRows  more bad rows than --max-bad-rows allows (app.replay.run)
-    ├── StateLost           state the input no longer holds is gone (agents.batch_loop)
+    ├── StateLost           state the input no longer holds is gone (agents.stages.gaps)
+    ├── PartitionsChanged   the input's partition count is no longer the version's
+    │                       (agents.partition_count)
     ├── Refused             acting would do harm, so nothing was done (the CLI exits 4):
     │                       a file replayed before, promoting a version that is behind,
     │                       retiring the active version (app.replay.ledger, app.versions.admin)
@@ -46,6 +48,10 @@ class ReplayError(KappaError):
 
 class StateLost(KappaError):
     """A partition's tables have lost state that the input no longer holds."""
+
+
+class PartitionsChanged(KappaError):
+    """The input topic's partition count differs from the one its version keeps state in."""
 
 
 class Refused(KappaError):

@@ -16,14 +16,16 @@ from typing import Any
 
 import faust
 
-from agents.batch_loop import BatchLoop, CommitPolicy
+from agents.batch_loop import BatchLoop
 from agents.batch_sender import BatchSender
 from agents.consumer import route_batches
 from agents.events import EventParser
 from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
+from agents.partition_count import partitions_changed
 from agents.spec import PipelineSpec
+from agents.stages.flush import CommitPolicy
 from tables.aggregation_config import AggregationConfig
 from tables.pipeline_tables import PipelineTables, StoreOptions
 from tables.queries import StateQueries
@@ -93,6 +95,7 @@ class WiredPipeline:
         app.agent(self.input, name=self.agent_name)(self._subscription)
         route_batches(app, self.names.input_topic, self.batches)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
         app.timer(options.commit.interval_s, name=f"{self.names.prefix}.commit")(
             self.batches.on_timer
         )
@@ -115,6 +118,20 @@ class WiredPipeline:
         # Faust awaits this before the group moves on: the partitions' state is stored
         # before their new owner can read it.
         await self.batches.on_revoked()
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The group rebalances when a metadata refresh (every 10 s) shows that the input's
+        # partition count has changed: this version cannot go on with it. Stopping here,
+        # before the new partitions' records are fetched, stores nothing for them.
+        count = self.app.consumer.topic_partitions(self.names.input_topic)
+        changed = None
+        if count is not None:
+            changed = partitions_changed(
+                self.names.input_topic, self.names.prefix, count, self.partitions
+            )
+        if changed is not None:
+            log.critical("%s", changed)
+            await self.app.crash(changed)
 
     def owned_partitions(self) -> set[int]:
         return self.batches.owned_partitions()

@@ -14,6 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from agents.errors import KappaError
 from agents.names import PipelineNames
+from agents.partition_count import partitions_changed
 from app.kafka_client import client_options
 from app.settings import KappaSettings
 
@@ -25,16 +26,23 @@ _KEPT = {"retention.ms": "-1"}
 
 
 async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
-    """Create the pipeline's missing topics; return the input topic's partition count.
+    """Create the pipeline's missing topics; return the version's partition count.
 
-    An input topic that already exists keeps its partition count, and the pipeline's
-    own topics follow it, so that state stays co-partitioned with its input.
+    An input topic that already exists keeps its partition count, and a new version's
+    own topics follow it, so that state stays co-partitioned with its input. Its
+    results topic then records that count: an input whose count has changed since is
+    refused (``agents.partition_count``).
     """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = await _partition_counts(admin)
-        partitions = existing.get(names.input_topic, settings.partitions)
+        recorded = existing.get(names.results_topic)
+        partitions = existing.get(names.input_topic, recorded or settings.partitions)
+        if recorded is not None:
+            changed = partitions_changed(names.input_topic, names.prefix, partitions, recorded)
+            if changed is not None:
+                raise changed
         wanted = {
             names.input_topic: (partitions, {}),
             names.dead_letter_topic: (partitions, _COMPACTED),

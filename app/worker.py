@@ -15,11 +15,11 @@ import faust
 import mode.loop
 
 from agents import consumer
-from agents.batch_loop import CommitPolicy
 from agents.custom import CustomAgentContext
 from agents.names import PipelineNames
 from agents.pipeline import PipelineOptions, WiredPipeline
 from agents.spec import PipelineSpec, load_spec
+from agents.stages.flush import CommitPolicy
 from app import codecs, kafka_outage, recovery_watchdog
 from app.dashboard import register_dashboard
 from app.kafka_client import OffsetQueries, client_options, on_kafka
@@ -66,7 +66,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         # kappa creates its topics itself (app.topics); Faust only declares changelogs.
         topic_allow_declare=True,
         # Faust commits only what its streams acknowledge (custom agents'); the aggregation
-        # commits what it has stored itself (agents.batch_loop).
+        # commits what it has stored itself (agents.stages.flush).
         broker_commit_interval=1.0,
         # With Faust's 1 MB, a worker busy applying a fetch waited about 0.5 s for each
         # next one in side runs; 4 MB fetched 300k records 13 times faster.

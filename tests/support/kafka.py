@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from app.kafka_client import offset_ranges
 
@@ -72,5 +72,15 @@ async def cluster_names(bootstrap: str) -> tuple[list[str], list[str]]:
     await admin.start()
     try:
         return await admin.list_topics(), [g[0] for g in await admin.list_consumer_groups()]
+    finally:
+        await admin.close()
+
+
+async def grow_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Add partitions to ``topic`` up to ``partitions``, as an operator would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_partitions({topic: NewPartitions(total_count=partitions)})
     finally:
         await admin.close()

@@ -1,0 +1,77 @@
+"""The aggregate stage: each owned partition's processor and state, and what is applied
+to them but not stored yet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from agents.events import Event
+from agents.processor import BatchOutcome, PartitionProcessor
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import TablePartitionState
+
+
+class AggregateStage:
+    def __init__(
+        self, config: AggregationConfig, new_state: Callable[[int], TablePartitionState]
+    ) -> None:
+        self.config = config
+        self.new_state = new_state
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.states: dict[int, TablePartitionState] = {}
+        # Partitions applied since the last store, with their last applied offset.
+        self.unstored: dict[int, int] = {}
+        self.unstored_records = 0
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        """The partition's processor, over its state as stored when first asked."""
+        processor = self.processors.get(partition)
+        if processor is None:
+            state = self.states[partition] = self.new_state(partition)
+            processor = self.processors[partition] = PartitionProcessor(self.config, state)
+        return processor
+
+    def applied(self, partition: int) -> int:
+        """The partition's last applied (virtual) offset, stored or not; -1 for none."""
+        return self.unstored.get(partition, self.processor(partition).progress.offset)
+
+    def apply(
+        self, partition: int, events: Sequence[tuple[int, Event]], last: int, records: int
+    ) -> BatchOutcome:
+        """Apply ``events``, the good ones of ``records`` records up to offset ``last``."""
+        processor = self.processor(partition)
+        outcome = processor.apply(events)
+        self.checkpoint(partition, last)
+        self.unstored_records += records
+        return outcome
+
+    def checkpoint(self, partition: int, offset: int) -> None:
+        """Everything up to ``offset`` is applied (records or not)."""
+        self.processor(partition).checkpoint(offset)
+        self.unstored[partition] = offset
+
+    def held_changes(self) -> int:
+        """The unstored changes the partitions' states hold (a hopping window's event
+        changes one aggregate per window it falls in)."""
+        return sum(self.states[partition].held_changes() for partition in self.unstored)
+
+    def take_unstored(self) -> tuple[list[TablePartitionState], dict[int, int]]:
+        """The states to store and their last applied offsets; nothing is unstored after."""
+        unstored = dict(self.unstored)
+        self.unstored.clear()
+        self.unstored_records = 0
+        return [self.states[partition] for partition in unstored], unstored
+
+    def drop(self) -> None:
+        """Forget every processor and unstored change; the stores stay as they were."""
+        self.processors.clear()
+        self.states.clear()
+        self.unstored.clear()
+        self.unstored_records = 0
+
+    def live_state(self, partition: int) -> TablePartitionState | None:
+        return self.states.get(partition)
+
+    def running_watermark(self, partition: int) -> int | None:
+        processor = self.processors.get(partition)
+        return None if processor is None else processor.watermark

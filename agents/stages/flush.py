@@ -1,0 +1,124 @@
+"""The flush and commit policy: when applied changes are stored, and how.
+
+Nothing is written per fetch. State and outputs are stored when the input is caught up
+(the fetch reached the partitions' end: live traffic is stored at once), or every
+``KAPPA_COMMIT_INTERVAL_MS``, or after ``KAPPA_COMMIT_EVENTS`` events: under a backlog a
+hot key is written once per interval, not once per fetch. A flush is the ordered,
+acknowledged protocol of docs/guarantees.md: the outputs, then the state steps of
+``store_batch`` (closed windows, key records, checkpoints last), each acknowledged by
+Kafka before it reaches RocksDB. Then the group's offsets are committed, at most once per
+interval, so they trail the stored checkpoints by at most one interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faust.types import TP
+
+from agents.batch_sender import BatchSender
+from agents.history_seam import HistorySeam
+from agents.stages.aggregate import AggregateStage
+from agents.stats import WorkerStats
+from tables.partition_state import store_batch
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """When a flush is due: caught up, or this long or this many events since the last."""
+
+    interval_s: float
+    events: int
+
+
+class Flusher:
+    def __init__(
+        self,
+        app: Any,
+        topic: str,
+        policy: CommitPolicy,
+        aggregate: AggregateStage,
+        sender: BatchSender,
+        stats: WorkerStats,
+        owned: Callable[[], set[int]],
+        streamed_too: Callable[[], bool],
+        seam: HistorySeam | None,
+    ) -> None:
+        self.app = app
+        self.topic = topic
+        self.policy = policy
+        self.aggregate = aggregate
+        self.sender = sender
+        self.stats = stats
+        self.owned = owned
+        self.streamed_too = streamed_too
+        self.seam = seam
+        self._flushed_at = time.monotonic()
+        self._committed_at = time.monotonic()
+        self._committed: dict[int, int] = {}  # the last offset committed, per partition
+
+    def due(self, caught_up: bool) -> bool:
+        """Whether the applied changes should be stored now."""
+        if not self.aggregate.unstored:
+            return False
+        # Held changes count as well as events: a hopping window's event changes one
+        # aggregate per window it falls in, and closes as many later.
+        held = self.aggregate.held_changes()
+        return (
+            caught_up
+            or max(self.aggregate.unstored_records, held) >= self.policy.events
+            or time.monotonic() - self._flushed_at >= self.policy.interval_s
+        )
+
+    async def store_and_commit(self) -> None:
+        """Store what is applied (if anything) and commit what is stored."""
+        if self.aggregate.unstored:
+            await self.flush(commit=True)
+        else:
+            await self.commit()
+
+    async def on_timer(self) -> None:
+        """Store what an interrupted backlog left unstored, and commit what is stored, so
+        an idle input leaves no offsets behind."""
+        if self.aggregate.unstored:
+            await self.flush(commit=True)
+        elif time.monotonic() - self._committed_at >= self.policy.interval_s:
+            await self.commit()
+
+    async def flush(self, commit: bool) -> None:
+        """Store every applied change in the ordered, acknowledged steps, then commit the
+        group's offsets when ``commit`` or when an interval has passed since the last."""
+        started = time.monotonic()
+        await self.sender.send()  # outputs first: acknowledged before any state
+        states, unstored = self.aggregate.take_unstored()
+        await store_batch(states, self.sender)
+        self._flushed_at = time.monotonic()
+        self.stats.flushes += 1
+        # Counted before the offsets show as stored, so a reader who sees them sees the
+        # time it took too.
+        self.stats.stages.store += self._flushed_at - started
+        self.stats.stored(unstored if self.seam is None else self.seam.input_offsets(unstored))
+        if commit or self._flushed_at - self._committed_at >= self.policy.interval_s:
+            committing = time.monotonic()
+            await self.commit()
+            self.stats.stages.store += time.monotonic() - committing
+
+    async def commit(self) -> None:
+        """Commit the stored offsets that are ahead of what this worker last committed."""
+        self._committed_at = time.monotonic()
+        if self.streamed_too():
+            return  # Faust commits as custom agents acknowledge (docs/custom-agents.md)
+        owned = self.owned()
+        ahead = {
+            partition: offset
+            for partition, offset in self.stats.processed_offsets.items()
+            if partition in owned and offset > self._committed.get(partition, -1)
+        }
+        if ahead:
+            await self.app.consumer.commit_stored(
+                {TP(self.topic, partition): offset + 1 for partition, offset in ahead.items()}
+            )
+            self._committed.update(ahead)

@@ -1,0 +1,158 @@
+"""The chain's stages on their own: routing (decode, validate, route check) and the flush
+policy (when applied changes are due to be stored).
+
+Expected partitions are computed here with aiokafka's murmur2 directly, not with kappa's
+partitioner; the state is real (Faust tables on RocksDB, no broker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.partitioner import murmur2
+from aiokafka.structs import ConsumerRecord
+
+from agents.batch_sender import BatchSender
+from agents.events import EventParser
+from agents.spec import PipelineSpec, parse_spec
+from agents.stages.aggregate import AggregateStage
+from agents.stages.flush import CommitPolicy, Flusher
+from agents.stages.route import RouteStage
+from agents.stats import WorkerStats
+from tables.aggregation_config import AggregationConfig
+from tables.pipeline_tables import PipelineTables
+from tests.support.stores import offline_tables
+
+PARTITIONS = 3
+T0 = 1_700_000_000_000
+
+
+def spec() -> PipelineSpec:
+    return parse_spec(
+        {
+            "name": "orders",
+            "version": 1,
+            "input_topic": "orders",
+            "key": "customer_id",
+            "time_field": "ts",
+            "values": ["amount"],
+            "windows": [{"size": "1h"}],
+            "lateness": "10m",
+        },
+        "test",
+    )
+
+
+def kafka_partition(key: str) -> int:
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+def record(partition: int, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic="orders",
+        partition=partition,
+        offset=offset,
+        timestamp=T0,
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+def event(key: str, amount: float) -> bytes:
+    return orjson.dumps({"customer_id": key, "ts": T0, "amount": amount})
+
+
+def config(pipeline: PipelineSpec) -> AggregationConfig:
+    return AggregationConfig(
+        value_names=pipeline.values,
+        metrics=pipeline.metrics,
+        windows=pipeline.windows,
+        lateness_ms=pipeline.lateness_ms,
+        retention_ms=pipeline.retention_ms,
+    )
+
+
+def test_route_keeps_events_on_their_keys_partition_and_rejects_the_rest() -> None:
+    home = kafka_partition("c1")
+    away = (home + 1) % PARTITIONS
+    records = [
+        record(home, 10, event("c1", 1.5)),
+        record(home, 11, b"{not json"),
+        record(home, 12, event("c1", 2.25)),
+        record(away, 13, event("c1", 4.0)),
+    ]
+    events, rejected = RouteStage(EventParser(spec()), PARTITIONS).split(records)
+    assert [(offset, e.key, e.values) for offset, e in events] == [
+        (10, "c1", (1.5,)),
+        (12, "c1", (2.25,)),
+    ]
+    assert [(r.offset, reason) for r, reason, _detail in rejected] == [
+        (11, "malformed_json"),
+        (13, "misrouted"),
+    ]
+    misrouted_detail = rejected[1][2]
+    assert f"belongs on partition {home}" in misrouted_detail
+    assert "murmur2" in misrouted_detail
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> Iterator[PipelineTables]:
+    with offline_tables(tmp_path, partitions=1) as declared:
+        yield declared
+
+
+def flusher(aggregate: AggregateStage, events: int) -> Flusher:
+    never: Any = None  # the policy never asks Faust or Kafka
+    return Flusher(
+        app=never,
+        topic="orders",
+        policy=CommitPolicy(interval_s=3600, events=events),
+        aggregate=aggregate,
+        sender=BatchSender({}),
+        stats=WorkerStats(),
+        owned=set,
+        streamed_too=lambda: False,
+        seam=None,
+    )
+
+
+def apply(aggregate: AggregateStage, offsets: range) -> None:
+    parser = EventParser(spec())
+    events = [(o, parser.parse_bytes(event(f"k{o}", float(o)))) for o in offsets]
+    aggregate.apply(0, events, offsets[-1], len(offsets))
+
+
+def test_nothing_applied_is_never_due(tables: PipelineTables) -> None:
+    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    policy = flusher(aggregate, events=1)
+    assert not policy.due(caught_up=True)
+
+
+def test_a_flush_is_due_when_caught_up_or_after_enough_records(tables: PipelineTables) -> None:
+    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    policy = flusher(aggregate, events=10)
+    apply(aggregate, range(0, 4))
+    assert aggregate.unstored == {0: 3}
+    assert not policy.due(caught_up=False)  # 4 records, 4 held keys: under 10
+    assert policy.due(caught_up=True)
+    apply(aggregate, range(4, 10))
+    assert policy.due(caught_up=False)  # 10 records
+
+
+def test_taking_the_unstored_changes_leaves_nothing_due(tables: PipelineTables) -> None:
+    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    policy = flusher(aggregate, events=1)
+    apply(aggregate, range(0, 3))
+    states, offsets = aggregate.take_unstored()
+    assert (len(states), offsets) == (1, {0: 2})
+    assert not policy.due(caught_up=True)
+    assert aggregate.applied(0) == 2  # the processor's checkpoint, until stored

@@ -8,8 +8,9 @@ each of the fetch's partitions, in offset order:
    Kafka first (``GapReader``); a partition with no state must start at the first offset
    its log holds, or its state is rebuilt from the log, or refused when retention took
    records whose state is gone (``_before_first_record``).
-2. **Decode and validate** every record (``EventParser``); bad and misrouted records are
-   queued as dead letters.
+2. **Decode and validate** every record (``EventParser.parse_batch``, which also computes
+   the spec's derived fields and its ``where``); bad and misrouted records are queued as
+   dead letters, and events the ``where`` leaves out are counted as filtered.
 3. **Apply** the partition's good events in one ``PartitionProcessor.apply``; its late
    events and closed windows' results are queued as outputs.
 
@@ -315,14 +316,16 @@ class BatchLoop:
         self, records: Sequence[Any]
     ) -> tuple[list[tuple[int, Event]], list[tuple[Any, str, str]]]:
         """The good events by offset, and the bad and misrouted records with the reason."""
-        parse, partitions = self.parser.parse_bytes, self.partitions
+        partitions = self.partitions
         events: list[tuple[int, Event]] = []
         rejected: list[tuple[Any, str, str]] = []
-        for record in records:
-            try:
-                event = parse(record.value)
-            except Rejected as bad:
-                rejected.append((record, bad.reason, bad.detail))
+        parsed = self.parser.parse_batch([record.value for record in records])
+        for record, event in zip(records, parsed, strict=True):
+            if isinstance(event, Rejected):
+                rejected.append((record, event.reason, event.detail))
+                continue
+            if not event.kept:
+                self.stats.filtered += 1
                 continue
             if expected_partition(event.key, partitions) != record.partition:
                 rejected.append(

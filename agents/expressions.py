@@ -42,7 +42,6 @@ from agents.sql_values import (
     finite,
     remainder,
     round_digits,
-    timestamp,
 )
 
 SqlType = Literal["DOUBLE", "BIGINT", "VARCHAR", "BOOLEAN", "TIMESTAMP", "NULL"]
@@ -561,8 +560,7 @@ class _Compiler:
             raise self.fail(node, f"unknown date part {part!r}; {hint}")
         inner = self.node(operand)
         self.expect(node, inner, ("TIMESTAMP",), part)
-        get = DATE_PARTS[part]
-        run = _null_safe(lambda ms: int(get(timestamp(ms))), inner.run)
+        run = _null_safe(DATE_PARTS[part], inner.run)
         return Compiled("BIGINT", run, f"date_part('{part}', {inner.sql})", inner.error_sql,
                         inner.fields)  # fmt: skip
 

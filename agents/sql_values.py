@@ -9,8 +9,8 @@ checks them against DuckDB row by row). A value that cannot be computed raises
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -83,18 +83,22 @@ def timestamp(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-DATE_PARTS: dict[str, Any] = {
-    "year": lambda t: t.year,
-    "quarter": lambda t: (t.month - 1) // 3 + 1,
-    "month": lambda t: t.month,
-    "day": lambda t: t.day,
-    "dayofyear": lambda t: t.timetuple().tm_yday,
-    "dayofweek": lambda t: t.isoweekday() % 7,  # Sunday 0, as DuckDB
-    "isodow": lambda t: t.isoweekday(),  # Monday 1 .. Sunday 7
-    "week": lambda t: t.isocalendar().week,  # ISO 8601 week
-    "hour": lambda t: t.hour,
-    "minute": lambda t: t.minute,
-    "second": lambda t: t.second,
+_DAY_MS = 86_400_000
+# Each date part of an event time in epoch ms, UTC. Clock parts and weekdays are
+# arithmetic on the ms (floor division keeps them right before 1970); calendar parts
+# go through a datetime.
+DATE_PARTS: dict[str, Callable[[int], int]] = {
+    "year": lambda ms: timestamp(ms).year,
+    "quarter": lambda ms: (timestamp(ms).month - 1) // 3 + 1,
+    "month": lambda ms: timestamp(ms).month,
+    "day": lambda ms: timestamp(ms).day,
+    "dayofyear": lambda ms: timestamp(ms).timetuple().tm_yday,
+    "dayofweek": lambda ms: (ms // _DAY_MS + 4) % 7,  # Sunday 0; 1970-01-01 was a Thursday
+    "isodow": lambda ms: (ms // _DAY_MS + 3) % 7 + 1,  # Monday 1 .. Sunday 7
+    "week": lambda ms: timestamp(ms).isocalendar().week,  # ISO 8601 week
+    "hour": lambda ms: ms // 3_600_000 % 24,
+    "minute": lambda ms: ms // 60_000 % 60,
+    "second": lambda ms: ms // 1000 % 60,
 }
 DATE_PARTS["dow"] = DATE_PARTS["dayofweek"]
 DATE_PARTS["doy"] = DATE_PARTS["dayofyear"]

@@ -41,26 +41,16 @@ from bench.workers import kappa_distinct_events as kappa
 from bench.workloads import parse_workload
 
 STATUS, PROCESSED = "/api/status", "/processed"  # kappa's and the peers' progress
-DERIVE_SPEC = """name = "bench{run}"
-version = {version}
-input_topic = "bench-input-{run}"
-key = "customer_id"
-time_field = "ts"
-values = ["total", "value"]
-fields = {{ amount = "double", quantity = "double" }}
-where = "second(ts) < 30"
-windows = [{windows}]
-lateness = "10m"
-retention = "30d"
-
-[[derive]]
-name = "total"
-expr = "amount + quantity"
-
-[[derive]]
-name = "value"
-expr = "amount * quantity"
-"""
+# The bench spec with two derived values, aggregated instead of the input's, and a where.
+DERIVE_SPEC = SPEC.replace(
+    'values = ["amount", "quantity"]\n',
+    'values = ["total", "value"]\n'
+    'fields = {{ amount = "double", quantity = "double" }}\n'
+    'where = "second(ts) < 30"\n',
+) + (
+    '\n[[derive]]\nname = "total"\nexpr = "amount + quantity"\n'
+    '\n[[derive]]\nname = "value"\nexpr = "amount * quantity"\n'
+)
 
 
 def fill(pipeline: BenchPipeline, data: Path, events: int) -> None:

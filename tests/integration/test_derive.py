@@ -26,8 +26,8 @@ from app.exit_codes import ExitCode
 from app.settings import KappaSettings
 from tests.support.kafka import produce_raw
 from tests.support.oracle import derived_results
-from tests.support.results import api_results, wait_processed
-from tests.support.times import DAY, HOUR, ms
+from tests.support.results import results_over, wait_processed
+from tests.support.times import DAY, HOUR
 from tests.support.worker import WorkerProcess, kappa_cli, run_kappa
 
 pytestmark = pytest.mark.broker
@@ -107,9 +107,7 @@ def test_derived_values_key_and_filter_equal_duckdb_on_replay_and_live(
     )
     assert filtered > len(events) // 2, "the filter drops most events"
     assert {key.split("|")[1] for key in want_totals} == {"none", "big", "small"}
-    t_from = ms(min(e["ts"] for e in events)) - DAY
-    t_to = ms(max(e["ts"] for e in events)) + DAY
-    totals, windows, _ = api_results([worker], set(want_totals), t_from, t_to)
+    totals, windows, _ = results_over([worker], set(want_totals), events)
     assert totals == want_totals
     assert windows == want_windows
 

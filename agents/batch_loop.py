@@ -5,8 +5,9 @@ each of the fetch's partitions, in offset order, the records go through:
 
 1. **continuity** (``GapRepair``; ``SeamStage`` for a version with a cut): the records
    follow the partition's last applied one, its history first;
-2. **route** (``RouteStage``): decoded and validated; bad and misrouted records become
-   dead letters;
+2. **route** (``RouteStage``): decoded and validated (with the spec's derived fields and
+   its ``where``); bad and misrouted records become dead letters, events the ``where``
+   leaves out are counted as filtered;
 3. **aggregate** (``AggregateStage``): the partition's good events applied in one
    ``PartitionProcessor.apply``;
 4. **outputs** (``OutputStage``): its late events and closed windows' results queued.
@@ -87,7 +88,7 @@ class BatchLoop:
         self.stats = WorkerStats()
         # The chain, in the order a record goes through it.
         self.continuity = GapRepair(names.input_topic, gaps, self.stats)
-        self.route = RouteStage(parser, partitions)
+        self.route = RouteStage(parser, partitions, self.stats)
         self.aggregate = AggregateStage(config, new_state)
         self.outputs = OutputStage(names, sender, self.stats)
         self.flusher = Flusher(

@@ -50,14 +50,18 @@ class CustomAgentContext:
 
     async def events(self, stream: Any) -> AsyncIterator[Event]:
         """The stream's good events, as the aggregation sees them. Bad and misrouted
-        records are skipped here; the aggregation dead-letters them once."""
+        records are skipped here (the aggregation dead-letters them once), and so are
+        events the spec's ``where`` leaves out."""
         parse, partitions = self._pipeline.parser.parse_bytes, self._pipeline.partitions
         async for event in stream.events():
             try:
                 parsed = parse(event.message.value)
             except Rejected:
                 continue
-            if expected_partition(parsed.key, partitions) == event.message.partition:
+            if (
+                parsed.kept
+                and expected_partition(parsed.key, partitions) == event.message.partition
+            ):
                 yield parsed
 
     def totals(self, key: str) -> dict[str, Any] | None:

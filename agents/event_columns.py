@@ -1,8 +1,12 @@
 """``parse_columns``: a table of text rows (CSV) validated a column at a time.
 
 The answer is the one ``EventParser.parse_fields`` gives row by row, reason and detail
-included. Whole-column operations settle the rows they can prove good; every other row
-goes through ``parse_fields`` itself, so each rejection is the parser's own:
+included. A spec with ``[[derive]]`` or ``where`` goes row by row (derived keys and
+values that cannot be computed are the parser's to find); events its ``where`` leaves
+out are good rows: the replay writes them to the input, where the worker counts them as
+filtered and every other version of the pipeline reads them too. Otherwise,
+whole-column operations settle the rows they can prove good; every other row goes
+through ``parse_fields`` itself, so each rejection is the parser's own:
 
 - a key part is good when it is a non-empty text;
 - an event time that is an unsigned whole number is scaled as the parser scales
@@ -62,8 +66,10 @@ def parse_columns(parser: EventParser, table: pa.Table) -> ParsedColumns:
     }
     key_parts = [texts[name] for name in parser._key_fields if name in texts]
     time_text = texts.get(parser._time_field)
-    if time_text is None or len(key_parts) != len(parser._key_fields):
-        # Not text (or absent): every row goes through parse_fields.
+    if time_text is None or len(key_parts) != len(parser._key_fields) or parser.derives:
+        # Not text (or absent), or derived fields and a where to compute: every row goes
+        # through parse_fields, so that its key, its dead letters and whether the where
+        # keeps it are the worker's own.
         return _row_by_row(parser, table, pa.repeat(True, rows))
 
     unsettled = pa.repeat(False, rows)

@@ -33,6 +33,14 @@ Values
     JSON alike; a JSON number is never a marker. Integers, finite floats, decimals and
     numeric strings become floats; anything else, booleans and non-finite numbers
     included, is ``non_numeric``.
+
+Derived fields and where (a spec with ``[[derive]]`` or ``where``)
+    The fields declared in ``fields`` are read as their type (``agents.field_types``;
+    NULL as for values, ``bad_field`` when not of the type), then each derived field is
+    computed in order (``agents.expressions``), then ``where``. A derived field or a
+    ``where`` that cannot be computed is ``uncomputable``, naming the field and the
+    expression; a derived key part that is NULL or empty is ``missing_key``. An event
+    the ``where`` does not keep (FALSE or NULL) comes back with ``kept`` False.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -49,7 +57,10 @@ from typing import Any, Literal
 import orjson
 
 from agents.errors import KappaError
-from agents.spec import PipelineSpec, short_repr
+from agents.expressions import Run
+from agents.field_types import READERS
+from agents.spec import FIELD_TYPES, PipelineSpec, short_repr
+from agents.sql_values import Uncomputable
 from tables.times import datetime_to_ms
 
 RejectReason = Literal[
@@ -61,6 +72,8 @@ RejectReason = Literal[
     "missing_time",
     "bad_time",
     "non_numeric",
+    "bad_field",
+    "uncomputable",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -83,12 +96,15 @@ _TIME_EXPECTED = {
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A validated event. ``fields`` is the whole decoded record, for custom agents."""
+    """A validated event. ``fields`` is the whole decoded record, for custom agents.
+    ``kept`` is False for an event the pipeline's ``where`` leaves out: counted as
+    filtered, never aggregated."""
 
     key: str
     ts_ms: int
     values: tuple[float | None, ...]
     fields: Mapping[str, Any]
+    kept: bool = True
 
 
 class Rejected(KappaError):
@@ -117,7 +133,10 @@ class EventParser:
     """Validates records against one pipeline spec. Build one per spec and reuse it."""
 
     __slots__ = (
+        "_derived",
         "_epoch_scale",
+        "_input_key",
+        "_input_values",
         "_key_fields",
         "_max_bytes",
         "_null_markers",
@@ -125,7 +144,9 @@ class EventParser:
         "_time_field",
         "_time_format",
         "_time_ms",
+        "_typed_fields",
         "_values",
+        "_where",
     )
 
     def __init__(self, spec: PipelineSpec) -> None:
@@ -144,9 +165,28 @@ class EventParser:
             "epoch_s": self._epoch_ms,
             "epoch_ms": self._epoch_ms,
         }[spec.time_format]
+        expressions = spec.expressions
+        self._derived: tuple[tuple[str, str, Run], ...] | None = None
+        self._where: tuple[str, Run] | None = None
+        if expressions is not None:
+            texts = {step.name: step.expr for step in spec.derive}
+            self._derived = tuple(
+                (name, texts[name], compiled.run) for name, compiled in expressions.derived
+            )
+            if expressions.where is not None and spec.where is not None:
+                self._where = (spec.where, expressions.where.run)
+        derived = {step.name for step in spec.derive}
+        self._input_key = tuple(name for name in spec.key if name not in derived)
+        self._input_values = tuple(name for name in spec.values if name not in derived)
+        self._typed_fields = tuple(
+            (name, READERS[FIELD_TYPES[kind]]) for name, kind in spec.fields.items()
+        )
 
     def parse_bytes(self, raw: bytes | None) -> Event:
         """Validate a live record: JSON bytes holding one object."""
+        return self.parse_fields(self._decode(raw))
+
+    def _decode(self, raw: bytes | None) -> dict[str, Any]:
         if raw is None:
             raise Rejected(
                 "not_an_object", "the record has no value (null); expected a JSON object"
@@ -162,16 +202,84 @@ class EventParser:
             raise Rejected("malformed_json", f"the record is not valid JSON: {exc}") from None
         if not isinstance(fields, dict):
             raise Rejected("not_an_object", f"expected a JSON object, got {short_repr(fields)}")
-        return self.parse_fields(fields)
+        return fields
+
+    @property
+    def derives(self) -> bool:
+        """Whether the spec has ``[[derive]]`` or ``where`` expressions."""
+        return self._derived is not None
+
+    def parse_batch(self, raws: Sequence[bytes | None]) -> list[Event | Rejected]:
+        """``parse_bytes`` of each record of a batch: an event (``kept`` or filtered out)
+        or why the record cannot be one. The step from a batch's decoded fields to its
+        derived fields and events is this one hook."""
+        parsed: list[Event | Rejected] = []
+        for raw in raws:
+            try:
+                parsed.append(self.parse_bytes(raw))
+            except Rejected as why:
+                parsed.append(why)
+        return parsed
 
     def parse_fields(self, fields: Mapping[str, Any]) -> Event:
         """Validate a decoded record: a JSON object, or a history row (CSV rows hold strings)."""
+        if self._derived is not None:
+            return self._derived_event(fields)
         return Event(
             self.canonical_key(fields),
             self._event_time(fields),
             tuple([self._value(fields, name) for name in self._values]),
             fields,
         )
+
+    def _derived_event(self, fields: Mapping[str, Any]) -> Event:
+        """The event of a spec with expressions: its input fields typed, then its derived
+        fields in order, then ``where``; the key and values may be derived fields."""
+        assert self._derived is not None
+        row = self._input_row(fields)
+        for name, text, run in self._derived:
+            try:
+                row[name] = run(row)
+            except Uncomputable as exc:
+                raise Rejected("uncomputable", f"derived field {name!r} = {text}: {exc}") from None
+        if self._where is not None:
+            text, run = self._where
+            try:
+                kept = run(row) is True
+            except Uncomputable as exc:
+                raise Rejected("uncomputable", f"where {text}: {exc}") from None
+            if not kept:  # its key is not needed, and may be NULL
+                return Event("", row[self._time_field], (), fields, kept=False)
+        parts = []
+        for name in self._key_fields:
+            part = row[name]
+            if part is None or part == "":
+                raise Rejected("missing_key", f"derived key field {name!r} is NULL or empty")
+            parts.append(str(part))
+        values = tuple([None if (v := row[name]) is None else float(v) for name in self._values])
+        return Event("|".join(parts), row[self._time_field], values, fields)
+
+    def input_row(self, raw: bytes | None) -> dict[str, Any]:
+        """A live record's fields that a spec with expressions reads, as their types (the
+        time field in epoch ms), before any derived field: what ``kappa verify`` hands
+        DuckDB."""
+        return self._input_row(self._decode(raw))
+
+    def _input_row(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {name: _key_part(fields, name) for name in self._input_key}
+        row[self._time_field] = self._event_time(fields)
+        for name in self._input_values:
+            row[name] = self._value(fields, name)
+        for name, read in self._typed_fields:
+            value = fields.get(name)
+            if value is None or (isinstance(value, str) and value in self._null_markers):
+                row[name] = None
+                continue
+            try:
+                row[name] = read(value)
+            except ValueError as exc:
+                raise Rejected("bad_field", f"field {name!r} {exc}") from None
+        return row
 
     def canonical_key(self, fields: Mapping[str, Any]) -> str:
         """The key's text: the single key field's value, or the values joined by ``|``."""

@@ -14,6 +14,7 @@ import tomllib
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,20 +25,30 @@ from pydantic import (
     Field,
     GetPydanticSchema,
     PlainSerializer,
+    PrivateAttr,
     SerializationInfo,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, core_schema
 
 from agents.cut import HistoryCut
 from agents.durations import UNITS_MS, format_duration, parse_duration
 from agents.errors import ConfigError
+from agents.expressions import Compiled, ExpressionError, SqlType, compile_expression
 from tables.aggregates import METRICS, Metric
 from tables.windows import WindowDef, in_zone
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
+FieldType = Literal["double", "bigint", "text", "boolean"]
+FIELD_TYPES: dict[str, SqlType] = {
+    "double": "DOUBLE",
+    "bigint": "BIGINT",
+    "text": "VARCHAR",
+    "boolean": "BOOLEAN",
+}
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
@@ -157,6 +168,24 @@ Window = Annotated[
 ]
 
 
+class Derive(BaseModel):
+    """One ``[[derive]]`` entry: a new field, computed by a SQL expression."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: FieldName
+    expr: Annotated[str, Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class Expressions:
+    """A spec's checked expressions, compiled once when the spec is loaded."""
+
+    derived: tuple[tuple[str, Compiled], ...]  # in order: each may read the ones before
+    where: Compiled | None
+    types: Mapping[str, SqlType]  # every field an expression, the key or a value reads
+
+
 class PipelineSpec(BaseModel):
     """A validated pipeline. Durations are held in milliseconds (``lateness_ms``), but
     written as strings under their TOML names (``lateness = "10m"``)."""
@@ -173,6 +202,10 @@ class PipelineSpec(BaseModel):
     time_format: TimeFormat = "auto"
     values: tuple[FieldName, ...] = ()
     null_values: tuple[NullMarker, ...] = ()
+    # Input fields the expressions read, with their types (docs/pipelines.md).
+    fields: dict[FieldName, FieldType] = Field(default_factory=dict)
+    derive: tuple[Derive, ...] = ()
+    where: Annotated[str, Field(min_length=1)] | None = None
     metrics: tuple[Metric, ...] = METRICS
     timezone: str | None = None
     windows: tuple[Window, ...] = ()
@@ -181,6 +214,19 @@ class PipelineSpec(BaseModel):
     max_record_bytes: PositiveInt = 1_048_576
     # A cut: history files before it, the live input from it on (app/cut.py).
     history: HistoryCut | None = None
+    _expressions: Expressions | None = PrivateAttr(default=None)
+
+    @property
+    def expressions(self) -> Expressions | None:
+        """The compiled ``derive`` and ``where``; None when the spec has neither."""
+        return self._expressions
+
+    def input_fields(self) -> tuple[str, ...]:
+        """Every field of an input record the pipeline reads: the key's and the values'
+        input fields, the time field, and the fields its expressions read."""
+        derived = {step.name for step in self.derive}
+        names = [*self.key, self.time_field, *self.values, *self.fields]
+        return tuple(dict.fromkeys(name for name in names if name not in derived))
 
     @field_validator("name")
     @classmethod
@@ -284,6 +330,68 @@ class PipelineSpec(BaseModel):
             windows = tuple(zoned)
         return windows
 
+    @model_validator(mode="after")
+    def _checked_expressions(self) -> PipelineSpec:
+        if not self.derive and self.where is None:
+            if self.fields:
+                raise ValueError("fields: only expressions read fields; add [[derive]] or where")
+            return self
+        types = self._input_types()
+        derived: list[tuple[str, Compiled]] = []
+        for index, step in enumerate(self.derive):
+            if step.name in types:
+                raise ValueError(
+                    f"derive[{index}].name: {step.name!r} is already a field; give the derived"
+                    " field a new name"
+                )
+            compiled = _compile(step.expr, types, f"derive[{index}].expr")
+            if compiled.type in ("NULL", "TIMESTAMP"):
+                raise ValueError(
+                    f"derive[{index}].expr: its value is {compiled.type}; derive a number,"
+                    " a text or a boolean (e.g. hour(ts))"
+                )
+            types[step.name] = compiled.type
+            derived.append((step.name, compiled))
+        where = None if self.where is None else _compile(self.where, types, "where")
+        if where is not None and where.type not in ("BOOLEAN", "NULL"):
+            raise ValueError(f'where: is {where.type}, not a condition; e.g. where = "amount > 0"')
+        names = {name for name, _ in derived}
+        for index, name in enumerate(self.key):
+            if name in names and types[name] not in ("VARCHAR", "BIGINT"):
+                raise ValueError(
+                    f"key[{index}]: the derived field {name!r} is {types[name]}; a key part is"
+                    " VARCHAR or BIGINT (CAST(ROUND(x) AS BIGINT) for a number)"
+                )
+        for index, name in enumerate(self.values):
+            if name in names and types[name] not in ("DOUBLE", "BIGINT"):
+                raise ValueError(
+                    f"values[{index}]: the derived field {name!r} is {types[name]};"
+                    " a value is a number"
+                )
+        self._expressions = Expressions(tuple(derived), where, types)
+        return self
+
+    def _input_types(self) -> dict[str, SqlType]:
+        derived = {step.name for step in self.derive}
+        types: dict[str, SqlType] = {name: "VARCHAR" for name in self.key if name not in derived}
+        types.update({name: "DOUBLE" for name in self.values if name not in derived})
+        for name, kind in self.fields.items():
+            if name in types or name == self.time_field:
+                raise ValueError(
+                    f"fields.{name}: the key, the time and the values have their types"
+                    " already (text, the event time, double); list other fields only"
+                )
+            types[name] = FIELD_TYPES[kind]
+        types[self.time_field] = "TIMESTAMP"
+        return types
+
+
+def _compile(text: str, types: Mapping[str, SqlType], where: str) -> Compiled:
+    try:
+        return compile_expression(text, types)
+    except ExpressionError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
 
 _ONE_OR_A_LIST = {
     "key": "a field name or a list of field names",
@@ -343,12 +451,15 @@ def _describe(error: ErrorDetails) -> str:
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
     where = where.removeprefix(".") or "spec"
     if error["type"] == "extra_forbidden":
-        allowed = {"windows": _WINDOW_FIELDS, "history": ["cut"]}.get(str(loc[0]), _SPEC_FIELDS)
+        allowed = {"windows": _WINDOW_FIELDS, "history": ["cut"], "derive": ["name", "expr"]}.get(
+            str(loc[0]), _SPEC_FIELDS
+        )
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         expected = f"did you mean {close[0]!r}?" if close else f"expected one of {allowed}"
         return f"{where}: unknown field; {expected}"
     if error["type"] == "missing":
         return f"{where}: required field is missing"
     if error["type"] == "value_error":
-        return f"{where}: {error['ctx']['error']}"
+        # The expressions' checks (a model validator) name the field themselves.
+        return f"{error['ctx']['error']}" if not loc else f"{where}: {error['ctx']['error']}"
     return f"{where}: {error['msg']}, got {short_repr(error['input'])}"

@@ -28,6 +28,8 @@ class WorkerStats:
 
     events: int = 0
     duplicates: int = 0
+    # Events the pipeline's ``where`` left out: data it chose not to aggregate.
+    filtered: int = 0
     late: int = 0
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
     window_results: int = 0

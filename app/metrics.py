@@ -201,6 +201,11 @@ class WorkerCollector:
             dead.add_metric([*self.base, reason], count)
         yield dead
         yield counter(
+            "kappa_events_filtered_total",
+            "Events the pipeline's where left out since the worker started (not dead letters)",
+            stats.filtered,
+        )
+        yield counter(
             "kappa_duplicates_skipped_total",
             "Redelivered records skipped since the worker started (already applied)",
             stats.duplicates,

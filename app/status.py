@@ -105,6 +105,7 @@ async def status(
             "dead_letters": progress.dead_letters,
             "events_since_start": stats.events,
             "duplicates_skipped_since_start": stats.duplicates,
+            "filtered_since_start": stats.filtered,
             "late_since_start": stats.late,
             "dead_letters_since_start": stats.dead_letters,
             "window_results_since_start": stats.window_results,

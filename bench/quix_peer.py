@@ -9,7 +9,9 @@ keeps the count and the sums of ``amount`` and ``quantity``, and the workload's 
 on the event time in ``ts`` (tumbling when ``BENCH_STEP_MS`` equals ``BENCH_WINDOW_MS``,
 else hopping; aligned to the epoch, as kappa's are) with 10 min grace, closed on the
 partition's event time. State is in RocksDB (Quix's default store) with changelog
-topics; closed windows go to an output topic, as kappa's do. It reports how many events
+topics; closed windows go to an output topic, as kappa's do. With ``BENCH_DERIVE`` set,
+it first derives two values and keeps about half the events, as bench.derive's spec
+does, and aggregates those values. It reports how many events
 it has processed, and when it processed the first and the last, at ``/processed``, like
 bench.naive_faust. (Its last time is before Quix's final checkpoint writes its state,
 while kappa's includes storing the last batch: the comparison leans, if anything,
@@ -59,11 +61,31 @@ def parse(value: dict[str, Any]) -> dict[str, Any]:
     return {**value, "amount": _number(value["amount"]), "quantity": _number(value["quantity"])}
 
 
+def derive(value: dict[str, Any]) -> dict[str, Any]:
+    """bench.derive's two derived values, NULL when an operand is (as SQL has them)."""
+    amount, quantity = value["amount"], value["quantity"]
+    both = amount is not None and quantity is not None
+    return {
+        **value,
+        "total": amount + quantity if both else None,
+        "value": amount * quantity if both else None,
+    }
+
+
+def first_half_minute(value: dict[str, Any]) -> bool:
+    """bench.derive's filter, ``second(ts) < 30``: about half the events."""
+    return datetime.fromisoformat(value["ts"]).second < 30
+
+
+# The two fields aggregated: the input's, or with BENCH_DERIVE the derived ones.
+VALUES = ("total", "value") if os.environ.get("BENCH_DERIVE") else ("amount", "quantity")
+
+
 def totals(value: dict[str, Any], state: State) -> None:
-    count, amount, quantity = state.get("totals", (0, 0.0, 0.0))
+    count, first, second = state.get("totals", (0, 0.0, 0.0))
     state.set(
         "totals",
-        (count + 1, amount + (value["amount"] or 0.0), quantity + (value["quantity"] or 0.0)),
+        (count + 1, first + (value[VALUES[0]] or 0.0), second + (value[VALUES[1]] or 0.0)),
     )
 
 
@@ -85,14 +107,18 @@ def main() -> None:
     topic = os.environ["BENCH_TOPIC"]
     app = Application(
         broker_address=os.environ["KAPPA_BOOTSTRAP_SERVERS"],
-        consumer_group=f"quix-{topic}",
+        # One group per peer process (its state dir is its own): a topic read by several.
+        consumer_group=f"quix-{os.path.basename(os.environ['BENCH_DIR'])}",
         auto_offset_reset="earliest",
         state_dir=os.environ["BENCH_DIR"],
         loglevel="WARNING",
         on_message_processed=_count,
     )
     sdf = app.dataframe(app.topic(topic, value_deserializer="json", timestamp_extractor=event_time))
-    sdf = sdf.apply(parse).update(totals, stateful=True)
+    sdf = sdf.apply(parse)
+    if os.environ.get("BENCH_DERIVE"):
+        sdf = sdf.apply(derive).filter(first_half_minute)
+    sdf = sdf.update(totals, stateful=True)
     size, step = int(os.environ["BENCH_WINDOW_MS"]), int(os.environ["BENCH_STEP_MS"])
     grace = timedelta(minutes=10)
     windows = (
@@ -100,7 +126,9 @@ def main() -> None:
         if step == size
         else sdf.hopping_window(size, step, grace_ms=grace)
     )
-    aggregated = windows.agg(count=Count(), amount=Sum("amount"), quantity=Sum("quantity"))
+    aggregated = windows.agg(
+        count=Count(), **{VALUES[0]: Sum(VALUES[0]), VALUES[1]: Sum(VALUES[1])}
+    )
     # Close windows on the partition's newest event time, as kappa's watermark does; by
     # default Quix closes a key's windows only when that key has a later event.
     sdf = aggregated.final(closing_strategy="partition")

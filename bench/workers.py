@@ -101,6 +101,8 @@ class BenchPipeline:
     run: str
     partitions: int
     workload: Workload
+    # The spec's text, formatted with run, version and windows (bench.derive has its own).
+    template: str = SPEC
 
     @property
     def topic(self) -> str:
@@ -109,7 +111,7 @@ class BenchPipeline:
     def spec(self, version: int) -> Path:
         path = self.work / f"bench-{self.run}-v{version}.toml"
         windows = self.workload.windows_toml
-        path.write_text(SPEC.format(run=self.run, version=version, windows=windows))
+        path.write_text(self.template.format(run=self.run, version=version, windows=windows))
         return path
 
     def env(self, version: int, port: int, name: str) -> dict[str, str]:

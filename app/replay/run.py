@@ -151,7 +151,8 @@ class RateLimiter:
 
 def open_all(spec: PipelineSpec, options: ReplayOptions) -> list[HistoryFile]:
     """Open (and so validate) every file before anything is produced."""
-    required = [*spec.key, spec.time_field]
+    # The key's and the time's input fields (a derived key part is not in the file).
+    required = [n for n in spec.input_fields() if n in spec.key or n == spec.time_field]
     try:
         return [
             open_history(path, required_fields=required, fmt=options.fmt) for path in options.files

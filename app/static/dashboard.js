@@ -321,6 +321,7 @@ function render(status, now) {
   setText("dead-letters", num(counts.dead_letters));
   setText("dead-letters-since-start", num(counts.dead_letters_since_start));
   setText("duplicates", num(counts.duplicates_skipped_since_start));
+  setText("filtered", num(counts.filtered_since_start));
   setText("window-results", num(counts.window_results_since_start));
   setText("gap-records", num(counts.gap_records_read_back_since_start));
 

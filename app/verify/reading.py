@@ -4,12 +4,15 @@ live records at or after the cut.
 
 Records are decoded with the pipeline's input contract (``EventParser``) and the
 partition check, so bad and misrouted records are left out exactly as the worker leaves
-them out; what is kept goes to DuckDB as Arrow columns (``app.verify.batch``).
+them out; what is kept goes to DuckDB as Arrow columns (``app.verify.batch``). For a
+spec with ``[[derive]]`` or ``where``, the parser only types the input fields, and
+DuckDB computes the derived fields, the filter and the key (``app.verify.derived``).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +28,8 @@ from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
-from app.verify.batch import event_schema
+from app.verify.batch import connect, event_schema
+from app.verify.derived import FILTERED, derived_events, input_names, input_schema
 
 # (step, done so far, to do in all or None when unknown): what ``kappa verify`` shows
 OnProgress = Callable[[str, int, int | None], None]
@@ -40,18 +44,36 @@ class InputRead:
     records: int = 0
     bad: dict[str, int] = field(default_factory=dict)
     misrouted: int = 0
+    filtered: int = 0
     before_cut: int = 0
     history_records: int = 0
     live_ends: dict[int, int] = field(default_factory=dict)  # read up to (exclusive)
     seconds: float = 0.0
 
+    # Rows DuckDB left out (app.verify.derived), by reason, as of the last ``table``.
+    derived_bad: Counter[str] = field(default_factory=Counter)
+
     def __post_init__(self) -> None:
         if not self.columns:
-            self.columns = {name: [] for name in event_schema(len(self.spec.values)).names}
+            self.columns = {name: [] for name in self._schema().names}
+
+    def _schema(self) -> pa.Schema:
+        if self.spec.expressions is not None:
+            return input_schema(self.spec)
+        return event_schema(len(self.spec.values))
+
+    @property
+    def left_out(self) -> dict[str, int]:
+        """Records that are no events, by reason (as the worker's dead letters)."""
+        return dict(sorted((Counter(self.bad) + self.derived_bad).items()))
 
     def table(self, partitions: int) -> pa.Table:
         """The good events; misrouted ones (counted) left out, as the worker does."""
-        table = pa.Table.from_pydict(self.columns, schema=event_schema(len(self.spec.values)))
+        table = pa.Table.from_pydict(self.columns, schema=self._schema())
+        if self.spec.expressions is not None:
+            table, outcomes = derived_events(connect(), table, self.spec)
+            self.filtered = outcomes.pop(FILTERED, 0)
+            self.derived_bad = outcomes
         if not len(table):
             return table
         where = pc.equal(partitions_of(table["k"].combine_chunks(), partitions), table["p"])
@@ -100,6 +122,7 @@ class InputReader:
         self.spec = spec
         self.seam = seam
         self.parser = EventParser(spec)
+        self.input_names = input_names(spec) if spec.expressions is not None else []
         self.read = InputRead(spec)
         self.on_progress = on_progress or quiet
 
@@ -146,7 +169,12 @@ class InputReader:
         read = self.read
         read.records += 1
         try:
-            event = self.parser.parse_bytes(record.value)
+            if self.parser.derives:
+                row = self.parser.input_row(record.value)
+                ts_ms = row[self.spec.time_field]
+            else:
+                event = self.parser.parse_bytes(record.value)
+                ts_ms = event.ts_ms
         except Rejected as bad:
             read.bad[bad.reason] = read.bad.get(bad.reason, 0) + 1
             return
@@ -156,14 +184,18 @@ class InputReader:
             read.history_records += 1
             seq = record.offset
         else:
-            if self.seam is not None and event.ts_ms < self.seam.cut_ms:
+            if self.seam is not None and ts_ms < self.seam.cut_ms:
                 read.before_cut += 1
                 return
             seq = history_base(self.seam, record.partition) + record.offset
         columns = read.columns
         columns["p"].append(record.partition)
         columns["seq"].append(seq)
+        columns["t"].append(ts_ms)
+        if self.parser.derives:
+            for i, name in enumerate(self.input_names):
+                columns[f"i{i}"].append(row[name])
+            return
         columns["k"].append(event.key)
-        columns["t"].append(event.ts_ms)
         for i, value in enumerate(event.values):
             columns[f"v{i}"].append(value)

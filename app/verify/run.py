@@ -98,8 +98,9 @@ class VerifyReport:
             "input": {
                 "records": self.read.records,
                 "history_records": self.read.history_records,
-                "bad": dict(sorted(self.read.bad.items())),
+                "bad": self.read.left_out,
                 "misrouted": self.read.misrouted,
+                "filtered": self.read.filtered,
                 "before_cut": self.read.before_cut,
                 "events": self.events,
                 "late_events": self.late_events,
@@ -118,9 +119,11 @@ class VerifyReport:
     def summary(self, shown: int = SHOWN) -> str:
         """A few lines for people: what was read, the tallies, the first differences."""
         read, c = self.read, self.comparison
-        left_out = [f"{n:,} {reason}" for reason, n in sorted(read.bad.items())]
+        left_out = [f"{n:,} {reason}" for reason, n in read.left_out.items()]
         if read.misrouted:
             left_out.append(f"{read.misrouted:,} misrouted")
+        if read.filtered:
+            left_out.append(f"{read.filtered:,} filtered by the where")
         if read.before_cut:
             left_out.append(f"{read.before_cut:,} live before the cut")
         source = f"{read.records:,} records"

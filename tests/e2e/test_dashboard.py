@@ -97,6 +97,7 @@ def test_the_dashboard_shows_what_the_worker_says(
                 sum(fed.bad_records.values()),
             ),
             "duplicates": (counts["duplicates_skipped_since_start"], 0),
+            "filtered": (counts["filtered_since_start"], 0),  # the spec has no where
             "gap-records": (counts["gap_records_read_back_since_start"], 0),
             "total-lag": (sum(status["lag"].values()), 0),
         }

@@ -16,8 +16,8 @@ from app.datagen import DatasetShape, generate, write
 from app.settings import KappaSettings
 from tests.support.kafka import produce_events
 from tests.support.oracle import batch_results
-from tests.support.results import api_results, wait_processed
-from tests.support.times import DAY, HOUR, ms
+from tests.support.results import results_over, wait_processed
+from tests.support.times import DAY, HOUR
 from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
@@ -68,9 +68,7 @@ def test_null_markers_in_csv_jsonl_and_live_equal_duckdb_nullstr(
     wait_processed([worker], kafka_settings.bootstrap, topic)
 
     want_totals, want_windows = batch_results(everything, [("1h", HOUR, HOUR)], null_values=MARKERS)
-    t_from = ms(min(e["ts"] for e in events)) - DAY
-    t_to = ms(max(e["ts"] for e in events)) + DAY
-    totals, windows, _ = api_results([worker], set(want_totals), t_from, t_to)
+    totals, windows, _ = results_over([worker], set(want_totals), events)
     assert totals == want_totals
     assert windows == want_windows
     _, status = worker.get("/api/status")

@@ -132,3 +132,76 @@ def zoned_days(
         [zone, zone],
     ).fetchall()
     return results, {start: end for start, end in ends}
+
+
+def derived_results(
+    path: Path,
+    windows: list[tuple[str, int, int]],
+    derive: dict[str, str],
+    key: str,
+    where: str,
+    dead: str,
+    values: tuple[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str, int], dict[str, Any]], int, int]:
+    """``batch_results`` of a pipeline with derived fields: DuckDB computes ``derive``
+    (name -> SQL, as the spec writes it), the key (SQL) and ``where`` over the CSV's
+    rows, typed as the spec types them (``ts`` a TIMESTAMP, ``amount`` and ``quantity``
+    DOUBLE), leaving out the rows that ``dead`` (SQL) says kappa dead-letters, and
+    aggregates the two derived ``values``. Returns totals, windows, the number of
+    filtered rows and of dead rows."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        """
+        CREATE TABLE typed AS
+        SELECT customer_id, CAST(CAST(ts AS TIMESTAMPTZ) AS TIMESTAMP) AS ts,
+               TRY_CAST(amount AS DOUBLE) AS amount, TRY_CAST(quantity AS DOUBLE) AS quantity,
+               coalesce(amount <> '' AND TRY_CAST(amount AS DOUBLE) IS NULL, FALSE)
+               OR coalesce(quantity <> '' AND TRY_CAST(quantity AS DOUBLE) IS NULL, FALSE)
+               AS non_numeric
+        FROM read_csv(?, header = true, auto_detect = false,
+                      columns = {'customer_id': 'VARCHAR', 'ts': 'VARCHAR',
+                                 'amount': 'VARCHAR', 'quantity': 'VARCHAR'})
+        """,
+        [str(path)],
+    )
+    (non_numeric, dead_rows) = con.execute(
+        f"SELECT count(*) FILTER (WHERE non_numeric),"
+        f" count(*) FILTER (WHERE NOT non_numeric AND ({dead})) FROM typed"
+    ).fetchone() or (0, 0)
+    derived = ", ".join(f"({sql}) AS {name}" for name, sql in derive.items())
+    con.execute(
+        f"""
+        CREATE TABLE computed AS
+        SELECT *, {key} AS k, epoch_ms(ts) AS t, ({where}) IS TRUE AS kept
+        FROM (SELECT *, {derived}
+              FROM (SELECT * FROM typed WHERE NOT non_numeric AND ({dead}) IS NOT TRUE))
+        """
+    )
+    (filtered,) = con.execute(
+        "SELECT count(*) FILTER (WHERE NOT kept) FROM computed"
+    ).fetchone() or (0,)
+    # Named as _metrics and _shape name the two value columns.
+    con.execute(
+        f"CREATE TABLE raw AS SELECT k, t, {values[0]} AS amount, {values[1]} AS quantity"
+        " FROM computed WHERE kept"
+    )
+    con.execute("CREATE TABLE late (k VARCHAR, t BIGINT)")
+    totals = {
+        row[0]: _renamed(_shape(row[1:]), values)
+        for row in con.execute(f"SELECT k, {_metrics()} FROM raw GROUP BY k").fetchall()
+    }
+    result: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for name, size, step in windows:
+        assert size == step, "tumbling windows only"
+        rows = con.execute(
+            f"SELECT k, t - (t % {size}) AS s, {_metrics()} FROM raw GROUP BY k, s"
+        ).fetchall()
+        for row in rows:
+            result[(row[0], name, row[1])] = _renamed(_shape(row[2:]), values)
+    return totals, result, filtered, non_numeric + dead_rows
+
+
+def _renamed(shaped: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``_shape``'s result with the value fields named ``names``, in order."""
+    return {**shaped, "values": dict(zip(names, shaped["values"].values(), strict=True))}

@@ -10,6 +10,7 @@ import orjson
 
 from app.kafka_client import offset_ranges
 from tests.support.kafka import read_all
+from tests.support.times import DAY, ms
 from tests.support.worker import WorkerProcess
 
 WindowKey = tuple[str, str, int]
@@ -42,6 +43,16 @@ def api_results(
             windows[wkey] = _shape(window)
             final[wkey] = window["final"]
     return totals, windows, final
+
+
+def results_over(
+    workers: list[WorkerProcess], keys: set[str], events: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[WindowKey, dict[str, Any]], dict[WindowKey, bool]]:
+    """``api_results`` over every window from a day before the first event (``ts``,
+    ISO-8601) to a day after the last."""
+    t_from = ms(min(e["ts"] for e in events)) - DAY
+    t_to = ms(max(e["ts"] for e in events)) + DAY
+    return api_results(workers, keys, t_from, t_to)
 
 
 def topic_finals(bootstrap: str, topic: str) -> dict[WindowKey, dict[str, Any]]:

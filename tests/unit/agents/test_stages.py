@@ -90,7 +90,7 @@ def test_route_keeps_events_on_their_keys_partition_and_rejects_the_rest() -> No
         record(home, 12, event("c1", 2.25)),
         record(away, 13, event("c1", 4.0)),
     ]
-    events, rejected = RouteStage(EventParser(spec()), PARTITIONS).split(records)
+    events, rejected = RouteStage(EventParser(spec()), PARTITIONS, WorkerStats()).split(records)
     assert [(offset, e.key, e.values) for offset, e in events] == [
         (10, "c1", (1.5,)),
         (12, "c1", (2.25,)),

@@ -1,8 +1,9 @@
 """A version's partition count, and what a change of its input's count means.
 
-A version keeps its state, changelogs and outputs in as many partitions as its input had
-when the version was created (its own topics record that count: ``app.topics``), and a
-record is applied on the input partition its key belongs on for that count. An input
+A version keeps its state, changelogs and outputs in N partitions: the spec's
+``partitions``, or the input's count when the version is created. Its own topics record
+N (``app.topics``), so it never changes silently. A record is applied on the input
+partition its key belongs on for N, so the input's count must equal N. An input
 that grows or is re-created while a version runs breaks both: the new partitions have no
 state partition, and the keys' partitions move, while the records already produced stay
 where the old count put them. Going on would fail every store of a new partition again
@@ -12,7 +13,46 @@ stops, with the cause and the fix.
 
 from __future__ import annotations
 
-from agents.errors import PartitionsChanged
+from agents.errors import ConfigError, PartitionsChanged
+
+
+def version_partitions(
+    topic: str,
+    version: str,
+    *,
+    asked: int | None,
+    recorded: int | None,
+    input_count: int | None,
+    default: int,
+) -> int:
+    """The version's partition count N, or why the version cannot run on its input.
+
+    ``asked`` is the spec's ``partitions``, ``recorded`` the count the version's own
+    topics were created with (None before the version exists), ``input_count`` the
+    input topic's (None before it exists) and ``default`` the count for a new input.
+    """
+    if recorded is not None and asked is not None and asked != recorded:
+        raise ConfigError(
+            f"the spec asks for partitions = {asked}, but {version} was created with "
+            f"{recorded}: a version's partition count never changes",
+            f"to use {asked} partitions, create a new version (bump `version` in the "
+            "spec), verify it, promote it and retire this one (docs/reprocessing.md); "
+            f"to run this version, set partitions = {recorded} or leave it out",
+        )
+    count = recorded or asked or input_count or default
+    if input_count is None or input_count == count:
+        return count
+    if recorded is None:
+        raise PartitionsChanged(
+            f"the spec asks for partitions = {count}, but the input topic {topic} has "
+            f"{input_count}: kappa applies a record on the partition its key belongs on, "
+            "so a version's count must equal its input's (it has no repartition step)",
+            f"leave `partitions` out of the spec, or set partitions = {input_count}; "
+            "nothing was created",
+        )
+    changed = partitions_changed(topic, version, input_count, recorded)
+    assert changed is not None  # the counts differ
+    raise changed
 
 
 def partitions_changed(

@@ -212,6 +212,8 @@ class PipelineSpec(BaseModel):
     lateness_ms: Duration = Field(default=0, alias="lateness")
     retention_ms: Duration = Field(default=7 * UNITS_MS["d"], alias="retention")
     max_record_bytes: PositiveInt = 1_048_576
+    # The version's partition count; None: the input's when the version is created.
+    partitions: PositiveInt | None = None
     # A cut: history files before it, the live input from it on (app/cut.py).
     history: HistoryCut | None = None
     _expressions: Expressions | None = PrivateAttr(default=None)

@@ -14,7 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from agents.errors import KappaError
 from agents.names import PipelineNames
-from agents.partition_count import partitions_changed
+from agents.partition_count import version_partitions
 from app.kafka_client import client_options
 from app.settings import KappaSettings
 
@@ -26,23 +26,25 @@ _KEPT = {"retention.ms": "-1"}
 
 
 async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
-    """Create the pipeline's missing topics; return the version's partition count.
+    """Create the pipeline's missing topics; return the version's partition count N.
 
-    An input topic that already exists keeps its partition count, and a new version's
-    own topics follow it, so that state stays co-partitioned with its input. Its
-    results topic then records that count: an input whose count has changed since is
+    N is the spec's ``partitions``, or else the input's count (``KAPPA_PARTITIONS`` for
+    an input that does not exist yet). The version's own topics are created with N, and
+    its results topic then records N: a spec or an input whose count differs from it is
     refused (``agents.partition_count``).
     """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = await _partition_counts(admin)
-        recorded = existing.get(names.results_topic)
-        partitions = existing.get(names.input_topic, recorded or settings.partitions)
-        if recorded is not None:
-            changed = partitions_changed(names.input_topic, names.prefix, partitions, recorded)
-            if changed is not None:
-                raise changed
+        partitions = version_partitions(
+            names.input_topic,
+            names.prefix,
+            asked=names.spec.partitions,
+            recorded=existing.get(names.results_topic),
+            input_count=existing.get(names.input_topic),
+            default=settings.partitions,
+        )
         wanted = {
             names.input_topic: (partitions, {}),
             names.dead_letter_topic: (partitions, _COMPACTED),

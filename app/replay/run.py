@@ -290,7 +290,8 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
 async def _input_partitions(settings: KappaSettings, names: PipelineNames) -> int:
     """The input topic's partitions, or how many a replay would create it with."""
     ranges = await offset_ranges(client_options(settings), [names.input_topic])
-    return len(ranges.get(names.input_topic, {})) or settings.partitions
+    created = names.spec.partitions or settings.partitions
+    return len(ranges.get(names.input_topic, {})) or created
 
 
 class _Replay:

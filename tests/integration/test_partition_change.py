@@ -19,7 +19,13 @@ import pytest
 
 from app.datagen import DatasetShape, generate
 from app.settings import KappaSettings
-from tests.support.kafka import grow_topic, produce_events, read_all
+from tests.support.kafka import (
+    create_topics,
+    grow_topic,
+    partition_counts,
+    produce_events,
+    read_all,
+)
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess, kappa_cli
 
@@ -27,6 +33,19 @@ pytestmark = pytest.mark.broker
 
 # More than one metadata refresh (10 s), a rebalance and a clean stop on a busy machine.
 STOP_TIMEOUT_S = 180
+
+
+def _produce_and_count(
+    worker: WorkerProcess, bootstrap: str, topic: str, shape: DatasetShape
+) -> None:
+    """Produce ``shape``'s events keyed by their key; the worker counts each key's."""
+    events = list(generate(shape))
+    asyncio.run(produce_events(bootstrap, topic, events, "customer_id"))
+    wait_processed([worker], bootstrap, topic)
+    expected = Counter(str(e["customer_id"]) for e in events)  # a plain fold
+    for key, count in expected.items():
+        status, body = worker.get(f"/api/keys/{key}")
+        assert (status, body["totals"]["count"]) == (200, count), body
 
 
 def test_an_input_grown_under_a_running_version_stops_it_with_the_cause_and_the_fix(
@@ -41,13 +60,7 @@ def test_an_input_grown_under_a_running_version_stops_it_with_the_cause_and_the_
     env = kappa_env(make_spec(), partitions=2)
     worker = start_worker(env)
     worker.wait_ready(partitions=2)
-    events = list(generate(DatasetShape(events=600, keys=30, seed=18)))
-    asyncio.run(produce_events(bootstrap, topic, events, "customer_id"))
-    wait_processed([worker], bootstrap, topic)
-    expected = Counter(str(e["customer_id"]) for e in events)  # a plain fold
-    for key, count in expected.items():
-        status, body = worker.get(f"/api/keys/{key}")
-        assert (status, body["totals"]["count"]) == (200, count), body
+    _produce_and_count(worker, bootstrap, topic, DatasetShape(events=600, keys=30, seed=18))
 
     asyncio.run(grow_topic(bootstrap, topic, 6))
     assert worker.proc is not None
@@ -66,3 +79,51 @@ def test_an_input_grown_under_a_running_version_stops_it_with_the_cause_and_the_
     assert "has grown to 6 partitions" in refused.stderr
     assert "what to do: the records produced before the growth" in refused.stderr
     assert "create a new input topic with 6 partitions" in refused.stderr
+
+
+def test_a_versions_own_partition_count_sizes_its_topics_and_never_changes(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+) -> None:
+    bootstrap = kafka_settings.bootstrap
+    topic = f"test-input-{unique}"
+    prefix = f"kappa.t{unique}.v1"
+    # KAPPA_PARTITIONS (1) is the default for a new input; the spec's count wins.
+    worker = start_worker(kappa_env(make_spec(extra="partitions = 3\n"), partitions=1))
+    worker.wait_ready(partitions=3)
+    counts = asyncio.run(partition_counts(bootstrap))
+    for own in (topic, f"{prefix}.window-results", f"{prefix}.late", f"{prefix}.dead-letter"):
+        assert counts[own] == 3, (own, counts)
+    changelogs = {
+        name: n
+        for name, n in counts.items()
+        if name.startswith(f"{prefix}-") and name.endswith("-changelog")
+    }
+    assert changelogs, counts
+    assert set(changelogs.values()) == {3}, changelogs
+    _produce_and_count(worker, bootstrap, topic, DatasetShape(events=400, keys=25, seed=19))
+    worker.stop()
+
+    refused = kappa_cli(kappa_env(make_spec(extra="partitions = 5\n")), "worker", timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"asks for partitions = 5, but {prefix} was created with 3" in refused.stderr
+    assert "what to do: to use 5 partitions, create a new version" in refused.stderr
+
+
+def test_a_new_version_asking_another_count_than_its_inputs_is_refused(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    unique: str,
+) -> None:
+    topic = f"test-input-{unique}"
+    asyncio.run(create_topics(kafka_settings.bootstrap, [topic], 2))
+    refused = kappa_cli(kappa_env(make_spec(extra="partitions = 4\n"), partitions=2), "worker")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"asks for partitions = 4, but the input topic {topic} has 2" in refused.stderr
+    assert f"kappa.t{unique}.v1.window-results" not in asyncio.run(
+        partition_counts(kafka_settings.bootstrap)
+    )

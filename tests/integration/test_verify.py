@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.names import PipelineNames
 from agents.seam_record import SeamRecord
@@ -33,7 +32,7 @@ from app.verify.batch import batch_answer, connect
 from app.verify.reading import InputReader
 from tests.support.datasets import ON_TIME
 from tests.support.harness import Harness
-from tests.support.kafka import produce_events, produce_raw
+from tests.support.kafka import create_topics, produce_events, produce_raw
 from tests.support.results import wait_processed
 from tests.support.times import iso, ms
 from tests.support.worker import WorkerProcess, kappa_cli, run_kappa
@@ -243,8 +242,8 @@ def test_a_version_with_a_seam_is_read_from_its_history_then_live_from_the_cut(
     names = PipelineNames(spec)
     history_topic = f"{names.prefix}.history"
     cut = ms("2024-01-02T00:00:00+00:00")
-    asyncio.run(_create_topics(kafka_settings, [spec.input_topic, history_topic], 2))
-    asyncio.run(_create_topics(kafka_settings, [names.control_topic], 1))
+    asyncio.run(create_topics(kafka_settings.bootstrap, [spec.input_topic, history_topic], 2))
+    asyncio.run(create_topics(kafka_settings.bootstrap, [names.control_topic], 1))
     keys = [f"c{i:03d}" for i in range(20)]
 
     def events(start: int, end: int, step: int, tag: float) -> list[dict[str, Any]]:
@@ -307,15 +306,6 @@ def test_a_version_with_a_seam_is_read_from_its_history_then_live_from_the_cut(
         assert answer.totals[key]["count"] == len(mine)
         amounts = [e["amount"] for e in mine]
         assert answer.totals[key]["values"]["amount"]["sum"] == math.fsum(amounts)
-
-
-async def _create_topics(settings: KappaSettings, topics: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
-    finally:
-        await admin.close()
 
 
 def test_verify_finds_every_worker_of_a_version_from_its_consumer_group(

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from app.kafka_client import offset_ranges
 
@@ -82,5 +82,25 @@ async def grow_topic(bootstrap: str, topic: str, partitions: int) -> None:
     await admin.start()
     try:
         await admin.create_partitions({topic: NewPartitions(total_count=partitions)})
+    finally:
+        await admin.close()
+
+
+async def partition_counts(bootstrap: str) -> dict[str, int]:
+    """Every topic's partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
+    finally:
+        await admin.close()
+
+
+async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Create ``topics`` with ``partitions`` each, as an operator would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
     finally:
         await admin.close()

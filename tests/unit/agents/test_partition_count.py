@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from agents.errors import PartitionsChanged
-from agents.partition_count import partitions_changed
+import pytest
+
+from agents.errors import ConfigError, PartitionsChanged
+from agents.partition_count import partitions_changed, version_partitions
 
 
 def test_the_same_count_is_no_change() -> None:
@@ -37,3 +39,61 @@ def test_a_shrunk_input_says_it_was_re_created() -> None:
     )
     assert changed.hint is not None
     assert "bump `version`" in changed.hint
+
+
+def _count(
+    asked: int | None, recorded: int | None, input_count: int | None, default: int = 3
+) -> int:
+    return version_partitions(
+        "orders",
+        "kappa.orders.v1",
+        asked=asked,
+        recorded=recorded,
+        input_count=input_count,
+        default=default,
+    )
+
+
+def test_a_new_version_takes_the_inputs_count_or_the_default_for_a_new_input() -> None:
+    assert _count(None, None, 4) == 4
+    assert _count(None, None, None, default=3) == 3
+
+
+def test_a_new_version_takes_the_specs_count_for_a_new_input() -> None:
+    assert _count(8, None, None, default=3) == 8
+    assert _count(4, None, 4) == 4
+
+
+def test_an_existing_version_keeps_its_recorded_count() -> None:
+    assert _count(None, 4, 4) == 4
+    assert _count(4, 4, 4) == 4
+
+
+def test_a_spec_asking_another_count_than_the_recorded_one_is_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        _count(8, 4, 4)
+    assert raised.value.message == (
+        "the spec asks for partitions = 8, but kappa.orders.v1 was created with 4: a "
+        "version's partition count never changes"
+    )
+    assert raised.value.hint is not None
+    assert raised.value.hint.startswith("to use 8 partitions, create a new version")
+    assert "set partitions = 4 or leave it out" in raised.value.hint
+
+
+def test_a_new_version_asking_another_count_than_its_inputs_is_refused() -> None:
+    with pytest.raises(PartitionsChanged) as raised:
+        _count(8, None, 4)
+    assert raised.value.message.startswith(
+        "the spec asks for partitions = 8, but the input topic orders has 4"
+    )
+    assert raised.value.hint == (
+        "leave `partitions` out of the spec, or set partitions = 4; nothing was created"
+    )
+
+
+def test_an_input_grown_since_the_version_was_created_is_refused() -> None:
+    with pytest.raises(PartitionsChanged, match="has grown to 6 partitions"):
+        _count(None, 2, 6)
+    with pytest.raises(PartitionsChanged, match=r"fewer than the 6 kappa\.orders\.v1"):
+        _count(6, 6, 2)

@@ -60,7 +60,12 @@ def test_defaults() -> None:
     assert spec.lateness_ms == 0
     assert spec.retention_ms == 7 * DAY
     assert spec.max_record_bytes == 1_048_576
+    assert spec.partitions is None
     assert spec.description is None
+
+
+def test_partitions_is_the_versions_own_count() -> None:
+    assert parse_spec(MINIMAL | {"partitions": 12}, "x").partitions == 12
 
 
 def test_key_list_is_kept_in_order() -> None:
@@ -129,6 +134,8 @@ def test_dump_by_alias_is_the_toml_shape_and_reads_back() -> None:
         ({"lateness": "10 minutes"}, "lateness: invalid duration '10 minutes'"),
         ({"retention": "-1d"}, "retention: invalid duration '-1d'"),
         ({"max_record_bytes": 0}, "max_record_bytes: Input should be greater than 0"),
+        ({"partitions": 0}, "partitions: Input should be greater than 0"),
+        ({"partitions": "4"}, "partitions: Input should be a valid integer"),
         ({"description": 5}, "description: Input should be a valid string, got 5"),
         ({"windw": []}, "windw: unknown field; did you mean 'windows'?"),
         ({"zzz": 1}, "zzz: unknown field; expected one of ['name', 'version'"),

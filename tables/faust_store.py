@@ -87,6 +87,23 @@ class TableBuffer:
             if raw_key != offset_key:
                 yield decode(raw_key), decode(raw_value)
 
+    def range_items(self, lo: str, hi: str) -> Iterator[tuple[str, Any]]:
+        """The stored items (pending writes excluded) whose keys' JSON text sorts in
+        [``lo``, ``hi``): one seek and a scan of the store, which keeps its keys in the
+        byte order of their JSON text (keys built to sort so, as ``tables.records``'
+        window keys, give their own order)."""
+        low, high = encode(lo)[:-1], encode(hi)[:-1]  # without the closing quote
+        for raw_key, raw_value in self._db().items(from_key=low):
+            if raw_key >= high:
+                return
+            yield decode(raw_key), decode(raw_value)
+
+    def count(self) -> int:
+        """The number of stored items, read from the store's keys alone."""
+        offset_key = self.store.offset_key
+        # keys(), not the store itself: a raw-mode Rdict cannot be iterated directly.
+        return sum(1 for raw_key in self._db().keys() if raw_key != offset_key)  # noqa: SIM118
+
     def stage(self, sender: ChangelogSender) -> None:
         """Queue the pending changes' changelog messages on ``sender``, and hold them as
         one RocksDB write batch until Kafka has acknowledged them (``commit``)."""

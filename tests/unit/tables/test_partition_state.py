@@ -19,11 +19,13 @@ from tables.partition_state import TablePartitionState, store_batch
 from tables.pipeline_tables import PipelineTables
 from tables.records import (
     KeyRecord,
+    OpenWindow,
     PartitionProgress,
     WindowResult,
     bucket_keys_key,
     closed_key,
     progress_key,
+    window_key,
 )
 from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
 
@@ -37,6 +39,7 @@ class Tables:
     def __init__(self, tables: PipelineTables) -> None:
         self.tables = tables
         self.keys, self.closed, self.meta = tables.keys, tables.closed, tables.meta
+        self.windows = tables.windows
 
     def state(self, cache: int = 100) -> TablePartitionState:
         """A partition's state keeping up to ``cache`` decoded key records."""
@@ -62,7 +65,7 @@ def record(fence: int, *amounts: float) -> KeyRecord:
     totals = Agg.empty(1)
     for amount in amounts:
         totals.add([amount])
-    return KeyRecord(fence=fence, totals=totals, windows={})
+    return KeyRecord(fence=fence, totals=totals)
 
 
 def result(key: str, start_ms: int) -> WindowResult:
@@ -105,7 +108,10 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     again = tables.state()
     assert again.get_closed("a", "1h", 0) == closed.as_json()
     assert list(again.iter_buckets()) == ["1h@0"]
-    assert [(key, rec.fence) for key, rec in again.iter_keys()] == [("a", 7)]
+    assert again.count_keys() == 1
+    again_a = again.get_key("a")
+    assert again_a is not None
+    assert again_a.to_state() == stored.to_state()
     assert again.get_progress() == PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7)
 
 
@@ -127,42 +133,101 @@ async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
     assert state.held_changes() == 0
 
 
-async def test_the_steps_are_closed_windows_then_keys_then_progress(tables: Tables) -> None:
-    state = tables.state()
-    sender = AcknowledgingSender()
+def window(fence: int, *amounts: float) -> OpenWindow:
+    agg = Agg.empty(1)
+    for amount in amounts:
+        agg.add([amount])
+    return OpenWindow(fence=fence, agg=agg)
+
+
+def closing_batch(state: TablePartitionState) -> None:
+    """A batch that updates key a's window [0, 1h), closes it, and opens [1h, 2h)."""
+    state.put_window("1h", 0, "a", window(3, 1.5))
+    state.put_window("1h", HOUR_MS, "a", window(3, 2.5))
     state.put_closed(result("a", 0))
+    state.delete_window("1h", 0, "a")
     state.put_bucket_keys("1h@0", ["a"])
     state.put_key("a", record(3))
     state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
+
+
+async def test_the_steps_are_closed_and_open_windows_keys_deletions_then_progress(
+    tables: Tables,
+) -> None:
+    state = tables.state()
+    sender = AcknowledgingSender()
+    closing_batch(state)
     await store_batch([state], sender)
-    topics = [{topic for topic, *_ in sent} for sent in sender.sends]
-    assert topics == [
-        {tables.changelog("closed"), tables.changelog("meta")},
-        {tables.changelog("keys")},
-        {tables.changelog("meta")},
+    topics = [[topic for topic, *_ in sent] for sent in sender.sends]
+    assert [sorted(step) for step in topics] == [
+        sorted([tables.changelog(n) for n in ("closed", "meta", "windows", "windows")]),
+        [tables.changelog("keys")],
+        [tables.changelog("windows")],
+        [tables.changelog("meta")],
     ]
-    assert [len(sent) for sent in sender.sends] == [2, 1, 1]
+    # The closed window's whole record is written before it is deleted.
+    windows = tables.changelog("windows")
+    first = {key: value for topic, _, key, value in sender.sends[0] if topic == windows}
+    assert first[encode(window_key("1h", 0, "a"))] == encode(window(3, 1.5).to_state())
+    assert sender.sends[2] == [(windows, PARTITION, encode(window_key("1h", 0, "a")), None)]
+    assert tables.windows.get(window_key("1h", 0, "a")) is None
+    assert tables.windows.get(window_key("1h", HOUR_MS, "a")) == window(3, 2.5).to_state()
+
+
+async def test_a_step_with_nothing_to_write_sends_nothing(tables: Tables) -> None:
+    state = tables.state()
+    sender = AcknowledgingSender()
+    state.put_key("a", record(3))
+    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
+    await store_batch([state], sender)
+    assert [len(sent) for sent in sender.sends] == [1, 1]
+
+
+async def test_open_windows_until_reads_the_store_and_the_batch(tables: Tables) -> None:
+    """One range of the window-major store, by start: other windows, later starts and
+    the batch's deletions are left out; the batch's changes are read over the store's."""
+    state = tables.state()
+    state.put_window("1h", -HOUR_MS, "a", window(1, 1.0))
+    state.put_window("1h", 0, "b", window(2, 2.0))
+    state.put_window("1h", 0, "c", window(3, 3.0))
+    state.put_window("1h", HOUR_MS, "a", window(4, 4.0))
+    state.put_window("1h/15m", 0, "a", window(5, 5.0))
+    state.put_window("1", 0, "a", window(6, 6.0))
+    await store_batch([state], AcknowledgingSender())
+    state.put_window("1h", 0, "b", window(7, 2.0, 7.0))
+    state.put_window("1h", 0, "d", window(8, 8.0))
+    state.delete_window("1h", 0, "c")
+    found = state.open_windows_until("1h", 0)
+    assert {start: {k: w.fence for k, w in keys.items()} for start, keys in found.items()} == {
+        -HOUR_MS: {"a": 1},
+        0: {"b": 7, "d": 8},
+    }
+    assert state.count_open_windows() == 6  # what is stored
 
 
 @pytest.mark.parametrize(
     ("failing_send", "stored"),
-    [(1, set()), (2, {"closed"}), (3, {"closed", "keys"})],
-    ids=["closed windows", "keys", "progress"],
+    [
+        (1, set()),
+        (2, {"closed", "window"}),
+        (3, {"closed", "window", "keys"}),
+        (4, {"closed", "keys"}),
+    ],
+    ids=["closed and open windows", "keys", "deletions", "progress"],
 )
 async def test_a_failed_step_leaves_only_the_steps_before_it_stored(
     tables: Tables, failing_send: int, stored: set[str]
 ) -> None:
     """Any prefix of the steps is safe to crash after: the progress record (the
-    checkpoint) is never stored ahead of the key records and closed windows."""
+    checkpoint) is never stored ahead of the rest, a key record never ahead of its
+    windows, and a closed window's record is deleted only after its key record."""
     state = tables.state()
-    state.put_closed(result("a", 0))
-    state.put_bucket_keys("1h@0", ["a"])
-    state.put_key("a", record(3))
-    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
+    closing_batch(state)
     with pytest.raises(SendFailed):
         await store_batch([state], AcknowledgingSender(fail_on=failing_send))
     found = {
         "closed": tables.closed.get(closed_key("a", "1h", 0)) is not None,
+        "window": tables.windows.get(window_key("1h", 0, "a")) is not None,
         "keys": tables.stored_key("a") is not None,
         "progress": tables.meta.get(progress_key(PARTITION)) is not None,
     }

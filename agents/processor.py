@@ -191,13 +191,12 @@ class PartitionProcessor:
         closed: list[WindowResult] = []
         state = self.state
         for window in self.config.windows:
-            due = state.open_windows_until(window.name, last_closed_start(watermark, window))
+            due = state.close_windows_until(window.name, last_closed_start(watermark, window))
             for start in sorted(due):
                 found = due[start]
                 for key in sorted(found):
                     result = self.config.result(key, window, start, found[key].agg, True)
                     state.put_closed(result)
-                    state.delete_window(window.name, start, key)
                     closed.append(result)
                 self._open_windows -= len(found)
                 bucket = bucket_id(window, start)

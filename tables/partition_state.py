@@ -42,8 +42,7 @@ class PartitionState(Protocol):
     def put_key(self, key: str, record: KeyRecord) -> None: ...
     def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None: ...
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None: ...
-    def delete_window(self, window: str, start_ms: int, key: str) -> None: ...
-    def open_windows_until(
+    def close_windows_until(
         self, window: str, last_start_ms: int
     ) -> dict[int, dict[str, OpenWindow]]: ...
     def get_progress(self) -> PartitionProgress | None: ...
@@ -95,14 +94,6 @@ class DecodedRecords(Generic[R]):
         """Deleted at the next store, after its last value, if it changed, is written."""
         self.deleted.add(key)
 
-    def changed(self, lo: str, hi: str) -> dict[str, R | None]:
-        """The batch's changes of the keys in [``lo``, ``hi``): None for a deleted one."""
-        return {
-            key: None if key in self.deleted else self._records[key]
-            for key in self.dirty | self.deleted
-            if lo <= key < hi
-        }
-
     def write(self, deletes: TableBuffer | None = None) -> None:
         """Hand the changes to the buffers: values to ``self.buffer``, deletions to
         ``deletes`` (stored in a later step); then trim the cache."""
@@ -131,6 +122,11 @@ class TablePartitionState:
         self.windows = DecodedRecords(TableBuffer(windows, partition), OpenWindow.from_state, cache)
         # Closed windows' records are deleted in a step of their own (see ``steps``).
         self.window_deletes = TableBuffer(windows, partition)
+        # Per window: the starts and keys of the open windows changed since the last
+        # store, and the start up to which every window is closed (the store's range
+        # below it holds only deleted records until the next store, or none).
+        self._changed_windows: dict[str, dict[int, set[str]]] = {}
+        self._closed_to: dict[str, int] = {}
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
         # The partition's progress record lives in ``meta`` too, but is written last.
@@ -152,6 +148,7 @@ class TablePartitionState:
         A step with nothing to write is skipped by ``store_batch``.
         """
         self.windows.write(self.window_deletes)
+        self._changed_windows.clear()
         self.keys.write()
         return [
             [self.closed, self.meta, self.windows.buffer],
@@ -166,7 +163,8 @@ class TablePartitionState:
         windows = self.windows
         return (
             len(self.keys.dirty)
-            + len(windows.dirty | windows.deleted)
+            + len(windows.dirty)
+            + len(windows.deleted)
             + len(self.closed.pending)
             + len(self.meta.pending)
         )
@@ -182,26 +180,37 @@ class TablePartitionState:
 
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None:
         self.windows.put(window_key(window, start_ms, key), record)
+        self._changed_windows.setdefault(window, {}).setdefault(start_ms, set()).add(key)
 
-    def delete_window(self, window: str, start_ms: int, key: str) -> None:
-        self.windows.delete(window_key(window, start_ms, key))
-
-    def open_windows_until(
+    def close_windows_until(
         self, window: str, last_start_ms: int
     ) -> dict[int, dict[str, OpenWindow]]:
-        """Every open window of ``window`` starting at or before ``last_start_ms``, by
-        start and key: one range of the window-major store, with the batch's changes."""
-        lo, hi = f"{window}{SEP}", window_prefix(window, last_start_ms + 1)
-        found: dict[str, OpenWindow | None] = {
-            stored: OpenWindow.from_state(state)
-            for stored, state in self.windows.buffer.range_items(lo, hi)
-        }
-        found.update(self.windows.changed(lo, hi))
+        """Take out every open window of ``window`` starting at or before
+        ``last_start_ms``, by start and key: their records are deleted at the next store.
+
+        One range of the window-major store, from where the last closing stopped, with
+        the batch's changes read over it."""
+        closed_to = self._closed_to.get(window)
+        lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
+        hi = window_prefix(window, last_start_ms + 1)
+        windows = self.windows
         by_start: dict[int, dict[str, OpenWindow]] = {}
-        for stored, record in found.items():
-            if record is not None:
-                _, start, key = parse_window_key(stored)
+        for stored, state in windows.buffer.range_items(lo, hi):
+            if stored in windows.deleted:
+                continue
+            _, start, key = parse_window_key(stored)
+            by_start.setdefault(start, {})[key] = OpenWindow.from_state(state)
+        changed = self._changed_windows.get(window, {})
+        for start in [start for start in changed if start <= last_start_ms]:
+            for key in changed.pop(start):
+                record = windows.get(window_key(window, start, key))
+                assert record is not None, "a window changed in the batch is decoded"
                 by_start.setdefault(start, {})[key] = record
+        for start, keys in by_start.items():
+            for key in keys:
+                windows.delete(window_key(window, start, key))
+        if closed_to is None or last_start_ms > closed_to:
+            self._closed_to[window] = last_start_ms
         return by_start
 
     def get_progress(self) -> PartitionProgress | None:

@@ -75,16 +75,14 @@ class DictState:
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None:
         self.windows[window_key(window, start_ms, key)] = orjson.dumps(record.to_state())
 
-    def delete_window(self, window: str, start_ms: int, key: str) -> None:
-        del self.windows[window_key(window, start_ms, key)]
-
-    def open_windows_until(
+    def close_windows_until(
         self, window: str, last_start_ms: int
     ) -> dict[int, dict[str, OpenWindow]]:
         found: dict[int, dict[str, OpenWindow]] = {}
         for (name, start, key), record in self.iter_windows():
             if name == window and start <= last_start_ms:
                 found.setdefault(start, {})[key] = record
+                del self.windows[window_key(name, start, key)]
         return found
 
     def iter_windows(self) -> Iterator[tuple[tuple[str, int, str], OpenWindow]]:

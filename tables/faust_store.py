@@ -20,6 +20,8 @@ import orjson
 import rocksdict
 from faust.types import TP
 
+from tables import json_bytes
+
 
 class ChangelogSender(Protocol):
     """Sends queued records as acknowledged batches (``agents.batch_sender.BatchSender``)."""
@@ -41,8 +43,8 @@ class Encoded(bytes):
 # (kappa depends on it) and then writes, for the JSON types kept here, the very bytes
 # orjson.dumps does (tests/unit/tables/test_faust_store.py): Faust's own reads (queries,
 # recovery) decode what is written here. Calling orjson directly skips Faust's
-# serializer registry on the hot path.
-encode = orjson.dumps
+# serializer registry on the hot path; its bytes are held compactly (tables.json_bytes).
+encode = json_bytes.dumps
 decode = orjson.loads
 
 

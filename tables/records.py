@@ -30,8 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from tables import json_bytes
 from tables.aggregates import Agg
 from tables.times import ms_to_iso
 from tables.windows import WindowDef
@@ -143,8 +142,9 @@ class WindowResult:
 
     @functools.cached_property
     def encoded(self) -> bytes:
-        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once."""
-        return orjson.dumps(self._json)
+        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once,
+        held compactly (``tables.json_bytes``)."""
+        return json_bytes.dumps(self._json)
 
     @functools.cached_property
     def _json(self) -> dict[str, Any]:

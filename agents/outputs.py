@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from agents.events import Event
+from tables import json_bytes
 from tables.records import WindowResult
 
 Headers = list[tuple[str, bytes]]
@@ -39,7 +38,7 @@ def late_record(
         "source": source,
         "event": event.fields,
     }
-    return f"{topic}:{partition}:{offset}".encode(), orjson.dumps(value)
+    return f"{topic}:{partition}:{offset}".encode(), json_bytes.dumps(value)
 
 
 def dead_letter_headers(reason: str, detail: str, source: dict[str, Any]) -> Headers:
@@ -48,7 +47,7 @@ def dead_letter_headers(reason: str, detail: str, source: dict[str, Any]) -> Hea
     return [
         ("kappa.reason", reason.encode()),
         ("kappa.detail", detail.encode()),
-        ("kappa.source", orjson.dumps(source)),
+        ("kappa.source", json_bytes.dumps(source)),
     ]
 
 

@@ -15,9 +15,16 @@ from agents.events import Event
 from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import PartitionState
-from tables.records import KeyRecord, PartitionProgress, WindowResult, bucket_id, parse_bucket_id
+from tables.records import (
+    KeyRecord,
+    OpenWindow,
+    PartitionProgress,
+    WindowResult,
+    bucket_id,
+    parse_bucket_id,
+)
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
-from tables.windows import WindowDef, starts_closing, window_end, window_starts
+from tables.windows import last_closed_start, window_end, window_starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +63,11 @@ class PartitionProcessor:
         self.config = config
         self.state = state
         self.progress = state.get_progress() or PartitionProgress()
-        # Open window instances -> keys that have them; rebuilt from the key records,
-        # so it never needs to be stored.
-        self._open: dict[str, set[str]] = {}
-        # Keys are never deleted (totals are kept for ever): counted here, then as new
-        # keys arrive, for the metrics.
-        self.key_count = 0
-        for key, record in state.iter_keys():
-            self.key_count += 1
-            for bucket in record.windows:
-                self._open.setdefault(bucket, set()).add(key)
+        # Counted in the store here, then as keys and windows come and go, for the
+        # metrics; keys are never deleted (totals are kept for ever). Open windows stay
+        # in the store: the windows a watermark closes are one range of it.
+        self.key_count = state.count_keys()
+        self._open_windows = state.count_open_windows()
         # Closed, retained window instances, oldest expiry first: rebuilt from the stored
         # key lists of closed windows, which are written with the closed results.
         self._closed: list[str] = sorted(state.iter_buckets(), key=self._expiry_ms)
@@ -76,7 +78,7 @@ class PartitionProcessor:
 
     def open_window_count(self) -> int:
         """Open windows summed over keys: one per key and window instance."""
-        return sum(len(keys) for keys in self._open.values())
+        return self._open_windows
 
     def done(self, offset: int) -> bool:
         """True for a source record at or before the checkpoint: already fully applied."""
@@ -116,9 +118,6 @@ class PartitionProcessor:
         lateness = self.config.lateness_ms
         progress = self.progress
         high = progress.max_event_ms
-        # Before the partition's first event there is no watermark and no open window;
-        # the first event's windows all end after the watermark it sets.
-        before = watermark_of(events[0][1].ts_ms if high is None else high, lateness)
         # Per key: (offset, event, the watermark it is behind if it is late, else None).
         groups: dict[str, list[tuple[int, Event, int | None]]] = {}
         for offset, event in events:
@@ -136,7 +135,7 @@ class PartitionProcessor:
         if high != progress.max_event_ms:
             progress.max_event_ms = high
             after = high - lateness
-            outcome.closed = self._close(before, after)
+            outcome.closed = self._close(after)
             self._expire(after)
             # Written only when the watermark moves: the maximum is all it must keep.
             self.state.put_progress(progress)
@@ -148,7 +147,7 @@ class PartitionProcessor:
         config = self.config
         record = self.state.get_key(key)
         if record is None:
-            record = KeyRecord(fence=-1, totals=Agg.empty(len(config.value_names)), windows={})
+            record = KeyRecord(fence=-1, totals=Agg.empty(len(config.value_names)))
             self.key_count += 1
         elif items[0][0] <= record.fence:
             fence = record.fence
@@ -160,7 +159,8 @@ class PartitionProcessor:
         outcome.applied += len(items)
         record.fence = items[-1][0]
         record.totals.add_rows([event.values for _, event, _ in items])
-        by_bucket: dict[tuple[int, int], list[tuple[float | None, ...]]] = {}
+        # Per window instance: its events' offsets (ascending) and values.
+        by_bucket: dict[tuple[int, int], list[tuple[int, tuple[float | None, ...]]]] = {}
         windows = config.windows
         for offset, event, behind in items:
             if behind is not None:
@@ -168,46 +168,46 @@ class PartitionProcessor:
                 continue
             for index, window in enumerate(windows):
                 for start in window_starts(event.ts_ms, window):
-                    by_bucket.setdefault((index, start), []).append(event.values)
+                    by_bucket.setdefault((index, start), []).append((offset, event.values))
         for (index, start), rows in by_bucket.items():
-            bucket = bucket_id(windows[index], start)
-            agg = record.windows.get(bucket)
-            if agg is None:
-                agg = record.windows[bucket] = Agg.empty(len(config.value_names))
-                self._open.setdefault(bucket, set()).add(key)
-            agg.add_rows(rows)
+            name = windows[index].name
+            open_window = self.state.get_window(name, start, key)
+            if open_window is None:
+                open_window = OpenWindow(fence=-1, agg=Agg.empty(len(config.value_names)))
+                self._open_windows += 1
+            elif rows[0][0] <= open_window.fence:
+                # Stored before a crash that kept the window's record, not its key's.
+                rows = [row for row in rows if row[0] > open_window.fence]
+                if not rows:
+                    continue
+            open_window.fence = rows[-1][0]
+            open_window.agg.add_rows([values for _, values in rows])
+            self.state.put_window(name, start, key, open_window)
         self.state.put_key(key, record)
 
-    def _close(self, before: int | None, after: int) -> list[WindowResult]:
+    def _close(self, watermark: int) -> list[WindowResult]:
+        """Close every open window that ends at or before ``watermark``: one range of
+        the store per window, so a window left open by a crash closes too."""
         closed: list[WindowResult] = []
+        state = self.state
         for window in self.config.windows:
-            for bucket in self._buckets_closing(window, before, after):
-                keys = self._open.pop(bucket, set())
-                if not keys:
-                    continue
-                start = parse_bucket_id(bucket)[1]
-                for key in sorted(keys):
-                    record = self.state.get_key(key)
-                    if record is None or bucket not in record.windows:
-                        continue
-                    result = self.config.result(
-                        key, window, start, record.windows.pop(bucket), True
-                    )
-                    self.state.put_closed(result)
-                    self.state.put_key(key, record)
+            due = state.close_windows_until(window.name, last_closed_start(watermark, window))
+            for start in sorted(due):
+                found = due[start]
+                for key in sorted(found):
+                    result = self.config.result(key, window, start, found[key].agg, True)
+                    state.put_closed(result)
                     closed.append(result)
-                self.state.put_bucket_keys(bucket, sorted(keys))
-                self._closed.append(bucket)
+                self._open_windows -= len(found)
+                bucket = bucket_id(window, start)
+                # Closing again after a crash adds to the keys stored the first time.
+                keys = set(found).union(state.get_bucket_keys(bucket))
+                state.put_bucket_keys(bucket, sorted(keys))
+                if bucket not in self._closed:
+                    self._closed.append(bucket)
         if closed:
             self._closed.sort(key=self._expiry_ms)
         return closed
-
-    def _buckets_closing(self, window: WindowDef, before: int | None, after: int) -> list[str]:
-        # Before the partition's first event there is no watermark and no open window.
-        if before is None:
-            return []
-        buckets = (bucket_id(window, start) for start in starts_closing(before, after, window))
-        return [bucket for bucket in buckets if bucket in self._open]
 
     def _expiry_ms(self, bucket: str) -> int:
         name, start = parse_bucket_id(bucket)

@@ -146,8 +146,9 @@ class KappaSettings(BaseSettings):
     key_cache: int = Field(
         default=1000,
         ge=0,
-        description="Decoded key records kept in memory per partition between batches "
-        "(about 1-2 KB each): a hot key is read from RocksDB once, not once per batch.",
+        description="Decoded key records, and as many open-window records, kept in memory "
+        "per partition between batches (a few hundred bytes each): a hot key is read "
+        "from RocksDB once, not once per batch.",
     )
     rocksdb_block_cache_mb: int = Field(
         default=16, ge=1, description="RocksDB block cache per table partition (Faust: 2 GiB)."

@@ -118,7 +118,7 @@ def register_views(
                 )
             except BadParameter as exc:
                 return self.error(400, str(exc))
-            found = state.windows(key, partition, record, windows, start, end)
+            found = state.windows(key, partition, windows, start, end)
             return self.json({"key": key, "windows": found})
 
     @app.page("/api/keys")

@@ -13,6 +13,10 @@ the correctly rounded sum, and the mean is that rounded sum divided by the non-n
 count, so an independent oracle computes both as ``math.fsum(values)`` and
 ``math.fsum(values) / len(values)``.
 
+In memory an aggregate is flat: one list of a few ints and floats per field, the sum a
+float when one float holds the exact total (the usual case) and a tuple of its terms only
+when it needs more. ``to_state`` writes the terms as a list either way.
+
 Signed zeros are normalised to ``+0.0`` (a sum of zeros is ``+0.0``, as ``math.fsum``
 gives), so that ``to_state`` is canonical: equal multisets of events give equal states,
 however they were batched and ordered.
@@ -72,122 +76,177 @@ def _two_terms(values: Sequence[float]) -> list[float]:
     return [low, high] if low else [high]
 
 
+Sum = float | tuple[float, ...]
+_WIDTH = 4  # cells per value field: non-null count, min, max, exact sum
+
+
+def _packed(terms: list[float]) -> Sum:
+    """An exact sum as kept in an ``Agg``: a float when its expansion has at most one
+    term (``0.0`` for the empty one: a one-term expansion is never zero), a tuple of the
+    terms only when the total needs more than one float."""
+    if len(terms) > 1:
+        return tuple(terms)
+    return terms[0] if terms else 0.0
+
+
+def _terms(total: Sum) -> list[float]:
+    """The expansion that ``_packed`` packed."""
+    if isinstance(total, tuple):
+        return list(total)
+    return [total] if total else []
+
+
+def _plus(total: Sum, values: Sequence[float]) -> Sum:
+    """``total`` with ``values`` added, exactly: TwoSum for the usual one value added to
+    a one-term total, ``exact_terms`` otherwise."""
+    if not isinstance(total, tuple) and len(values) == 1:
+        return _packed(_two_terms((total, values[0]) if total else values))
+    return _packed(exact_terms([*_terms(total), *values]))
+
+
 class Agg:
-    """Count, and per value field: non-null count, exact sum, min and max."""
+    """Count, and per value field: non-null count, exact sum, min and max.
 
-    __slots__ = ("_max", "_min", "_n", "_terms", "count")
+    Flat: one list of cells, ``[count, n, min, max, sum, n, min, max, sum, ...]``, with
+    each sum a float and a tuple of exact-sum terms only for a total that needs them.
+    """
 
-    def __init__(
-        self,
-        count: int,
-        n: list[int],
-        terms: list[list[float]],
-        mins: list[float | None],
-        maxs: list[float | None],
-    ) -> None:
-        self.count = count
-        self._n = n
-        self._terms = terms  # per field: exact_terms of its sum, always canonical
-        self._min = mins
-        self._max = maxs
+    __slots__ = ("_cells",)
+
+    def __init__(self, cells: list[Any]) -> None:
+        self._cells = cells
 
     @classmethod
     def empty(cls, n_values: int) -> Agg:
-        return cls(
-            0, [0] * n_values, [[] for _ in range(n_values)], [None] * n_values, [None] * n_values
-        )
+        return cls([0, *[0, None, None, 0.0] * n_values])
+
+    @property
+    def count(self) -> int:
+        count: int = self._cells[0]
+        return count
+
+    @property
+    def width(self) -> int:
+        """The number of value fields."""
+        return (len(self._cells) - 1) // _WIDTH
 
     def add(self, values: Sequence[float | None]) -> None:
         """Add one event, given its value fields in order (``None`` for NULL)."""
-        if len(values) != len(self._n):
-            raise ValueError(f"expected {len(self._n)} values, got {len(values)}")
+        cells = self._cells
+        if _WIDTH * len(values) + 1 != len(cells):
+            raise ValueError(f"expected {self.width} values, got {len(values)}")
         # Sums first: the only step that can fail, and it leaves self untouched.
-        self._terms = [
-            t if v is None else _two_terms((t[0], v)) if len(t) == 1 else exact_terms([*t, v])
-            for t, v in zip(self._terms, values, strict=True)
-        ]
-        self.count += 1
-        for j, v in enumerate(values):
+        sums: list[Sum | None] = []
+        at = 4
+        for v in values:
+            if v is None:
+                sums.append(None)
+            else:
+                total = cells[at]
+                if total.__class__ is float:  # one term or none: TwoSum, the usual step
+                    sums.append(_packed(_two_terms((total, v) if total else (v,))))
+                else:
+                    sums.append(_plus(total, (v,)))
+            at += _WIDTH
+        cells[0] += 1
+        at = 1
+        for v, total in zip(values, sums, strict=True):
             if v is not None:
-                self._n[j] += 1
                 v += 0.0  # -0.0 -> +0.0, keeping min/max canonical
-                self._bound(j, v, v)
+                cells[at] += 1
+                if cells[at + 1] is None or v < cells[at + 1]:
+                    cells[at + 1] = v
+                if cells[at + 2] is None or v > cells[at + 2]:
+                    cells[at + 2] = v
+                cells[at + 3] = total
+            at += _WIDTH
 
     def add_rows(self, rows: Sequence[Sequence[float | None]]) -> None:
         """Add a group of events at once: one exact-sum step per field, not per value."""
         if len(rows) == 1:
             self.add(rows[0])
             return
-        width = len(self._n)
+        width = self.width
         for row in rows:
             if len(row) != width:
                 raise ValueError(f"expected {width} values, got {len(row)}")
         columns = list(zip(*rows, strict=True)) if rows else [()] * width
-        self._fold(len(rows), [[v for v in column if v is not None] for column in columns])
-
-    def _fold(self, count: int, columns: list[list[float]]) -> None:
+        present = [[v for v in column if v is not None] for column in columns]
+        cells = self._cells
         # Sums first: the only step that can fail, and it leaves self untouched.
-        terms = [
-            exact_terms(t + column) if column else t
-            for t, column in zip(self._terms, columns, strict=True)
+        sums = [
+            _plus(cells[_WIDTH * j + 4], column) if column else None
+            for j, column in enumerate(present)
         ]
-        self._terms = terms
-        self.count += count
-        for j, column in enumerate(columns):
+        cells[0] += len(rows)
+        for j, column in enumerate(present):
             if column:
-                self._n[j] += len(column)
                 # + 0.0 turns -0.0 into +0.0, keeping min/max canonical.
-                self._bound(j, min(column) + 0.0, max(column) + 0.0)
+                low, high = min(column) + 0.0, max(column) + 0.0
+                self._take(_WIDTH * j + 1, len(column), low, high, sums[j])
 
-    def _bound(self, j: int, low: float | None, high: float | None) -> None:
-        mn = self._min[j]
-        if mn is None or (low is not None and low < mn):
-            self._min[j] = low
-        mx = self._max[j]
-        if mx is None or (high is not None and high > mx):
-            self._max[j] = high
+    def _take(self, at: int, n: int, low: float, high: float, total: Sum | None) -> None:
+        cells = self._cells
+        cells[at] += n
+        mn = cells[at + 1]
+        if mn is None or low < mn:
+            cells[at + 1] = low
+        mx = cells[at + 2]
+        if mx is None or high > mx:
+            cells[at + 2] = high
+        cells[at + 3] = total
 
     def to_state(self) -> list[Any]:
         """``[count, [n, min, max, [partials...]], ...]``, one list per value field.
 
         JSON-able, and canonical: it depends only on the multiset of events added.
         """
-        fields: list[Any] = [
-            [n, mn, mx, terms]
-            for n, mn, mx, terms in zip(self._n, self._min, self._max, self._terms, strict=True)
+        cells = self._cells
+        return [
+            cells[0],
+            *(
+                [cells[at], cells[at + 1], cells[at + 2], _terms(cells[at + 3])]
+                for at in range(1, len(cells), _WIDTH)
+            ),
         ]
-        return [self.count, *fields]
 
     @classmethod
     def from_state(cls, obj: Sequence[Any]) -> Agg:
         """The aggregate that ``to_state`` described (after a JSON round trip, too)."""
-        fields = obj[1:]
-        return cls(
-            int(obj[0]),
-            [int(f[0]) for f in fields],
-            [[float(x) for x in f[3]] for f in fields],
-            [None if f[1] is None else float(f[1]) for f in fields],
-            [None if f[2] is None else float(f[2]) for f in fields],
-        )
+        cells: list[Any] = [int(obj[0])]
+        for n, mn, mx, terms in obj[1:]:
+            cells += (
+                int(n),
+                None if mn is None else float(mn),
+                None if mx is None else float(mx),
+                _packed([float(x) for x in terms]),
+            )
+        return cls(cells)
 
     def result(self, value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
         """The requested metrics, e.g. ``{"count": 3, "values": {"amount": {"sum": 1.5}}}``.
 
         ``"count"`` is present only if requested, ``"values"`` only if a value metric is.
         """
-        if len(value_names) != len(self._n):
-            raise ValueError(f"expected {len(self._n)} value names, got {len(value_names)}")
+        if len(value_names) != self.width:
+            raise ValueError(f"expected {self.width} value names, got {len(value_names)}")
+        cells = self._cells
         with_count, wanted = _plan(tuple(metrics))
-        out: dict[str, Any] = {"count": self.count} if with_count else {}
+        out: dict[str, Any] = {"count": cells[0]} if with_count else {}
         if wanted:
             fields = {}
             for j, name in enumerate(value_names):
-                n = self._n[j]
-                total = math.fsum(self._terms[j]) if n else None
+                at = _WIDTH * j + 1
+                n = cells[at]
+                total = cells[at + 3]
+                if isinstance(total, tuple):
+                    total = math.fsum(total)
+                elif not n:
+                    total = None
                 found = {
                     "sum": total,
-                    "min": self._min[j],
-                    "max": self._max[j],
+                    "min": cells[at + 1],
+                    "max": cells[at + 2],
                     "mean": None if total is None else total / n,
                 }
                 fields[name] = found if wanted == _VALUE_METRICS else {m: found[m] for m in wanted}

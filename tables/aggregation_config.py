@@ -3,11 +3,10 @@ lateness and the retention; and how an aggregate becomes a window result."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tables.aggregates import Agg
-from tables.records import KeyRecord, WindowResult, parse_bucket_id
+from tables.records import WindowResult
 from tables.windows import WindowDef, window_end
 
 
@@ -36,8 +35,3 @@ class AggregationConfig:
             final=final,
             result=agg.result(self.value_names, self.metrics),
         )
-
-    def open_windows(self, key: str, record: KeyRecord) -> Iterator[WindowResult]:
-        for bucket, agg in record.windows.items():
-            name, start = parse_bucket_id(bucket)
-            yield self.result(key, self.window(name), start, agg, False)

@@ -20,6 +20,8 @@ import orjson
 import rocksdict
 from faust.types import TP
 
+from tables import json_bytes
+
 
 class ChangelogSender(Protocol):
     """Sends queued records as acknowledged batches (``agents.batch_sender.BatchSender``)."""
@@ -41,8 +43,8 @@ class Encoded(bytes):
 # (kappa depends on it) and then writes, for the JSON types kept here, the very bytes
 # orjson.dumps does (tests/unit/tables/test_faust_store.py): Faust's own reads (queries,
 # recovery) decode what is written here. Calling orjson directly skips Faust's
-# serializer registry on the hot path.
-encode = orjson.dumps
+# serializer registry on the hot path; its bytes are held compactly (tables.json_bytes).
+encode = json_bytes.dumps
 decode = orjson.loads
 
 
@@ -86,6 +88,23 @@ class TableBuffer:
         for raw_key, raw_value in self._db().items():
             if raw_key != offset_key:
                 yield decode(raw_key), decode(raw_value)
+
+    def range_items(self, lo: str, hi: str) -> Iterator[tuple[str, Any]]:
+        """The stored items (pending writes excluded) whose keys' JSON text sorts in
+        [``lo``, ``hi``): one seek and a scan of the store, which keeps its keys in the
+        byte order of their JSON text (keys built to sort so, as ``tables.records``'
+        window keys, give their own order)."""
+        low, high = encode(lo)[:-1], encode(hi)[:-1]  # without the closing quote
+        for raw_key, raw_value in self._db().items(from_key=low):
+            if raw_key >= high:
+                return
+            yield decode(raw_key), decode(raw_value)
+
+    def count(self) -> int:
+        """The number of stored items, read from the store's keys alone."""
+        offset_key = self.store.offset_key
+        # keys(), not the store itself: a raw-mode Rdict cannot be iterated directly.
+        return sum(1 for raw_key in self._db().keys() if raw_key != offset_key)  # noqa: SIM118
 
     def stage(self, sender: ChangelogSender) -> None:
         """Queue the pending changes' changelog messages on ``sender``, and hold them as

@@ -1,29 +1,38 @@
 """One partition's state on Faust tables (RocksDB stores with changelog topics).
 
 The processor reads and writes a partition through the ``PartitionState`` protocol;
-``TablePartitionState`` implements it on the ``keys``, ``closed`` and ``meta`` tables
-(``tables.records`` has their key layout), and the unit tests with dicts. Within a batch
-every write is held back (``TableBuffer``), and reads see it; ``store_batch`` then writes
-each table's changes to the partition's RocksDB in one write batch and to its changelog
-as one message per changed key: a key touched N times in a batch is written once.
+``TablePartitionState`` implements it on the ``keys``, ``windows``, ``closed`` and ``meta``
+tables (``tables.records`` has their key layout), and the unit tests with dicts. Within a
+batch every write is held back (``TableBuffer``), and reads see it; ``store_batch`` then
+writes each table's changes to the partition's RocksDB in one write batch and to its
+changelog as one message per changed key: a key touched N times in a batch is written once.
+Only the records a batch touches, and a bounded cache of recently used ones, are decoded
+in memory; the rest stay in RocksDB.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from tables.faust_store import ChangelogSender, Encoded, TableBuffer
 from tables.records import (
+    SEP,
     KeyRecord,
+    OpenWindow,
     PartitionProgress,
     WindowResult,
     bucket_keys_key,
     bucket_keys_prefix,
     closed_key,
+    parse_window_key,
     progress_key,
+    window_key,
+    window_prefix,
 )
+
+R = TypeVar("R", KeyRecord, OpenWindow)
 
 
 class PartitionState(Protocol):
@@ -31,6 +40,11 @@ class PartitionState(Protocol):
 
     def get_key(self, key: str) -> KeyRecord | None: ...
     def put_key(self, key: str, record: KeyRecord) -> None: ...
+    def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None: ...
+    def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None: ...
+    def close_windows_until(
+        self, window: str, last_start_ms: int
+    ) -> dict[int, dict[str, OpenWindow]]: ...
     def get_progress(self) -> PartitionProgress | None: ...
     def put_progress(self, progress: PartitionProgress) -> None: ...
     def put_closed(self, result: WindowResult) -> None: ...
@@ -38,64 +52,166 @@ class PartitionState(Protocol):
     def get_bucket_keys(self, bucket: str) -> list[str]: ...
     def put_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
     def delete_bucket_keys(self, bucket: str) -> None: ...
-    def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]: ...
+    def count_keys(self) -> int: ...
+    def count_open_windows(self) -> int: ...
     def iter_buckets(self) -> Iterator[str]: ...
 
 
-class TablePartitionState:
-    """One partition's view of the ``keys``, ``closed`` and ``meta`` tables."""
+class DecodedRecords(Generic[R]):
+    """One table's decoded records: the batch's changes until they are written, then up
+    to ``cache`` of the most recently used, so that a hot record is not read and decoded
+    again every batch. Dropped with their state whenever the partition's store may have
+    changed without them (a failed batch, a revoked partition)."""
 
-    def __init__(self, keys: Any, closed: Any, meta: Any, partition: int, cache: int) -> None:
+    def __init__(self, buffer: TableBuffer, from_state: Callable[[Any], R], cache: int) -> None:
+        self.buffer = buffer
+        self._from_state: Callable[[Any], R] = from_state
+        self._cache = cache
+        self._records: dict[str, R] = {}  # least recently used first
+        self.dirty: set[str] = set()
+        self.deleted: set[str] = set()
+
+    def get(self, key: str) -> R | None:
+        if key in self.deleted:
+            return None
+        records = self._records
+        record = records.pop(key, None)
+        if record is None:
+            state = self.buffer.get(key)
+            if state is None:
+                return None
+            record = self._from_state(state)
+        records[key] = record  # now the most recently used
+        return record
+
+    def put(self, key: str, record: R) -> None:
+        self._records.pop(key, None)
+        self._records[key] = record
+        self.dirty.add(key)
+        self.deleted.discard(key)
+
+    def delete(self, key: str) -> None:
+        """Deleted at the next store, after its last value, if it changed, is written."""
+        self.deleted.add(key)
+
+    def write(self, deletes: TableBuffer | None = None) -> None:
+        """Hand the changes to the buffers: values to ``self.buffer``, deletions to
+        ``deletes`` (stored in a later step); then trim the cache."""
+        records = self._records
+        for key in self.dirty:
+            self.buffer.put(key, records[key].to_state())
+        self.dirty.clear()
+        if self.deleted:
+            assert deletes is not None, "deleted records need a step to delete them in"
+            for key in self.deleted:
+                deletes.delete(key)
+                records.pop(key, None)
+            self.deleted.clear()
+        for key in list(itertools.islice(records, max(0, len(records) - self._cache))):
+            del records[key]
+
+
+class TablePartitionState:
+    """One partition's view of the ``keys``, ``windows``, ``closed`` and ``meta`` tables."""
+
+    def __init__(
+        self, keys: Any, windows: Any, closed: Any, meta: Any, partition: int, cache: int
+    ) -> None:
         self.partition = partition
-        self.keys = TableBuffer(keys, partition)
+        self.keys = DecodedRecords(TableBuffer(keys, partition), KeyRecord.from_state, cache)
+        self.windows = DecodedRecords(TableBuffer(windows, partition), OpenWindow.from_state, cache)
+        # Closed windows' records are deleted in a step of their own (see ``steps``).
+        self.window_deletes = TableBuffer(windows, partition)
+        # Per window: the starts and keys of the open windows changed since the last
+        # store, and the start up to which every window is closed (the store's range
+        # below it holds only deleted records until the next store, or none).
+        self._changed_windows: dict[str, dict[int, set[str]]] = {}
+        self._closed_to: dict[str, int] = {}
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
         # The partition's progress record lives in ``meta`` too, but is written last.
         self.progress = TableBuffer(meta, partition)
-        # Decoded key records: the current batch's, so that a key is decoded and encoded
-        # once per batch rather than once per event, and then up to ``cache`` of the most
-        # recently used, so that a hot key is not read again from RocksDB every batch.
-        # They are dropped with this object whenever the partition's store may have
-        # changed without them (a failed batch, a revoked partition).
-        self._records: dict[str, KeyRecord] = {}  # least recently used first
-        self._cache = cache
-        self._dirty: set[str] = set()
 
     def steps(self) -> list[list[TableBuffer]]:
         """The batch's writes, in an order that makes any prefix of them safe to crash
-        after:
+        after (each record's fence makes replaying the batch a no-op for what is stored):
 
-        1. closed windows and the keys of each closed window;
-        2. the key records (a key record without a window implies its closed result);
-        3. the progress record: watermark and checkpoint (it is never ahead of 1 and 2).
+        1. closed windows, the keys of each closed window, and the changed open windows,
+           those that close in this batch too (so a window's record is whole wherever
+           a crash leaves it, and closing it again gives the same result);
+        2. the key records;
+        3. the deletion of the closed windows' records: after 2, so that a replayed
+           event of a closed window is fenced by its key record and never starts the
+           window anew;
+        4. the progress record: watermark and checkpoint (never ahead of 1 to 3).
+
+        A step with nothing to write is skipped by ``store_batch``.
         """
-        records = self._records
-        for key in self._dirty:
-            self.keys.put(key, records[key].to_state())
-        self._dirty.clear()
-        for key in list(itertools.islice(records, max(0, len(records) - self._cache))):
-            del records[key]
-        return [[self.closed, self.meta], [self.keys], [self.progress]]
+        self.windows.write(self.window_deletes)
+        self._changed_windows.clear()
+        self.keys.write()
+        return [
+            [self.closed, self.meta, self.windows.buffer],
+            [self.keys.buffer],
+            [self.window_deletes],
+            [self.progress],
+        ]
 
     def held_changes(self) -> int:
-        """Changes held until the next store: changed keys, closed and expired windows."""
-        return len(self._dirty) + len(self.closed.pending) + len(self.meta.pending)
+        """Changes held until the next store: changed keys and windows, closed and
+        expired windows."""
+        windows = self.windows
+        return (
+            len(self.keys.dirty)
+            + len(windows.dirty)
+            + len(windows.deleted)
+            + len(self.closed.pending)
+            + len(self.meta.pending)
+        )
 
     def get_key(self, key: str) -> KeyRecord | None:
-        records = self._records
-        record = records.pop(key, None)
-        if record is None:
-            state = self.keys.get(key)
-            if state is None:
-                return None
-            record = KeyRecord.from_state(state)
-        records[key] = record  # now the most recently used
-        return record
+        return self.keys.get(key)
 
     def put_key(self, key: str, record: KeyRecord) -> None:
-        self._records.pop(key, None)
-        self._records[key] = record
-        self._dirty.add(key)
+        self.keys.put(key, record)
+
+    def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None:
+        return self.windows.get(window_key(window, start_ms, key))
+
+    def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None:
+        self.windows.put(window_key(window, start_ms, key), record)
+        self._changed_windows.setdefault(window, {}).setdefault(start_ms, set()).add(key)
+
+    def close_windows_until(
+        self, window: str, last_start_ms: int
+    ) -> dict[int, dict[str, OpenWindow]]:
+        """Take out every open window of ``window`` starting at or before
+        ``last_start_ms``, by start and key: their records are deleted at the next store.
+
+        One range of the window-major store, from where the last closing stopped, with
+        the batch's changes read over it."""
+        closed_to = self._closed_to.get(window)
+        lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
+        hi = window_prefix(window, last_start_ms + 1)
+        windows = self.windows
+        by_start: dict[int, dict[str, OpenWindow]] = {}
+        for stored, state in windows.buffer.range_items(lo, hi):
+            if stored in windows.deleted:
+                continue
+            _, start, key = parse_window_key(stored)
+            by_start.setdefault(start, {})[key] = OpenWindow.from_state(state)
+        changed = self._changed_windows.get(window, {})
+        for start in [start for start in changed if start <= last_start_ms]:
+            for key in changed.pop(start):
+                record = windows.get(window_key(window, start, key))
+                assert record is not None, "a window changed in the batch is decoded"
+                by_start.setdefault(start, {})[key] = record
+        for start, keys in by_start.items():
+            for key in keys:
+                windows.delete(window_key(window, start, key))
+        if closed_to is None or last_start_ms > closed_to:
+            self._closed_to[window] = last_start_ms
+        return by_start
 
     def get_progress(self) -> PartitionProgress | None:
         state = self.progress.get(progress_key(self.partition))
@@ -131,10 +247,13 @@ class TablePartitionState:
             if key.startswith(prefix):
                 yield key[len(prefix) :]
 
-    def iter_keys(self) -> Iterator[tuple[str, KeyRecord]]:
-        """Every key record of this partition, read straight from its RocksDB store."""
-        for key, state in self.keys.items():
-            yield key, KeyRecord.from_state(state)
+    def count_keys(self) -> int:
+        """The stored keys of this partition, counted in its RocksDB store."""
+        return self.keys.buffer.count()
+
+    def count_open_windows(self) -> int:
+        """The stored open windows of this partition, counted in its RocksDB store."""
+        return self.windows.buffer.count()
 
 
 async def store_batch(states: Sequence[TablePartitionState], sender: ChangelogSender) -> None:
@@ -145,7 +264,9 @@ async def store_batch(states: Sequence[TablePartitionState], sender: ChangelogSe
     per store; then the next step starts.
     """
     for step in zip(*(state.steps() for state in states), strict=True):
-        buffers = [buffer for group in step for buffer in group]
+        buffers = [buffer for group in step for buffer in group if buffer.pending]
+        if not buffers:
+            continue
         for buffer in buffers:
             buffer.stage(sender)
         acked = await sender.send()

@@ -1,8 +1,9 @@
-"""The pipeline's three Faust tables, declared on the app, and one partition's state on them.
+"""The pipeline's four Faust tables, declared on the app, and one partition's state on them.
 
 | table | holds (key layout in ``tables.records``) |
 | --- | --- |
-| ``keys`` | per key: fence offset, totals, open windows |
+| ``keys`` | per key: fence offset, totals |
+| ``windows`` | per key and open window: fence offset, aggregate (window-major) |
 | ``closed`` | closed windows' final results, kept for the retention |
 | ``meta`` | per partition: progress (watermark, checkpoint), closed window instances' keys |
 
@@ -38,6 +39,7 @@ class StoreOptions:
 @dataclass(frozen=True)
 class PipelineTables:
     keys: Any
+    windows: Any
     closed: Any
     meta: Any
     key_cache: int  # decoded key records kept per partition between batches
@@ -56,14 +58,17 @@ class PipelineTables:
             )
 
         return cls(
-            keys=table("keys", "per key: fence offset, totals, open windows"),
+            keys=table("keys", "per key: fence offset, totals"),
+            windows=table("windows", "per key and open window: fence offset, aggregate"),
             closed=table("closed", "closed windows kept for the retention"),
             meta=table("meta", "per partition: watermark, closed buckets"),
             key_cache=key_cache,
         )
 
     def partition_state(self, partition: int) -> TablePartitionState:
-        return TablePartitionState(self.keys, self.closed, self.meta, partition, self.key_cache)
+        return TablePartitionState(
+            self.keys, self.windows, self.closed, self.meta, partition, self.key_cache
+        )
 
     @property
     def ownership_changelog(self) -> str:

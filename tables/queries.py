@@ -13,9 +13,9 @@ from typing import Any
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState
 from tables.pipeline_tables import PipelineTables
-from tables.records import KeyRecord, WindowResult, closed_key
+from tables.records import KeyRecord, OpenWindow, WindowResult, closed_key, window_key
 from tables.watermark import watermark_of
-from tables.windows import WindowDef, starts_between
+from tables.windows import DAY_MS, WindowDef, starts_between
 
 
 class StateQueries:
@@ -65,30 +65,40 @@ class StateQueries:
         page = keys[:limit]
         return page, page[-1] if len(keys) > limit else None
 
+    def open_window(
+        self, key: str, partition: int, window: str, start_ms: int
+    ) -> OpenWindow | None:
+        """A key's open window, as this worker last applied it (stored or not yet)."""
+        live = self._live_state(partition)
+        if live is not None:
+            return live.get_window(window, start_ms, key)
+        state = self.tables.windows.get(window_key(window, start_ms, key))
+        return None if state is None else OpenWindow.from_state(state)
+
     def windows(
-        self,
-        key: str,
-        partition: int,
-        record: KeyRecord,
-        windows: Sequence[WindowDef],
-        start: int,
-        end: int,
+        self, key: str, partition: int, windows: Sequence[WindowDef], start: int, end: int
     ) -> list[dict[str, Any]]:
         """The key's windows of ``windows`` starting in [start, end), in order: open ones
-        from its record, closed ones while they are retained."""
-        wanted = {window.name for window in windows}
-        results: dict[tuple[str, int], WindowResult | dict[str, Any]] = {
-            (r.window, r.start_ms): r
-            for r in self.config.open_windows(key, record)
-            if r.window in wanted and start <= r.start_ms < end
-        }
+        from their records, closed ones while they are retained."""
+        watermark = self.partition_watermark(partition)
+        results: list[tuple[int, str, WindowResult | dict[str, Any]]] = []
         for window in windows:
             for s in starts_between(start, end, window):
-                if (window.name, s) not in results:
-                    closed = self.closed(key, partition, window.name, s)
-                    if closed is not None:
-                        results[(window.name, s)] = closed
-        return [
-            r.as_json() if isinstance(r, WindowResult) else r
-            for r in (results[k] for k in sorted(results))
-        ]
+                found: WindowResult | dict[str, Any] | None = None
+                if watermark is not None and self._may_be_open(window, s, watermark):
+                    record = self.open_window(key, partition, window.name, s)
+                    if record is not None:
+                        found = self.config.result(key, window, s, record.agg, False)
+                if found is None:
+                    found = self.closed(key, partition, window.name, s)
+                if found is not None:
+                    results.append((s, window.name, found))
+        results.sort(key=lambda found: (found[1], found[0]))
+        return [r.as_json() if isinstance(r, WindowResult) else r for _, _, r in results]
+
+    def _may_be_open(self, window: WindowDef, start: int, watermark: int) -> bool:
+        """Whether a window starting at ``start`` may still be open: it ends after the
+        watermark and starts at or before the newest event (a zoned day may last longer
+        than its nominal 24 hours, so those get a day's margin)."""
+        margin = DAY_MS if window.zone is not None else 0
+        return watermark - window.size_ms - margin < start <= watermark + self.config.lateness_ms

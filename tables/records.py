@@ -1,20 +1,26 @@
 """The state records kappa keeps per partition, and the keys they are stored under.
 
-Per key, one record (``KeyRecord``): the source offset of the last event applied (the
-fence), the running totals, and the key's open windows, so every update of a key is a
-single atomic write and the fence makes a replayed event a no-op. Per partition, its
-``PartitionProgress`` (newest event time and checkpoint) and, per closed window instance, the
-keys that have it (for expiry). Closed windows' final results (``WindowResult``) are
-kept under their key, window and start.
+Per key, one record (``KeyRecord``): the source offset of the last event applied to it
+(the fence) and the running totals. Per open window of a key, its own record
+(``OpenWindow``): its fence and aggregate, so that a key with many windows is never read
+or written whole, and only the windows a batch touches are in memory. Each record's fence
+makes a replayed event a no-op for that record, whichever of a batch's writes a crash
+kept. Per partition, its ``PartitionProgress`` (newest event time and checkpoint) and, per
+closed window instance, the keys that have it (for expiry). Closed windows' final results
+(``WindowResult``) are kept under their key, window and start.
 
-Key layout (Faust tables ``keys``, ``closed`` and ``meta``):
+Key layout (Faust tables ``keys``, ``windows``, ``closed`` and ``meta``):
 
 | table | key | value |
 | --- | --- | --- |
 | ``keys`` | the event key | ``KeyRecord.to_state()`` |
+| ``windows`` | ``window_key(window, start_ms, key)`` | ``OpenWindow.to_state()`` |
 | ``closed`` | ``closed_key(key, window, start_ms)`` | the result's JSON object |
 | ``meta`` | ``progress_key(partition)`` | ``PartitionProgress.to_state()`` |
 | ``meta`` | ``bucket_keys_key(partition, bucket_id)`` | the keys of a closed window instance |
+
+``windows`` is window-major: its keys sort by window, then start, then key, so the open
+windows that a watermark closes are one range of the store.
 """
 
 from __future__ import annotations
@@ -24,8 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from tables import json_bytes
 from tables.aggregates import Agg
 from tables.times import ms_to_iso
 from tables.windows import WindowDef
@@ -36,6 +41,30 @@ SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys st
 def closed_key(key: str, window: str, start_ms: int) -> str:
     """The ``closed`` table's key of a closed window's result."""
     return f"{key}{SEP}{window}{SEP}{start_ms}"
+
+
+# Starts are stored shifted to non-negative and in fixed-width hex, so that the store's
+# byte order (of the keys' JSON text) is the order of starts, negative ones included.
+_START_SHIFT = 1 << 63
+_START_DIGITS = 16
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def window_prefix(window: str, start_ms: int) -> str:
+    """The ``windows`` table's keys of one window instance start so; they sort by start.
+    Cached: a batch's events share a few window instances."""
+    return f"{window}{SEP}{start_ms + _START_SHIFT:0{_START_DIGITS}x}{SEP}"
+
+
+def window_key(window: str, start_ms: int, key: str) -> str:
+    """The ``windows`` table's key of one key's open window."""
+    return f"{window_prefix(window, start_ms)}{key}"
+
+
+def parse_window_key(stored: str) -> tuple[str, int, str]:
+    """``(window, start_ms, key)`` of a ``windows`` table key."""
+    window, start, key = stored.split(SEP, 2)
+    return window, int(start, 16) - _START_SHIFT, key
 
 
 def progress_key(partition: int) -> str:
@@ -65,25 +94,34 @@ def parse_bucket_id(bucket: str) -> tuple[str, int]:
 
 @dataclass(slots=True)
 class KeyRecord:
+    """A key's totals, and the offset of the last event they hold."""
+
     fence: int
     totals: Agg
-    windows: dict[str, Agg]
 
     def to_state(self) -> list[Any]:
-        return [
-            self.fence,
-            self.totals.to_state(),
-            {bucket: agg.to_state() for bucket, agg in self.windows.items()},
-        ]
+        return [self.fence, self.totals.to_state()]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> KeyRecord:
-        fence, totals, windows = state
-        return cls(
-            fence=int(fence),
-            totals=Agg.from_state(totals),
-            windows={bucket: Agg.from_state(agg) for bucket, agg in windows.items()},
-        )
+        fence, totals = state
+        return cls(fence=int(fence), totals=Agg.from_state(totals))
+
+
+@dataclass(slots=True)
+class OpenWindow:
+    """One key's open window: its aggregate, and the offset of the last event it holds."""
+
+    fence: int
+    agg: Agg
+
+    def to_state(self) -> list[Any]:
+        return [self.fence, self.agg.to_state()]
+
+    @classmethod
+    def from_state(cls, state: Sequence[Any]) -> OpenWindow:
+        fence, agg = state
+        return cls(fence=int(fence), agg=Agg.from_state(agg))
 
 
 @dataclass(frozen=True)
@@ -104,8 +142,9 @@ class WindowResult:
 
     @functools.cached_property
     def encoded(self) -> bytes:
-        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once."""
-        return orjson.dumps(self._json)
+        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once,
+        held compactly (``tables.json_bytes``)."""
+        return json_bytes.dumps(self._json)
 
     @functools.cached_property
     def _json(self) -> dict[str, Any]:

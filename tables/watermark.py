@@ -42,7 +42,7 @@ def is_late(ts_ms: int, watermark: int | None) -> bool:
 
 def is_closed(window_end_ms: int, watermark: int | None) -> bool:
     """Whether the window ending (exclusively) at ``window_end_ms`` is closed
-    (``tables.windows.starts_closing`` lists, by range, the windows an advance closes)."""
+    (``tables.windows.last_closed_start`` bounds, by start, the windows it has closed)."""
     return watermark is not None and watermark >= window_end_ms
 
 

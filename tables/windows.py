@@ -80,26 +80,21 @@ def window_end(start: int, w: WindowDef) -> int:
     return start + w.size_ms
 
 
-def starts_closing(old_wm: int | None, new_wm: int, w: WindowDef) -> Sequence[int]:
-    """Starts of the windows that a watermark advance from ``old_wm`` to ``new_wm`` closes.
+def last_closed_start(watermark: int, w: WindowDef) -> int:
+    """A bound on starts: a window of ``w`` has closed at ``watermark`` (its end is at or
+    before it) exactly when it starts at or before this bound.
 
-    A window closes once the watermark reaches its end, so these are the windows whose
-    end ``e`` satisfies ``old_wm < e <= new_wm``. With no previous watermark (``None``)
-    the range is empty: the partition had seen no event, so there is no window state to
-    close (callers only ever close windows they hold state for), and the first event's
-    windows all end after the watermark it sets (see ``tables.watermark``).
+    Ends grow with starts, so the windows a watermark closes are one range of starts,
+    which the window-major state layout reads as one range of its store.
     """
-    if old_wm is None:
-        return range(0)
     if w.zone is not None:
-        # In local days: the end of the window of day s is the start of day s + size.
-        size, step = _days(w)
-        first = ((_local_day(old_wm, w.zone) - size) // step + 1) * step
-        last = (_local_day(new_wm, w.zone) - size) // step * step
-        return _starts(range(first, last + 1, step), w.zone)
-    first = ((old_wm - w.size_ms) // w.step_ms + 1) * w.step_ms
-    last = (new_wm - w.size_ms) // w.step_ms * w.step_ms
-    return range(first, last + 1, w.step_ms)
+        # The window of local day d ends at the start of day d + size, at or before the
+        # watermark exactly when d + size is at most the watermark's local day, so when
+        # it starts before day (that day - size + 1): a day that a transition skips
+        # whole shares its start with the next, and starts no window.
+        size, _ = _days(w)
+        return _day_start(_local_day(watermark, w.zone) - size + 1, w.zone) - 1
+    return watermark - w.size_ms
 
 
 def starts_between(lo: int, hi: int, w: WindowDef) -> Sequence[int]:

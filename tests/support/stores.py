@@ -42,7 +42,7 @@ def offline_tables(datadir: Path, partitions: int = 2) -> Iterator[PipelineTable
     try:
         yield tables
     finally:
-        for table in (tables.keys, tables.closed, tables.meta):
+        for table in (tables.keys, tables.windows, tables.closed, tables.meta):
             for db in table.data._dbs.values():
                 db.close()
 

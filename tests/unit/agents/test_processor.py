@@ -30,7 +30,14 @@ from hypothesis import strategies as st
 from agents.events import Event
 from agents.processor import Outcome, PartitionProcessor
 from tables.aggregation_config import AggregationConfig
-from tables.records import KeyRecord, PartitionProgress, WindowResult
+from tables.records import (
+    KeyRecord,
+    OpenWindow,
+    PartitionProgress,
+    WindowResult,
+    parse_window_key,
+    window_key,
+)
 from tables.windows import WindowDef, in_zone
 from tests.support.times import starts_holding
 
@@ -49,6 +56,7 @@ class DictState:
 
     def __init__(self) -> None:
         self.keys: dict[str, bytes] = {}
+        self.windows: dict[str, bytes] = {}  # by window_key
         self.closed: dict[WinId, bytes] = {}
         self.progress: bytes | None = None
         self.buckets: dict[str, bytes] = {}
@@ -59,6 +67,27 @@ class DictState:
 
     def put_key(self, key: str, record: KeyRecord) -> None:
         self.keys[key] = orjson.dumps(record.to_state())
+
+    def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None:
+        raw = self.windows.get(window_key(window, start_ms, key))
+        return None if raw is None else OpenWindow.from_state(orjson.loads(raw))
+
+    def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None:
+        self.windows[window_key(window, start_ms, key)] = orjson.dumps(record.to_state())
+
+    def close_windows_until(
+        self, window: str, last_start_ms: int
+    ) -> dict[int, dict[str, OpenWindow]]:
+        found: dict[int, dict[str, OpenWindow]] = {}
+        for (name, start, key), record in self.iter_windows():
+            if name == window and start <= last_start_ms:
+                found.setdefault(start, {})[key] = record
+                del self.windows[window_key(name, start, key)]
+        return found
+
+    def iter_windows(self) -> Iterator[tuple[tuple[str, int, str], OpenWindow]]:
+        for stored, raw in list(self.windows.items()):
+            yield parse_window_key(stored), OpenWindow.from_state(orjson.loads(raw))
 
     def get_progress(self) -> PartitionProgress | None:
         return (
@@ -93,10 +122,17 @@ class DictState:
         for key, raw in list(self.keys.items()):
             yield key, KeyRecord.from_state(orjson.loads(raw))
 
+    def count_keys(self) -> int:
+        return len(self.keys)
+
+    def count_open_windows(self) -> int:
+        return len(self.windows)
+
     def snapshot(self) -> dict[str, Any]:
         """Everything stored, for comparing two runs byte for byte."""
         return {
             "keys": dict(self.keys),
+            "windows": dict(self.windows),
             "closed": dict(self.closed),
             "progress": self.progress,
             "buckets": dict(self.buckets),
@@ -215,13 +251,11 @@ def totals_of(state: DictState) -> dict[str, dict[str, Any]]:
 
 
 def open_of(state: DictState, processor: PartitionProcessor) -> dict[WinId, dict[str, Any]]:
-    out = {}
-    for key, record in state.iter_keys():
-        for result in processor.config.open_windows(key, record):
-            assert not result.final
-            assert wid(result) not in out
-            out[wid(result)] = result.result
-    return out
+    config = processor.config
+    return {
+        (key, name, start): config.result(key, config.window(name), start, record.agg, False).result
+        for (name, start, key), record in state.iter_windows()
+    }
 
 
 def check_against_fold(
@@ -533,8 +567,8 @@ def test_late_events_count_in_totals_and_in_no_window() -> None:
         "values": {"x": {"sum": 9.0}, "y": {"sum": 2.0}},
     }
     assert b.totals.result(VALUE_NAMES, ("count",)) == {"count": 1}
-    assert list(processor.config.open_windows("b", b)) == []
-    windows = {wid(r): r.result["count"] for r in processor.config.open_windows("a", a)}
+    windows = {w: result["count"] for w, result in open_of(state, processor).items()}
+    assert not any(key == "b" for key, _, _ in windows)
     assert windows[("a", "10/10", 90)] == 2  # 96 and 95, not 94
     assert windows[("a", "10/10", 100)] == 1
     assert not any(outcome.closed for outcome in outcomes)
@@ -544,7 +578,8 @@ def test_late_events_count_in_totals_and_in_no_window() -> None:
 
 
 def test_a_duplicate_that_moves_the_watermark_still_reports_what_it_closes() -> None:
-    """A crash can keep the event's own key record (its fence) and lose the writes after it.
+    """A crash can keep the event's own key record (its fence) and window, and lose the
+    closed result stored beside the window and every write after the key record.
 
     The redelivered event is then a duplicate, yet it moves the watermark the lost
     progress record no longer holds, so it closes windows: those results are in
@@ -562,10 +597,61 @@ def test_a_duplicate_that_moves_the_watermark_still_reports_what_it_closes() -> 
 
     state = DictState()
     PartitionProcessor(scenario.config, state).process(scenario.events[0], 0)
-    state.keys["b"] = whole_state.keys["b"]  # the first write of offset 1, and only that
+    # Of offset 1's writes, only its key record and its own window.
+    state.keys["b"] = whole_state.keys["b"]
+    state.windows.update((k, v) for k, v in whole_state.windows.items() if k.endswith("\x1fb"))
     outcome = PartitionProcessor(scenario.config, state).process(scenario.events[1], 1)
     assert outcome.duplicate
     assert outcome.closed == whole_outcomes[1].closed
+    assert state.snapshot() == whole_state.snapshot()
+
+
+def test_a_window_kept_without_its_key_record_takes_a_redelivery_once() -> None:
+    """A crash can keep a batch's window records (stored first) and lose its key records:
+    the redelivered events are new to the totals, and fenced by each window's record."""
+    scenario = Scenario(
+        windows=(("10/10", 10, 10), ("20/10", 20, 10)),
+        lateness=0,
+        retention=100,
+        events=(Event("a", 5, (1.0, None), {}), Event("a", 12, (2.0, 0.5), {})),
+        offsets=(0, 1),
+    )
+    whole_state, _, _ = run(scenario)
+    state = DictState()
+    PartitionProcessor(scenario.config, state).process(scenario.events[0], 0)
+    before = dict(state.windows)
+    state.windows = dict(whole_state.windows)  # offset 1's windows, not its key record
+    state.windows.update((k, v) for k, v in before.items() if k not in whole_state.windows)
+    outcome = PartitionProcessor(scenario.config, state).process(scenario.events[1], 1)
+    assert not outcome.duplicate
+    assert state.snapshot() == whole_state.snapshot()
+
+
+def test_a_window_left_open_by_a_crash_closes_at_the_next_advance() -> None:
+    """A crash can keep a closed window's record (deleted after the key records) and
+    lose the progress record: the next advance closes it again, with the same result."""
+    scenario = Scenario(
+        windows=(("10/10", 10, 10),),
+        lateness=0,
+        retention=100,
+        events=(
+            Event("a", 5, (1.0, None), {}),
+            Event("b", 15, (2.0, None), {}),
+            Event("b", 25, (3.0, None), {}),
+        ),
+        offsets=(0, 1, 2),
+    )
+    whole_state, _, whole_outcomes = run(scenario)
+    state = DictState()
+    processor = PartitionProcessor(scenario.config, state)
+    processor.process(scenario.events[0], 0)
+    kept = dict(state.windows)
+    processor.process(scenario.events[1], 1)
+    state.windows.update(kept)  # a's window [0, 10), closed by offset 1, not deleted
+    outcome = PartitionProcessor(scenario.config, state).process(scenario.events[2], 2)
+    assert [wid(r) for r in outcome.closed] == [("a", "10/10", 0), ("b", "10/10", 10)]
+    assert outcome.closed[1] == whole_outcomes[2].closed[0]
+    assert outcome.closed[0] == whole_outcomes[1].closed[0]
     assert state.snapshot() == whole_state.snapshot()
 
 

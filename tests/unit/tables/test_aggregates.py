@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from fractions import Fraction
 from itertools import pairwise
@@ -173,3 +174,28 @@ def test_shape_mismatches_are_rejected() -> None:
         agg.result(["a"], ["sum"])
     with pytest.raises(ValueError, match="unknown metrics"):
         agg.result(["a", "b"], ["median"])
+
+
+def _containers(obj: Any) -> list[Any]:
+    """The lists and tuples an object holds, directly and within them."""
+    found = []
+    for inner in gc.get_referents(obj):
+        if isinstance(inner, (list, tuple)):
+            found += [inner, *_containers(inner)]
+    return found
+
+
+def test_an_aggregate_is_one_flat_list_with_terms_only_where_a_sum_needs_them() -> None:
+    """Sums that one float holds exactly keep no terms; a sum that needs more keeps
+    its terms in one tuple, and the state is the canonical one either way."""
+    agg = fold(3, [[1.5, None, 0.1], [2.25, 4.0, 0.2], [-0.5, 1.0, 0.3]])
+    containers = _containers(agg)
+    assert [type(c) for c in containers] == [list, tuple]  # the cells; 0.1+0.2+0.3's terms
+    (terms,) = (c for c in containers if isinstance(c, tuple))
+    state = agg.to_state()
+    assert state[1][3] == [3.25]
+    assert state[2][3] == [5.0]
+    assert list(terms) == state[3][3]
+    assert len(terms) > 1
+    assert Fraction(math.fsum(terms)) != sum(map(Fraction, terms))  # not one float's worth
+    assert Agg.from_state(orjson.loads(orjson.dumps(state))).to_state() == state

@@ -24,7 +24,7 @@ from faust.types import TP
 
 from tables.aggregates import Agg
 from tables.faust_store import Encoded, TableBuffer, decode, encode
-from tables.records import KeyRecord, PartitionProgress, closed_key
+from tables.records import KeyRecord, OpenWindow, PartitionProgress, closed_key, window_key
 from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
 
 
@@ -32,21 +32,33 @@ def _record() -> KeyRecord:
     totals = Agg.empty(2)
     for values in ([1.5, None], [-0.25, 3.0], [1e-300, 2.0**60]):
         totals.add(values)
-    window = Agg.empty(2)
-    window.add([0.1, None])
-    return KeyRecord(fence=41, totals=totals, windows={"1h@1704067200000": window})
+    return KeyRecord(fence=41, totals=totals)
+
+
+def _window() -> OpenWindow:
+    agg = Agg.empty(2)
+    agg.add([0.1, None])
+    return OpenWindow(fence=40, agg=agg)
 
 
 VALUES: list[Any] = [
     _record().to_state(),
-    KeyRecord(fence=0, totals=Agg.empty(1), windows={}).to_state(),
+    KeyRecord(fence=0, totals=Agg.empty(1)).to_state(),
+    _window().to_state(),
     PartitionProgress(max_event_ms=1_704_067_200_123, offset=99).to_state(),
     PartitionProgress().to_state(),
     {"key": "ü-ключ", "window": "1d/6h", "start_ms": -86_400_000, "final": True, "count": 3},
     ["c1", "c2", 'quote"d', "tab\tbed"],
     None,
 ]
-KEYS = ["customer-1", "ü-ключ|7", closed_key("k", "1h", 1_704_067_200_000), "progress/3", ""]
+KEYS = [
+    "customer-1",
+    "ü-ключ|7",
+    closed_key("k", "1h", 1_704_067_200_000),
+    window_key("1d/6h", -86_400_000, "ü-ключ"),
+    "progress/3",
+    "",
+]
 
 
 @pytest.mark.parametrize("value", VALUES)

@@ -19,13 +19,15 @@ from tables.partition_state import TablePartitionState, store_batch
 from tables.pipeline_tables import PipelineTables
 from tables.records import (
     KeyRecord,
+    OpenWindow,
     PartitionProgress,
     WindowResult,
     bucket_keys_key,
     closed_key,
     progress_key,
+    window_key,
 )
-from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
+from tests.support.stores import AcknowledgingSender, offline_tables
 
 PARTITION = 1
 HOUR_MS = 3_600_000
@@ -37,6 +39,7 @@ class Tables:
     def __init__(self, tables: PipelineTables) -> None:
         self.tables = tables
         self.keys, self.closed, self.meta = tables.keys, tables.closed, tables.meta
+        self.windows = tables.windows
 
     def state(self, cache: int = 100) -> TablePartitionState:
         """A partition's state keeping up to ``cache`` decoded key records."""
@@ -62,7 +65,7 @@ def record(fence: int, *amounts: float) -> KeyRecord:
     totals = Agg.empty(1)
     for amount in amounts:
         totals.add([amount])
-    return KeyRecord(fence=fence, totals=totals, windows={})
+    return KeyRecord(fence=fence, totals=totals)
 
 
 def result(key: str, start_ms: int) -> WindowResult:
@@ -105,7 +108,10 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     again = tables.state()
     assert again.get_closed("a", "1h", 0) == closed.as_json()
     assert list(again.iter_buckets()) == ["1h@0"]
-    assert [(key, rec.fence) for key, rec in again.iter_keys()] == [("a", 7)]
+    assert again.count_keys() == 1
+    again_a = again.get_key("a")
+    assert again_a is not None
+    assert again_a.to_state() == stored.to_state()
     assert again.get_progress() == PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7)
 
 
@@ -127,119 +133,88 @@ async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
     assert state.held_changes() == 0
 
 
-async def test_the_steps_are_closed_windows_then_keys_then_progress(tables: Tables) -> None:
+def window(fence: int, *amounts: float) -> OpenWindow:
+    agg = Agg.empty(1)
+    for amount in amounts:
+        agg.add([amount])
+    return OpenWindow(fence=fence, agg=agg)
+
+
+def closing_batch(state: TablePartitionState) -> None:
+    """A batch that updates key a's window [0, 1h), closes it, and opens [1h, 2h)."""
+    state.put_window("1h", 0, "a", window(3, 1.5))
+    state.put_window("1h", HOUR_MS, "a", window(3, 2.5))
+    state.put_closed(result("a", 0))
+    assert list(state.close_windows_until("1h", 0)) == [0]
+    state.put_bucket_keys("1h@0", ["a"])
+    state.put_key("a", record(3))
+    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
+
+
+async def test_the_steps_are_closed_and_open_windows_keys_deletions_then_progress(
+    tables: Tables,
+) -> None:
     state = tables.state()
     sender = AcknowledgingSender()
-    state.put_closed(result("a", 0))
-    state.put_bucket_keys("1h@0", ["a"])
+    closing_batch(state)
+    await store_batch([state], sender)
+    topics = [[topic for topic, *_ in sent] for sent in sender.sends]
+    assert [sorted(step) for step in topics] == [
+        sorted([tables.changelog(n) for n in ("closed", "meta", "windows", "windows")]),
+        [tables.changelog("keys")],
+        [tables.changelog("windows")],
+        [tables.changelog("meta")],
+    ]
+    # The closed window's whole record is written before it is deleted.
+    windows = tables.changelog("windows")
+    first = {key: value for topic, _, key, value in sender.sends[0] if topic == windows}
+    assert first[encode(window_key("1h", 0, "a"))] == encode(window(3, 1.5).to_state())
+    assert sender.sends[2] == [(windows, PARTITION, encode(window_key("1h", 0, "a")), None)]
+    assert tables.windows.get(window_key("1h", 0, "a")) is None
+    assert tables.windows.get(window_key("1h", HOUR_MS, "a")) == window(3, 2.5).to_state()
+
+
+async def test_a_step_with_nothing_to_write_sends_nothing(tables: Tables) -> None:
+    state = tables.state()
+    sender = AcknowledgingSender()
     state.put_key("a", record(3))
     state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
     await store_batch([state], sender)
-    topics = [{topic for topic, *_ in sent} for sent in sender.sends]
-    assert topics == [
-        {tables.changelog("closed"), tables.changelog("meta")},
-        {tables.changelog("keys")},
-        {tables.changelog("meta")},
-    ]
-    assert [len(sent) for sent in sender.sends] == [2, 1, 1]
+    assert [len(sent) for sent in sender.sends] == [1, 1]
 
 
-@pytest.mark.parametrize(
-    ("failing_send", "stored"),
-    [(1, set()), (2, {"closed"}), (3, {"closed", "keys"})],
-    ids=["closed windows", "keys", "progress"],
-)
-async def test_a_failed_step_leaves_only_the_steps_before_it_stored(
-    tables: Tables, failing_send: int, stored: set[str]
+async def test_closing_takes_one_range_of_the_store_and_the_batchs_windows(
+    tables: Tables,
 ) -> None:
-    """Any prefix of the steps is safe to crash after: the progress record (the
-    checkpoint) is never stored ahead of the key records and closed windows."""
+    """One range of the window-major store, by start, with the batch's changes read over
+    it: other windows and later starts are left; what is taken is deleted at the store,
+    and the next closing starts where this one stopped."""
     state = tables.state()
-    state.put_closed(result("a", 0))
-    state.put_bucket_keys("1h@0", ["a"])
-    state.put_key("a", record(3))
-    state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
-    with pytest.raises(SendFailed):
-        await store_batch([state], AcknowledgingSender(fail_on=failing_send))
-    found = {
-        "closed": tables.closed.get(closed_key("a", "1h", 0)) is not None,
-        "keys": tables.stored_key("a") is not None,
-        "progress": tables.meta.get(progress_key(PARTITION)) is not None,
+    state.put_window("1h", -HOUR_MS, "a", window(1, 1.0))
+    state.put_window("1h", 0, "b", window(2, 2.0))
+    state.put_window("1h", 0, "c", window(3, 3.0))
+    state.put_window("1h", HOUR_MS, "a", window(4, 4.0))
+    state.put_window("1h/15m", 0, "a", window(5, 5.0))
+    state.put_window("1", 0, "a", window(6, 6.0))
+    await store_batch([state], AcknowledgingSender())
+    assert state.count_open_windows() == 6
+    state.put_window("1h", 0, "b", window(7, 2.0, 7.0))
+    state.put_window("1h", 0, "d", window(8, 8.0))
+
+    def fences(found: dict[int, dict[str, OpenWindow]]) -> dict[int, dict[str, int]]:
+        return {start: {k: w.fence for k, w in keys.items()} for start, keys in found.items()}
+
+    assert fences(state.close_windows_until("1h", 0)) == {
+        -HOUR_MS: {"a": 1},
+        0: {"b": 7, "c": 3, "d": 8},
     }
-    assert {name for name, there in found.items() if there} == stored
-    assert (tables.meta.get(bucket_keys_key(PARTITION, "1h@0")) is not None) == ("closed" in stored)
-
-
-# --- the key cache ---------------------------------------------------------------------
-
-
-def _cached(state: TablePartitionState, records: dict[str, KeyRecord]) -> set[str]:
-    """The keys whose record ``get_key`` returns without decoding it again from RocksDB
-    (the very object put or read before). Reading a key makes it the most recently used,
-    so this is asked of each key of ``records`` in turn, after every other check."""
-    return {key for key, rec in records.items() if state.get_key(key) is rec}
-
-
-async def test_the_cache_keeps_the_most_recently_used_records_and_drops_the_rest(
-    tables: Tables,
-) -> None:
-    state = tables.state(cache=2)
-    records = {key: record(n, float(n)) for n, key in enumerate("abcd")}
-    for key, rec in records.items():  # used in the order a, b, c, d
-        state.put_key(key, rec)
-    assert state.get_key("a") is records["a"]  # now b, c, d, a
+    assert state.get_window("1h", 0, "b") is None
+    assert fences(state.close_windows_until("1h", 0)) == {}
+    state.put_window("1h", 2 * HOUR_MS, "e", window(9, 9.0))
+    assert fences(state.close_windows_until("1h", 2 * HOUR_MS)) == {
+        HOUR_MS: {"a": 4},
+        2 * HOUR_MS: {"e": 9},
+    }
     await store_batch([state], AcknowledgingSender())
-    # Every record was stored, and only the two most recently used stay decoded.
-    for key, rec in records.items():
-        stored = tables.stored_key(key)
-        assert stored is not None
-        assert stored.to_state() == rec.to_state()
-    assert _cached(state, {k: records[k] for k in "bc"}) == set()
-    # b and c were read again (decoded anew), after d and a: the cache grows in a batch.
-    assert _cached(state, {k: records[k] for k in "da"}) == {"d", "a"}
-
-
-async def test_a_record_read_from_rocksdb_is_cached_until_it_is_the_least_recent(
-    tables: Tables,
-) -> None:
-    writer = tables.state()
-    for n, key in enumerate("abc"):
-        writer.put_key(key, record(n))
-    await store_batch([writer], AcknowledgingSender())
-
-    state = tables.state(cache=2)
-    read = {key: state.get_key(key) for key in "abc"}
-    assert all(rec is not None for rec in read.values())
-    assert state.get_key("a") is read["a"], "within a batch every record read stays decoded"
-    await store_batch([state], AcknowledgingSender())  # a batch ends: c, a are the newest
-    kept = {k: rec for k, rec in read.items() if rec is not None}
-    assert _cached(state, {k: kept[k] for k in "ca"}) == {"c", "a"}
-    assert _cached(state, {"b": kept["b"]}) == set()
-
-
-async def test_a_cache_of_zero_keeps_no_record_between_batches(tables: Tables) -> None:
-    state = tables.state(cache=0)
-    a = record(1, 4.5)
-    state.put_key("a", a)
-    assert state.get_key("a") is a  # the batch's own records are always held
-    await store_batch([state], AcknowledgingSender())
-    again = state.get_key("a")
-    assert again is not None
-    assert again is not a
-    assert again.to_state() == a.to_state()
-
-
-async def test_a_cached_record_changed_again_is_stored_again(tables: Tables) -> None:
-    state = tables.state(cache=10)
-    a = record(1, 1.0)
-    state.put_key("a", a)
-    await store_batch([state], AcknowledgingSender())
-    cached = state.get_key("a")
-    assert cached is a
-    a.fence = 2
-    a.totals.add([2.0])
-    state.put_key("a", a)
-    await store_batch([state], AcknowledgingSender())
-    stored = tables.stored_key("a")
-    assert stored is not None
-    assert stored.to_state() == record(2, 1.0, 2.0).to_state()
+    assert state.count_open_windows() == 2  # 1h/15m and 1 are left
+    assert tables.windows.get(window_key("1h", 0, "b")) is None

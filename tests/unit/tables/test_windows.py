@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tables.watermark import is_closed, is_late
-from tables.windows import WindowDef, starts_closing, window_end, window_starts
+from tables.windows import WindowDef, last_closed_start, window_end, window_starts
 
 TS = st.integers(min_value=-(10**6), max_value=10**6)
 
@@ -23,12 +23,6 @@ def brute_starts(ts: int, w: WindowDef) -> list[int]:
     lo = ts - w.size_ms - w.step_ms
     hi = ts + w.step_ms
     return [s for s in range(lo, hi + 1) if s % w.step_ms == 0 and s <= ts < s + w.size_ms]
-
-
-def brute_closing(old: int, new: int, w: WindowDef) -> list[int]:
-    lo = old - w.size_ms - w.step_ms
-    hi = new + w.step_ms
-    return [s for s in range(lo, hi + 1) if s % w.step_ms == 0 and old < s + w.size_ms <= new]
 
 
 @settings(max_examples=400, deadline=None)
@@ -73,30 +67,12 @@ def test_negative_timestamps_use_floor_alignment() -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(old=TS, advance=st.integers(min_value=-50, max_value=600), w=window_defs())
-def test_starts_closing_match_brute_force(old: int, advance: int, w: WindowDef) -> None:
-    new = old + advance
-    assert list(starts_closing(old, new, w)) == brute_closing(old, new, w)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    wm0=TS,
-    d1=st.integers(min_value=0, max_value=400),
-    d2=st.integers(min_value=0, max_value=400),
-    w=window_defs(),
-)
-def test_successive_advances_close_each_window_once(
-    wm0: int, d1: int, d2: int, w: WindowDef
-) -> None:
-    wm1, wm2 = wm0 + d1, wm0 + d1 + d2
-    in_two_steps = list(starts_closing(wm0, wm1, w)) + list(starts_closing(wm1, wm2, w))
-    assert in_two_steps == list(starts_closing(wm0, wm2, w))
-
-
-@given(new=TS, w=window_defs())
-def test_nothing_closes_before_the_first_watermark(new: int, w: WindowDef) -> None:
-    assert list(starts_closing(None, new, w)) == []
+@given(wm=TS, offset=st.integers(min_value=-600, max_value=600), w=window_defs())
+def test_last_closed_start_bounds_the_closed_windows(wm: int, offset: int, w: WindowDef) -> None:
+    """A window is closed at the watermark exactly when it starts at or before the bound."""
+    bound = last_closed_start(wm, w)
+    for s in window_starts(wm + offset, w):
+        assert (s <= bound) == is_closed(window_end(s, w), wm)
 
 
 NEAR = st.integers(min_value=-300, max_value=300)
@@ -108,16 +84,3 @@ def test_windows_of_an_event_on_time_are_all_open(ts: int, behind: int, w: Windo
     wm = ts - behind
     if not is_late(ts, wm):
         assert not any(is_closed(window_end(s, w), wm) for s in window_starts(ts, w))
-
-
-@settings(max_examples=400, deadline=None)
-@given(old=TS, advance_by=st.integers(min_value=0, max_value=500), offset=NEAR, w=window_defs())
-def test_starts_closing_are_the_windows_the_advance_closes(
-    old: int, advance_by: int, offset: int, w: WindowDef
-) -> None:
-    """Around the watermark, starts_closing agrees with is_closed before and after."""
-    new = old + advance_by
-    closing = set(starts_closing(old, new, w))
-    for s in window_starts(old + offset, w):
-        end = window_end(s, w)
-        assert (s in closing) == (not is_closed(end, old) and is_closed(end, new))

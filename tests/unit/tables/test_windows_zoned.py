@@ -18,8 +18,8 @@ from tables.windows import (
     DAY_MS,
     WindowDef,
     in_zone,
+    last_closed_start,
     starts_between,
-    starts_closing,
     window_end,
     window_starts,
 )
@@ -189,37 +189,27 @@ def test_every_zoned_window_holds_its_timestamp(ts: int, w: WindowDef) -> None:
         assert s <= ts < window_end(s, w)
 
 
-def brute_closing(old: int, new: int, w: WindowDef) -> list[int]:
-    """Starts of every window holding some hour from two sizes before ``old`` to
-    ``new``, whose end lies in (old, new]."""
-    scan = range(old - 2 * w.size_ms - 2 * DAY, new + DAY, HOUR)
-    starts = {s for t in scan for s in window_starts(t, w)}
-    return sorted(s for s in starts if old < window_end(s, w) <= new)
-
-
 @settings(max_examples=100, deadline=None)
 @given(
-    old=st.integers(min_value=ms("2024-02-20T00:00:00Z"), max_value=ms("2024-12-01T00:00:00Z")),
-    advance=st.integers(min_value=0, max_value=20 * DAY),
+    wm=st.integers(min_value=ms("2024-02-20T00:00:00Z"), max_value=ms("2024-12-01T00:00:00Z")),
+    offset=st.integers(min_value=-20 * DAY, max_value=2 * DAY),
     w=zoned_windows(),
 )
-def test_zoned_starts_closing_match_brute_force(old: int, advance: int, w: WindowDef) -> None:
-    assert list(starts_closing(old, old + advance, w)) == brute_closing(old, old + advance, w)
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    wm0=st.integers(min_value=ms("2024-02-20T00:00:00Z"), max_value=ms("2024-12-01T00:00:00Z")),
-    d1=st.integers(min_value=0, max_value=9 * DAY),
-    d2=st.integers(min_value=0, max_value=9 * DAY),
-    w=zoned_windows(),
-)
-def test_zoned_successive_advances_close_each_window_once(
-    wm0: int, d1: int, d2: int, w: WindowDef
+def test_zoned_last_closed_start_bounds_the_closed_windows(
+    wm: int, offset: int, w: WindowDef
 ) -> None:
-    wm1, wm2 = wm0 + d1, wm0 + d1 + d2
-    in_two_steps = [*starts_closing(wm0, wm1, w), *starts_closing(wm1, wm2, w)]
-    assert in_two_steps == list(starts_closing(wm0, wm2, w))
+    bound = last_closed_start(wm, w)
+    for s in window_starts(wm + offset, w):
+        assert (s <= bound) == (window_end(s, w) <= wm)
+
+
+def test_last_closed_start_skips_a_day_that_never_happened() -> None:
+    """Samoa skipped 2011-12-30: at the end of the 29th only the 29th's window has closed."""
+    day = zoned(1, 1, ZoneInfo("Pacific/Apia"))
+    dec31 = ms("2011-12-31T00:00:00+14:00")
+    (dec29,) = window_starts(ms("2011-12-29T12:00:00-10:00"), day)
+    assert dec29 <= last_closed_start(dec31, day) < dec31
+    assert last_closed_start(dec31 - 1, day) < dec29
 
 
 @settings(max_examples=100, deadline=None)

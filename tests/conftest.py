@@ -151,3 +151,24 @@ def kappa(
     start_worker: Callable[[dict[str, str]], WorkerProcess],
 ) -> Harness:
     return Harness(kafka_settings, tmp_path, unique, make_spec, kappa_env, start_worker)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL: the one in KAPPA_POSTGRES_URL, or the project's local server
+    (``kappa postgres start`` under KAPPA_HOME), stopped at the end if started here. If
+    none comes up the tests that need it fail, they never skip."""
+    settings = KappaSettings()
+    if settings.postgres_url is not None:
+        yield settings.resolved_postgres_url
+        return
+    from app.postgres.local import LocalPostgres
+
+    server = LocalPostgres(settings)
+    was_running = server.status().running
+    server.start()
+    try:
+        yield settings.resolved_postgres_url
+    finally:
+        if not was_running:
+            server.stop()

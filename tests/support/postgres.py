@@ -1,0 +1,122 @@
+"""A real PostgreSQL for the sink's tests, the sink as a subprocess, and its tables read
+back in the batch computation's shape (tests/support/oracle.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from app.kafka_client import offset_ranges
+from app.sink.schema import VersionTables
+
+VALUES = ("amount", "quantity")
+METRICS = ("sum", "min", "max", "mean")
+
+
+class SinkProcess:
+    """``kappa sink postgres`` with ``env`` (its KAPPA_PIPELINE names the version)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env, self.log_path = env, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SinkProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "sink", "postgres"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.terminate()
+        return self.proc.wait(timeout=60)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def sink_lag(url: str, schema: str, bootstrap: str, pipeline: str, version: int) -> int | None:
+    """Records of the version's results and ``keys`` changelog not yet in PostgreSQL;
+    None until the sink has stored an offset for every partition."""
+    topics = list(VersionTables(pipeline, version, schema).source_topics)
+    ranges = asyncio.run(offset_ranges({"bootstrap_servers": bootstrap}, topics))
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT topic, partition, next_offset FROM {}").format(
+                    sql.Identifier(schema, "sink_offsets")
+                )
+            ).fetchall()
+    except psycopg.Error:
+        return None
+    stored: dict[tuple[str, int], int] = {(t, p): n for t, p, n in rows}
+    ends = [(t, p, end) for t in topics for p, (_, end) in ranges.get(t, {}).items()]
+    if not ends or any((t, p) not in stored for t, p, _ in ends):
+        return None
+    return sum(max(0, end - stored[(t, p)]) for t, p, end in ends)
+
+
+def wait_sink_caught_up(
+    url: str, schema: str, bootstrap: str, pipeline: str, version: int, sink: SinkProcess,
+    timeout: float = 180,
+) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while (lag := sink_lag(url, schema, bootstrap, pipeline, version)) != 0:
+        assert sink.alive(), f"the sink exited:\n{sink.log_tail()}"
+        assert time.monotonic() < deadline, f"sink lag {lag} after {timeout}s:\n{sink.log_tail()}"
+        time.sleep(0.5)
+
+
+def _shape(row: tuple[Any, ...]) -> dict[str, Any]:
+    count, *metrics = row
+    values = {
+        v: dict(zip(METRICS, metrics[4 * i : 4 * i + 4], strict=True)) for i, v in enumerate(VALUES)
+    }
+    return {"count": count, "values": values}
+
+
+def _metric_columns() -> sql.Composable:
+    names = ["count", *(f"{v}_{m}" for v in VALUES for m in METRICS)]
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def totals_in(url: str, schema: str, relation: str) -> dict[str, dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT key, {} FROM {}").format(
+                _metric_columns(), sql.Identifier(schema, relation)
+            )
+        ).fetchall()
+    return {row[0]: _shape(row[1:]) for row in rows}
+
+
+def windows_in(url: str, schema: str, relation: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            sql.SQL('SELECT key, "window", start_ms, {} FROM {}').format(
+                _metric_columns(), sql.Identifier(schema, relation)
+            )
+        ).fetchall()
+    return {(row[0], row[1], row[2]): _shape(row[3:]) for row in rows}

@@ -17,6 +17,7 @@ import pytest
 from app.ports import free_port
 from app.settings import KappaSettings
 from tests.support.harness import Harness
+from tests.support.postgres import SinkProcess
 from tests.support.worker import WorkerProcess, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +152,21 @@ def kappa(
     start_worker: Callable[[dict[str, str]], WorkerProcess],
 ) -> Harness:
     return Harness(kafka_settings, tmp_path, unique, make_spec, kappa_env, start_worker)
+
+
+@pytest.fixture
+def start_sink(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SinkProcess]]:
+    """``kappa sink postgres`` processes, stopped at the end of the test."""
+    sinks: list[SinkProcess] = []
+
+    def start(env: dict[str, str]) -> SinkProcess:
+        sink = SinkProcess(env, tmp_path / f"sink-{len(sinks)}.log").start()
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.stop()
 
 
 @pytest.fixture(scope="session")

@@ -120,3 +120,14 @@ def windows_in(url: str, schema: str, relation: str) -> dict[tuple[str, str, int
             )
         ).fetchall()
     return {(row[0], row[1], row[2]): _shape(row[3:]) for row in rows}
+
+
+def tables_of(url: str, schema: str) -> set[str]:
+    """The tables (not views) in ``schema``, but the shared offsets table."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE' AND table_name <> 'sink_offsets'",
+            [schema],
+        ).fetchall()
+    return {str(row[0]) for row in rows}

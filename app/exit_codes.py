@@ -31,7 +31,8 @@ MEANING = {
     " leave readers without a version: `kappa replay` was given a file already replayed into"
     " the same topic (without `--force`), the id of a complete replay, or an id to resume"
     " with other files or options; `kappa promote` of a version that is behind, has no"
-    " workers, or fails `--verify`; `kappa retire` of the active version or of one whose"
+    " workers, fails `--verify`, or whose sink tables are behind or unreachable;"
+    " `kappa retire` of the active version, of the one a sink's views show, or of one whose"
     " workers still run",
     ExitCode.DIFFERENT: "`kappa verify` found a difference between a version's tables or"
     " results and the batch answer",

@@ -19,6 +19,7 @@ from app.sink.schema import OFFSETS_TABLE, Row, SinkTables
 from app.sink.views import qualified, replace_views, stored_offsets, view_version
 
 TopicPartition = tuple[str, int]
+STAGED_WINDOWS, STAGED_TOTALS = "kappa_staged_windows", "kappa_staged_totals"
 
 
 class Fenced(Exception):
@@ -57,23 +58,45 @@ class SinkStore:
             *t.metric_columns,
         ]  # fmt: skip
         self.totals_columns = ["key", *t.metric_columns]
-        self._windows_upsert = self._upsert(t.windows, self.window_columns, 3)
-        self._totals_upsert = self._upsert(t.totals, self.totals_columns, 1)
+        self._windows_upsert = self._upsert(t.windows, STAGED_WINDOWS, self.window_columns, 3)
+        self._totals_upsert = self._upsert(t.totals, STAGED_TOTALS, self.totals_columns, 1)
 
-    def _upsert(self, table: str, columns: Sequence[str], key_columns: int) -> sql.Composed:
+    def _upsert(
+        self, table: str, staged: str, columns: Sequence[str], key_columns: int
+    ) -> sql.Composed:
+        """Every staged row into ``table``, updating the row with the same key."""
+        names = _columns(columns)
         return sql.SQL(
-            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({keys}) "
-            "DO UPDATE SET {updates}"
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staged} "
+            "ON CONFLICT ({keys}) DO UPDATE SET {updates}"
         ).format(
             table=qualified(self.tables.schema, table),
-            columns=_columns(columns),
-            values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            columns=names,
+            staged=sql.Identifier(staged),
             keys=_columns(columns[:key_columns]),
             updates=sql.SQL(", ").join(
                 sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
                 for c in columns[key_columns:]
             ),
         )
+
+    async def _copy(
+        self,
+        cur: psycopg.AsyncCursor[tuple[object, ...]],
+        staged: str,
+        columns: Sequence[str],
+        rows: Iterable[Row],
+        upsert: sql.Composed,
+    ) -> None:
+        """COPY the rows into the connection's staging table, then upsert them all in one
+        statement: faster than batched INSERTs (docs/benchmarks.md#the-postgresql-sink)."""
+        copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(staged), _columns(columns)
+        )
+        async with cur.copy(copy_in) as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(upsert)
 
     async def create(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         """The schema, the version's tables and the offsets table, if missing; and the
@@ -114,6 +137,13 @@ class SinkStore:
                 await conn.execute(statement)
             if await view_version(conn, t) is None:
                 await replace_views(conn, t)
+        # This connection's staging tables, emptied at each commit.
+        for staged, table in ((STAGED_WINDOWS, t.windows), (STAGED_TOTALS, t.totals)):
+            await conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+                ).format(sql.Identifier(staged), qualified(t.schema, table))
+            )
 
     async def read_offsets(
         self,
@@ -151,9 +181,15 @@ class SinkStore:
             if moved:
                 raise Fenced(f"another sink moved the offsets of {moved}")
             if batch.windows:
-                await cur.executemany(self._windows_upsert, list(batch.windows.values()))
+                await self._copy(
+                    cur, STAGED_WINDOWS, self.window_columns, batch.windows.values(),
+                    self._windows_upsert,
+                )  # fmt: skip
             if batch.totals:
-                await cur.executemany(self._totals_upsert, list(batch.totals.values()))
+                await self._copy(
+                    cur, STAGED_TOTALS, self.totals_columns, batch.totals.values(),
+                    self._totals_upsert,
+                )  # fmt: skip
             if batch.dead_letters:
                 await cur.executemany(
                     sql.SQL(

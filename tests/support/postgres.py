@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from pydantic import SecretStr
 
-from app.kafka_client import offset_ranges
-from app.sink.schema import VersionTables
+from app.settings import KappaSettings
+from app.sink.versions import survey_sink
 
 VALUES = ("amount", "quantity")
 METRICS = ("sum", "min", "max", "mean")
@@ -58,24 +59,19 @@ class SinkProcess:
 
 
 def sink_lag(url: str, schema: str, bootstrap: str, pipeline: str, version: int) -> int | None:
-    """Records of the version's results and ``keys`` changelog not yet in PostgreSQL;
-    None until the sink has stored an offset for every partition."""
-    topics = list(VersionTables(pipeline, version, schema).source_topics)
-    ranges = asyncio.run(offset_ranges({"bootstrap_servers": bootstrap}, topics))
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT topic, partition, next_offset FROM {}").format(
-                    sql.Identifier(schema, "sink_offsets")
-                )
-            ).fetchall()
-    except psycopg.Error:
+    """Records of the version's results and ``keys`` changelog not yet in PostgreSQL, as
+    ``kappa versions`` counts them; None until the sink has created the views."""
+    settings = KappaSettings().model_copy(
+        update={
+            "bootstrap_servers": bootstrap,
+            "postgres_url": SecretStr(url),
+            "postgres_schema": schema,
+        }
+    )
+    found = asyncio.run(survey_sink(settings, pipeline, [version]))
+    if found is None or found.error is not None:
         return None
-    stored: dict[tuple[str, int], int] = {(t, p): n for t, p, n in rows}
-    ends = [(t, p, end) for t in topics for p, (_, end) in ranges.get(t, {}).items()]
-    if not ends or any((t, p) not in stored for t, p, _ in ends):
-        return None
-    return sum(max(0, end - stored[(t, p)]) for t, p, end in ends)
+    return found.lags[version].total
 
 
 def wait_sink_caught_up(

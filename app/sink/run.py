@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from agents.names import PipelineNames
@@ -115,6 +116,11 @@ class PostgresSink:
             self.positions.clear()
         except psycopg.Error as exc:  # down, unreachable, or refused: retry, never crash
             await self._lost(exc, stop)
+        except KafkaError as exc:  # the records stay in Kafka: read them again
+            log.warning("Kafka failed (%r); reading from the stored offsets again", exc)
+            self.positions.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=FIRST_BACKOFF)
 
     async def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed:

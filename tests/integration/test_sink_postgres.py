@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
 from app.datagen import generate, write
+from app.ports import free_port
 from app.postgres.local import LocalPostgres
 from app.settings import KappaSettings
 from tests.support.datasets import CRASH, HOURLY
@@ -35,17 +39,15 @@ REPLAY_RATE = "2000"  # slow enough that the kills land while the replay produce
 
 
 def _sink_env(kappa: Harness, postgres_url: str, **extra: str) -> dict[str, str]:
-    env = kappa.env(
-        kappa.make_spec(windows='{ size = "1h" }'),
-        partitions=2,
-        KAPPA_SESSION_TIMEOUT="8",
-        KAPPA_POSTGRES_URL=postgres_url,
-        KAPPA_POSTGRES_SCHEMA=f"t{kappa.unique}",
-        KAPPA_SINK_METRICS_PORT="0",
-        KAPPA_SINK_BATCH_ROWS="500",  # many transactions, so a kill lands between two
-        KAPPA_SINK_MAX_BACKOFF="2",
-        **extra,
-    )
+    settings = {
+        "KAPPA_SESSION_TIMEOUT": "8",
+        "KAPPA_POSTGRES_URL": postgres_url,
+        "KAPPA_POSTGRES_SCHEMA": f"t{kappa.unique}",
+        "KAPPA_SINK_METRICS_PORT": "0",
+        "KAPPA_SINK_BATCH_ROWS": "500",  # many transactions, so a kill lands between two
+        "KAPPA_SINK_MAX_BACKOFF": "2",
+    }
+    env = kappa.env(kappa.make_spec(windows='{ size = "1h" }'), partitions=2, **(settings | extra))
     return env
 
 
@@ -120,10 +122,11 @@ def test_kill_minus_nine_then_the_tables_equal_duckdb_exactly_once(
         assert replaying.returncode == 0, stderr.decode(errors="replace")
         wait_processed([worker], kappa.settings.bootstrap, kappa.topic)
         _assert_tables_equal_batch(kappa, postgres_url, history, sink)
-        if victim == "postgres":
-            assert "PostgreSQL failed the sink's transaction or is unreachable" in sink.log_tail(
-                400
-            ) or "PostgreSQL is back" in sink.log_tail(400)
+        if victim == "postgres":  # it said so, retried, and came back
+            log = sink.log_tail(400)
+            assert "PostgreSQL failed the sink's transaction or is unreachable" in log
+            assert "Nothing is lost" in log
+            assert "PostgreSQL is back" in log
     finally:
         sink.stop()
         if replaying.poll() is None:
@@ -140,12 +143,13 @@ def _kill_postgres_and_restart(postgres_url: str) -> None:
 
 
 def test_a_record_that_fits_no_row_goes_to_the_dead_letters(
-    kappa: Harness, postgres_url: str
+    kappa: Harness, postgres_url: str, start_sink: Callable[[dict[str, str]], SinkProcess]
 ) -> None:
     events = list(generate(CRASH))[:3000]
     history = kappa.tmp_path / "history.csv"
     write(iter(events), history)
-    env = _sink_env(kappa, postgres_url)
+    metrics_port = free_port()
+    env = _sink_env(kappa, postgres_url, KAPPA_SINK_METRICS_PORT=str(metrics_port))
     worker = kappa.start_worker(env)
     worker.wait_ready(partitions=2)
     name = f"t{kappa.unique}"
@@ -158,30 +162,54 @@ def test_a_record_that_fits_no_row_goes_to_the_dead_letters(
         b'{"key": "k", "window": "1h", "start_ms": 99999999999999999999, "end_ms": 1}',
     ]
     asyncio.run(_produce(kappa.settings.bootstrap, results, bad))
-    sink = SinkProcess(env, kappa.tmp_path / "sink.log").start()
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "replay", str(history)], env=env, check=True,
-            capture_output=True,
-        )  # fmt: skip
-        wait_processed([worker], kappa.settings.bootstrap, kappa.topic)
-        _assert_tables_equal_batch(kappa, postgres_url, history, sink, all_finals=False)
-        with psycopg.connect(postgres_url) as conn:
-            letters = conn.execute(
-                sql.SQL("SELECT value, reason FROM {} ORDER BY kafka_offset").format(
-                    sql.Identifier(f"t{kappa.unique}", f"{name}_v1_dead_letters")
-                )
-            ).fetchall()
-        assert [bytes(value) for value, _ in letters] == bad
-        reasons = [reason for _, reason in letters]
-        assert "not JSON" in reasons[0]
-        assert "not an object" in reasons[1]
-        assert "NUL" in reasons[2]
-        assert "count must be a 64-bit integer" in reasons[3]
-        assert "start_ms must be a 64-bit integer" in reasons[4]
-        assert sink.alive()
-    finally:
-        sink.stop()
+    sink = start_sink(env)
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "replay", str(history)], env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    wait_processed([worker], kappa.settings.bootstrap, kappa.topic)
+    _assert_tables_equal_batch(kappa, postgres_url, history, sink, all_finals=False)
+    with psycopg.connect(postgres_url) as conn:
+        letters = conn.execute(
+            sql.SQL("SELECT value, reason FROM {} ORDER BY kafka_offset").format(
+                sql.Identifier(f"t{kappa.unique}", f"{name}_v1_dead_letters")
+            )
+        ).fetchall()
+    assert [bytes(value) for value, _ in letters] == bad
+    reasons = [reason for _, reason in letters]
+    assert "not JSON" in reasons[0]
+    assert "not an object" in reasons[1]
+    assert "NUL" in reasons[2]
+    assert "count must be a 64-bit integer" in reasons[3]
+    assert "start_ms must be a 64-bit integer" in reasons[4]
+    assert sink.alive()
+    # Its metrics say the same: the dead letters, rows written, no lag, PostgreSQL up.
+    samples = _scrape(metrics_port)
+    version = {"pipeline": name, "version": "1"}
+
+    def sample(metric: str, **labels: str) -> float:
+        return samples[(metric, frozenset({**version, **labels}.items()))]
+
+    assert sample("kappa_sink_dead_letters_total") == len(bad)
+    assert sample("kappa_sink_rows_written_total", table="totals") >= len(
+        totals_in(postgres_url, f"t{kappa.unique}", f"{name}_v1_totals")
+    )
+    assert sample("kappa_sink_transaction_seconds_count") > 0
+    assert sample("kappa_sink_postgres_up") == 1
+    lags = [v for (metric, _), v in samples.items() if metric == "kappa_sink_lag_records"]
+    assert len(lags) == 4  # 2 partitions of 2 topics
+    assert not any(lags)
+
+
+def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of the sink's /metrics page, by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

@@ -48,6 +48,13 @@ class SinkMetrics:
             "kappa_sink_postgres_retries", "Failed attempts to reach PostgreSQL", LABELS, registry=r
         )
 
+        # Every series exists from the start, at 0: a retry counter that appears only
+        # after the first failure cannot be rated or alerted on before it.
+        for table in ("windows", "totals"):
+            self.rows.labels(**self._labels, table=table)
+        self.dead_letters.labels(**self._labels)
+        self.retries.labels(**self._labels)
+
     def serve(self, settings: KappaSettings) -> None:
         if settings.sink_metrics_port:
             start_http_server(settings.sink_metrics_port, settings.web_host, registry=self.registry)

@@ -6,6 +6,7 @@ dead-letter table while the sink keeps going."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +23,7 @@ from app.datagen import generate, write
 from app.ports import free_port
 from app.postgres.local import LocalPostgres
 from app.settings import KappaSettings
+from tests.conftest import ROOT
 from tests.support.datasets import CRASH, HOURLY
 from tests.support.harness import Harness
 from tests.support.oracle import batch_results
@@ -184,7 +186,7 @@ def test_a_record_that_fits_no_row_goes_to_the_dead_letters(
     assert "start_ms must be a 64-bit integer" in reasons[4]
     assert sink.alive()
     # Its metrics say the same: the dead letters, rows written, no lag, PostgreSQL up.
-    samples = _scrape(metrics_port)
+    samples, families = _scrape(metrics_port)
     version = {"pipeline": name, "version": "1"}
 
     def sample(metric: str, **labels: str) -> float:
@@ -196,20 +198,30 @@ def test_a_record_that_fits_no_row_goes_to_the_dead_letters(
     )
     assert sample("kappa_sink_transaction_seconds_count") > 0
     assert sample("kappa_sink_postgres_up") == 1
+    # docs/metrics.md lists exactly the families the sink serves.
+    documented = re.findall(r"`(kappa_sink_[a-z_]+)`", (ROOT / "docs/metrics.md").read_text())
+    assert {m for m in families if m.startswith("kappa_sink_")} == set(documented)
     lags = [v for (metric, _), v in samples.items() if metric == "kappa_sink_lag_records"]
     assert len(lags) == 4  # 2 partitions of 2 topics
     assert not any(lags)
 
 
-def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of the sink's /metrics page, by name and labels."""
+def _scrape(port: int) -> tuple[dict[tuple[str, frozenset[tuple[str, str]]], float], set[str]]:
+    """Every sample of the sink's /metrics page, by name and labels; and the names of its
+    families (a counter's with ``_total``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
+        families = list(text_string_to_metric_families(response.read().decode()))
+    samples = {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         for s in family.samples
     }
+    names = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in families
+        if not f.name.endswith("_created")  # prometheus-client's creation times
+    }
+    return samples, names
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

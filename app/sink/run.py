@@ -33,10 +33,12 @@ from app.settings import KappaSettings
 from app.sink.metrics import SinkMetrics
 from app.sink.schema import BadRow, SinkTables
 from app.sink.store import Fenced, SinkBatch, SinkStore
+from app.sink.views import first_line
 
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF = 0.5
+IDLE_CHECK_S = 5.0  # an idle sink asks PostgreSQL this often whether it is there
 Connection = psycopg.AsyncConnection[tuple[object, ...]]
 
 
@@ -71,6 +73,7 @@ class PostgresSink:
         self.positions: dict[TopicPartition, int] = {}
         self._conn: Connection | None = None
         self._backoff = FIRST_BACKOFF
+        self._last_answer = time.monotonic()  # PostgreSQL's last answer to this sink
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -110,6 +113,9 @@ class PostgresSink:
             batch = self._batch(fetched)
             if batch.offsets:
                 await self._write(conn, batch)
+            elif time.monotonic() - self._last_answer > IDLE_CHECK_S:
+                await conn.execute("SELECT 1")  # idle: find out that PostgreSQL went away
+                self._last_answer = time.monotonic()
             self._report_lag(consumer)
         except Fenced as exc:
             log.warning("%s: this sink no longer owns them; reading offsets again", exc)
@@ -143,7 +149,7 @@ class PostgresSink:
         if self._conn is not None:
             await self._conn.close()
         self._conn = None
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         log.error(
             "PostgreSQL failed the sink's transaction or is unreachable (%s); retrying in "
             "%.1fs. Nothing is lost: the sink resumes from the offsets stored in PostgreSQL. "
@@ -203,6 +209,7 @@ class PostgresSink:
     async def _write(self, conn: Connection, batch: SinkBatch) -> None:
         began = time.perf_counter()
         await self.store.write(conn, batch)
+        self._last_answer = time.monotonic()
         self.metrics.wrote(
             len(batch.windows),
             len(batch.totals),

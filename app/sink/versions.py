@@ -63,7 +63,7 @@ async def survey_sink(
     try:
         conn = await connect(settings)
     except PostgresUnreachable as exc:
-        return SinkSurvey(error=exc.message) if _configured(settings) else None
+        return SinkSurvey(error=exc.reason) if _configured(settings) else None
     schema = settings.postgres_schema
     async with conn:
         shown = await view_version(conn, VersionTables(pipeline, 0, schema))

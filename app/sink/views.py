@@ -25,7 +25,20 @@ TopicPartition = tuple[str, int]
 
 
 class PostgresUnreachable(KappaError):
-    """The sink's PostgreSQL does not answer."""
+    """The sink's PostgreSQL does not answer; ``reason`` is psycopg's first line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"PostgreSQL does not answer: {reason}",
+            hint="start it (`kappa postgres start`) or check KAPPA_POSTGRES_URL, then retry; "
+            "nothing was changed",
+        )
+        self.reason = reason
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def connect(settings: KappaSettings) -> Connection:
@@ -34,11 +47,7 @@ async def connect(settings: KappaSettings) -> Connection:
             settings.resolved_postgres_url, autocommit=True, connect_timeout=5
         )
     except psycopg.OperationalError as exc:
-        raise PostgresUnreachable(
-            f"PostgreSQL does not answer: {str(exc).strip().splitlines()[0]}",
-            hint="start it (`kappa postgres start`) or check KAPPA_POSTGRES_URL, then retry; "
-            "nothing was changed",
-        ) from None
+        raise PostgresUnreachable(first_line(exc)) from None
 
 
 def qualified(schema: str, name: str) -> sql.Identifier:

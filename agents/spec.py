@@ -44,7 +44,16 @@ _TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 class SpecError(ConfigError):
-    """A pipeline spec cannot be read or is invalid."""
+    """A pipeline spec cannot be read or is invalid; without a hint of its own, it says
+    to fix the spec."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint
+            or "fix the spec (docs/pipelines.md describes each field), then run the "
+            "command again; nothing was done",
+        )
 
 
 def short_repr(value: Any, limit: int = 60) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 import orjson
@@ -22,14 +21,36 @@ if TYPE_CHECKING:
     from app.broker.local import LocalKafka
     from app.postgres.local import LocalPostgres
 
-T = TypeVar("T")
-
 
 def _settings() -> KappaSettings:
+    from pydantic import ValidationError
+
     try:
         return KappaSettings()
-    except Exception as exc:  # pydantic's ValidationError names the bad variable
-        raise click.ClickException(f"invalid KAPPA_* setting:\n{exc}") from None
+    except ValidationError as exc:
+        raise click.ClickException(
+            str(
+                KappaError(
+                    "invalid setting: " + invalid_settings(exc),
+                    hint="correct or unset that environment variable (README.md, Settings, "
+                    "says what each takes); nothing was done",
+                )
+            )
+        ) from None
+
+
+def invalid_settings(exc: Any) -> str:
+    """Each bad KAPPA_* variable of pydantic's ValidationError, with what is wrong, on
+    one line."""
+    return "; ".join(
+        f"{_variable(error['loc'])}={error.get('input')!r}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    name = "_".join(map(str, loc)).upper()
+    return name if name.startswith(("KAPPA_", "KAFKA_")) else f"KAPPA_{name}"
 
 
 def _fail(exc: KappaError) -> None:
@@ -509,20 +530,6 @@ def _pipeline_target(settings: KappaSettings, pipeline: str | None) -> tuple[str
     return pipeline, None
 
 
-def _on_kafka(settings: KappaSettings, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``; Kafka's failures become errors that say what to check."""
-    from aiokafka.errors import KafkaError
-
-    try:
-        return asyncio.run(work)
-    except KafkaError as exc:
-        raise KappaError(
-            f"Kafka failed at {settings.bootstrap}: {exc}",
-            hint="is the broker running (`kappa kafka status`), and is KAPPA_BOOTSTRAP_SERVERS "
-            "right? Nothing was changed unless the message says so",
-        ) from None
-
-
 @main.command(
     epilog=VERSIONS_PIPELINE_HELP + " Exits 0 when listed, 1 when the pipeline has no version."
 )
@@ -544,12 +551,13 @@ def versions(pipeline: str | None, as_json: bool, sample: float) -> None:
     the lag shrank between two samples --sample seconds apart. Watermarks, state sizes
     and the input's newest event time come from the versions' running workers.
     """
+    from app.kafka_client import on_kafka
     from app.versions.survey import survey
 
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        found = _on_kafka(settings, survey(settings, name, input_topic, sample_s=sample))
+        found = on_kafka(settings, survey(settings, name, input_topic, sample_s=sample))
     except KappaError as exc:
         _fail(exc)
     if as_json:
@@ -584,6 +592,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
     behind; then the views <name>_windows and <name>_totals switch to VERSION's tables in
     one transaction.
     """
+    from app.kafka_client import on_kafka
     from app.sink.versions import promotion_sink_refusal, switch_to
     from app.versions.active import write_active
     from app.versions.admin import promotion_refusal, run_verify
@@ -598,7 +607,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
         )
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        found = _on_kafka(settings, survey(settings, name, input_topic, only=version))
+        found = on_kafka(settings, survey(settings, name, input_topic, only=version))
         report = found.get(version)
         if report.active:
             click.echo(f"v{version} of {name} is already the active version; nothing to do")
@@ -618,7 +627,7 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
             )
         if found.sink is not None:  # the views first: a failure after them is retried
             asyncio.run(switch_to(settings, name, version))
-        record = _on_kafka(settings, write_active(settings, name, version))
+        record = on_kafka(settings, write_active(settings, name, version, report.windows()))
     except KappaError as exc:
         _fail(exc)
     if found.sink is not None:
@@ -636,19 +645,38 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
 )
 @click.argument("pipeline")
 @click.argument("version", type=click.IntRange(min=1))
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Do not ask for confirmation, and delete the version's dead letters and late "
+    "events with it (those not exported).",
+)
 @click.option("--force", is_flag=True, help="Retire even while the version has running workers.")
-def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
+@click.option(
+    "--export",
+    "export_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="First write the version's dead letters and late events to DIR, one JSON Lines "
+    "file per topic, with their reasons.",
+)
+def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path | None) -> None:
     """Delete VERSION of PIPELINE: its topics (dead letters, late events, window results,
     its control and history topics, its tables' changelogs), its consumer group, and its
     state directories under KAPPA_HOME/state on this machine.
 
-    With a PostgreSQL sink, also its tables <name>_v<N>_windows, _totals and
-    _dead_letters. Refuses the active version, the version the sink's views show, and a
-    version whose workers still run unless --force.
+    Refuses the active version, and a version whose workers still run unless --force.
+    Its dead-letter and late topics are the only copy of its bad records (a replay's
+    bad rows too) and late events: they are listed with their counts by reason, and
+    while they hold records retire refuses unless --export DIR keeps them or --yes
+    deletes them. With a PostgreSQL sink, it also drops VERSION's tables
+    <name>_v<N>_windows, _totals and _dead_letters, and refuses the version the sink's
+    views show.
     """
+    from app.kafka_client import on_kafka
     from app.sink.schema import VersionTables
     from app.sink.versions import drop_tables, retire_sink_refusal
+    from app.versions import kept_records
     from app.versions.admin import retire as run_retire
     from app.versions.admin import retire_refusal
     from app.versions.survey import survey
@@ -656,13 +684,14 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        found = _on_kafka(settings, survey(settings, name, input_topic, sample_s=0, only=version))
+        found = on_kafka(settings, survey(settings, name, input_topic, sample_s=0, only=version))
         report = found.get(version)
         refusal = retire_refusal(name, report, force) or retire_sink_refusal(
             name, version, found.sink
         )
         if refusal is not None:
             _fail(refusal)
+        kept = on_kafka(settings, kept_records.survey(settings, report.topics))
         click.echo(f"retiring v{version} of {name} deletes:")
         for topic in report.topics:
             click.echo(f"  topic {topic}")
@@ -674,9 +703,27 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
                 f"  PostgreSQL tables {tables.schema}.{tables.windows}, {tables.totals} and "
                 f"{tables.dead_letters}, and their offsets"
             )
+        at_risk = [topic for topic in kept if topic.records]
+        for kept_topic in at_risk:
+            click.echo(f"  with {kept_records.describe(kept_topic)}")
+        if export_dir is not None:
+            kept_records.export_directory(export_dir)
+        if at_risk and export_dir is None and not yes:
+            _fail(
+                Refused(
+                    f"v{version} of {name} holds "
+                    + " and ".join(f"{t.records:,} {t.kind}" for t in at_risk)
+                    + ", the only copy of them",
+                    hint="keep them with --export DIR (one JSON Lines file per topic, with "
+                    "their reasons), or pass --yes to delete them with the version",
+                )
+            )
         if not yes:
             click.confirm("delete them?", abort=True)
-        done = _on_kafka(settings, run_retire(settings, name, report))
+        if export_dir is not None:
+            for path, count in on_kafka(settings, kept_records.export(settings, kept, export_dir)):
+                click.echo(f"exported {count:,} records to {path}")
+        done = on_kafka(settings, run_retire(settings, name, report))
         if found.sink is not None:
             asyncio.run(drop_tables(settings, name, version))
     except KappaError as exc:
@@ -721,8 +768,24 @@ def retire(pipeline: str, version: int, yes: bool, force: bool) -> None:
     help="Insert a bad row after every N good ones (0: none).",
 )
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
+@click.option(
+    "--values",
+    type=click.Choice(["orders", "adversarial"]),
+    default="orders",
+    show_default=True,
+    help="orders: amounts in dollars and cents, mostly tens of dollars, up to 3,000, "
+    "and 1-12 items. adversarial: decimals from 0.0001 to about a billion, which make "
+    "an inexact sum show (what the tests use).",
+)
 def generate(
-    out: Path, events: int, keys: int, days: float, disorder: str, bad_every: int, seed: int
+    out: Path,
+    events: int,
+    keys: int,
+    days: float,
+    disorder: str,
+    bad_every: int,
+    seed: int,
+    values: str,
 ) -> None:
     """Write example order events to OUT (.csv or .jsonl, optionally .gz)."""
     from agents.durations import parse_duration
@@ -733,7 +796,12 @@ def generate(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--disorder") from None
     shape = DatasetShape(
-        events=events, keys=keys, span_ms=int(days * 86_400_000), disorder_ms=disorder_ms, seed=seed
+        events=events,
+        keys=keys,
+        span_ms=int(days * 86_400_000),
+        disorder_ms=disorder_ms,
+        seed=seed,
+        values=cast(Literal["orders", "adversarial"], values),
     )
     try:
         written = write(with_bad_rows(generate(shape), bad_every), out)

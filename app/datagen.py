@@ -3,25 +3,33 @@
 Events are out of order, but never by more than ``disorder`` (keep it below the
 pipeline's lateness and nothing is late).
 
-Values are decimals as people write them (``1234.57``, ``0.1``, ``3.3333``, ``250``),
-with up to four decimal places and magnitudes from 0.0001 to about a billion. Most of
-them are not binary fractions, so a float sum of them rounds, and a plain running sum
-depends on the order of the events and on where it is rounded: an inexact sum in kappa
-shows up as a difference from the correctly rounded sum (``math.fsum``) of the same
-values. A value drawn with no decimal places is an int, so JSON has integers and
-floats in the same field. Nulls (``null_fraction``) are kept.
+Two kinds of values (``DatasetShape.values``):
+
+- ``adversarial``, for the tests and benchmarks: decimals as people write them
+  (``1234.57``, ``0.1``, ``3.3333``, ``250``), with up to four decimal places and
+  magnitudes from 0.0001 to about a billion. Most of them are not binary fractions, so
+  a float sum of them rounds, and a plain running sum depends on the order of the events
+  and on where it is rounded: an inexact sum in kappa shows up as a difference from the
+  correctly rounded sum (``math.fsum``) of the same values. A value drawn with no
+  decimal places is an int, so JSON has integers and floats in the same field.
+- ``orders``, for the demo and the example history: what orders look like, an amount
+  in dollars and cents (most orders some tens of dollars, a few up to about 3,000) and a
+  quantity of 1 to 12 items.
+
+Nulls (``null_fraction``) are kept in both.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -35,6 +43,7 @@ class DatasetShape:
     disorder_ms: int = 5 * 60_000
     null_fraction: float = 0.05
     seed: int = 1
+    values: Literal["adversarial", "orders"] = "adversarial"
 
 
 def generate(shape: DatasetShape) -> Iterator[dict[str, Any]]:
@@ -43,10 +52,11 @@ def generate(shape: DatasetShape) -> Iterator[dict[str, Any]]:
     rng = random.Random(shape.seed)
     start_ms = int(shape.start.timestamp() * 1000)
     step = shape.span_ms / max(1, shape.events)
+    amount_of, quantity_of = VALUES[shape.values]
     for i in range(shape.events):
         ts = start_ms + int(i * step) - rng.randrange(shape.disorder_ms + 1)
-        amount = None if rng.random() < shape.null_fraction else _decimal(rng, 9, 4)
-        quantity = None if rng.random() < shape.null_fraction else _decimal(rng, 5, 3)
+        amount = None if rng.random() < shape.null_fraction else amount_of(rng)
+        quantity = None if rng.random() < shape.null_fraction else quantity_of(rng)
         yield {
             "customer_id": f"c{rng.randrange(shape.keys):05d}",
             "ts": _iso(ts),
@@ -62,6 +72,30 @@ def _decimal(rng: random.Random, max_digits: int, max_places: int) -> float | in
     places = rng.randrange(max_places + 1)
     units = rng.randrange(1, 10 ** rng.randrange(1, max_digits + 1))
     return units / 10**places if places else units
+
+
+# An order's amount: log-normal around $40 (most are tens of dollars), in cents, at most
+# $3,000.
+ORDER_MEDIAN = 40.0
+ORDER_SPREAD = 1.0
+ORDER_MAX = 3_000.0
+
+
+def _order_amount(rng: random.Random) -> float:
+    return round(
+        min(ORDER_MAX, max(0.5, rng.lognormvariate(math.log(ORDER_MEDIAN), ORDER_SPREAD))), 2
+    )
+
+
+def _order_quantity(rng: random.Random) -> int:
+    return min(12, 1 + int(rng.expovariate(0.5)))
+
+
+ValueOf = Callable[[random.Random], float | int]
+VALUES: dict[str, tuple[ValueOf, ValueOf]] = {
+    "adversarial": (lambda rng: _decimal(rng, 9, 4), lambda rng: _decimal(rng, 5, 3)),
+    "orders": (_order_amount, _order_quantity),
+}
 
 
 def _iso(ms: int) -> str:

@@ -173,6 +173,7 @@ def _live_events() -> Iterator[dict[str, Any]]:
         seed=99,
         start=DatasetShape().start + timedelta(days=3),
         span_ms=3_600_000,
+        values="orders",
     )
     yield from generate(shape)
 

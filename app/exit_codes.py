@@ -27,13 +27,15 @@ MEANING = {
     " not all; `kappa kafka status` found some local nodes down; `kappa replay` found more"
     " bad rows than `--max-bad-rows` allows and produced nothing; `kappa verify` compared"
     " a version still catching up on what it had processed, and found no difference",
-    ExitCode.REFUSED: "refused, nothing changed, because acting would count events twice or"
-    " leave readers without a version: `kappa replay` was given a file already replayed into"
-    " the same topic (without `--force`), the id of a complete replay, or an id to resume"
+    ExitCode.REFUSED: "refused, nothing changed, because acting would count events twice,"
+    " leave readers without a version or delete records unseen: `kappa replay` was"
+    " given a file already replayed into the same topic (without `--force`), the id of a"
+    " complete replay, or an id to resume"
     " with other files or options; `kappa promote` of a version that is behind, has no"
     " workers, fails `--verify`, or whose sink tables are behind or unreachable;"
-    " `kappa retire` of the active version, of the one a sink's views show, or of one whose"
-    " workers still run",
+    " `kappa retire` of the active version, of the one a sink's views show, of one whose"
+    " workers still run, or of one whose dead letters or late events neither `--export`"
+    " nor `--yes` provides for",
     ExitCode.DIFFERENT: "`kappa verify` found a difference between a version's tables or"
     " results and the batch answer",
 }

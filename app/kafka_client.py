@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from mode import Service
 
+from agents.errors import KappaError
 from agents.gap_reader import GapReader
 from app.security import aiokafka_security
 from app.settings import KappaSettings
 from app.versions.group_members import GroupDescription, describe_group
+
+T = TypeVar("T")
 
 
 def client_options(settings: KappaSettings) -> dict[str, Any]:
@@ -21,6 +26,23 @@ def client_options(settings: KappaSettings) -> dict[str, Any]:
         "request_timeout_ms": 30_000,
         **aiokafka_security(settings),
     }
+
+
+def on_kafka(
+    settings: KappaSettings,
+    work: Coroutine[Any, Any, T],
+    changed: str = "Nothing was changed unless the message says so.",
+) -> T:
+    """Run ``work``; Kafka's failures become an error that says what to check, and
+    (``changed``) what was changed before it failed."""
+    try:
+        return asyncio.run(work)
+    except KafkaError as exc:
+        raise KappaError(
+            f"Kafka failed at {settings.bootstrap}: {exc}",
+            hint="is the broker running (`kappa kafka status`; `kappa kafka start` starts a "
+            f"local one), and is KAPPA_BOOTSTRAP_SERVERS right? {changed}",
+        ) from None
 
 
 class OffsetQueries(Service):

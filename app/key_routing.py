@@ -15,6 +15,10 @@ from yarl import URL
 from app.versions.status import VersionStatus
 
 ROUTED_HEADER = "X-Kappa-Routed-By"  # a routed request is never routed again
+# The version whose worker answered: after a promotion, readers of any worker get the
+# active version's answers, whose windows may be named otherwise (app.web sets it on
+# every answer; a forwarded one keeps its owner's).
+VERSION_HEADER = "X-Kappa-Version"
 
 
 class KeyRouter:
@@ -70,7 +74,13 @@ class KeyRouter:
                 target, headers={ROUTED_HEADER: self.worker_name}
             ) as response:
                 body = await response.read()
-                return view.bytes(body, content_type="application/json", status=response.status)
+                answered_by = response.headers.get(VERSION_HEADER, str(version or ""))
+                return view.bytes(
+                    body,
+                    content_type="application/json",
+                    status=response.status,
+                    headers={VERSION_HEADER: answered_by} if answered_by else None,
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return view.error(
                 502, f"the owner of partition {partition} at {owner} did not answer ({exc!r})"

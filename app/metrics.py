@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import (
 from agents.pipeline import WiredPipeline
 from app.input_progress import InputProgress, read_input_progress
 from app.kafka_client import OffsetQueries
+from app.kafka_outage import OUTAGE
 from app.replay.tracker import ReplayTracker, report_number
 from app.settings import KappaSettings
 from app.status import event_times, state_sizes
@@ -153,6 +154,21 @@ class WorkerCollector:
             "end offsets and topic record counts are missing",
             float(self.progress.kafka_answered),
         )
+        since = OUTAGE.since
+        yield self._single(
+            "kappa_kafka_unreachable_since_seconds",
+            "When this worker's Kafka client started failing to connect (Unix time); 0 "
+            "while Kafka is reachable",
+            since or 0.0,
+        )
+        if since is not None:
+            unreachable = InfoMetricFamily(
+                "kappa_kafka_unreachable",
+                "Kafka is unreachable from this worker, since (ISO-8601)",
+                labels=LABELS,
+            )
+            unreachable.add_metric(self.base, {"since": OUTAGE.since_iso or ""})
+            yield unreachable
         yield self._single(
             "kappa_partitions", "Partitions of the input topic", self.pipeline.partitions
         )

@@ -11,6 +11,7 @@ import faust
 from agents.pipeline import WiredPipeline
 from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
+from app.kafka_outage import OUTAGE
 from app.recovery_status import recovery_status
 from app.replay.tracker import ReplayTracker
 from app.settings import KappaSettings
@@ -66,7 +67,12 @@ async def status(
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
-        "pipeline": {"name": pipeline.spec.name, "version": pipeline.spec.version},
+        "pipeline": {
+            "name": pipeline.spec.name,
+            "version": pipeline.spec.version,
+            # The names its windows have in the query API and in its results.
+            "windows": [w.name for w in pipeline.spec.windows],
+        },
         "uptime_s": round(time.time() - stats.started, 1),
         "partitions": pipeline.partitions,
         "partitions_owned": sorted(owned),
@@ -75,6 +81,8 @@ async def status(
         # False when Kafka did not answer in time: offsets, lag and durable counts are
         # then this worker's own or missing.
         "kafka_answered": progress.kafka_answered,
+        # Since when the Kafka client has failed to connect (ISO-8601), or None.
+        "kafka_unreachable_since": OUTAGE.since_iso,
         "watermarks": watermarks,
         "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},

@@ -17,7 +17,7 @@ from faust.web import Request, Response, View
 from agents.partitions import expected_partition
 from agents.pipeline import WiredPipeline
 from app.kafka_client import OffsetQueries
-from app.key_routing import KeyRouter
+from app.key_routing import VERSION_HEADER, KeyRouter
 from app.query_params import BadParameter, int_param, window_range
 from app.replay.tracker import ReplayTracker
 from app.settings import KappaSettings
@@ -46,6 +46,20 @@ async def errors_as_json(
             else exc.reason
         )
         return aiohttp.web.json_response({"error": error, "path": request.path}, status=exc.status)
+
+
+def version_header(version: int) -> aiohttp.typedefs.Middleware:
+    """Every answer says which version gave it, unless it already does (forwarded)."""
+
+    @aiohttp.web.middleware
+    async def add_version(
+        request: aiohttp.web.Request, handler: aiohttp.typedefs.Handler
+    ) -> aiohttp.web.StreamResponse:
+        response = await handler(request)
+        response.headers.setdefault(VERSION_HEADER, str(version))
+        return response
+
+    return add_version
 
 
 def register_views(

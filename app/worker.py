@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib
 import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -20,18 +20,19 @@ from agents.custom import CustomAgentContext
 from agents.names import PipelineNames
 from agents.pipeline import PipelineOptions, WiredPipeline
 from agents.spec import PipelineSpec, load_spec
-from app import codecs, recovery_watchdog
+from app import codecs, kafka_outage, recovery_watchdog
 from app.dashboard import register_dashboard
-from app.kafka_client import OffsetQueries, client_options
+from app.kafka_client import OffsetQueries, client_options, on_kafka
 from app.metrics import register_metrics
 from app.replay.tracker import ReplayTracker
 from app.security import faust_credentials
 from app.settings import KappaSettings
+from app.startup_checks import check_port_free, check_state_dir, quiet
 from app.topics import ensure_topics
 from app.versions.active import ActiveVersionTracker
 from app.versions.input_tail import InputTail
 from app.versions.status import VersionStatus
-from app.web import errors_as_json, register_views
+from app.web import errors_as_json, register_views, version_header
 from tables.pipeline_tables import StoreOptions
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> WiredPipeline:
     codecs.register()
     names = PipelineNames(spec)
-    datadir = settings.state_dir / names.prefix / settings.resolved_worker_name
+    datadir = state_dir(settings, names)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         names.app_id,
@@ -77,7 +78,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         consumer_metadata_max_age_ms=10_000,
         producer_linger_ms=5,
         web_in_thread=False,
-        web_application_options={"middlewares": [errors_as_json]},
+        web_application_options={"middlewares": [version_header(spec.version), errors_as_json]},
     )
     pipeline = WiredPipeline(app, spec, pipeline_options(settings), partitions)
     seam = pipeline.seam
@@ -99,16 +100,22 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         tail,
         names.input_topic,
         settings.kafka_query_timeout,
+        tuple(w.name for w in spec.windows),
     )
     register_views(app, pipeline, tracker, settings, queries, versions)
     batches = register_metrics(app, pipeline, tracker, settings, queries)
     pipeline.stats.batch_observer = batches.observe_batch
     register_dashboard(app)
     recovery_watchdog.install(app, settings.recovery_stall_timeout)
+    kafka_outage.watch(app, settings.bootstrap)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).
         importlib.import_module(module).register(app, CustomAgentContext(pipeline))
     return pipeline
+
+
+def state_dir(settings: KappaSettings, names: PipelineNames) -> Path:
+    return settings.state_dir / names.prefix / settings.resolved_worker_name
 
 
 def pipeline_options(settings: KappaSettings) -> PipelineOptions:
@@ -141,6 +148,15 @@ class KappaWorker(faust.Worker):
         # so every debug call in aiokafka would build a log record: a worker is a
         # service, not an interactive terminal.
         self.spinner = None
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        kafka_outage.install_filter(logger)
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        url = str(self.kappa_pipeline.app.conf.canonical_url).rstrip("/")
+        log.info("ready: the API answers at %s (dashboard %s/dashboard)", url, url)
 
     async def on_stop(self) -> None:
         # Before Faust stops its consumer and closes the tables: store what is applied.
@@ -196,7 +212,13 @@ def run_worker(settings: KappaSettings) -> None:
         # Before any loop exists: Faust and aiokafka then run on libuv.
         mode.loop.use("uvloop")
     spec = load_spec(settings.pipeline)
-    partitions = asyncio.run(ensure_topics(settings, PipelineNames(spec)))
+    names = PipelineNames(spec)
+    # What can fail on this machine first, then Kafka once: a failed start leaves no
+    # topics and no consumer group behind (app.startup_checks).
+    check_state_dir(state_dir(settings, names))
+    check_port_free(settings.web_host, settings.web_port)
+    with quiet("aiokafka"):  # the error says it: aiokafka's log lines would repeat it
+        partitions = on_kafka(settings, ensure_topics(settings, names), "The worker did not start.")
     pipeline = create_app(settings, spec, partitions)
     take_over_garbage_collection(pipeline.app)
     worker = KappaWorker(

@@ -4,7 +4,12 @@
 (``kappa.<name>.control``, one partition) under the key ``active``, as JSON::
 
     {"pipeline": "orders", "version": 2, "results_topic": "kappa.orders.v2.window-results",
-     "promoted_at": "2026-12-01T06:00:00.000Z", "promoted_at_ms": 1796104800000}
+     "windows": ["30m"], "promoted_at": "2026-12-01T06:00:00.000Z",
+     "promoted_at_ms": 1796104800000}
+
+``windows`` are the names the active version's windows have in the query API and in its
+results; a promotion can change them (``null`` in a record written before kappa kept
+them, or when no worker of the version said).
 
 Compaction keeps the newest record, so the topic itself is the stable lookup for
 readers of window results; every worker follows it (``ActiveVersionTracker``) and
@@ -38,6 +43,7 @@ class ActiveRecord:
     pipeline: str
     version: int
     promoted_at_ms: int
+    windows: tuple[str, ...] | None = None
 
     @property
     def results_topic(self) -> str:
@@ -48,6 +54,7 @@ class ActiveRecord:
             "pipeline": self.pipeline,
             "version": self.version,
             "results_topic": self.results_topic,
+            "windows": None if self.windows is None else list(self.windows),
             "promoted_at": ms_to_iso(self.promoted_at_ms),
             "promoted_at_ms": self.promoted_at_ms,
         }
@@ -57,7 +64,13 @@ class ActiveRecord:
         """The record, or None (logged) when it is not one kappa wrote."""
         try:
             body = orjson.loads(value)
-            return cls(str(body["pipeline"]), int(body["version"]), int(body["promoted_at_ms"]))
+            windows = body.get("windows")
+            return cls(
+                str(body["pipeline"]),
+                int(body["version"]),
+                int(body["promoted_at_ms"]),
+                None if windows is None else tuple(str(name) for name in windows),
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("ignoring a malformed active-version record: %r", value[:200])
             return None
@@ -74,8 +87,10 @@ async def read_active(settings: KappaSettings, pipeline: str) -> ActiveRecord | 
     return active
 
 
-async def write_active(settings: KappaSettings, pipeline: str, version: int) -> ActiveRecord:
-    record = ActiveRecord(pipeline, version, int(time.time() * 1000))
+async def write_active(
+    settings: KappaSettings, pipeline: str, version: int, windows: tuple[str, ...] | None
+) -> ActiveRecord:
+    record = ActiveRecord(pipeline, version, int(time.time() * 1000), windows)
     producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:

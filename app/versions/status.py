@@ -36,9 +36,11 @@ class VersionStatus:
         tail: InputTail,
         input_topic: str,
         wait_s: float,
+        windows: tuple[str, ...],
     ) -> None:
         self.pipeline = pipeline
         self.version = version
+        self.windows = windows
         self.tracker = tracker
         self.queries = queries
         self.tail = tail
@@ -97,6 +99,7 @@ class VersionStatus:
             "active": None if active is None else active.as_json(),
             "control_topic": self.tracker.topic,
             "this_worker_version": self.version,
+            "this_worker_windows": list(self.windows),
         }
 
     async def catch_up(self, status: dict[str, Any]) -> dict[str, Any]:

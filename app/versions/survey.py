@@ -51,6 +51,12 @@ class VersionReport:
     def urls(self) -> list[str]:
         return sorted({m.url for m in self.group.members if m.url is not None})
 
+    def windows(self) -> tuple[str, ...] | None:
+        """The names of the version's windows, as its workers say; None when none
+        answered (or all run a kappa that did not say)."""
+        said = (body.get("pipeline", {}).get("windows") for body in self.workers.values())
+        return next((tuple(names) for names in said if names is not None), None)
+
     def watermark(self) -> int | None:
         """The version's watermark: the lowest of its partitions' (from its workers)."""
         marks = [

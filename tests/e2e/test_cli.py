@@ -60,18 +60,23 @@ def test_status_without_a_worker_says_what_to_do() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "field"),
+    ("variable", "value"),
     [
-        ("KAPPA_WEB_PORT", "not-a-port", "web_port"),
-        ("KAPPA_SESSION_TIMEOUT", "2", "session_timeout"),  # below the broker's minimum
-        ("KAPPA_STANDBY_REPLICAS", "-1", "standby_replicas"),
-        ("KAPPA_POSTGRES_SCHEMA", "Robert'); DROP", "postgres_schema"),
+        ("KAPPA_WEB_PORT", "not-a-port"),
+        ("KAPPA_SESSION_TIMEOUT", "2"),  # below the broker's minimum
+        ("KAPPA_STANDBY_REPLICAS", "-1"),
+        ("KAPPA_POSTGRES_SCHEMA", "Robert'); DROP"),
     ],
 )
-def test_invalid_setting_is_named(variable: str, value: str, field: str) -> None:
-    done = kappa_cli({**os.environ, variable: value}, "settings")
+@pytest.mark.parametrize("command", ["settings", "worker"])
+def test_invalid_setting_is_named(variable: str, value: str, command: str) -> None:
+    done = kappa_cli({**os.environ, variable: value}, command)
     assert done.returncode == 1
-    assert field in done.stderr
+    # One line names the variable and its value, the next says what to do.
+    error, what_to_do = done.stderr.splitlines()
+    assert error.startswith("Error: invalid setting: ")
+    assert f"{variable}={value!r}" in error
+    assert what_to_do.strip().startswith("what to do: ")
 
 
 @pytest.mark.broker

@@ -8,16 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from app.datagen import DatasetShape, generate, write
 from app.settings import KappaSettings
-from tests.support.kafka import produce_events
+from tests.support.kafka import cluster_names, produce_events
 from tests.support.oracle import batch_results
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess, kappa_cli
@@ -51,13 +52,13 @@ def _settled(env: dict[str, str], name: str, lags: dict[int, int]) -> dict[str, 
         time.sleep(0.5)
 
 
-async def _cluster_names(bootstrap: str) -> tuple[list[str], list[str]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+def _answered_by(worker: WorkerProcess, path: str) -> tuple[int, str | None]:
+    """The status of ``worker``'s answer to ``path`` and the version that gave it."""
     try:
-        return await admin.list_topics(), [g[0] for g in await admin.list_consumer_groups()]
-    finally:
-        await admin.close()
+        with urllib.request.urlopen(worker.base + path, timeout=10) as response:
+            return response.status, response.headers.get("X-Kappa-Version")
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("X-Kappa-Version")
 
 
 def test_versions_promote_and_retire(
@@ -131,6 +132,7 @@ def test_versions_promote_and_retire(
     status, before = a.get(f"/api/keys/{key}/windows")
     assert status == 200
     assert {w["window"] for w in before["windows"]} == {"1h"}
+    assert _answered_by(a, f"/api/keys/{key}/windows") == (200, "1")
     promoted = kappa_cli(v2_env, "promote", str(v2_spec), "2")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     a.wait_until(
@@ -140,6 +142,12 @@ def test_versions_promote_and_retire(
     )
     active = a.get("/api/active")[1]["active"]
     assert active["results_topic"] == f"kappa.{name}.v2.window-results"
+    # Readers learn the windows changed: /api/active names them, and every forwarded
+    # answer says which version gave it.
+    assert active["windows"] == ["30m"]
+    assert a.get("/api/active")[1]["this_worker_windows"] == ["1h"]
+    assert _answered_by(a, f"/api/keys/{key}/windows") == (200, "2")
+    assert _answered_by(a, f"/api/keys/{key}/windows?window=1h") == (400, "2")
 
     history = tmp_path / "all.csv"
     write(iter(events), history)
@@ -180,7 +188,7 @@ def test_versions_promote_and_retire(
     running = kappa_cli(v1_env, "retire", name, "1", "--yes")
     assert running.returncode == 4
     assert "still has running workers" in running.stderr
-    topics, groups = asyncio.run(_cluster_names(bootstrap))
+    topics, groups = asyncio.run(cluster_names(bootstrap))
     assert f"kappa.{name}.v1.window-results" in topics
     assert f"kappa.{name}.v1" in groups
 
@@ -198,7 +206,7 @@ def test_versions_promote_and_retire(
     assert not state_dir.exists()
 
     def v1_gone() -> bool:
-        topics, groups = asyncio.run(_cluster_names(bootstrap))
+        topics, groups = asyncio.run(cluster_names(bootstrap))
         return not any(t.startswith(f"kappa.{name}.v1") for t in topics) and (
             f"kappa.{name}.v1" not in groups
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.kafka_client import offset_ranges
 
@@ -63,3 +64,13 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
         return records
     finally:
         await consumer.stop()
+
+
+async def cluster_names(bootstrap: str) -> tuple[list[str], list[str]]:
+    """The cluster's topics and consumer groups."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return await admin.list_topics(), [g[0] for g in await admin.list_consumer_groups()]
+    finally:
+        await admin.close()

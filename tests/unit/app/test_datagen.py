@@ -127,3 +127,15 @@ def test_events_stay_within_the_disorder_of_the_newest_before_them() -> None:
         ts = ms(event["ts"])
         assert ts >= newest - shape.disorder_ms
         newest = max(newest, ts)
+
+
+def test_order_values_look_like_orders() -> None:
+    """The demo's and the example history's data: dollars and cents up to 3,000, 1-12
+    items; the tests' datasets stay adversarial."""
+    events = list(generate(DatasetShape(events=20_000, seed=4, values="orders")))
+    amounts = [e["amount"] for e in events if e["amount"] is not None]
+    quantities = [e["quantity"] for e in events if e["quantity"] is not None]
+    assert all(0 < a <= 3_000 and round(a, 2) == a for a in amounts)
+    assert 20 <= sorted(amounts)[len(amounts) // 2] <= 80  # a typical order: tens of dollars
+    assert all(isinstance(q, int) and 1 <= q <= 12 for q in quantities)
+    assert DatasetShape().values == "adversarial"

@@ -158,11 +158,15 @@ def test_retire_rules() -> None:
 
 
 def test_active_record_round_trips_and_names_the_results_topic() -> None:
-    record = ActiveRecord("orders", 2, 1_796_104_800_000)
+    record = ActiveRecord("orders", 2, 1_796_104_800_000, ("30m", "1d"))
     body = record.as_json()
     assert body["results_topic"] == "kappa.orders.v2.window-results"
     assert body["promoted_at"] == "2026-12-01T06:00:00Z"
+    assert body["windows"] == ["30m", "1d"]
     assert ActiveRecord.decode(orjson.dumps(body)) == record
+    # A record written before kappa kept the windows.
+    del body["windows"]
+    assert ActiveRecord.decode(orjson.dumps(body)) == ActiveRecord("orders", 2, 1_796_104_800_000)
     assert ActiveRecord.decode(b"{not json") is None
     assert ActiveRecord.decode(b'{"version": 2}') is None
 
@@ -217,7 +221,14 @@ async def test_a_workers_catch_up_covers_every_partition_of_its_version() -> Non
     from app.versions.status import VersionStatus
 
     versions = VersionStatus(
-        "orders", 1, cast(Any, _Tracker()), cast(Any, None), cast(Any, _Tail()), "orders", 1.0
+        "orders",
+        1,
+        cast(Any, _Tracker()),
+        cast(Any, None),
+        cast(Any, _Tail()),
+        "orders",
+        1.0,
+        ("1h",),
     )
     status = {
         "kafka_answered": True,
@@ -236,6 +247,7 @@ async def test_a_workers_catch_up_covers_every_partition_of_its_version() -> Non
     assert body["input_newest_event_time_iso"] == "1970-01-01T00:00:50Z"
     assert (body["version"], body["active_version"], body["active"]) == (1, 2, False)
     assert versions.forward_to() == 2
+    assert versions.active_json()["this_worker_windows"] == ["1h"]
 
 
 def test_kafka_unreachable_is_said_plainly() -> None:

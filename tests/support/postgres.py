@@ -76,10 +76,11 @@ def sink_lag(url: str, schema: str, bootstrap: str, pipeline: str, version: int)
 
 def wait_sink_caught_up(
     url: str, schema: str, bootstrap: str, pipeline: str, version: int, sink: SinkProcess,
-    timeout: float = 180,
+    timeout: float = 180, max_lag: int = 0,
 ) -> None:  # fmt: skip
+    """Until the sink's lag is at most ``max_lag`` (above 0 while live traffic goes on)."""
     deadline = time.monotonic() + timeout
-    while (lag := sink_lag(url, schema, bootstrap, pipeline, version)) != 0:
+    while (lag := sink_lag(url, schema, bootstrap, pipeline, version)) is None or lag > max_lag:
         assert sink.alive(), f"the sink exited:\n{sink.log_tail()}"
         assert time.monotonic() < deadline, f"sink lag {lag} after {timeout}s:\n{sink.log_tail()}"
         time.sleep(0.5)

@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # The test suite runs its own broker under var/test, apart from a development broker.
-TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092
+TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092 KAPPA_POSTGRES_PORT=29432
 
-.PHONY: install browser demo test lint typecheck unit chaos bench bench-peer clean kafka-start kafka-stop
+.PHONY: install browser postgres-server demo test lint typecheck unit chaos bench bench-peer clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,23 @@ browser:
 		exit 1; \
 	fi
 
+# The sink's tests run a real PostgreSQL (tests/integration/test_sink_postgres.py): Debian's
+# server binaries, installed here when missing, as root (app/postgres/local.py runs them).
+postgres-server:
+	@if command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+		echo "PostgreSQL is missing: install the Debian package postgresql (as root), or set KAPPA_POSTGRES_URL, then run make test again" >&2; \
+		exit 1; \
+	fi
+
 demo: install
 	$(BIN)/kappa demo
 
-test: install browser lint typecheck
-	$(TEST_ENV) $(BIN)/pytest; status=$$?; $(TEST_ENV) $(BIN)/kappa kafka stop >/dev/null; exit $$status
+test: install browser postgres-server lint typecheck
+	$(TEST_ENV) $(BIN)/pytest; status=$$?; $(TEST_ENV) $(BIN)/kappa kafka stop >/dev/null; \
+	$(TEST_ENV) $(BIN)/kappa postgres stop >/dev/null; exit $$status
 
 lint: install
 	$(BIN)/ruff check .

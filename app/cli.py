@@ -19,6 +19,7 @@ from app.settings import KappaSettings
 
 if TYPE_CHECKING:
     from app.broker.local import LocalKafka
+    from app.postgres.local import LocalPostgres
 
 
 def _settings() -> KappaSettings:
@@ -166,6 +167,101 @@ def worker(pipeline: Path | None) -> None:
 
     try:
         run_worker(_with_pipeline(_settings(), pipeline))
+    except KappaError as exc:
+        _fail(exc)
+
+
+# -- postgres and the sink -----------------------------------------------------------------
+@main.group()
+def postgres() -> None:
+    """Run a real local PostgreSQL for the sink's development, tests and the demo.
+
+    It runs Debian's PostgreSQL server binaries (apt-get install postgresql) with its data
+    under KAPPA_HOME/postgres, on 127.0.0.1:KAPPA_POSTGRES_PORT, user and database `kappa`.
+    Nothing is started when KAPPA_POSTGRES_URL names a server.
+    """
+
+
+def _local_postgres(action: str) -> LocalPostgres | None:
+    from app.postgres.local import LocalPostgres
+
+    settings = _settings()
+    if settings.postgres_url is not None:
+        click.echo(f"using the server in KAPPA_POSTGRES_URL; nothing to {action}")
+        return None
+    return LocalPostgres(settings)
+
+
+@postgres.command("start")
+def postgres_start() -> None:
+    """Create the local server on first use, start it, and wait until it accepts
+    connections."""
+    server = _local_postgres("start")
+    if server is None:
+        return
+    try:
+        state = server.start()
+    except KappaError as exc:
+        _fail(exc)
+    click.echo(f"postgres running: pid {state.pid}, 127.0.0.1:{state.port}, log {state.log_file}")
+    click.echo(f"url: {server.settings.resolved_postgres_url}")
+
+
+@postgres.command("stop")
+def postgres_stop() -> None:
+    """Stop the local server. Safe to run when nothing is running."""
+    server = _local_postgres("stop")
+    if server is None:
+        return
+    try:
+        stopped = server.stop()
+    except KappaError as exc:
+        _fail(exc)
+    click.echo("stopped the local postgres" if stopped else "no local postgres was running")
+
+
+@postgres.command("status", epilog="Exits 0 when it runs, 1 when it does not.")
+def postgres_status() -> None:
+    """Show whether the local server runs."""
+    server = _local_postgres("check")
+    if server is None:
+        return
+    state = server.status()
+    click.echo(
+        f"postgres on 127.0.0.1:{state.port}: "
+        + (f"running (pid {state.pid})" if state.running else "stopped")
+    )
+    if not state.running:
+        sys.exit(ExitCode.ERROR)
+
+
+@main.group()
+def sink() -> None:
+    """Write a version's results where applications read them ([docs/sinks.md])."""
+
+
+@sink.command(
+    "postgres",
+    epilog="Exits 0 after a clean stop (SIGTERM or Ctrl-C), 1 on an error at start (a bad "
+    "spec or setting). PostgreSQL down is not an error: it retries, with a doubling wait.",
+)
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def sink_postgres(pipeline: Path | None) -> None:
+    """Write PIPELINE's version (a TOML spec; default: KAPPA_PIPELINE) into PostgreSQL,
+    exactly once: its final window results into <name>_v<N>_windows and each key's totals
+    into <name>_v<N>_totals, in KAPPA_POSTGRES_SCHEMA, with the Kafka offsets in the
+    same transaction.
+
+    Run as many as you like: they share the version's partitions, like workers. The
+    views <name>_windows and <name>_totals point at the first version written, then at
+    the one `kappa promote` makes active. Metrics on KAPPA_SINK_METRICS_PORT.
+    """
+    from agents.spec import load_spec
+    from app.sink.run import run_sink
+
+    settings = _with_pipeline(_settings(), pipeline)
+    try:
+        run_sink(settings, load_spec(settings.pipeline))
     except KappaError as exc:
         _fail(exc)
 
@@ -491,9 +587,13 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
     results topic in /api/active and in the control topic kappa.<name>.control.
 
     Refused while VERSION is still catching up (more input records not processed than
-    KAPPA_PROMOTE_MAX_LAG) or has no running workers.
+    KAPPA_PROMOTE_MAX_LAG) or has no running workers. When the pipeline has a PostgreSQL
+    sink, also refused while VERSION's tables are more than KAPPA_PROMOTE_MAX_LAG records
+    behind; then the views <name>_windows and <name>_totals switch to VERSION's tables in
+    one transaction.
     """
     from app.kafka_client import on_kafka
+    from app.sink.versions import promotion_sink_refusal, switch_to
     from app.versions.active import write_active
     from app.versions.admin import promotion_refusal, run_verify
     from app.versions.survey import survey
@@ -507,11 +607,14 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
         )
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        report = on_kafka(settings, survey(settings, name, input_topic, only=version)).get(version)
+        found = on_kafka(settings, survey(settings, name, input_topic, only=version))
+        report = found.get(version)
         if report.active:
             click.echo(f"v{version} of {name} is already the active version; nothing to do")
             return
-        refusal = promotion_refusal(name, report, settings.promote_max_lag)
+        refusal = promotion_refusal(name, report, settings.promote_max_lag) or (
+            promotion_sink_refusal(name, version, found.sink, settings.promote_max_lag)
+        )
         if refusal is not None:
             _fail(refusal)
         if verify and (code := run_verify(pipeline, version)) != 0:
@@ -522,9 +625,13 @@ def promote(pipeline: str, version: int, verify: bool) -> None:
                     hint="read its report above, fix the pipeline or its input, and retry",
                 )
             )
+        if found.sink is not None:  # the views first: a failure after them is retried
+            asyncio.run(switch_to(settings, name, version))
         record = on_kafka(settings, write_active(settings, name, version, report.windows()))
     except KappaError as exc:
         _fail(exc)
+    if found.sink is not None:
+        click.echo(f"the sink's views now show v{version}'s tables")
     click.echo(
         f"v{version} of {name} is active since {record.as_json()['promoted_at']}; its "
         f"window results are in {record.results_topic}"
@@ -562,9 +669,13 @@ def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path
     Its dead-letter and late topics are the only copy of its bad records (a replay's
     bad rows too) and late events: they are listed with their counts by reason, and
     while they hold records retire refuses unless --export DIR keeps them or --yes
-    deletes them.
+    deletes them. With a PostgreSQL sink, it also drops VERSION's tables
+    <name>_v<N>_windows, _totals and _dead_letters, and refuses the version the sink's
+    views show.
     """
     from app.kafka_client import on_kafka
+    from app.sink.schema import VersionTables
+    from app.sink.versions import drop_tables, retire_sink_refusal
     from app.versions import kept_records
     from app.versions.admin import retire as run_retire
     from app.versions.admin import retire_refusal
@@ -573,10 +684,11 @@ def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path
     settings = _settings()
     try:
         name, input_topic = _pipeline_target(settings, pipeline)
-        report = on_kafka(
-            settings, survey(settings, name, input_topic, sample_s=0, only=version)
-        ).get(version)
-        refusal = retire_refusal(name, report, force)
+        found = on_kafka(settings, survey(settings, name, input_topic, sample_s=0, only=version))
+        report = found.get(version)
+        refusal = retire_refusal(name, report, force) or retire_sink_refusal(
+            name, version, found.sink
+        )
         if refusal is not None:
             _fail(refusal)
         kept = on_kafka(settings, kept_records.survey(settings, report.topics))
@@ -585,6 +697,12 @@ def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path
             click.echo(f"  topic {topic}")
         click.echo(f"  consumer group {report.group.group}")
         click.echo(f"  state under {settings.state_dir}/{report.prefix}")
+        if found.sink is not None:
+            tables = VersionTables(name, version, settings.postgres_schema)
+            click.echo(
+                f"  PostgreSQL tables {tables.schema}.{tables.windows}, {tables.totals} and "
+                f"{tables.dead_letters}, and their offsets"
+            )
         at_risk = [topic for topic in kept if topic.records]
         for kept_topic in at_risk:
             click.echo(f"  with {kept_records.describe(kept_topic)}")
@@ -606,6 +724,8 @@ def retire(pipeline: str, version: int, yes: bool, force: bool, export_dir: Path
             for path, count in on_kafka(settings, kept_records.export(settings, kept, export_dir)):
                 click.echo(f"exported {count:,} records to {path}")
         done = on_kafka(settings, run_retire(settings, name, report))
+        if found.sink is not None:
+            asyncio.run(drop_tables(settings, name, version))
     except KappaError as exc:
         _fail(exc)
     click.echo(

@@ -32,7 +32,8 @@ MEANING = {
     " given a file already replayed into the same topic (without `--force`), the id of a"
     " complete replay, or an id to resume"
     " with other files or options; `kappa promote` of a version that is behind, has no"
-    " workers, or fails `--verify`; `kappa retire` of the active version, of one whose"
+    " workers, fails `--verify`, or whose sink tables are behind or unreachable;"
+    " `kappa retire` of the active version, of the one a sink's views show, of one whose"
     " workers still run, or of one whose dead letters or late events neither `--export`"
     " nor `--yes` provides for",
     ExitCode.DIFFERENT: "`kappa verify` found a difference between a version's tables or"

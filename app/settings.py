@@ -157,6 +157,38 @@ class KappaSettings(BaseSettings):
         default=8, ge=1, description="RocksDB write buffer per table partition."
     )
 
+    postgres_url: SecretStr | None = Field(
+        default=None,
+        description="An existing PostgreSQL server for `kappa sink postgres` "
+        "(postgresql://user:password@host:port/db). When unset, kappa uses the local one "
+        "that `kappa postgres start` runs.",
+    )
+    postgres_port: int = Field(
+        default=15432, ge=1, le=65535, description="Port of the local PostgreSQL server."
+    )
+    postgres_schema: str = Field(
+        default="kappa",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The schema the sink's tables, views and offsets live in.",
+    )
+    sink_batch_rows: int = Field(
+        default=5000,
+        ge=1,
+        description="Most Kafka records the sink writes to PostgreSQL in one transaction.",
+    )
+    sink_max_backoff: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait, in seconds, between two attempts of the sink to reach "
+        "PostgreSQL while it is down (the wait doubles from 0.5s up to this).",
+    )
+    sink_metrics_port: int = Field(
+        default=6070,
+        ge=0,
+        le=65535,
+        description="Port of the sink's /metrics (Prometheus); 0 serves none.",
+    )
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -172,6 +204,13 @@ class KappaSettings(BaseSettings):
         if self.bootstrap_servers is not None:
             return self.bootstrap_servers
         return ",".join(f"{LOCAL_HOST}:{self.kafka_port + 2 * i}" for i in range(self.kafka_nodes))
+
+    @property
+    def resolved_postgres_url(self) -> str:
+        """The server the sink writes to: KAPPA_POSTGRES_URL, or the local one."""
+        if self.postgres_url is not None:
+            return self.postgres_url.get_secret_value()
+        return f"postgresql://kappa@{LOCAL_HOST}:{self.postgres_port}/kappa"
 
     @property
     def agent_modules(self) -> list[str]:

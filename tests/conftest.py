@@ -17,6 +17,7 @@ import pytest
 from app.ports import free_port
 from app.settings import KappaSettings
 from tests.support.harness import Harness
+from tests.support.postgres import SinkProcess
 from tests.support.worker import WorkerProcess, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,3 +152,39 @@ def kappa(
     start_worker: Callable[[dict[str, str]], WorkerProcess],
 ) -> Harness:
     return Harness(kafka_settings, tmp_path, unique, make_spec, kappa_env, start_worker)
+
+
+@pytest.fixture
+def start_sink(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], SinkProcess]]:
+    """``kappa sink postgres`` processes, stopped at the end of the test."""
+    sinks: list[SinkProcess] = []
+
+    def start(env: dict[str, str]) -> SinkProcess:
+        sink = SinkProcess(env, tmp_path / f"sink-{len(sinks)}.log").start()
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL: the one in KAPPA_POSTGRES_URL, or the project's local server
+    (``kappa postgres start`` under KAPPA_HOME), stopped at the end if started here. If
+    none comes up the tests that need it fail, they never skip."""
+    settings = KappaSettings()
+    if settings.postgres_url is not None:
+        yield settings.resolved_postgres_url
+        return
+    from app.postgres.local import LocalPostgres
+
+    server = LocalPostgres(settings)
+    was_running = server.status().running
+    server.start()
+    try:
+        yield settings.resolved_postgres_url
+    finally:
+        if not was_running:
+            server.stop()

@@ -42,3 +42,8 @@ def version_groups(pipeline: str, groups: list[str]) -> dict[int, str]:
         if version is not None and group == version_prefix(pipeline, version):
             found[version] = group
     return found
+
+
+def changelog_topic(pipeline: str, version: int, table: str) -> str:
+    """Faust's name of a version's table changelog (``<app id>-<table>-changelog``)."""
+    return f"{version_prefix(pipeline, version)}-{table}-changelog"

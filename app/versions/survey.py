@@ -4,7 +4,8 @@ what ``kappa versions``, ``kappa promote`` and ``kappa retire`` start from.
 Versions are found by name (app.versions.names) among the cluster's topics and consumer
 groups. Lag comes from each version's committed offsets, sampled twice for a rate and
 an ETA; workers, from the group's members and their advertised URLs; watermarks, state
-sizes and the input's newest event time, from those workers' ``/api/status``.
+sizes and the input's newest event time, from those workers' ``/api/status``; the
+PostgreSQL sink's lag, from its offsets (app.sink.versions).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from agents.names import version_prefix
 from app.group_status import failure_reason, fetch_status
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
+from app.sink.versions import SinkSurvey, survey_sink
 from app.versions.active import ActiveRecord, read_active
 from app.versions.catch_up import CatchUp, LagSample, catch_up, partition_lag
 from app.versions.group_members import GroupDescription, describe_group
@@ -140,6 +142,7 @@ class PipelineSurvey:
     pipeline: str
     versions: dict[int, VersionReport]
     active: ActiveRecord | None
+    sink: SinkSurvey | None = None  # the PostgreSQL sink, when the pipeline has one
 
     def input_newest(self) -> dict[int, int]:
         """The input's newest event time per partition, as the workers of any version
@@ -170,7 +173,10 @@ class PipelineSurvey:
             "active": None if self.active is None else self.active.as_json(),
             "input_newest_event_time": latest,
             "input_newest_event_time_iso": None if latest is None else ms_to_iso(latest),
-            "versions": [r.as_json(newest) for _, r in sorted(self.versions.items())],
+            "versions": [
+                {**r.as_json(newest), "sink": None if self.sink is None else self.sink.as_json(v)}
+                for v, r in sorted(self.versions.items())
+            ],
         }
 
 
@@ -242,7 +248,7 @@ async def survey(
     finally:
         await admin.close()
     await asyncio.gather(*(_ask_workers(report) for report in reports.values()))
-    return PipelineSurvey(pipeline, reports, active)
+    return PipelineSurvey(pipeline, reports, active, await survey_sink(settings, pipeline, reports))
 
 
 async def _lag_sample(

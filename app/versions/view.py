@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Column, Table
 
+from app.sink.schema import VersionTables
 from app.versions.catch_up import CatchUp
 from app.versions.survey import PipelineSurvey
 from tables.times import ms_to_iso
@@ -49,6 +50,7 @@ def print_versions(found: PipelineSurvey) -> None:
         "behind",
         "keys",
         "windows",
+        "sink lag",
     )
     for version, report in sorted(found.versions.items()):
         progress = report.progress
@@ -63,8 +65,17 @@ def print_versions(found: PipelineSurvey) -> None:
             _duration(report.behind_input_ms(newest)),
             "?" if state is None else f"{state['keys']:,}",
             "?" if state is None else f"{state['open_windows']:,}",
+            _sink_lag(found, version),
         )
     out.print(table)
+    if found.sink is not None:
+        views = VersionTables(found.pipeline, 0, "")
+        out.print(
+            f"sink: PostgreSQL does not answer ({found.sink.error})"
+            if found.sink.error
+            else f"sink: the views {views.windows_view} and {views.totals_view} show "
+            f"v{found.sink.views_version}"
+        )
     for version, report in sorted(found.versions.items()):
         if (seam := report.seam()) is not None:
             _print_seam(out, version, seam)
@@ -94,6 +105,15 @@ def _print_seam(out: Console, version: int, seam: dict[str, Any]) -> None:
     )
     for line in seam["gap_explanation"]:
         out.print(f"[bold red]v{version} GAP AFTER THE CUT:[/] {line}")
+
+
+def _sink_lag(found: PipelineSurvey, version: int) -> str:
+    """Records of the version's results and totals not yet in PostgreSQL; ``-`` without
+    a sink, ``?`` when PostgreSQL does not answer or no sink has started it."""
+    if found.sink is None:
+        return "-"
+    lag = found.sink.lags.get(version)
+    return "?" if lag is None or not lag.started else f"{lag.total:,}"
 
 
 def _eta(progress: CatchUp | None) -> str:

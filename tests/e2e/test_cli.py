@@ -28,6 +28,10 @@ COMMANDS = [
     ["promote"],
     ["retire"],
     ["settings"],
+    ["postgres", "start"],
+    ["postgres", "stop"],
+    ["postgres", "status"],
+    ["sink", "postgres"],
     ["demo"],
     ["generate"],
 ]
@@ -61,6 +65,7 @@ def test_status_without_a_worker_says_what_to_do() -> None:
         ("KAPPA_WEB_PORT", "not-a-port"),
         ("KAPPA_SESSION_TIMEOUT", "2"),  # below the broker's minimum
         ("KAPPA_STANDBY_REPLICAS", "-1"),
+        ("KAPPA_POSTGRES_SCHEMA", "Robert'); DROP"),
     ],
 )
 @pytest.mark.parametrize("command", ["settings", "worker"])

@@ -39,7 +39,7 @@ def _totals(key: str, count: int, offset: int) -> ConsumerRecord[bytes, bytes]:
     agg = Agg.empty(1)
     for _ in range(count):
         agg.add([1.5])
-    state = KeyRecord(fence=offset, totals=agg, windows={}).to_state()
+    state = KeyRecord(fence=offset, totals=agg).to_state()
     return _record(CHANGELOG, offset, orjson.dumps(key), orjson.dumps(state))
 
 

@@ -30,18 +30,18 @@ browser:
 		exit 1; \
 	fi
 
-# The sink's tests run a real PostgreSQL (tests/integration/test_sink_postgres.py): Debian's
+# The sink's tests and `make demo` run a real PostgreSQL (app/postgres/local.py): Debian's
 # server binaries, installed here when missing, as root (app/postgres/local.py runs them).
 postgres-server:
-	@if command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	@if [ -n "$$KAPPA_POSTGRES_URL" ] || command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else \
-		echo "PostgreSQL is missing: install the Debian package postgresql (as root), or set KAPPA_POSTGRES_URL, then run make test again" >&2; \
+		echo "PostgreSQL is missing: install the Debian package postgresql (as root), or set KAPPA_POSTGRES_URL, then run make again" >&2; \
 		exit 1; \
 	fi
 
-demo: install
+demo: install postgres-server
 	$(BIN)/kappa demo
 
 test: install browser postgres-server lint typecheck

@@ -820,10 +820,19 @@ def show_settings() -> None:
         click.echo(f"{env:<32} {getattr(settings, name)!s:<28} {info.description or ''}")
 
 
-@main.command(epilog="Exits 1 if any step fails, or if the worker's totals differ from the fold.")
-@click.option("--keep-kafka", is_flag=True, help="Leave the local broker running afterwards.")
+@main.command(
+    epilog="Exits 1 if any step fails, or if the worker's totals differ from the fold or "
+    "the PostgreSQL view's rows from the worker's totals."
+)
+@click.option(
+    "--keep-kafka",
+    is_flag=True,
+    help="Leave the local broker and the local PostgreSQL running afterwards.",
+)
 def demo(keep_kafka: bool) -> None:
-    """Start Kafka and a worker, replay example history, add live events, print results."""
+    """Start Kafka and a worker, replay example history, add live events, print results;
+    then start PostgreSQL (local, or KAPPA_POSTGRES_URL) and the sink, and print rows of
+    the pipeline's <name>_totals view next to the worker's numbers."""
     from app.demo import run_demo
 
     try:

@@ -2,8 +2,9 @@
 
 There is no build step. The page is plain HTML, CSS and JavaScript (app/static), and its
 charts are drawn by uPlot, vendored from npm with its licence (app/static/vendor). It
-polls ``/api/status`` and asks ``/api/keys/{key}`` for the key lookup. The files are read
-once, at start; a path that names none of them gets a JSON 404.
+polls ``/api/status`` and ``/api/sink`` (the PostgreSQL sink), and asks
+``/api/keys/{key}`` for the key lookup. The files are read once, at start; a path that
+names none of them gets a JSON 404.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 It starts Kafka (unless one is configured), runs a worker for a copy of the example
 pipeline under fresh names, replays the example history, adds live events after it,
 waits until the worker has processed everything, and prints what the worker computed
-next to a plain Python fold over the same events.
+next to a plain Python fold over the same events. Then it starts PostgreSQL (the local
+server, unless KAPPA_POSTGRES_URL names one) and ``kappa sink postgres`` for the
+pipeline, and prints rows of the ``<name>_totals`` view next to the worker's numbers.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from app.progress import RichProgress, print_replay_report
 from app.replay.check import BadRowLimit
 from app.replay.run import ReplayOptions, replay
 from app.settings import KappaSettings
+from app.sink.demo import DemoSink
 
 EXAMPLE_SPEC = Path("examples/orders.toml")
 EXAMPLE_HISTORY = Path("examples/orders-history.csv.gz")
@@ -80,6 +83,7 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
             stdin=subprocess.DEVNULL,
         )
     base = f"http://127.0.0.1:{port}"
+    sink = DemoSink(settings, spec, demo_dir / "sink.log")
     try:
         _wait(
             lambda: bool(_get(base, "/api/status")["partitions_owned"]),
@@ -97,7 +101,7 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
             )
         )
         print_replay_report(report)
-        live = list(_live_events())
+        live = list(live_events())
         console.print(f"[bold]4.[/] producing {len(live):,} live events after the history")
         asyncio.run(_produce(settings, spec.input_topic, live))
         _wait(
@@ -106,8 +110,17 @@ def run_demo(settings: KappaSettings, keep_kafka: bool, python: str, env: dict[s
             log_path,
             "the worker to process every event",
         )
-        _show(base, spec, live)
+        got = _show(base, spec, live)
+        where = "KAPPA_POSTGRES_URL" if sink.server is None else "the local PostgreSQL"
+        console.print(
+            f"[bold]5.[/] starting {where} and `kappa sink postgres` (log {sink.log_path})"
+        )
+        sink_proc = sink.start(python, spec_path, worker_env)
+        _wait(sink.caught_up, sink_proc, sink.log_path, "the sink to write every result", "sink")
+        _show_view(sink, spec, got)
     finally:
+        if sink.stop(keep_postgres=keep_kafka):
+            console.print("stopped the local PostgreSQL (use --keep-kafka to leave it up)")
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=60)
@@ -132,12 +145,18 @@ def _get(base: str, path: str) -> Any:
         return orjson.loads(response.read())
 
 
-def _wait(check: Any, worker: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+def _wait(
+    check: Any,
+    worker: subprocess.Popen[bytes],
+    log_path: Path,
+    what: str,
+    process: str = "worker",
+) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise KappaError(
-                f"the worker exited while waiting for {what}:\n{log_tail(log_path)}",
+                f"the {process} exited while waiting for {what}:\n{log_tail(log_path)}",
                 hint=f"read {log_path}",
             )
         try:
@@ -165,7 +184,7 @@ def _history_events() -> Iterator[dict[str, Any]]:
         yield from csv.DictReader(handle)
 
 
-def _live_events() -> Iterator[dict[str, Any]]:
+def live_events() -> Iterator[dict[str, Any]]:
     """Live events pick up where the history ends."""
     shape = DatasetShape(
         events=LIVE_EVENTS,
@@ -207,7 +226,11 @@ def _fold(spec: PipelineSpec, rows: Iterator[dict[str, Any]]) -> dict[str, tuple
     return {key: (n, math.fsum(values[key])) for key, n in counts.items()}
 
 
-def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
+def _show(
+    base: str, spec: PipelineSpec, live: list[dict[str, Any]]
+) -> dict[str, tuple[int, float]]:
+    """Print the worker's numbers; its count and first value's sum per key, checked
+    equal to the batch fold."""
     expected = _fold(spec, iter([*_history_events(), *live]))
     first = spec.values[0]
     keys: list[str] = []
@@ -267,15 +290,46 @@ def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> None:
             f"partition {partition}: watermark {status['watermarks_iso'][partition]} ({watermark})"
         )
     got = {key: (r["count"], r["values"][first]["sum"] or 0.0) for key, r in totals.items()}
-    if got == expected:
-        console.print(
-            f"[green]✓[/] the worker's totals for all {len(got)} customers equal a "
-            "batch fold over the same events"
-        )
-    else:
+    if got != expected:
         wrong = sorted(k for k in expected.keys() | got.keys() if got.get(k) != expected.get(k))
         raise KappaError(
             f"the worker's totals differ from the batch fold for {len(wrong)} "
             f"customers, e.g. {wrong[:5]}",
             hint="this is a bug; please report it",
         )
+    console.print(
+        f"[green]✓[/] the worker's totals for all {len(got)} customers equal a "
+        "batch fold over the same events"
+    )
+    return got
+
+
+def _show_view(sink: DemoSink, spec: PipelineSpec, got: dict[str, tuple[int, float]]) -> None:
+    """Rows of the ``<name>_totals`` view next to the worker's numbers; all must be equal."""
+    first = spec.values[0]
+    rows = sink.view_totals(first)
+    table = Table(
+        "customer",
+        "orders (worker)",
+        "orders (view)",
+        f"{first} sum (worker)",
+        f"{first} sum (view)",
+        title=f"PostgreSQL view {sink.tables.schema}.{sink.tables.totals_view}",
+    )
+    for key in sorted(got, key=lambda k: -got[k][1])[:5]:
+        count, total = rows.get(key, (0, 0.0))
+        table.add_row(
+            key, f"{got[key][0]:,}", f"{count:,}", f"{got[key][1]:,.2f}", f"{total or 0:,.2f}"
+        )
+    console.print(table)
+    view = {key: (count, total or 0.0) for key, (count, total) in rows.items()}
+    if view != got:
+        wrong = sorted(k for k in got.keys() | view.keys() if got.get(k) != view.get(k))
+        raise KappaError(
+            f"the {sink.tables.totals_view} view differs from the worker for {len(wrong)} "
+            f"customers, e.g. {wrong[:5]}",
+            hint=f"this is a bug; please report it with {sink.log_path}",
+        )
+    console.print(
+        f"[green]✓[/] the view's rows for all {len(view)} customers equal the worker's totals"
+    )

@@ -93,6 +93,15 @@ class OffsetQueries(Service):
             ranges.setdefault(tp.topic, {})[tp.partition] = (begins[tp], ends[tp])
         return ranges
 
+    async def topics(self) -> list[str]:
+        """Every topic on the cluster."""
+        admin, _ = await self._open()
+        try:
+            return sorted(await admin.list_topics())
+        except BaseException:
+            await self.close()
+            raise
+
     async def committed(self, group: str) -> dict[TopicPartition, int]:
         """The consumer group's committed offset (the next record to read) per partition."""
         admin, _ = await self._open()

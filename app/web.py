@@ -12,6 +12,7 @@ import aiohttp
 import aiohttp.typedefs
 import aiohttp.web
 import faust
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 
 from agents.partitions import expected_partition
@@ -21,6 +22,7 @@ from app.key_routing import VERSION_HEADER, KeyRouter
 from app.query_params import BadParameter, int_param, window_range
 from app.replay.tracker import ReplayTracker
 from app.settings import KappaSettings
+from app.sink.status import sink_status
 from app.status import status
 from app.versions.status import VersionStatus
 
@@ -139,6 +141,17 @@ def register_views(
             return self.json(
                 {**body, "owners": router.owners(), "catch_up": await versions.catch_up(body)}
             )
+
+    @app.page("/api/sink")
+    class Sink(View):
+        """The pipeline's PostgreSQL sink: its views' version and each version's lag."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                body = await sink_status(settings, spec.name, offsets)
+            except KafkaError as exc:
+                return self.error(503, f"Kafka did not answer the sink's offsets: {exc}")
+            return self.json(body)
 
     @app.page("/api/active")
     class Active(View):

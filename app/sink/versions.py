@@ -9,7 +9,7 @@ Without PostgreSQL configured or running, nothing changes for a pipeline without
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +56,18 @@ def _configured(settings: KappaSettings) -> bool:
     return settings.postgres_url is not None or (settings.home / "postgres" / "data").exists()
 
 
+OffsetRanges = Callable[[list[str]], Awaitable[dict[str, dict[int, tuple[int, int]]]]]
+
+
 async def survey_sink(
-    settings: KappaSettings, pipeline: str, versions: Iterable[int]
+    settings: KappaSettings,
+    pipeline: str,
+    versions: Iterable[int],
+    ranges_of: OffsetRanges | None = None,
 ) -> SinkSurvey | None:
-    """The sink of ``pipeline``, or None when it has none (no PostgreSQL, no views)."""
+    """The sink of ``pipeline``, or None when it has none (no PostgreSQL, no views).
+    ``ranges_of`` reads the topics' offsets (a worker passes its open clients); by
+    default, one-off clients do."""
     try:
         conn = await connect(settings)
     except PostgresUnreachable as exc:
@@ -72,7 +80,10 @@ async def survey_sink(
         wanted = [VersionTables(pipeline, v, schema) for v in versions]
         topics = [t for tables in wanted for t in tables.source_topics]
         stored = await stored_offsets(conn, schema, topics)
-    ranges = await offset_ranges(client_options(settings), topics)
+    if ranges_of is None:
+        ranges = await offset_ranges(client_options(settings), topics)
+    else:
+        ranges = await ranges_of(topics)
     lags = {
         tables.version: sink_lag(
             tables.version,

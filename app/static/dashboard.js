@@ -1,5 +1,5 @@
-// kappa's live dashboard. It polls /api/status, draws what the worker says, and keeps
-// a few minutes of history in the page for the charts (uPlot). Nothing is computed here
+// kappa's live dashboard. It polls /api/status and /api/sink, draws what the worker says,
+// and keeps a few minutes of history in the page for the charts (uPlot). Nothing is computed here
 // that the status does not hold, except rates over the interval between two polls.
 // Text from the worker (keys, reasons, details) is only ever set as textContent.
 "use strict";
@@ -344,6 +344,39 @@ async function poll() {
   }
 }
 
+// --- the PostgreSQL sink ---------------------------------------------------------
+
+// The sink's survey opens a PostgreSQL connection, so it is asked less often than the status.
+const SINK_POLL_MS = Math.max(POLL_MS, 5000);
+
+function renderSink(sink) {
+  if (sink.state === "none") {
+    setText("sink-state", "no sink: no PostgreSQL views for this pipeline");
+  } else if (sink.state === "unreachable") {
+    setText("sink-state", `PostgreSQL does not answer (${sink.error}); checked ${sink.checked_at}`);
+  } else {
+    setText("sink-state", `PostgreSQL answers; the views show version ${sink.views_version}; checked ${sink.checked_at}`);
+  }
+  fillTable("sink-versions", sink.versions.map((v) => tr([
+    td(`v${v.version}`, "version"),
+    td(v.views ? "yes" : "no", "views"),
+    td(v.started ? num(v.lag_total) : "not started", "lag"),
+  ], { version: v.version })), NONE);
+}
+
+async function pollSink() {
+  try {
+    const response = await fetch("/api/sink", { signal: AbortSignal.timeout(3 * SINK_POLL_MS) });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+    renderSink(body);
+  } catch (error) {
+    setText("sink-state", `the sink's state could not be read (${error.message}); retrying`);
+  } finally {
+    setTimeout(pollSink, SINK_POLL_MS);
+  }
+}
+
 // --- key lookup ------------------------------------------------------------------
 
 function renderKey(key, status, body) {
@@ -393,3 +426,4 @@ $("key-form").addEventListener("submit", async (event) => {
 });
 
 poll();
+pollSink();

@@ -22,6 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from app.settings import KappaSettings
 from tests.support.browser import chromium
 from tests.support.feed import REPLAY_ID, feed
+from tests.support.postgres import SinkProcess, wait_sink_caught_up
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess
 
@@ -185,3 +186,45 @@ def test_the_dashboard_shows_what_the_worker_says(
         assert code == 404, path
         assert isinstance(body["error"], str), path
         assert body["error"], path
+
+
+def test_the_dashboard_shows_the_postgres_sink(
+    tmp_path: Path,
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
+    unique: str,
+    postgres_url: str,
+) -> None:
+    schema = name = f"t{unique}"
+    worker, env = running_worker(
+        make_spec(),
+        partitions=2,
+        KAPPA_POSTGRES_URL=postgres_url,
+        KAPPA_POSTGRES_SCHEMA=schema,
+        KAPPA_SINK_METRICS_PORT="0",
+    )
+    topic = f"test-input-{unique}"
+    with chromium() as browser:
+        wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+        browser.get(worker.base + "/dashboard?poll_ms=500")
+        # PostgreSQL answers, but no sink has made this pipeline's views yet.
+        wait.until(lambda b: text(b, "sink-state").startswith("no sink"))
+        assert table(browser, "sink-versions") == [{"": NONE}]
+
+        feed(env, kafka_settings.bootstrap, topic, tmp_path, replay_rate=5_000)
+        wait_processed([worker], kafka_settings.bootstrap, topic)
+        sink = SinkProcess(env, tmp_path / "sink.log").start()
+        try:
+            wait_sink_caught_up(postgres_url, schema, kafka_settings.bootstrap, name, 1, sink)
+        finally:
+            sink.stop()
+        wait.until(lambda b: "views show version 1" in text(b, "sink-state"))
+        _, said = worker.get("/api/sink")
+        assert [(v["version"], v["views"], v["lag_total"]) for v in said["versions"]] == [
+            (1, True, 0)
+        ]
+        assert table(browser, "sink-versions") == [{"version": "v1", "views": "yes", "lag": "0"}]
+        logged = browser.get_log("browser")  # type: ignore[no-untyped-call]
+        errors = [e for e in logged if e["level"] == "SEVERE"]
+        assert errors == [], errors

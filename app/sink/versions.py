@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from agents.errors import Refused
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
@@ -22,6 +24,7 @@ from app.sink.views import (
     SinkLag,
     connect,
     drop_version,
+    first_line,
     sink_lag,
     stored_offsets,
     switch_views,
@@ -56,6 +59,10 @@ def _configured(settings: KappaSettings) -> bool:
     return settings.postgres_url is not None or (settings.home / "postgres" / "data").exists()
 
 
+# The survey answers ``/api/sink`` and ``kappa versions``: a locked table or a stalled
+# server is reported as such rather than holding the caller.
+SURVEY_STATEMENT_TIMEOUT_MS = 3000
+
 OffsetRanges = Callable[[list[str]], Awaitable[dict[str, dict[int, tuple[int, int]]]]]
 
 
@@ -69,17 +76,20 @@ async def survey_sink(
     ``ranges_of`` reads the topics' offsets (a worker passes its open clients); by
     default, one-off clients do."""
     try:
-        conn = await connect(settings)
+        conn = await connect(settings, SURVEY_STATEMENT_TIMEOUT_MS)
     except PostgresUnreachable as exc:
         return SinkSurvey(error=exc.reason) if _configured(settings) else None
     schema = settings.postgres_schema
-    async with conn:
-        shown = await view_version(conn, VersionTables(pipeline, 0, schema))
-        if shown is None:
-            return None
-        wanted = [VersionTables(pipeline, v, schema) for v in versions]
-        topics = [t for tables in wanted for t in tables.source_topics]
-        stored = await stored_offsets(conn, schema, topics)
+    wanted = [VersionTables(pipeline, v, schema) for v in versions]
+    topics = [t for tables in wanted for t in tables.source_topics]
+    try:
+        async with conn:
+            shown = await view_version(conn, VersionTables(pipeline, 0, schema))
+            if shown is None:
+                return None
+            stored = await stored_offsets(conn, schema, topics)
+    except psycopg.OperationalError as exc:  # gone or timed out mid-survey
+        return SinkSurvey(error=first_line(exc))
     if ranges_of is None:
         ranges = await offset_ranges(client_options(settings), topics)
     else:

@@ -41,10 +41,15 @@ def first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-async def connect(settings: KappaSettings) -> Connection:
+async def connect(settings: KappaSettings, statement_timeout_ms: int = 0) -> Connection:
+    """A connection to the sink's PostgreSQL; ``statement_timeout_ms`` (0: none) bounds
+    each of its statements, for readers that must answer even when a table is locked."""
     try:
         return await psycopg.AsyncConnection.connect(
-            settings.resolved_postgres_url, autocommit=True, connect_timeout=5
+            settings.resolved_postgres_url,
+            autocommit=True,
+            connect_timeout=5,
+            options=f"-c statement_timeout={statement_timeout_ms}",
         )
     except psycopg.OperationalError as exc:
         raise PostgresUnreachable(first_line(exc)) from None

@@ -114,3 +114,18 @@ def test_the_sink_endpoint_says_none_unreachable_and_each_versions_lag(
     worker.wait_until(settled, 60, "the endpoint's lag to equal the offsets read back")
     version = worker.get("/api/sink")[1]["versions"][0]
     assert version["lag_total"] == sum(n for ps in want.values() for n in ps.values()) > 0
+
+    # A query that cannot finish (the offsets table locked by another session) is said as
+    # PostgreSQL not answering, with its cause, within the survey's statement timeout.
+    with psycopg.connect(postgres_url) as locker:
+        locker.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(schema, "sink_offsets")
+            )
+        )
+        code, body = worker.get("/api/sink")
+        assert code == 200, body
+        assert (body["state"], body["versions"]) == ("unreachable", []), body
+        assert "statement timeout" in body["error"], body
+    code, body = worker.get("/api/sink")
+    assert (code, body["state"]) == (200, "ok"), body

@@ -208,10 +208,19 @@ async def _produce(settings: KappaSettings, topic: str, events: list[dict[str, A
         await producer.stop()
 
 
-def _fold(spec: PipelineSpec, rows: Iterator[dict[str, Any]]) -> dict[str, tuple[int, float]]:
-    """Count and sum of the spec's first value per key: the batch computation to compare
-    with. Rows are validated by the pipeline's input contract, as the worker does; bad
-    ones are left out, as the worker dead-letters them."""
+Totals = dict[str, tuple[int, float | None]]
+
+
+def _money(amount: float | None) -> str:
+    """A sum, mean or max as SQL has it: NULL when every value was null."""
+    return "NULL" if amount is None else f"{amount:,.2f}"
+
+
+def _fold(spec: PipelineSpec, rows: Iterator[dict[str, Any]]) -> Totals:
+    """Count and sum of the spec's first value per key (NULL when all its values are
+    null, as in SQL): the batch computation to compare with. Rows are validated by the
+    pipeline's input contract, as the worker does; bad ones are left out, as the worker
+    dead-letters them."""
     parser = EventParser(spec)
     counts: dict[str, int] = defaultdict(int)
     values: dict[str, list[float]] = defaultdict(list)
@@ -223,12 +232,12 @@ def _fold(spec: PipelineSpec, rows: Iterator[dict[str, Any]]) -> dict[str, tuple
         counts[event.key] += 1
         if (value := event.values[0]) is not None:
             values[event.key].append(value)
-    return {key: (n, math.fsum(values[key])) for key, n in counts.items()}
+    return {
+        key: (n, math.fsum(values[key]) if key in values else None) for key, n in counts.items()
+    }
 
 
-def _show(
-    base: str, spec: PipelineSpec, live: list[dict[str, Any]]
-) -> dict[str, tuple[int, float]]:
+def _show(base: str, spec: PipelineSpec, live: list[dict[str, Any]]) -> Totals:
     """Print the worker's numbers; its count and first value's sum per key, checked
     equal to the batch fold."""
     expected = _fold(spec, iter([*_history_events(), *live]))
@@ -256,9 +265,9 @@ def _show(
         table.add_row(
             key,
             f"{result['count']:,}",
-            f"{amount['sum']:,.2f}",
-            f"{amount['mean']:,.2f}",
-            f"{amount['max']:,.2f}",
+            _money(amount["sum"]),
+            _money(amount["mean"]),
+            _money(amount["max"]),
         )
     console.print(table)
     top = ranked[0][0]
@@ -277,7 +286,7 @@ def _show(
             str(window["start_ms"]),
             str(window["final"]),
             str(window["count"]),
-            f"{window['values']['amount']['sum'] or 0:,.2f}",
+            _money(window["values"]["amount"]["sum"]),
         )
     console.print(hourly)
     status = _get(base, "/api/status")
@@ -289,7 +298,7 @@ def _show(
         console.print(
             f"partition {partition}: watermark {status['watermarks_iso'][partition]} ({watermark})"
         )
-    got = {key: (r["count"], r["values"][first]["sum"] or 0.0) for key, r in totals.items()}
+    got = {key: (r["count"], r["values"][first]["sum"]) for key, r in totals.items()}
     if got != expected:
         wrong = sorted(k for k in expected.keys() | got.keys() if got.get(k) != expected.get(k))
         raise KappaError(
@@ -304,7 +313,7 @@ def _show(
     return got
 
 
-def _show_view(sink: DemoSink, spec: PipelineSpec, got: dict[str, tuple[int, float]]) -> None:
+def _show_view(sink: DemoSink, spec: PipelineSpec, got: Totals) -> None:
     """Rows of the ``<name>_totals`` view next to the worker's numbers; all must be equal."""
     first = spec.values[0]
     rows = sink.view_totals(first)
@@ -316,13 +325,14 @@ def _show_view(sink: DemoSink, spec: PipelineSpec, got: dict[str, tuple[int, flo
         f"{first} sum (view)",
         title=f"PostgreSQL view {sink.tables.schema}.{sink.tables.totals_view}",
     )
-    for key in sorted(got, key=lambda k: -got[k][1])[:5]:
-        count, total = rows.get(key, (0, 0.0))
-        table.add_row(
-            key, f"{got[key][0]:,}", f"{count:,}", f"{got[key][1]:,.2f}", f"{total or 0:,.2f}"
-        )
+    for key in sorted(got, key=lambda k: -(got[k][1] or 0.0))[:5]:
+        count, total = rows.get(key, (0, None))
+        table.add_row(key, f"{got[key][0]:,}", f"{count:,}", _money(got[key][1]), _money(total))
     console.print(table)
-    view = {key: (count, total or 0.0) for key, (count, total) in rows.items()}
+    view = {
+        key: (count, None if total is None else float(total))
+        for key, (count, total) in rows.items()
+    }
     if view != got:
         wrong = sorted(k for k in got.keys() | view.keys() if got.get(k) != view.get(k))
         raise KappaError(

@@ -21,6 +21,11 @@ Signed zeros are normalised to ``+0.0`` (a sum of zeros is ``+0.0``, as ``math.f
 gives), so that ``to_state`` is canonical: equal multisets of events give equal states,
 however they were batched and ordered.
 
+With ``ordered``, it also keeps each field's ``first`` and ``last`` value
+(``tables.first_last``): every ``add`` then takes each event's stamp, its event time and
+offset. Its state is appended to ``to_state`` only then, so an aggregate without them
+keeps the same bytes.
+
 Values must be finite (validated upstream). A sum whose running total leaves the float
 range raises ``OverflowError`` (as ``math.fsum`` does) and leaves the aggregate unchanged.
 """
@@ -32,8 +37,12 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
-Metric = Literal["count", "sum", "min", "max", "mean"]
-METRICS: tuple[Metric, ...] = get_args(Metric)
+from tables.first_last import FirstLast, Stamp
+
+Metric = Literal["count", "sum", "min", "max", "mean", "first", "last"]
+KNOWN_METRICS: tuple[Metric, ...] = get_args(Metric)
+METRICS = KNOWN_METRICS[:5]  # the default: count and the exact folds
+ORDER_METRICS = KNOWN_METRICS[5:]  # need each event's stamp (tables.first_last)
 _VALUE_METRICS = METRICS[1:]  # in the order results list them
 
 
@@ -111,14 +120,23 @@ class Agg:
     each sum a float and a tuple of exact-sum terms only for a total that needs them.
     """
 
-    __slots__ = ("_cells",)
+    __slots__ = ("_cells", "_order")
 
-    def __init__(self, cells: list[Any]) -> None:
+    def __init__(self, cells: list[Any], order: FirstLast | None = None) -> None:
         self._cells = cells
+        self._order = order
 
     @classmethod
-    def empty(cls, n_values: int) -> Agg:
-        return cls([0, *[0, None, None, 0.0] * n_values])
+    def empty(cls, n_values: int, ordered: bool = False) -> Agg:
+        """An aggregate of no events; ``ordered`` keeps ``first`` and ``last`` too."""
+        return cls(
+            [0, *[0, None, None, 0.0] * n_values], FirstLast.empty(n_values) if ordered else None
+        )
+
+    @property
+    def ordered(self) -> bool:
+        """Whether it keeps ``first`` and ``last`` (and so needs stamps)."""
+        return self._order is not None
 
     @property
     def count(self) -> int:
@@ -130,11 +148,18 @@ class Agg:
         """The number of value fields."""
         return (len(self._cells) - 1) // _WIDTH
 
-    def add(self, values: Sequence[float | None]) -> None:
-        """Add one event, given its value fields in order (``None`` for NULL)."""
+    def add(self, values: Sequence[float | None], stamp: Stamp | None = None) -> None:
+        """Add one event, given its value fields in order (``None`` for NULL), and its
+        stamp when the aggregate is ``ordered``."""
         cells = self._cells
         if _WIDTH * len(values) + 1 != len(cells):
             raise ValueError(f"expected {self.width} values, got {len(values)}")
+        order = self._order
+        marks: tuple[Stamp, ...] = ()
+        if order is not None:
+            if stamp is None:
+                raise ValueError("first and last need each event's stamp (time, offset)")
+            marks = (stamp,)
         # Sums first: the only step that can fail, and it leaves self untouched.
         sums: list[Sum | None] = []
         at = 4
@@ -148,6 +173,8 @@ class Agg:
                 else:
                     sums.append(_plus(total, (v,)))
             at += _WIDTH
+        if order is not None:
+            order.add_rows((values,), marks)
         cells[0] += 1
         at = 1
         for v, total in zip(values, sums, strict=True):
@@ -161,15 +188,21 @@ class Agg:
                 cells[at + 3] = total
             at += _WIDTH
 
-    def add_rows(self, rows: Sequence[Sequence[float | None]]) -> None:
-        """Add a group of events at once: one exact-sum step per field, not per value."""
+    def add_rows(
+        self, rows: Sequence[Sequence[float | None]], stamps: Sequence[Stamp] | None = None
+    ) -> None:
+        """Add a group of events at once: one exact-sum step per field, not per value.
+        ``stamps``, one per row, are needed when the aggregate is ``ordered``."""
         if len(rows) == 1:
-            self.add(rows[0])
+            self.add(rows[0], None if stamps is None else stamps[0])
             return
         width = self.width
         for row in rows:
             if len(row) != width:
                 raise ValueError(f"expected {width} values, got {len(row)}")
+        order = self._order
+        if order is not None and (stamps is None or len(stamps) != len(rows)):
+            raise ValueError("first and last need each event's stamp (time, offset)")
         columns = list(zip(*rows, strict=True)) if rows else [()] * width
         present = [[v for v in column if v is not None] for column in columns]
         cells = self._cells
@@ -178,12 +211,32 @@ class Agg:
             _plus(cells[_WIDTH * j + 4], column) if column else None
             for j, column in enumerate(present)
         ]
+        if order is not None and stamps is not None:
+            order.add_rows(rows, stamps)
         cells[0] += len(rows)
         for j, column in enumerate(present):
             if column:
                 # + 0.0 turns -0.0 into +0.0, keeping min/max canonical.
                 low, high = min(column) + 0.0, max(column) + 0.0
                 self._take(_WIDTH * j + 1, len(column), low, high, sums[j])
+
+    def merge(self, other: Agg) -> None:
+        """Fold in the aggregate of other events (of the same fields): exact, and the
+        state depends only on the multiset of events, whatever the merge order."""
+        if other.width != self.width or other.ordered != self.ordered:
+            raise ValueError("merging aggregates of different value fields or metrics")
+        cells, theirs = self._cells, other._cells
+        sums = [
+            _plus(cells[at + 3], _terms(theirs[at + 3])) if theirs[at] else None
+            for at in range(1, len(cells), _WIDTH)
+        ]
+        if self._order is not None and other._order is not None:
+            self._order.merge(other._order)
+        cells[0] += theirs[0]
+        for j, total in enumerate(sums):
+            at = _WIDTH * j + 1
+            if theirs[at]:
+                self._take(at, theirs[at], theirs[at + 1], theirs[at + 2], total)
 
     def _take(self, at: int, n: int, low: float, high: float, total: Sum | None) -> None:
         cells = self._cells
@@ -202,26 +255,31 @@ class Agg:
         JSON-able, and canonical: it depends only on the multiset of events added.
         """
         cells = self._cells
-        return [
+        state: list[Any] = [
             cells[0],
             *(
                 [cells[at], cells[at + 1], cells[at + 2], _terms(cells[at + 3])]
                 for at in range(1, len(cells), _WIDTH)
             ),
         ]
+        if self._order is not None:
+            state.append({"first_last": self._order.to_state()})
+        return state
 
     @classmethod
     def from_state(cls, obj: Sequence[Any]) -> Agg:
         """The aggregate that ``to_state`` described (after a JSON round trip, too)."""
         cells: list[Any] = [int(obj[0])]
-        for n, mn, mx, terms in obj[1:]:
+        fields, extra = (obj[1:-1], obj[-1]) if isinstance(obj[-1], dict) else (obj[1:], {})
+        order = extra.get("first_last")
+        for n, mn, mx, terms in fields:
             cells += (
                 int(n),
                 None if mn is None else float(mn),
                 None if mx is None else float(mx),
                 _packed([float(x) for x in terms]),
             )
-        return cls(cells)
+        return cls(cells, None if order is None else FirstLast.from_state(order))
 
     def result(self, value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
         """The requested metrics, e.g. ``{"count": 3, "values": {"amount": {"sum": 1.5}}}``.
@@ -232,6 +290,10 @@ class Agg:
             raise ValueError(f"expected {self.width} value names, got {len(value_names)}")
         cells = self._cells
         with_count, wanted = _plan(tuple(metrics))
+        order = self._order
+        if order is None and set(wanted).intersection(ORDER_METRICS):
+            raise ValueError("first and last are kept only by an ordered aggregate")
+        every = wanted == _VALUE_METRICS and order is None  # found holds just the wanted
         out: dict[str, Any] = {"count": cells[0]} if with_count else {}
         if wanted:
             fields = {}
@@ -249,7 +311,9 @@ class Agg:
                     "max": cells[at + 2],
                     "mean": None if total is None else total / n,
                 }
-                fields[name] = found if wanted == _VALUE_METRICS else {m: found[m] for m in wanted}
+                if order is not None:
+                    found |= order.field(j)
+                fields[name] = found if every else {m: found[m] for m in wanted}
             out["values"] = fields
         return out
 
@@ -257,7 +321,7 @@ class Agg:
 @functools.lru_cache(maxsize=64)
 def _plan(metrics: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
     """Whether ``count`` is wanted, and the value metrics wanted, in order."""
-    unknown = set(metrics).difference(METRICS)
+    unknown = set(metrics).difference(KNOWN_METRICS)
     if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {METRICS}")
-    return "count" in metrics, tuple(m for m in metrics if m in _VALUE_METRICS)
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {KNOWN_METRICS}")
+    return "count" in metrics, tuple(m for m in metrics if m != "count")

@@ -31,7 +31,7 @@ from app.versions.names import changelog_topic
 from tables.records import KeyRecord
 
 OFFSETS_TABLE = "sink_offsets"
-VALUE_METRICS = ("sum", "min", "max", "mean")
+VALUE_METRICS = ("sum", "min", "max", "mean", "first", "last")
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names (NAMEDATALEN - 1)
 BIGINT = 2**63
 

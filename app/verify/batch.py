@@ -41,6 +41,7 @@ import duckdb
 import pyarrow as pa
 
 from agents.spec import PipelineSpec
+from tables.aggregates import ORDER_METRICS
 from tables.windows import DAY_MS, WindowDef
 
 WindowId = tuple[str, str, int]  # key, window name, start ms
@@ -104,9 +105,11 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _metric_columns(values: int, where: str, prefix: str) -> str:
+def _metric_columns(values: int, where: str, prefix: str, ordered: bool) -> str:
     """count(*) and, per value field, its non-null count, its non-null values as a list
-    (for the exact sum), its min and max, over the rows that satisfy ``where``."""
+    (for the exact sum), its min and max, over the rows that satisfy ``where``; when
+    ``ordered``, also its first and last non-null value by (event time, seq), the input
+    order of docs/pipelines.md (a key's events are all on one partition)."""
     cols = [f"count(*) FILTER (WHERE {where}) AS {prefix}n"]
     for i in range(values):
         v = f"v{i}"
@@ -117,13 +120,27 @@ def _metric_columns(values: int, where: str, prefix: str) -> str:
             f"min({v}) FILTER (WHERE {where}) AS {prefix}lo{i}",
             f"max({v}) FILTER (WHERE {where}) AS {prefix}hi{i}",
         ]
+        if ordered:
+            cols += [
+                f"arg_min({v}, [t, seq]) FILTER (WHERE {keep}) AS {prefix}f{i}",
+                f"arg_max({v}, [t, seq]) FILTER (WHERE {keep}) AS {prefix}l{i}",
+            ]
     return ", ".join(cols)
+
+
+def _field_width(metrics: Sequence[str]) -> int:
+    """The SQL columns per value field that ``_metric_columns`` gives for ``metrics``."""
+    return 6 if _ordered(metrics) else 4
+
+
+def _ordered(metrics: Sequence[str]) -> bool:
+    return any(metric in ORDER_METRICS for metric in metrics)
 
 
 def _assign(window: WindowDef, values: int) -> str:
     """SQL: every on-time event once per window instance of ``window`` holding it."""
     name = window.name.replace("'", "''")
-    cols = ", ".join(["m.p", "m.k", "m.seen", *[f"m.v{i}" for i in range(values)]])
+    cols = ", ".join(["m.p", "m.k", "m.seen", "m.t", "m.seq", *[f"m.v{i}" for i in range(values)]])
     if window.zone is None:
         size, step = window.size_ms, window.step_ms
         return f"""
@@ -147,7 +164,8 @@ def _assign(window: WindowDef, values: int) -> str:
 
 def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
     """A result as kappa shows it (``{"count": .., "values": {field: {metric: ..}}}``)
-    from SQL's ``count, (n, values, min, max) per field``, with only the wanted metrics.
+    from SQL's ``count, (n, values, min, max[, first, last]) per field``, with only the
+    wanted metrics.
 
     The sum is ``math.fsum`` of the values DuckDB grouped (correctly rounded), the mean
     that sum over the non-null count."""
@@ -155,14 +173,16 @@ def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]
     wanted = [m for m in metrics if m != "count"]
     if wanted:
         fields = {}
+        width = _field_width(metrics)
         for i, name in enumerate(value_names):
-            n, values, low, high = row[1 + 4 * i : 5 + 4 * i]
+            n, values, low, high, *ordered = row[1 + width * i : 1 + width * (i + 1)]
             total = math.fsum(values) if n else None
             found = {
                 "sum": total,
                 "min": low,
                 "max": high,
                 "mean": None if total is None else total / n,
+                **dict(zip(ORDER_METRICS, ordered, strict=False)),
             }
             fields[name] = {metric: found[metric] for metric in wanted}
         out["values"] = fields
@@ -179,6 +199,7 @@ def batch_answer(
     totals and ``as_of_fence`` contents count only each fenced key's events up to its
     fence (``seq <= fence``)."""
     n = len(spec.values)
+    ordered = _ordered(spec.metrics)
     fence_table = pa.table(
         {
             "k": pa.array(list((fences or {}).keys()), pa.string()),
@@ -208,7 +229,7 @@ def batch_answer(
     ).fetchone() or (0, 0)
     rows = con.execute(
         f"""
-        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a")}
+        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a", ordered)}
         FROM marked GROUP BY k
         """
     ).fetchall()
@@ -222,15 +243,15 @@ def batch_answer(
     # As of the fences differs from all only where a fence leaves events out (records
     # that arrived during the run): computed only then, since it doubles the work.
     (unseen,) = con.execute("SELECT count(*) FROM marked WHERE NOT seen").fetchone() or (0,)
-    as_of = f", {_metric_columns(n, 'seen', 'b')}" if unseen else ""
+    as_of = f", {_metric_columns(n, 'seen', 'b', ordered)}" if unseen else ""
     rows = con.execute(
         f"""
         SELECT k, w, s, any_value(p) AS p, any_value(e) AS e,
-               {_metric_columns(n, "true", "a")}{as_of}
+               {_metric_columns(n, "true", "a", ordered)}{as_of}
         FROM ({assigned}) GROUP BY k, w, s
         """
     ).fetchall()
-    width = 1 + 4 * n
+    width = 1 + _field_width(spec.metrics) * n
     for key, window, start, p, end, *metrics in rows:
         result = shape(metrics[:width], spec.values, spec.metrics)
         seen = metrics[width:] if unseen else metrics[:width]

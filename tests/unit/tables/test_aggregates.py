@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.aggregates import METRICS, Agg
+from tables.aggregates import METRICS, ORDER_METRICS, Agg
 
 Event = list[float | None]
 
@@ -199,3 +199,74 @@ def test_an_aggregate_is_one_flat_list_with_terms_only_where_a_sum_needs_them() 
     assert len(terms) > 1
     assert Fraction(math.fsum(terms)) != sum(map(Fraction, terms))  # not one float's worth
     assert Agg.from_state(orjson.loads(orjson.dumps(state))).to_state() == state
+
+
+# --- first and last, and merging -----------------------------------------------------
+
+
+@st.composite
+def stamped_lists(draw: st.DrawFn) -> tuple[int, list[Event], list[tuple[int, int]]]:
+    """Events with stamps: times from a small range (many ties), distinct offsets."""
+    n, events = draw(event_lists())
+    offsets = draw(st.permutations(range(len(events))))
+    stamps = [(draw(st.integers(0, 5)), offset) for offset in offsets]
+    return n, events, stamps
+
+
+def first_last_oracle(n: int, events: list[Event], stamps: list[tuple[int, int]]) -> dict[str, Any]:
+    """Each field's first and last non-null value by (time, offset): a sort, then ends."""
+    order = sorted(range(len(events)), key=lambda i: stamps[i])
+    out = {}
+    for j, name in enumerate(names(n)):
+        xs = [v for i in order if (v := events[i][j]) is not None]
+        out[name] = {"first": xs[0] if xs else None, "last": xs[-1] if xs else None}
+    return out
+
+
+ALL = (*METRICS, *ORDER_METRICS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=stamped_lists(), ordered=st.booleans(), data=st.data())
+def test_merging_in_any_order_and_grouping_gives_the_same_bytes(
+    case: tuple[int, list[Event], list[tuple[int, int]]], ordered: bool, data: st.DataObject
+) -> None:
+    n, events, stamps = case
+    whole = Agg.empty(n, ordered)
+    whole.add_rows(events, stamps)
+    # Split into parts, fold each on its own, then merge them in a random order and tree.
+    picks = data.draw(st.permutations(range(len(events))))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=5)))
+    parts = []
+    for a, b in pairwise([0, *cuts, len(events)]):
+        part = Agg.empty(n, ordered)
+        part.add_rows([events[i] for i in picks[a:b]], [stamps[i] for i in picks[a:b]])
+        parts.append(roundtrip(part) if data.draw(st.booleans()) else part)
+    while len(parts) > 1:
+        i = data.draw(st.integers(0, len(parts) - 2))
+        left, right = parts[i], parts.pop(i + 1)
+        if data.draw(st.booleans()):
+            left, right = right, left
+        left.merge(right)
+        parts[i] = left
+    merged = parts[0]
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
+    assert merged.result(names(n), METRICS) == oracle(n, events)
+    if ordered:
+        got = merged.result(names(n), ORDER_METRICS).get("values", {})
+        assert got == first_last_oracle(n, events, stamps)
+
+
+def test_an_aggregate_without_first_and_last_keeps_its_bytes_and_refuses_them() -> None:
+    plain, ordered = Agg.empty(1), Agg.empty(1, ordered=True)
+    plain.add([2.0])
+    ordered.add([2.0], (5, 0))
+    assert plain.to_state() == [1, [1, 2.0, 2.0, [2.0]]]
+    assert ordered.to_state()[:-1] == plain.to_state()
+    with pytest.raises(ValueError, match="first and last"):
+        plain.result(["x"], ["first"])
+    with pytest.raises(ValueError, match="stamp"):
+        ordered.add([1.0])
+    with pytest.raises(ValueError, match="different"):
+        ordered.merge(plain)
+    assert roundtrip(ordered).result(["x"], ALL)["values"]["x"]["last"] == 2.0

@@ -233,3 +233,48 @@ def test_only_the_chosen_metrics() -> None:
     spec = spec_of(metrics=["count", "max"], windows=[{"size": "1h"}])
     got = answer([(0, 0, "x", 0, (1.0, 2.0))], spec)
     assert got.totals["x"] == {"count": 1, "values": {"a": {"max": 1.0}, "b": {"max": 2.0}}}
+
+
+def ends_by_time_then_seq(rows: Sequence[Row], field: int) -> dict[str, Any]:
+    """The first and last non-null value of a field, events sorted by (time, seq)."""
+    xs = [vs[field] for _, _, _, _, vs in sorted(rows, key=lambda r: (r[3], r[1]))]
+    present = [x for x in xs if x is not None]
+    return {"first": present[0] if present else None, "last": present[-1] if present else None}
+
+
+def test_first_and_last_break_ties_in_time_by_seq_and_skip_nulls() -> None:
+    spec = spec_of(
+        metrics=["first", "last"],
+        windows=[{"size": "1h"}, {"size": "2h", "step": "1h"}],
+        lateness="1d",  # nothing late: every event is in its windows
+    )
+    rng = random.Random(11)
+    # Times on a coarse grid so that many events tie; seq in a shuffled order, the
+    # history's negative seqs before the live ones, NULLs among the values.
+    seqs = list(range(-50, 250))
+    rng.shuffle(seqs)
+    rows: list[Row] = [
+        (
+            0,
+            seq,
+            f"k{rng.randrange(4)}",
+            rng.randrange(6) * 20 * 60_000,
+            (rng.choice([None, rng.uniform(-9, 9)]), rng.choice([1.0, 2.0, -0.5])),
+        )
+        for seq in seqs
+    ]
+    got = answer(rows, spec)
+    assert got.late_events == 0
+
+    def ends(held: list[Row]) -> dict[str, Any]:
+        return {
+            "values": {"a": ends_by_time_then_seq(held, 0), "b": ends_by_time_then_seq(held, 1)}
+        }
+
+    for key, result in got.totals.items():
+        assert result == ends([r for r in rows if r[2] == key])
+    assert set(got.windows) == set(fold(rows, spec)["windows"])
+    sizes = {w.name: w.size_ms for w in spec.windows}
+    for (key, name, start), window in got.windows.items():
+        held = [r for r in rows if r[2] == key and start <= r[3] < start + sizes[name]]
+        assert window.result == ends(held)

@@ -1,0 +1,90 @@
+"""``first`` and ``last`` through a real broker and worker: equal to ``kappa verify``'s
+DuckDB answer (arg_min/arg_max over (time, seq)) and to a plain Python fold over the
+records read back from the input topic, ordered by (event time, offset).
+
+Event times are cut to the half hour, so a key's events tie often and only input order
+can decide; some amounts are NULL, and some events arrive late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from app.datagen import generate
+from app.exit_codes import ExitCode
+from app.settings import KappaSettings
+from tests.support.datasets import ON_TIME
+from tests.support.kafka import produce_events, read_all
+from tests.support.results import results_over, wait_processed
+from tests.support.times import iso, ms
+from tests.support.worker import WorkerProcess, kappa_cli
+
+pytestmark = pytest.mark.broker
+
+HALF_HOUR = 30 * 60_000
+METRICS_LINE = 'metrics = ["count", "sum", "min", "max", "mean"]'
+
+
+def ends_by_time_then_offset(records: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each key's count and each value's first and last non-null value, by a sort."""
+    by_key: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
+    for record in records:
+        event = orjson.loads(record.value)
+        by_key[event["customer_id"]].append((ms(event["ts"]), record.offset, event))
+    out = {}
+    for key, rows in by_key.items():
+        rows.sort(key=lambda row: (row[0], row[1]))
+        values = {}
+        for name in ("amount", "quantity"):
+            xs = [event[name] for _, _, event in rows if event[name] is not None]
+            values[name] = {"first": xs[0] if xs else None, "last": xs[-1] if xs else None}
+        out[key] = {"count": len(rows), "values": values}
+    return out
+
+
+def test_first_and_last_equal_duckdb_and_a_fold_by_time_then_offset(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
+    unique: str,
+) -> None:
+    spec = make_spec(windows='{ size = "1h" }, { size = "2h", step = "1h" }', lateness="1m")
+    text = spec.read_text()
+    assert METRICS_LINE in text
+    spec.write_text(text.replace(METRICS_LINE, 'metrics = ["count", "first", "last"]'))
+    worker, env = running_worker(spec, partitions=2)
+    topic = f"test-input-{unique}"
+    events = list(generate(ON_TIME))
+    for i, event in enumerate(events):
+        event["ts"] = iso(ms(event["ts"]) // HALF_HOUR * HALF_HOUR)
+        if i % 7 == 0:
+            event["amount"] = None
+    asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
+    wait_processed([worker], kafka_settings.bootstrap, topic)
+
+    records = asyncio.run(read_all(kafka_settings.bootstrap, topic))
+    expected = ends_by_time_then_offset(records)
+    totals, windows, _ = results_over([worker], set(expected), events)
+    assert totals == expected
+    ties = sum(
+        len(group) - len({ms(e["ts"]) for e in group})
+        for group in ([e for e in events if e["customer_id"] == key] for key in expected)
+    )
+    assert ties > len(expected), "the data must tie in time for input order to matter"
+    firsts = {w: r["values"]["quantity"]["first"] for w, r in windows.items()}
+    assert len(set(firsts.values())) > 1
+
+    done = kappa_cli(env, "verify", "--json", timeout=300)
+    report = orjson.loads(done.stdout)
+    assert done.returncode == ExitCode.OK, report["differences"][:5]
+    assert report["input"]["late_events"] > 0
+    assert report["keys"]["compared"] == report["keys"]["equal"] == len(expected)
+    assert report["windows"]["compared"] == report["windows"]["equal"] == len(windows)
+    assert report["results"]["compared"] == report["results"]["equal"] > 0

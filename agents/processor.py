@@ -62,7 +62,7 @@ class PartitionProcessor:
         self.config = config
         self.state = state
         self.progress = state.get_progress() or PartitionProgress()
-        self._ordered = config.ordered  # first/last: each event's stamp is needed
+        self._stamped = config.stamped  # first/last: each event's stamp is needed
         # Counted in the store here, then as keys and windows come and go, for the
         # metrics; keys are never deleted (totals are kept for ever). Open windows stay
         # in the store: the windows a watermark closes are one range of it.
@@ -160,7 +160,7 @@ class PartitionProcessor:
         record.fence = items[-1][0]
         record.totals.add_rows(
             [event.values for _, event, _ in items],
-            [(event.ts_ms, offset) for offset, event, _ in items] if self._ordered else None,
+            [(event.ts_ms, offset) for offset, event, _ in items] if self._stamped else None,
         )
         # Per window instance: its events' offsets (ascending) and the events.
         by_bucket: dict[tuple[int, int], list[tuple[int, Event]]] = {}
@@ -186,7 +186,7 @@ class PartitionProcessor:
             open_window.fence = rows[-1][0]
             open_window.agg.add_rows(
                 [event.values for _, event in rows],
-                [(event.ts_ms, offset) for offset, event in rows] if self._ordered else None,
+                [(event.ts_ms, offset) for offset, event in rows] if self._stamped else None,
             )
             self.state.put_window(name, start, key, open_window)
         self.state.put_key(key, record)

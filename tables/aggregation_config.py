@@ -19,13 +19,13 @@ class AggregationConfig:
     retention_ms: int
 
     @property
-    def ordered(self) -> bool:
+    def stamped(self) -> bool:
         """Whether a metric needs each event's stamp (``first``, ``last``)."""
         return any(metric in ORDER_METRICS for metric in self.metrics)
 
     def empty(self) -> Agg:
         """The aggregate of no events, keeping what the metrics need."""
-        return Agg.empty(len(self.value_names), self.ordered)
+        return Agg.empty(len(self.value_names), self.metrics)
 
     def window(self, name: str) -> WindowDef:
         for window in self.windows:

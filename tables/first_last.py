@@ -17,7 +17,7 @@ state is canonical.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 Stamp = tuple[int, int]  # event time ms, offset in the key's partition
 _NO_MARKS: list[Any] = [None, None]
@@ -27,6 +27,7 @@ class FirstLast:
     """Per value field, the first and the last mark: flat, ``[first, last, first, ...]``."""
 
     __slots__ = ("_marks",)
+    stamped: ClassVar[bool] = True  # needs each event's stamp
 
     def __init__(self, marks: list[Any]) -> None:
         self._marks = marks

@@ -41,7 +41,6 @@ import duckdb
 import pyarrow as pa
 
 from agents.spec import PipelineSpec
-from tables.aggregates import ORDER_METRICS
 from tables.windows import DAY_MS, WindowDef
 
 WindowId = tuple[str, str, int]  # key, window name, start ms
@@ -105,11 +104,25 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _metric_columns(values: int, where: str, prefix: str, ordered: bool) -> str:
+# Per value field, the SQL of each metric that needs more than its min, max and values:
+# first and last by (event time, seq), the input order of docs/pipelines.md (a key's
+# events are all on one partition); count(DISTINCT), where -0.0 is 0.0 as in kappa.
+_EXTRA_SQL = {
+    "first": "arg_min({v}, [t, seq]) FILTER (WHERE {keep})",
+    "last": "arg_max({v}, [t, seq]) FILTER (WHERE {keep})",
+    "count_distinct": "count(DISTINCT {v}) FILTER (WHERE {keep})",
+}
+
+
+def _extras(metrics: Sequence[str]) -> list[str]:
+    """The metrics of ``_EXTRA_SQL`` that ``metrics`` ask for, in its order."""
+    return [metric for metric in _EXTRA_SQL if metric in metrics]
+
+
+def _metric_columns(values: int, where: str, prefix: str, extras: Sequence[str]) -> str:
     """count(*) and, per value field, its non-null count, its non-null values as a list
-    (for the exact sum), its min and max, over the rows that satisfy ``where``; when
-    ``ordered``, also its first and last non-null value by (event time, seq), the input
-    order of docs/pipelines.md (a key's events are all on one partition)."""
+    (for the exact sum), its min and max, then its ``extras`` (``_EXTRA_SQL``), over the
+    rows that satisfy ``where``."""
     cols = [f"count(*) FILTER (WHERE {where}) AS {prefix}n"]
     for i in range(values):
         v = f"v{i}"
@@ -119,22 +132,9 @@ def _metric_columns(values: int, where: str, prefix: str, ordered: bool) -> str:
             f"list({v}) FILTER (WHERE {keep}) AS {prefix}s{i}",
             f"min({v}) FILTER (WHERE {where}) AS {prefix}lo{i}",
             f"max({v}) FILTER (WHERE {where}) AS {prefix}hi{i}",
+            *(_EXTRA_SQL[m].format(v=v, keep=keep) for m in extras),
         ]
-        if ordered:
-            cols += [
-                f"arg_min({v}, [t, seq]) FILTER (WHERE {keep}) AS {prefix}f{i}",
-                f"arg_max({v}, [t, seq]) FILTER (WHERE {keep}) AS {prefix}l{i}",
-            ]
     return ", ".join(cols)
-
-
-def _field_width(metrics: Sequence[str]) -> int:
-    """The SQL columns per value field that ``_metric_columns`` gives for ``metrics``."""
-    return 6 if _ordered(metrics) else 4
-
-
-def _ordered(metrics: Sequence[str]) -> bool:
-    return any(metric in ORDER_METRICS for metric in metrics)
 
 
 def _assign(window: WindowDef, values: int) -> str:
@@ -164,7 +164,7 @@ def _assign(window: WindowDef, values: int) -> str:
 
 def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
     """A result as kappa shows it (``{"count": .., "values": {field: {metric: ..}}}``)
-    from SQL's ``count, (n, values, min, max[, first, last]) per field``, with only the
+    from SQL's ``count, (n, values, min, max, extras...) per field``, with only the
     wanted metrics.
 
     The sum is ``math.fsum`` of the values DuckDB grouped (correctly rounded), the mean
@@ -173,16 +173,17 @@ def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]
     wanted = [m for m in metrics if m != "count"]
     if wanted:
         fields = {}
-        width = _field_width(metrics)
+        extras = _extras(metrics)
+        width = 4 + len(extras)
         for i, name in enumerate(value_names):
-            n, values, low, high, *ordered = row[1 + width * i : 1 + width * (i + 1)]
+            n, values, low, high, *more = row[1 + width * i : 1 + width * (i + 1)]
             total = math.fsum(values) if n else None
             found = {
                 "sum": total,
                 "min": low,
                 "max": high,
                 "mean": None if total is None else total / n,
-                **dict(zip(ORDER_METRICS, ordered, strict=False)),
+                **dict(zip(extras, more, strict=True)),
             }
             fields[name] = {metric: found[metric] for metric in wanted}
         out["values"] = fields
@@ -199,7 +200,7 @@ def batch_answer(
     totals and ``as_of_fence`` contents count only each fenced key's events up to its
     fence (``seq <= fence``)."""
     n = len(spec.values)
-    ordered = _ordered(spec.metrics)
+    extras = _extras(spec.metrics)
     fence_table = pa.table(
         {
             "k": pa.array(list((fences or {}).keys()), pa.string()),
@@ -229,7 +230,7 @@ def batch_answer(
     ).fetchone() or (0, 0)
     rows = con.execute(
         f"""
-        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a", ordered)}
+        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a", extras)}
         FROM marked GROUP BY k
         """
     ).fetchall()
@@ -243,15 +244,15 @@ def batch_answer(
     # As of the fences differs from all only where a fence leaves events out (records
     # that arrived during the run): computed only then, since it doubles the work.
     (unseen,) = con.execute("SELECT count(*) FROM marked WHERE NOT seen").fetchone() or (0,)
-    as_of = f", {_metric_columns(n, 'seen', 'b', ordered)}" if unseen else ""
+    as_of = f", {_metric_columns(n, 'seen', 'b', extras)}" if unseen else ""
     rows = con.execute(
         f"""
         SELECT k, w, s, any_value(p) AS p, any_value(e) AS e,
-               {_metric_columns(n, "true", "a", ordered)}{as_of}
+               {_metric_columns(n, "true", "a", extras)}{as_of}
         FROM ({assigned}) GROUP BY k, w, s
         """
     ).fetchall()
-    width = 1 + _field_width(spec.metrics) * n
+    width = 1 + (4 + len(extras)) * n
     for key, window, start, p, end, *metrics in rows:
         result = shape(metrics[:width], spec.values, spec.metrics)
         seen = metrics[width:] if unseen else metrics[:width]

@@ -78,18 +78,18 @@ def test_a_key_record_of_the_changelog_becomes_its_totals_row() -> None:
     assert row[2] == 0.6 != sum(AMOUNTS)
 
 
-def test_first_and_last_are_columns_of_their_own() -> None:
-    spec = SPEC.model_copy(update={"metrics": ("first", "last"), "values": ("amount",)})
+def test_first_last_and_count_distinct_are_columns_of_their_own() -> None:
+    metrics = ("first", "last", "count_distinct")
+    spec = SPEC.model_copy(update={"metrics": metrics, "values": ("amount",)})
     tables = SinkTables.of(spec, "kappa")
-    assert tables.metric_columns == ["amount_first", "amount_last"]
-    agg = Agg.empty(1, ordered=True)
-    agg.add_rows([[2.0], [1.0], [3.0]], [(5, 2), (5, 1), (4, 9)])  # (time, offset)
+    assert tables.metric_columns == ["amount_first", "amount_last", "amount_count_distinct"]
+    assert tables.metric_types() == ["double precision", "double precision", "bigint"]
+    agg = Agg.empty(1, spec.metrics)
+    agg.add_rows([[2.0], [1.0], [3.0], [1.0]], [(5, 2), (5, 1), (4, 9), (6, 0)])  # time, offset
     record = KeyRecord(fence=9, totals=agg)
-    assert tables.totals_row(orjson.dumps("c1"), orjson.dumps(record.to_state())) == (
-        "c1",
-        3.0,
-        2.0,
-    )
+    row = tables.totals_row(orjson.dumps("c1"), orjson.dumps(record.to_state()))
+    assert row == ("c1", 3.0, 1.0, 3)
+    assert isinstance(row[3], int)
 
 
 GOOD = {"key": "k", "window": "1h", "start_ms": 0, "end_ms": 3_600_000}

@@ -236,15 +236,20 @@ def test_only_the_chosen_metrics() -> None:
 
 
 def ends_by_time_then_seq(rows: Sequence[Row], field: int) -> dict[str, Any]:
-    """The first and last non-null value of a field, events sorted by (time, seq)."""
+    """The first and last non-null value of a field, events sorted by (time, seq), and
+    its number of distinct non-null values (a Python set: -0.0 == 0.0)."""
     xs = [vs[field] for _, _, _, _, vs in sorted(rows, key=lambda r: (r[3], r[1]))]
     present = [x for x in xs if x is not None]
-    return {"first": present[0] if present else None, "last": present[-1] if present else None}
+    return {
+        "first": present[0] if present else None,
+        "last": present[-1] if present else None,
+        "count_distinct": len(set(present)),
+    }
 
 
-def test_first_and_last_break_ties_in_time_by_seq_and_skip_nulls() -> None:
+def test_first_last_and_count_distinct_break_ties_by_seq_and_skip_nulls() -> None:
     spec = spec_of(
-        metrics=["first", "last"],
+        metrics=["first", "last", "count_distinct"],
         windows=[{"size": "1h"}, {"size": "2h", "step": "1h"}],
         lateness="1d",  # nothing late: every event is in its windows
     )
@@ -259,7 +264,7 @@ def test_first_and_last_break_ties_in_time_by_seq_and_skip_nulls() -> None:
             seq,
             f"k{rng.randrange(4)}",
             rng.randrange(6) * 20 * 60_000,
-            (rng.choice([None, rng.uniform(-9, 9)]), rng.choice([1.0, 2.0, -0.5])),
+            (rng.choice([None, rng.uniform(-9, 9)]), rng.choice([1.0, 2.0, -0.5, 0.0, -0.0])),
         )
         for seq in seqs
     ]

@@ -1,9 +1,10 @@
-"""``first`` and ``last`` through the processor, against a plain fold by (time, offset).
+"""``first``, ``last`` and ``count_distinct`` through the processor, against a plain
+fold: a sort by (time, offset) for the first two, a Python set for the third.
 
-The scenarios (times drawn from a small range, so many events tie) are the processor
-tests'; any split into batches, with restarts between them, must give each key's and
-each window's first and last value of a fold that sorts the events by event time and
-then offset, and the same stored bytes as one event at a time.
+The scenarios (times drawn from a small range, so many events tie; values that repeat)
+are the processor tests'; any split into batches, with restarts between them, must give
+each key's and each window's values of the fold, and the same stored bytes as one event
+at a time.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ from tests.unit.agents.test_processor import (
     wid,
 )
 
-ORDERED = ("count", "first", "last", "sum")
+EXTRAS = ("count", "first", "last", "count_distinct", "sum")
 Stamped = tuple[int, int, tuple[float | None, ...]]  # time, offset, values
 
 
-def first_last(rows: list[Stamped]) -> dict[str, Any]:
-    """The count, and each field's first and last non-null value, of the rows sorted by
-    (time, offset)."""
+def expected(rows: list[Stamped]) -> dict[str, Any]:
+    """The count, and each field's first and last non-null value of the rows sorted by
+    (time, offset), and its number of distinct non-null values."""
     ordered = sorted(rows, key=lambda row: (row[0], row[1]))
     values: dict[str, Any] = {}
     for j, name in enumerate(VALUE_NAMES):
         xs = [v for _, _, vs in ordered if (v := vs[j]) is not None]
-        values[name] = {"first": xs[0] if xs else None, "last": xs[-1] if xs else None}
+        values[name] = {
+            "first": xs[0] if xs else None,
+            "last": xs[-1] if xs else None,
+            "count_distinct": len(set(xs)),
+        }
     return {"count": len(rows), "values": values}
 
 
@@ -62,11 +67,11 @@ def fold(scenario: Scenario) -> tuple[dict[str, list[Stamped]], dict[WinId, list
 
 
 def without_sums(result: dict[str, Any]) -> dict[str, Any]:
-    """count, first and last: the sums are checked by the processor tests."""
+    """All but the sums, which the processor tests check."""
     return {
         "count": result["count"],
         "values": {
-            name: {m: found[m] for m in ("first", "last")}
+            name: {m: found[m] for m in ("first", "last", "count_distinct")}
             for name, found in result["values"].items()
         },
     }
@@ -74,24 +79,24 @@ def without_sums(result: dict[str, Any]) -> dict[str, Any]:
 
 @settings(deadline=None, max_examples=150)
 @given(scenario=scenarios(), data=st.data())
-def test_first_and_last_follow_time_then_offset_in_any_batching(
+def test_first_last_and_count_distinct_equal_the_fold_in_any_batching(
     scenario: Scenario, data: st.DataObject
 ) -> None:
-    scenario = replace(scenario, metrics=ORDERED)
+    scenario = replace(scenario, metrics=EXTRAS)
     state, outcomes = apply_in_batches(scenario, data)
     closed = {wid(result): result.result for outcome in outcomes for result in outcome.closed}
 
     totals, windows = fold(scenario)
     for key, record in state.iter_keys():
-        got = record.totals.result(VALUE_NAMES, ORDERED)
-        assert without_sums(got) == first_last(totals[key])
+        got = record.totals.result(VALUE_NAMES, EXTRAS)
+        assert without_sums(got) == expected(totals[key])
     config = scenario.config
     for (name, start, key), window in state.iter_windows():
         got = config.result(key, config.window(name), start, window.agg, False).result
         closed[(key, name, start)] = got
     assert set(closed) == set(windows)
     for w, got in closed.items():
-        assert without_sums(got) == first_last(windows[w])
+        assert without_sums(got) == expected(windows[w])
     one_by_one, _, _ = run(scenario)
     assert decoded(state.snapshot()) == decoded(one_by_one.snapshot())
 
@@ -104,7 +109,7 @@ def test_a_tie_in_time_goes_to_the_lower_offset_whatever_the_batch_order() -> No
         retention=0,
         events=events,
         offsets=(7, 8, 9),
-        metrics=ORDERED,
+        metrics=EXTRAS,
     )
     state = DictState()
     PartitionProcessor(scenario.config, state).apply(list(zip((7, 8, 9), events, strict=True)))

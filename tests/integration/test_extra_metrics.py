@@ -1,9 +1,11 @@
-"""``first`` and ``last`` through a real broker and worker: equal to ``kappa verify``'s
-DuckDB answer (arg_min/arg_max over (time, seq)) and to a plain Python fold over the
-records read back from the input topic, ordered by (event time, offset).
+"""``first``, ``last`` and ``count_distinct`` through a real broker and worker: equal to
+``kappa verify``'s DuckDB answer (arg_min/arg_max over (time, seq), count(DISTINCT)) and
+to a plain Python fold over the records read back from the input topic, ordered by
+(event time, offset), with a Python set for the distinct values.
 
 Event times are cut to the half hour, so a key's events tie often and only input order
-can decide; some amounts are NULL, and some events arrive late.
+can decide; some amounts are NULL, some quantities are whole numbers that repeat (the
+roaring part of the distinct sets) and the others are not; some events arrive late.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ HALF_HOUR = 30 * 60_000
 METRICS_LINE = 'metrics = ["count", "sum", "min", "max", "mean"]'
 
 
-def ends_by_time_then_offset(records: list[Any]) -> dict[str, dict[str, Any]]:
-    """Each key's count and each value's first and last non-null value, by a sort."""
+def fold(records: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each key's count and each value's first and last non-null value, by a sort, and
+    its number of distinct non-null values."""
     by_key: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
     for record in records:
         event = orjson.loads(record.value)
@@ -44,12 +47,16 @@ def ends_by_time_then_offset(records: list[Any]) -> dict[str, dict[str, Any]]:
         values = {}
         for name in ("amount", "quantity"):
             xs = [event[name] for _, _, event in rows if event[name] is not None]
-            values[name] = {"first": xs[0] if xs else None, "last": xs[-1] if xs else None}
+            values[name] = {
+                "first": xs[0] if xs else None,
+                "last": xs[-1] if xs else None,
+                "count_distinct": len(set(xs)),
+            }
         out[key] = {"count": len(rows), "values": values}
     return out
 
 
-def test_first_and_last_equal_duckdb_and_a_fold_by_time_then_offset(
+def test_first_last_and_count_distinct_equal_duckdb_and_a_fold(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
     running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
@@ -58,7 +65,9 @@ def test_first_and_last_equal_duckdb_and_a_fold_by_time_then_offset(
     spec = make_spec(windows='{ size = "1h" }, { size = "2h", step = "1h" }', lateness="1m")
     text = spec.read_text()
     assert METRICS_LINE in text
-    spec.write_text(text.replace(METRICS_LINE, 'metrics = ["count", "first", "last"]'))
+    spec.write_text(
+        text.replace(METRICS_LINE, 'metrics = ["count", "first", "last", "count_distinct"]')
+    )
     worker, env = running_worker(spec, partitions=2)
     topic = f"test-input-{unique}"
     events = list(generate(ON_TIME))
@@ -66,11 +75,13 @@ def test_first_and_last_equal_duckdb_and_a_fold_by_time_then_offset(
         event["ts"] = iso(ms(event["ts"]) // HALF_HOUR * HALF_HOUR)
         if i % 7 == 0:
             event["amount"] = None
+        if i % 3 == 0:
+            event["quantity"] = i % 40 - 20
     asyncio.run(produce_events(kafka_settings.bootstrap, topic, events, "customer_id"))
     wait_processed([worker], kafka_settings.bootstrap, topic)
 
     records = asyncio.run(read_all(kafka_settings.bootstrap, topic))
-    expected = ends_by_time_then_offset(records)
+    expected = fold(records)
     totals, windows, _ = results_over([worker], set(expected), events)
     assert totals == expected
     ties = sum(

@@ -23,7 +23,8 @@ however they were batched and ordered.
 
 The other metrics are kept by extras, each only when a metric asks for it:
 ``first`` and ``last`` (``tables.first_last``), for which every ``add`` takes each
-event's stamp, its event time and offset; ``count_distinct`` (``tables.distinct``). Their
+event's stamp, its event time and offset; ``count_distinct`` (``tables.distinct``);
+``p50``, ``p90``, ``p99``, approximate (``tables.quantiles``). Their
 state is appended to ``to_state`` in one object, so an aggregate without them keeps the
 same bytes.
 
@@ -40,8 +41,11 @@ from typing import Any, ClassVar, Literal, NamedTuple, Protocol, get_args
 
 from tables.distinct import DistinctSets
 from tables.first_last import FirstLast, Stamp
+from tables.quantiles import QuantileSketches
 
-Metric = Literal["count", "sum", "min", "max", "mean", "first", "last", "count_distinct"]
+Metric = Literal[
+    "count", "sum", "min", "max", "mean", "first", "last", "count_distinct", "p50", "p90", "p99"
+]
 KNOWN_METRICS: tuple[Metric, ...] = get_args(Metric)
 METRICS = KNOWN_METRICS[:5]  # the default: count and the exact folds
 ORDER_METRICS: tuple[Metric, ...] = ("first", "last")  # need each event's stamp
@@ -69,6 +73,9 @@ class ExtraKind(NamedTuple):
 EXTRAS: dict[str, ExtraKind] = {
     "first_last": ExtraKind(ORDER_METRICS, FirstLast.empty, FirstLast.from_state),
     "distinct": ExtraKind(("count_distinct",), DistinctSets.empty, DistinctSets.from_state),
+    "quantiles": ExtraKind(
+        ("p50", "p90", "p99"), QuantileSketches.empty, QuantileSketches.from_state
+    ),
 }
 
 

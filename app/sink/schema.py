@@ -31,7 +31,18 @@ from app.versions.names import changelog_topic
 from tables.records import KeyRecord
 
 OFFSETS_TABLE = "sink_offsets"
-VALUE_METRICS = ("sum", "min", "max", "mean", "first", "last", "count_distinct")
+VALUE_METRICS = (
+    "sum",
+    "min",
+    "max",
+    "mean",
+    "first",
+    "last",
+    "count_distinct",
+    "p50",
+    "p90",
+    "p99",
+)
 COUNTS = ("count", "count_distinct")  # bigint columns; the others are double precision
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names (NAMEDATALEN - 1)
 BIGINT = 2**63

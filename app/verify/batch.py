@@ -41,6 +41,8 @@ import duckdb
 import pyarrow as pa
 
 from agents.spec import PipelineSpec
+from app.verify.bounds import within
+from tables.quantiles import QUANTILES
 from tables.windows import DAY_MS, WindowDef
 
 WindowId = tuple[str, str, int]  # key, window name, start ms
@@ -106,11 +108,17 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 # Per value field, the SQL of each metric that needs more than its min, max and values:
 # first and last by (event time, seq), the input order of docs/pipelines.md (a key's
-# events are all on one partition); count(DISTINCT), where -0.0 is 0.0 as in kappa.
+# events are all on one partition); count(DISTINCT), where -0.0 is 0.0 as in kappa;
+# the quantiles exactly (quantile_disc: the value of rank ceil(q * n)), which kappa's
+# sketch must match within its bound (app/verify/bounds.py).
 _EXTRA_SQL = {
     "first": "arg_min({v}, [t, seq]) FILTER (WHERE {keep})",
     "last": "arg_max({v}, [t, seq]) FILTER (WHERE {keep})",
     "count_distinct": "count(DISTINCT {v}) FILTER (WHERE {keep})",
+    **{
+        metric: f"quantile_disc({{v}}, {percent / 100}) FILTER (WHERE {{keep}})"
+        for metric, percent in QUANTILES.items()
+    },
 }
 
 
@@ -183,7 +191,10 @@ def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]
                 "min": low,
                 "max": high,
                 "mean": None if total is None else total / n,
-                **dict(zip(extras, more, strict=True)),
+                **{
+                    metric: within(value) if metric in QUANTILES else value
+                    for metric, value in zip(extras, more, strict=True)
+                },
             }
             fields[name] = {metric: found[metric] for metric in wanted}
         out["values"] = fields

@@ -1,7 +1,8 @@
-"""``first``, ``last`` and ``count_distinct`` through a real broker and worker: equal to
-``kappa verify``'s DuckDB answer (arg_min/arg_max over (time, seq), count(DISTINCT)) and
-to a plain Python fold over the records read back from the input topic, ordered by
-(event time, offset), with a Python set for the distinct values.
+"""``first``, ``last``, ``count_distinct`` and the quantiles through a real broker and
+worker: equal to ``kappa verify``'s DuckDB answer (arg_min/arg_max over (time, seq),
+count(DISTINCT), quantile_disc within the sketch's 1 %) and to a plain Python fold over
+the records read back from the input topic, ordered by (event time, offset), with a
+Python set for the distinct values and a sort for the quantiles.
 
 Event times are cut to the half hour, so a key's events tie often and only input order
 can decide; some amounts are NULL, some quantities are whole numbers that repeat (the
@@ -11,6 +12,7 @@ roaring part of the distinct sets) and the others are not; some events arrive la
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 from app.datagen import generate
 from app.exit_codes import ExitCode
 from app.settings import KappaSettings
+from tables.quantiles import QUANTILES
 from tests.support.datasets import ON_TIME
 from tests.support.kafka import produce_events, read_all
 from tests.support.results import results_over, wait_processed
@@ -35,8 +38,8 @@ METRICS_LINE = 'metrics = ["count", "sum", "min", "max", "mean"]'
 
 
 def fold(records: list[Any]) -> dict[str, dict[str, Any]]:
-    """Each key's count and each value's first and last non-null value, by a sort, and
-    its number of distinct non-null values."""
+    """Each key's count and each value's first and last non-null value, by a sort, its
+    number of distinct non-null values, and its exact quantiles (rank ceil(q * n))."""
     by_key: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
     for record in records:
         event = orjson.loads(record.value)
@@ -51,12 +54,32 @@ def fold(records: list[Any]) -> dict[str, dict[str, Any]]:
                 "first": xs[0] if xs else None,
                 "last": xs[-1] if xs else None,
                 "count_distinct": len(set(xs)),
+                **{
+                    metric: sorted(xs)[math.ceil(percent * len(xs) / 100) - 1] if xs else None
+                    for metric, percent in QUANTILES.items()
+                },
             }
         out[key] = {"count": len(rows), "values": values}
     return out
 
 
-def test_first_last_and_count_distinct_equal_duckdb_and_a_fold(
+def within_one_percent(got: dict[str, Any], exact: dict[str, Any]) -> bool:
+    """Equal, but each quantile only within 1 % of the exact one."""
+    for name, found in exact["values"].items():
+        for metric in QUANTILES:
+            want, have = found[metric], got["values"][name][metric]
+            if (want is None) != (have is None) or (
+                want is not None and abs(have - want) > 0.01 * abs(want) * (1 + 1e-12)
+            ):
+                return False
+    plain = [m for m in exact["values"]["amount"] if m not in QUANTILES]
+    return got["count"] == exact["count"] and all(
+        {m: got["values"][n][m] for m in plain} == {m: found[m] for m in plain}
+        for n, found in exact["values"].items()
+    )
+
+
+def test_first_last_count_distinct_and_quantiles_equal_duckdb_and_a_fold(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
     running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
@@ -66,7 +89,10 @@ def test_first_last_and_count_distinct_equal_duckdb_and_a_fold(
     text = spec.read_text()
     assert METRICS_LINE in text
     spec.write_text(
-        text.replace(METRICS_LINE, 'metrics = ["count", "first", "last", "count_distinct"]')
+        text.replace(
+            METRICS_LINE,
+            'metrics = ["count", "first", "last", "count_distinct", "p50", "p90", "p99"]',
+        )
     )
     worker, env = running_worker(spec, partitions=2)
     topic = f"test-input-{unique}"
@@ -83,7 +109,9 @@ def test_first_last_and_count_distinct_equal_duckdb_and_a_fold(
     records = asyncio.run(read_all(kafka_settings.bootstrap, topic))
     expected = fold(records)
     totals, windows, _ = results_over([worker], set(expected), events)
-    assert totals == expected
+    assert set(totals) == set(expected)
+    for key, found in totals.items():
+        assert within_one_percent(found, expected[key]), (key, found, expected[key])
     ties = sum(
         len(group) - len({ms(e["ts"]) for e in group})
         for group in ([e for e in events if e["customer_id"] == key] for key in expected)

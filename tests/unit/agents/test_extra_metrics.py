@@ -31,7 +31,7 @@ from tests.unit.agents.test_processor import (
     wid,
 )
 
-EXTRAS = ("count", "first", "last", "count_distinct", "sum")
+EXTRAS = ("count", "first", "last", "count_distinct", "sum", "p50")
 Stamped = tuple[int, int, tuple[float | None, ...]]  # time, offset, values
 
 

@@ -131,7 +131,7 @@ def test_dump_by_alias_is_the_toml_shape_and_reads_back() -> None:
         (
             {"metrics": []},
             "metrics: no metrics; choose at least one of count, sum, min, max, mean, first,"
-            " last, count_distinct",
+            " last, count_distinct, p50, p90, p99",
         ),
         ({"metrics": ["sum"]}, "metrics: ['sum'] need value fields, and values is empty"),
         ({"lateness": 600}, "lateness: expected a duration string such as '30s' or '1h', got 600"),
@@ -173,7 +173,7 @@ def test_first_and_last_are_metrics_of_the_value_fields() -> None:
     spec = parse_spec(MINIMAL | {"metrics": ["count", "first", "last"], "values": ["x"]}, "x")
     assert spec.metrics == ("count", "first", "last")
     example = load_spec(EXAMPLE.with_name("order-ends.toml"))
-    assert example.metrics == ("count", "first", "last", "count_distinct")
+    assert example.metrics == ("count", "first", "last", "count_distinct", "p50", "p99")
     assert example.input_topic == load_spec(EXAMPLE).input_topic
 
 

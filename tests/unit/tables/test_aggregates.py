@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tables.aggregates import KNOWN_METRICS, METRICS, ORDER_METRICS, Agg
+from tables.quantiles import MIN_MAGNITUDE, QUANTILES, RELATIVE_ACCURACY
 
 Event = list[float | None]
 
@@ -239,7 +240,33 @@ def extras_oracle(n: int, events: list[Event], stamps: list[tuple[int, int]]) ->
 
 
 ALL = KNOWN_METRICS
-EXTRA_METRICS = ("first", "last", "count_distinct")
+EXACT_EXTRAS = ("first", "last", "count_distinct")
+EXTRA_METRICS = (*EXACT_EXTRAS, *QUANTILES)
+
+
+def exact_quantile(xs: list[float], percent: int) -> float:
+    """The value of rank ceil(percent / 100 * n), as SQL's percentile_disc."""
+    return sorted(xs)[math.ceil(Fraction(percent, 100) * len(xs)) - 1]
+
+
+def within_bound(got: float | None, exact: float) -> bool:
+    """The sketch's guarantee: a relative error of at most RELATIVE_ACCURACY (and 0 for
+    the values closer to 0 than it can tell apart)."""
+    if abs(exact) < MIN_MAGNITUDE:
+        return got == 0.0
+    return got is not None and abs(got - exact) <= RELATIVE_ACCURACY * abs(exact) * (1 + 1e-12)
+
+
+def check_quantiles(agg: Agg, n: int, events: list[Event]) -> None:
+    for j, name in enumerate(names(n)):
+        found = agg.result(names(n), list(QUANTILES))["values"][name]
+        xs = [v for e in events if (v := e[j]) is not None]
+        for metric, percent in QUANTILES.items():
+            if not xs:
+                assert found[metric] is None
+            else:
+                exact = exact_quantile(xs, percent)
+                assert within_bound(found[metric], exact), (metric, found[metric], exact)
 
 
 def merged_in_random_order(parts: list[Agg], data: st.DataObject) -> Agg:
@@ -257,7 +284,7 @@ def merged_in_random_order(parts: list[Agg], data: st.DataObject) -> Agg:
 @settings(max_examples=300, deadline=None)
 @given(
     case=stamped_lists(),
-    metrics=st.sampled_from([METRICS, ORDER_METRICS, ("count_distinct",), ALL]),
+    metrics=st.sampled_from([METRICS, ORDER_METRICS, ("count_distinct",), ("p50",), ALL]),
     data=st.data(),
 )
 def test_merging_in_any_order_and_grouping_gives_the_same_bytes(
@@ -279,10 +306,32 @@ def test_merging_in_any_order_and_grouping_gives_the_same_bytes(
     merged = merged_in_random_order(parts, data)
     assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
     assert merged.result(names(n), METRICS) == oracle(n, events)
-    wanted = [m for m in EXTRA_METRICS if m in metrics]
+    wanted = [m for m in EXACT_EXTRAS if m in metrics]
     expected = extras_oracle(n, events, stamps)
     for name, found in merged.result(names(n), wanted).get("values", {}).items():
         assert found == {m: expected[name][m] for m in wanted}
+    if "p50" in metrics:
+        check_quantiles(merged, n, events)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quantiles_of_thousands_stay_within_the_bound(seed: int) -> None:
+    """Heavy tails of both signs, zeros and repeated values, in any split."""
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(0, 4) * rng.choice([1, -1]) for _ in range(5000)]
+    values += [0.0] * 200 + [-0.0] * 50 + [3.0] * 500 + [1e-310, 5e-324]
+    rng.shuffle(values)
+    whole = Agg.empty(1, list(QUANTILES))
+    whole.add_rows([[v] for v in values])
+    check_quantiles(whole, 1, [[v] for v in values])
+    parts = [Agg.empty(1, list(QUANTILES)) for _ in range(5)]
+    for v in values:
+        rng.choice(parts).add([v])
+    merged = parts.pop()
+    for part in parts:
+        merged = roundtrip(merged)
+        merged.merge(part)
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -21,6 +21,7 @@ import pytest
 from agents.spec import PipelineSpec, parse_spec
 from app.datagen import generate
 from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
+from tables.aggregates import Agg
 from tests.support.datasets import CRASH
 
 HOUR = 3_600_000
@@ -283,3 +284,28 @@ def test_first_last_and_count_distinct_break_ties_by_seq_and_skip_nulls() -> Non
     for (key, name, start), window in got.windows.items():
         held = [r for r in rows if r[2] == key and start <= r[3] < start + sizes[name]]
         assert window.result == ends(held)
+
+
+def test_quantiles_are_expected_within_the_sketchs_bound() -> None:
+    spec = spec_of(metrics=["p50", "p90", "p99"], windows=[{"size": "1h"}])
+    rng = random.Random(5)
+    rows: list[Row] = [
+        (0, i, f"k{i % 3}", i * 1000, (rng.lognormvariate(0, 3) * rng.choice([1, -1]), None))
+        for i in range(900)
+    ]
+    got = answer(rows, spec)
+    for key, result in got.totals.items():
+        xs = sorted(vs[0] for _, _, k, _, vs in rows if k == key and vs[0] is not None)
+        assert result["values"]["b"] == {"p50": None, "p90": None, "p99": None}
+        for metric, percent in (("p50", 50), ("p90", 90), ("p99", 99)):
+            expected = result["values"]["a"][metric]
+            exact = xs[math.ceil(percent * len(xs) / 100) - 1]  # percentile_disc's rank
+            assert expected.exact == exact
+            # Equal within 1 %, and only within it, whichever side asks.
+            assert exact * 1.0099 == expected == exact * 0.9901
+            assert expected != exact * 1.0101
+            assert exact * 0.9899 != expected
+    # A sketch's answers, from kappa's own aggregate, pass the comparison.
+    agg = Agg.empty(2, spec.metrics)
+    agg.add_rows([vs for _, _, k, _, vs in rows if k == "k0"])
+    assert agg.result(spec.values, spec.metrics) == got.totals["k0"]

@@ -79,8 +79,9 @@ EXTRAS: dict[str, ExtraKind] = {
 }
 
 
-def extras_for(metrics: Sequence[str]) -> tuple[str, ...]:
-    """The extras that ``metrics`` need."""
+@functools.lru_cache(maxsize=64)
+def extras_for(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The extras that ``metrics`` need (cached: asked for each new key and window)."""
     return tuple(name for name, kind in EXTRAS.items() if set(kind.metrics) & set(metrics))
 
 
@@ -168,7 +169,7 @@ class Agg:
     @classmethod
     def empty(cls, n_values: int, metrics: Sequence[str] = ()) -> Agg:
         """An aggregate of no events, with the extras that ``metrics`` need."""
-        extras = {name: EXTRAS[name].empty(n_values) for name in extras_for(metrics)}
+        extras = {name: EXTRAS[name].empty(n_values) for name in extras_for(tuple(metrics))}
         return cls([0, *[0, None, None, 0.0] * n_values], extras)
 
     @property

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agents.events import Event
-from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import PartitionState
 from tables.records import (
@@ -63,6 +62,7 @@ class PartitionProcessor:
         self.config = config
         self.state = state
         self.progress = state.get_progress() or PartitionProgress()
+        self._stamped = config.stamped  # first/last: each event's stamp is needed
         # Counted in the store here, then as keys and windows come and go, for the
         # metrics; keys are never deleted (totals are kept for ever). Open windows stay
         # in the store: the windows a watermark closes are one range of it.
@@ -147,7 +147,7 @@ class PartitionProcessor:
         config = self.config
         record = self.state.get_key(key)
         if record is None:
-            record = KeyRecord(fence=-1, totals=Agg.empty(len(config.value_names)))
+            record = KeyRecord(fence=-1, totals=config.empty())
             self.key_count += 1
         elif items[0][0] <= record.fence:
             fence = record.fence
@@ -158,9 +158,12 @@ class PartitionProcessor:
             items = fresh
         outcome.applied += len(items)
         record.fence = items[-1][0]
-        record.totals.add_rows([event.values for _, event, _ in items])
-        # Per window instance: its events' offsets (ascending) and values.
-        by_bucket: dict[tuple[int, int], list[tuple[int, tuple[float | None, ...]]]] = {}
+        record.totals.add_rows(
+            [event.values for _, event, _ in items],
+            [(event.ts_ms, offset) for offset, event, _ in items] if self._stamped else None,
+        )
+        # Per window instance: its events' offsets (ascending) and the events.
+        by_bucket: dict[tuple[int, int], list[tuple[int, Event]]] = {}
         windows = config.windows
         for offset, event, behind in items:
             if behind is not None:
@@ -168,12 +171,12 @@ class PartitionProcessor:
                 continue
             for index, window in enumerate(windows):
                 for start in window_starts(event.ts_ms, window):
-                    by_bucket.setdefault((index, start), []).append((offset, event.values))
+                    by_bucket.setdefault((index, start), []).append((offset, event))
         for (index, start), rows in by_bucket.items():
             name = windows[index].name
             open_window = self.state.get_window(name, start, key)
             if open_window is None:
-                open_window = OpenWindow(fence=-1, agg=Agg.empty(len(config.value_names)))
+                open_window = OpenWindow(fence=-1, agg=config.empty())
                 self._open_windows += 1
             elif rows[0][0] <= open_window.fence:
                 # Stored before a crash that kept the window's record, not its key's.
@@ -181,7 +184,10 @@ class PartitionProcessor:
                 if not rows:
                     continue
             open_window.fence = rows[-1][0]
-            open_window.agg.add_rows([values for _, values in rows])
+            open_window.agg.add_rows(
+                [event.values for _, event in rows],
+                [(event.ts_ms, offset) for offset, event in rows] if self._stamped else None,
+            )
             self.state.put_window(name, start, key, open_window)
         self.state.put_key(key, record)
 

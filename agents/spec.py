@@ -38,7 +38,7 @@ from agents.cut import HistoryCut
 from agents.durations import UNITS_MS, format_duration, parse_duration
 from agents.errors import ConfigError
 from agents.expressions import Compiled, ExpressionError, SqlType, compile_expression
-from tables.aggregates import METRICS, Metric
+from tables.aggregates import KNOWN_METRICS, METRICS, Metric
 from tables.windows import WindowDef, in_zone
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
@@ -295,7 +295,7 @@ class PipelineSpec(BaseModel):
         cls, metrics: tuple[Metric, ...], info: ValidationInfo
     ) -> tuple[Metric, ...]:
         if not metrics:
-            raise ValueError(f"no metrics; choose at least one of {', '.join(METRICS)}")
+            raise ValueError(f"no metrics; choose at least one of {', '.join(KNOWN_METRICS)}")
         if repeated := _repeated(metrics):
             raise ValueError(f"{repeated[0]!r} is listed twice; list each metric once")
         if "count" not in metrics and not info.data.get("values"):

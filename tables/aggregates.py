@@ -21,6 +21,13 @@ Signed zeros are normalised to ``+0.0`` (a sum of zeros is ``+0.0``, as ``math.f
 gives), so that ``to_state`` is canonical: equal multisets of events give equal states,
 however they were batched and ordered.
 
+The other metrics are kept by extras, each only when a metric asks for it:
+``first`` and ``last`` (``tables.first_last``), for which every ``add`` takes each
+event's stamp, its event time and offset; ``count_distinct`` (``tables.distinct``);
+``p50``, ``p90``, ``p99``, approximate (``tables.quantiles``). Their
+state is appended to ``to_state`` in one object, so an aggregate without them keeps the
+same bytes.
+
 Values must be finite (validated upstream). A sum whose running total leaves the float
 range raises ``OverflowError`` (as ``math.fsum`` does) and leaves the aggregate unchanged.
 """
@@ -29,12 +36,53 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, get_args
 
-Metric = Literal["count", "sum", "min", "max", "mean"]
-METRICS: tuple[Metric, ...] = get_args(Metric)
+from tables.distinct import DistinctSets
+from tables.first_last import FirstLast, Stamp
+from tables.quantiles import QuantileSketches
+
+Metric = Literal[
+    "count", "sum", "min", "max", "mean", "first", "last", "count_distinct", "p50", "p90", "p99"
+]
+KNOWN_METRICS: tuple[Metric, ...] = get_args(Metric)
+METRICS = KNOWN_METRICS[:5]  # the default: count and the exact folds
+ORDER_METRICS: tuple[Metric, ...] = ("first", "last")  # need each event's stamp
 _VALUE_METRICS = METRICS[1:]  # in the order results list them
+
+
+class Extra(Protocol):
+    """What an aggregate keeps for metrics beyond the flat cells, per value field."""
+
+    stamped: ClassVar[bool]  # needs each event's stamp
+
+    def add_rows(self, rows: Sequence[Sequence[float | None]], stamps: Sequence[Stamp]) -> None: ...
+    def merge(self, other: Any) -> None: ...
+    def field(self, j: int) -> Mapping[str, Any]: ...
+    def to_state(self) -> list[Any]: ...
+
+
+class ExtraKind(NamedTuple):
+    metrics: tuple[Metric, ...]
+    empty: Callable[[int], Extra]
+    from_state: Callable[[Sequence[Any]], Extra]
+
+
+# By their name in the state, in the order the state lists them.
+EXTRAS: dict[str, ExtraKind] = {
+    "first_last": ExtraKind(ORDER_METRICS, FirstLast.empty, FirstLast.from_state),
+    "distinct": ExtraKind(("count_distinct",), DistinctSets.empty, DistinctSets.from_state),
+    "quantiles": ExtraKind(
+        ("p50", "p90", "p99"), QuantileSketches.empty, QuantileSketches.from_state
+    ),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def extras_for(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The extras that ``metrics`` need (cached: asked for each new key and window)."""
+    return tuple(name for name, kind in EXTRAS.items() if set(kind.metrics) & set(metrics))
 
 
 def exact_terms(values: Sequence[float]) -> list[float]:
@@ -111,14 +159,23 @@ class Agg:
     each sum a float and a tuple of exact-sum terms only for a total that needs them.
     """
 
-    __slots__ = ("_cells",)
+    __slots__ = ("_cells", "_extras", "_stamped")
 
-    def __init__(self, cells: list[Any]) -> None:
+    def __init__(self, cells: list[Any], extras: dict[str, Extra] | None = None) -> None:
         self._cells = cells
+        self._extras = extras or {}
+        self._stamped = any(extra.stamped for extra in self._extras.values())
 
     @classmethod
-    def empty(cls, n_values: int) -> Agg:
-        return cls([0, *[0, None, None, 0.0] * n_values])
+    def empty(cls, n_values: int, metrics: Sequence[str] = ()) -> Agg:
+        """An aggregate of no events, with the extras that ``metrics`` need."""
+        extras = {name: EXTRAS[name].empty(n_values) for name in extras_for(tuple(metrics))}
+        return cls([0, *[0, None, None, 0.0] * n_values], extras)
+
+    @property
+    def stamped(self) -> bool:
+        """Whether ``add`` needs each event's stamp (for ``first`` and ``last``)."""
+        return self._stamped
 
     @property
     def count(self) -> int:
@@ -130,11 +187,17 @@ class Agg:
         """The number of value fields."""
         return (len(self._cells) - 1) // _WIDTH
 
-    def add(self, values: Sequence[float | None]) -> None:
-        """Add one event, given its value fields in order (``None`` for NULL)."""
+    def add(self, values: Sequence[float | None], stamp: Stamp | None = None) -> None:
+        """Add one event, given its value fields in order (``None`` for NULL), and its
+        stamp when the aggregate is ``stamped``."""
         cells = self._cells
         if _WIDTH * len(values) + 1 != len(cells):
             raise ValueError(f"expected {self.width} values, got {len(values)}")
+        marks: tuple[Stamp, ...] = ()
+        if stamp is not None:
+            marks = (stamp,)
+        elif self._stamped:
+            raise ValueError("first and last need each event's stamp (time, offset)")
         # Sums first: the only step that can fail, and it leaves self untouched.
         sums: list[Sum | None] = []
         at = 4
@@ -148,6 +211,8 @@ class Agg:
                 else:
                     sums.append(_plus(total, (v,)))
             at += _WIDTH
+        for extra in self._extras.values():
+            extra.add_rows((values,), marks)
         cells[0] += 1
         at = 1
         for v, total in zip(values, sums, strict=True):
@@ -161,15 +226,20 @@ class Agg:
                 cells[at + 3] = total
             at += _WIDTH
 
-    def add_rows(self, rows: Sequence[Sequence[float | None]]) -> None:
-        """Add a group of events at once: one exact-sum step per field, not per value."""
+    def add_rows(
+        self, rows: Sequence[Sequence[float | None]], stamps: Sequence[Stamp] | None = None
+    ) -> None:
+        """Add a group of events at once: one exact-sum step per field, not per value.
+        ``stamps``, one per row, are needed when the aggregate is ``stamped``."""
         if len(rows) == 1:
-            self.add(rows[0])
+            self.add(rows[0], None if stamps is None else stamps[0])
             return
         width = self.width
         for row in rows:
             if len(row) != width:
                 raise ValueError(f"expected {width} values, got {len(row)}")
+        if self._stamped and (stamps is None or len(stamps) != len(rows)):
+            raise ValueError("first and last need each event's stamp (time, offset)")
         columns = list(zip(*rows, strict=True)) if rows else [()] * width
         present = [[v for v in column if v is not None] for column in columns]
         cells = self._cells
@@ -178,12 +248,32 @@ class Agg:
             _plus(cells[_WIDTH * j + 4], column) if column else None
             for j, column in enumerate(present)
         ]
+        for extra in self._extras.values():
+            extra.add_rows(rows, stamps or ())
         cells[0] += len(rows)
         for j, column in enumerate(present):
             if column:
                 # + 0.0 turns -0.0 into +0.0, keeping min/max canonical.
                 low, high = min(column) + 0.0, max(column) + 0.0
                 self._take(_WIDTH * j + 1, len(column), low, high, sums[j])
+
+    def merge(self, other: Agg) -> None:
+        """Fold in the aggregate of other events (of the same fields): exact, and the
+        state depends only on the multiset of events, whatever the merge order."""
+        if other.width != self.width or other._extras.keys() != self._extras.keys():
+            raise ValueError("merging aggregates of different value fields or metrics")
+        cells, theirs = self._cells, other._cells
+        sums = [
+            _plus(cells[at + 3], _terms(theirs[at + 3])) if theirs[at] else None
+            for at in range(1, len(cells), _WIDTH)
+        ]
+        for name, extra in self._extras.items():
+            extra.merge(other._extras[name])
+        cells[0] += theirs[0]
+        for j, total in enumerate(sums):
+            at = _WIDTH * j + 1
+            if theirs[at]:
+                self._take(at, theirs[at], theirs[at + 1], theirs[at + 2], total)
 
     def _take(self, at: int, n: int, low: float, high: float, total: Sum | None) -> None:
         cells = self._cells
@@ -202,26 +292,33 @@ class Agg:
         JSON-able, and canonical: it depends only on the multiset of events added.
         """
         cells = self._cells
-        return [
+        state: list[Any] = [
             cells[0],
             *(
                 [cells[at], cells[at + 1], cells[at + 2], _terms(cells[at + 3])]
                 for at in range(1, len(cells), _WIDTH)
             ),
         ]
+        if self._extras:
+            state.append({name: extra.to_state() for name, extra in self._extras.items()})
+        return state
 
     @classmethod
     def from_state(cls, obj: Sequence[Any]) -> Agg:
         """The aggregate that ``to_state`` described (after a JSON round trip, too)."""
         cells: list[Any] = [int(obj[0])]
-        for n, mn, mx, terms in obj[1:]:
+        fields, extras = (obj[1:-1], obj[-1]) if isinstance(obj[-1], dict) else (obj[1:], {})
+        for n, mn, mx, terms in fields:
             cells += (
                 int(n),
                 None if mn is None else float(mn),
                 None if mx is None else float(mx),
                 _packed([float(x) for x in terms]),
             )
-        return cls(cells)
+        return cls(cells, {name: EXTRAS[name].from_state(extras[name]) for name in extras})
+
+    def _keeps(self, metric: str) -> bool:
+        return any(metric in EXTRAS[name].metrics for name in self._extras)
 
     def result(self, value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
         """The requested metrics, e.g. ``{"count": 3, "values": {"amount": {"sum": 1.5}}}``.
@@ -232,6 +329,10 @@ class Agg:
             raise ValueError(f"expected {self.width} value names, got {len(value_names)}")
         cells = self._cells
         with_count, wanted = _plan(tuple(metrics))
+        extras = self._extras.values()
+        if missing := [m for m in wanted if m not in _VALUE_METRICS and not self._keeps(m)]:
+            raise ValueError(f"{missing} are kept only by an aggregate made for them")
+        every = wanted == _VALUE_METRICS and not extras  # found holds just the wanted
         out: dict[str, Any] = {"count": cells[0]} if with_count else {}
         if wanted:
             fields = {}
@@ -249,7 +350,9 @@ class Agg:
                     "max": cells[at + 2],
                     "mean": None if total is None else total / n,
                 }
-                fields[name] = found if wanted == _VALUE_METRICS else {m: found[m] for m in wanted}
+                for extra in extras:
+                    found |= extra.field(j)
+                fields[name] = found if every else {m: found[m] for m in wanted}
             out["values"] = fields
         return out
 
@@ -257,7 +360,7 @@ class Agg:
 @functools.lru_cache(maxsize=64)
 def _plan(metrics: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
     """Whether ``count`` is wanted, and the value metrics wanted, in order."""
-    unknown = set(metrics).difference(METRICS)
+    unknown = set(metrics).difference(KNOWN_METRICS)
     if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {METRICS}")
-    return "count" in metrics, tuple(m for m in metrics if m in _VALUE_METRICS)
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {KNOWN_METRICS}")
+    return "count" in metrics, tuple(m for m in metrics if m != "count")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tables.aggregates import Agg
+from tables.aggregates import ORDER_METRICS, Agg
 from tables.records import WindowResult
 from tables.windows import WindowDef, window_end
 
@@ -17,6 +17,15 @@ class AggregationConfig:
     windows: tuple[WindowDef, ...]
     lateness_ms: int
     retention_ms: int
+
+    @property
+    def stamped(self) -> bool:
+        """Whether a metric needs each event's stamp (``first``, ``last``)."""
+        return any(metric in ORDER_METRICS for metric in self.metrics)
+
+    def empty(self) -> Agg:
+        """The aggregate of no events, keeping what the metrics need."""
+        return Agg.empty(len(self.value_names), self.metrics)
 
     def window(self, name: str) -> WindowDef:
         for window in self.windows:

@@ -31,7 +31,19 @@ from app.versions.names import changelog_topic
 from tables.records import KeyRecord
 
 OFFSETS_TABLE = "sink_offsets"
-VALUE_METRICS = ("sum", "min", "max", "mean")
+VALUE_METRICS = (
+    "sum",
+    "min",
+    "max",
+    "mean",
+    "first",
+    "last",
+    "count_distinct",
+    "p50",
+    "p90",
+    "p99",
+)
+COUNTS = ("count", "count_distinct")  # bigint columns; the others are double precision
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names (NAMEDATALEN - 1)
 BIGINT = 2**63
 
@@ -119,7 +131,8 @@ class SinkTables(VersionTables):
 
     def metric_types(self) -> list[str]:
         return [
-            "bigint" if column == "count" else "double precision" for column in self.metric_columns
+            "bigint" if column.endswith(COUNTS) else "double precision"
+            for column in self.metric_columns
         ]
 
     # -- rows -------------------------------------------------------------------------
@@ -136,7 +149,8 @@ class SinkTables(VersionTables):
             if not isinstance(found, dict):
                 raise BadRow(f"values.{name} is {type(found).__name__}, not an object")
             for metric in self._value_metrics:
-                out.append(_double(found.get(metric), f"{name}_{metric}"))
+                read = _bigint if metric in COUNTS else _double
+                out.append(read(found.get(metric), f"{name}_{metric}"))
         return out
 
     def window_row(self, value: bytes | None) -> Row:

@@ -41,6 +41,8 @@ import duckdb
 import pyarrow as pa
 
 from agents.spec import PipelineSpec
+from app.verify.bounds import within
+from tables.quantiles import QUANTILES
 from tables.windows import DAY_MS, WindowDef
 
 WindowId = tuple[str, str, int]  # key, window name, start ms
@@ -104,9 +106,31 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _metric_columns(values: int, where: str, prefix: str) -> str:
+# Per value field, the SQL of each metric that needs more than its min, max and values:
+# first and last by (event time, seq), the input order of docs/pipelines.md (a key's
+# events are all on one partition); count(DISTINCT), where -0.0 is 0.0 as in kappa;
+# the quantiles exactly (quantile_disc: the value of rank ceil(q * n)), which kappa's
+# sketch must match within its bound (app/verify/bounds.py).
+_EXTRA_SQL = {
+    "first": "arg_min({v}, [t, seq]) FILTER (WHERE {keep})",
+    "last": "arg_max({v}, [t, seq]) FILTER (WHERE {keep})",
+    "count_distinct": "count(DISTINCT {v}) FILTER (WHERE {keep})",
+    **{
+        metric: f"quantile_disc({{v}}, {percent / 100}) FILTER (WHERE {{keep}})"
+        for metric, percent in QUANTILES.items()
+    },
+}
+
+
+def _extras(metrics: Sequence[str]) -> list[str]:
+    """The metrics of ``_EXTRA_SQL`` that ``metrics`` ask for, in its order."""
+    return [metric for metric in _EXTRA_SQL if metric in metrics]
+
+
+def _metric_columns(values: int, where: str, prefix: str, extras: Sequence[str]) -> str:
     """count(*) and, per value field, its non-null count, its non-null values as a list
-    (for the exact sum), its min and max, over the rows that satisfy ``where``."""
+    (for the exact sum), its min and max, then its ``extras`` (``_EXTRA_SQL``), over the
+    rows that satisfy ``where``."""
     cols = [f"count(*) FILTER (WHERE {where}) AS {prefix}n"]
     for i in range(values):
         v = f"v{i}"
@@ -116,6 +140,7 @@ def _metric_columns(values: int, where: str, prefix: str) -> str:
             f"list({v}) FILTER (WHERE {keep}) AS {prefix}s{i}",
             f"min({v}) FILTER (WHERE {where}) AS {prefix}lo{i}",
             f"max({v}) FILTER (WHERE {where}) AS {prefix}hi{i}",
+            *(_EXTRA_SQL[m].format(v=v, keep=keep) for m in extras),
         ]
     return ", ".join(cols)
 
@@ -123,7 +148,7 @@ def _metric_columns(values: int, where: str, prefix: str) -> str:
 def _assign(window: WindowDef, values: int) -> str:
     """SQL: every on-time event once per window instance of ``window`` holding it."""
     name = window.name.replace("'", "''")
-    cols = ", ".join(["m.p", "m.k", "m.seen", *[f"m.v{i}" for i in range(values)]])
+    cols = ", ".join(["m.p", "m.k", "m.seen", "m.t", "m.seq", *[f"m.v{i}" for i in range(values)]])
     if window.zone is None:
         size, step = window.size_ms, window.step_ms
         return f"""
@@ -147,7 +172,8 @@ def _assign(window: WindowDef, values: int) -> str:
 
 def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
     """A result as kappa shows it (``{"count": .., "values": {field: {metric: ..}}}``)
-    from SQL's ``count, (n, values, min, max) per field``, with only the wanted metrics.
+    from SQL's ``count, (n, values, min, max, extras...) per field``, with only the
+    wanted metrics.
 
     The sum is ``math.fsum`` of the values DuckDB grouped (correctly rounded), the mean
     that sum over the non-null count."""
@@ -155,14 +181,20 @@ def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]
     wanted = [m for m in metrics if m != "count"]
     if wanted:
         fields = {}
+        extras = _extras(metrics)
+        width = 4 + len(extras)
         for i, name in enumerate(value_names):
-            n, values, low, high = row[1 + 4 * i : 5 + 4 * i]
+            n, values, low, high, *more = row[1 + width * i : 1 + width * (i + 1)]
             total = math.fsum(values) if n else None
             found = {
                 "sum": total,
                 "min": low,
                 "max": high,
                 "mean": None if total is None else total / n,
+                **{
+                    metric: within(value) if metric in QUANTILES else value
+                    for metric, value in zip(extras, more, strict=True)
+                },
             }
             fields[name] = {metric: found[metric] for metric in wanted}
         out["values"] = fields
@@ -179,6 +211,7 @@ def batch_answer(
     totals and ``as_of_fence`` contents count only each fenced key's events up to its
     fence (``seq <= fence``)."""
     n = len(spec.values)
+    extras = _extras(spec.metrics)
     fence_table = pa.table(
         {
             "k": pa.array(list((fences or {}).keys()), pa.string()),
@@ -208,7 +241,7 @@ def batch_answer(
     ).fetchone() or (0, 0)
     rows = con.execute(
         f"""
-        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a")}
+        SELECT k, any_value(p) AS p, min(seq) AS mn, {_metric_columns(n, "seen", "a", extras)}
         FROM marked GROUP BY k
         """
     ).fetchall()
@@ -222,15 +255,15 @@ def batch_answer(
     # As of the fences differs from all only where a fence leaves events out (records
     # that arrived during the run): computed only then, since it doubles the work.
     (unseen,) = con.execute("SELECT count(*) FROM marked WHERE NOT seen").fetchone() or (0,)
-    as_of = f", {_metric_columns(n, 'seen', 'b')}" if unseen else ""
+    as_of = f", {_metric_columns(n, 'seen', 'b', extras)}" if unseen else ""
     rows = con.execute(
         f"""
         SELECT k, w, s, any_value(p) AS p, any_value(e) AS e,
-               {_metric_columns(n, "true", "a")}{as_of}
+               {_metric_columns(n, "true", "a", extras)}{as_of}
         FROM ({assigned}) GROUP BY k, w, s
         """
     ).fetchall()
-    width = 1 + 4 * n
+    width = 1 + (4 + len(extras)) * n
     for key, window, start, p, end, *metrics in rows:
         result = shape(metrics[:width], spec.values, spec.metrics)
         seen = metrics[width:] if unseen else metrics[:width]

@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.events import Event
-from agents.processor import Outcome, PartitionProcessor
+from agents.processor import BatchOutcome, Outcome, PartitionProcessor
 from tables.aggregation_config import AggregationConfig
 from tables.records import (
     KeyRecord,
@@ -208,12 +208,13 @@ class Scenario:
     retention: int
     events: tuple[Event, ...]
     offsets: tuple[int, ...]
+    metrics: tuple[str, ...] = METRICS
 
     @property
     def config(self) -> AggregationConfig:
         return AggregationConfig(
             value_names=VALUE_NAMES,
-            metrics=METRICS,
+            metrics=self.metrics,
             windows=tuple(WindowDef(name, size, step) for name, size, step in self.windows),
             lateness_ms=self.lateness,
             retention_ms=self.retention,
@@ -405,25 +406,37 @@ def decoded(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@settings(deadline=None, max_examples=150)
-@given(scenario=scenarios(), data=st.data())
-def test_any_split_into_batches_equals_the_fold(scenario: Scenario, data: st.DataObject) -> None:
-    """``apply`` of arbitrary batches, with restarts between them, gives the fold's totals,
-    windows, late events and closed results, and the state of one event at a time."""
+def apply_in_batches(
+    scenario: Scenario, data: st.DataObject
+) -> tuple[DictState, list[BatchOutcome]]:
+    """``apply`` of the scenario's events in batches cut at random, with a restart (a new
+    processor on the same state) before some of them."""
     n = len(scenario.events)
     cuts = sorted(data.draw(st.sets(st.integers(1, max(n - 1, 1)), max_size=5)))
     bounds = [0, *[c for c in cuts if c < n], n]
     pairs = list(zip(scenario.offsets, scenario.events, strict=True))
     state = DictState()
     processor = PartitionProcessor(scenario.config, state)
-    late: list[int] = []
-    closed: dict[WinId, WindowResult] = {}
+    outcomes = []
     for start, end in itertools.pairwise(bounds):
         if data.draw(st.booleans(), label="restart"):
             processor = PartitionProcessor(scenario.config, state)
-        outcome = processor.apply(pairs[start:end])
+        outcomes.append(processor.apply(pairs[start:end]))
+        assert outcomes[-1].applied == end - start
+    return state, outcomes
+
+
+@settings(deadline=None, max_examples=150)
+@given(scenario=scenarios(), data=st.data())
+def test_any_split_into_batches_equals_the_fold(scenario: Scenario, data: st.DataObject) -> None:
+    """``apply`` of arbitrary batches, with restarts between them, gives the fold's totals,
+    windows, late events and closed results, and the state of one event at a time."""
+    state, outcomes = apply_in_batches(scenario, data)
+    pairs = list(zip(scenario.offsets, scenario.events, strict=True))
+    late: list[int] = []
+    closed: dict[WinId, WindowResult] = {}
+    for outcome in outcomes:
         assert outcome.duplicates == 0
-        assert outcome.applied == end - start
         late.extend(item.offset for item in outcome.late)
         for result in outcome.closed:
             assert wid(result) not in closed, "a window was reported closed twice"

@@ -128,7 +128,11 @@ def test_dump_by_alias_is_the_toml_shape_and_reads_back() -> None:
         ({"values": ["amount", "amount"]}, "values: 'amount' is listed twice"),
         ({"metrics": ["sum", "avg"], "values": ["x"]}, "metrics[1]: Input should be 'count'"),
         ({"metrics": ["count", "count"]}, "metrics: 'count' is listed twice"),
-        ({"metrics": []}, "metrics: no metrics; choose at least one of count, sum, min, max, mean"),
+        (
+            {"metrics": []},
+            "metrics: no metrics; choose at least one of count, sum, min, max, mean, first,"
+            " last, count_distinct, p50, p90, p99",
+        ),
         ({"metrics": ["sum"]}, "metrics: ['sum'] need value fields, and values is empty"),
         ({"lateness": 600}, "lateness: expected a duration string such as '30s' or '1h', got 600"),
         ({"lateness": "10 minutes"}, "lateness: invalid duration '10 minutes'"),
@@ -163,6 +167,14 @@ def test_dump_by_alias_is_the_toml_shape_and_reads_back() -> None:
 )
 def test_invalid_spec_names_file_and_field(change: dict[str, Any], expected: str) -> None:
     assert f"orders.toml: {expected}" in spec_error(MINIMAL | change)
+
+
+def test_first_and_last_are_metrics_of_the_value_fields() -> None:
+    spec = parse_spec(MINIMAL | {"metrics": ["count", "first", "last"], "values": ["x"]}, "x")
+    assert spec.metrics == ("count", "first", "last")
+    example = load_spec(EXAMPLE.with_name("order-ends.toml"))
+    assert example.metrics == ("count", "first", "last", "count_distinct", "p50", "p99")
+    assert example.input_topic == load_spec(EXAMPLE).input_topic
 
 
 def test_missing_required_fields_are_all_reported() -> None:

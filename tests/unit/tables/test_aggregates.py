@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 from fractions import Fraction
 from itertools import pairwise
 from typing import Any
@@ -13,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.aggregates import METRICS, Agg
+from tables.aggregates import KNOWN_METRICS, METRICS, ORDER_METRICS, Agg
+from tables.quantiles import MIN_MAGNITUDE, QUANTILES, RELATIVE_ACCURACY
 
 Event = list[float | None]
 
@@ -199,3 +201,173 @@ def test_an_aggregate_is_one_flat_list_with_terms_only_where_a_sum_needs_them() 
     assert len(terms) > 1
     assert Fraction(math.fsum(terms)) != sum(map(Fraction, terms))  # not one float's worth
     assert Agg.from_state(orjson.loads(orjson.dumps(state))).to_state() == state
+
+
+# --- first, last, count_distinct, and merging ----------------------------------------
+
+# Integral values, dense and at the int64 edges, beside the others: count_distinct keeps
+# them apart (a roaring bitmap and a list of floats).
+DISTINCT_VALUE = (
+    VALUE
+    | st.integers(-70_000, 70_000).map(float)
+    | st.sampled_from([-(2.0**63), 2.0**63, 2.0**63 - 1024, 0.0, -0.0, 0.5, -0.5])
+)
+
+
+@st.composite
+def stamped_lists(draw: st.DrawFn) -> tuple[int, list[Event], list[tuple[int, int]]]:
+    """Events with stamps: times from a small range (many ties), distinct offsets."""
+    n = draw(st.integers(min_value=0, max_value=3))
+    events = draw(st.lists(st.lists(DISTINCT_VALUE, min_size=n, max_size=n), max_size=40))
+    offsets = draw(st.permutations(range(len(events))))
+    stamps = [(draw(st.integers(0, 5)), offset) for offset in offsets]
+    return n, events, stamps
+
+
+def extras_oracle(n: int, events: list[Event], stamps: list[tuple[int, int]]) -> dict[str, Any]:
+    """Each field's first and last non-null value by (time, offset), a sort then its
+    ends, and its number of distinct non-null values, a Python set (-0.0 == 0.0)."""
+    order = sorted(range(len(events)), key=lambda i: stamps[i])
+    out = {}
+    for j, name in enumerate(names(n)):
+        xs = [v for i in order if (v := events[i][j]) is not None]
+        out[name] = {
+            "first": xs[0] if xs else None,
+            "last": xs[-1] if xs else None,
+            "count_distinct": len(set(xs)),
+        }
+    return out
+
+
+ALL = KNOWN_METRICS
+EXACT_EXTRAS = ("first", "last", "count_distinct")
+EXTRA_METRICS = (*EXACT_EXTRAS, *QUANTILES)
+
+
+def exact_quantile(xs: list[float], percent: int) -> float:
+    """The value of rank ceil(percent / 100 * n), as SQL's percentile_disc."""
+    return sorted(xs)[math.ceil(Fraction(percent, 100) * len(xs)) - 1]
+
+
+def within_bound(got: float | None, exact: float) -> bool:
+    """The sketch's guarantee: a relative error of at most RELATIVE_ACCURACY (and 0 for
+    the values closer to 0 than it can tell apart)."""
+    if abs(exact) < MIN_MAGNITUDE:
+        return got == 0.0
+    return got is not None and abs(got - exact) <= RELATIVE_ACCURACY * abs(exact) * (1 + 1e-12)
+
+
+def check_quantiles(agg: Agg, n: int, events: list[Event]) -> None:
+    for j, name in enumerate(names(n)):
+        found = agg.result(names(n), list(QUANTILES))["values"][name]
+        xs = [v for e in events if (v := e[j]) is not None]
+        for metric, percent in QUANTILES.items():
+            if not xs:
+                assert found[metric] is None
+            else:
+                exact = exact_quantile(xs, percent)
+                assert within_bound(found[metric], exact), (metric, found[metric], exact)
+
+
+def merged_in_random_order(parts: list[Agg], data: st.DataObject) -> Agg:
+    """``parts`` merged pairwise in a random tree, each pair in a random order."""
+    while len(parts) > 1:
+        i = data.draw(st.integers(0, len(parts) - 2))
+        left, right = parts[i], parts.pop(i + 1)
+        if data.draw(st.booleans()):
+            left, right = right, left
+        left.merge(right)
+        parts[i] = left
+    return parts[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=stamped_lists(),
+    metrics=st.sampled_from([METRICS, ORDER_METRICS, ("count_distinct",), ("p50",), ALL]),
+    data=st.data(),
+)
+def test_merging_in_any_order_and_grouping_gives_the_same_bytes(
+    case: tuple[int, list[Event], list[tuple[int, int]]],
+    metrics: tuple[str, ...],
+    data: st.DataObject,
+) -> None:
+    n, events, stamps = case
+    whole = Agg.empty(n, metrics)
+    whole.add_rows(events, stamps)
+    # Split into parts, fold each on its own, then merge them in a random order and tree.
+    picks = data.draw(st.permutations(range(len(events))))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=5)))
+    parts = []
+    for a, b in pairwise([0, *cuts, len(events)]):
+        part = Agg.empty(n, metrics)
+        part.add_rows([events[i] for i in picks[a:b]], [stamps[i] for i in picks[a:b]])
+        parts.append(roundtrip(part) if data.draw(st.booleans()) else part)
+    merged = merged_in_random_order(parts, data)
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
+    assert merged.result(names(n), METRICS) == oracle(n, events)
+    wanted = [m for m in EXACT_EXTRAS if m in metrics]
+    expected = extras_oracle(n, events, stamps)
+    for name, found in merged.result(names(n), wanted).get("values", {}).items():
+        assert found == {m: expected[name][m] for m in wanted}
+    if "p50" in metrics:
+        check_quantiles(merged, n, events)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quantiles_of_thousands_stay_within_the_bound(seed: int) -> None:
+    """Heavy tails of both signs, zeros and repeated values, in any split."""
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(0, 4) * rng.choice([1, -1]) for _ in range(5000)]
+    values += [0.0] * 200 + [-0.0] * 50 + [3.0] * 500 + [1e-310, 5e-324]
+    rng.shuffle(values)
+    whole = Agg.empty(1, list(QUANTILES))
+    whole.add_rows([[v] for v in values])
+    check_quantiles(whole, 1, [[v] for v in values])
+    parts = [Agg.empty(1, list(QUANTILES)) for _ in range(5)]
+    for v in values:
+        rng.choice(parts).add([v])
+    merged = parts.pop()
+    for part in parts:
+        merged = roundtrip(merged)
+        merged.merge(part)
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_distinct_sets_of_thousands_merge_to_the_same_bytes(seed: int) -> None:
+    """Enough values per 65536-block for roaring's array, bitmap and run containers."""
+    rng = random.Random(seed)
+    values = [float(rng.randrange(-40_000, 200_000)) for _ in range(30_000)]
+    values += [float(v) for v in range(500_000, 520_000)]  # one long run
+    values += [rng.uniform(-1, 1) for _ in range(300)]
+    rng.shuffle(values)
+    whole = Agg.empty(1, ["count_distinct"])
+    whole.add_rows([[v] for v in values])
+    parts = [Agg.empty(1, ["count_distinct"]) for _ in range(7)]
+    for v in values:
+        rng.choice(parts).add([v])
+    rng.shuffle(parts)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = roundtrip(merged)
+        merged.merge(part)
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
+    got = merged.result(["x"], ["count_distinct"])["values"]["x"]["count_distinct"]
+    assert got == len(set(values))
+
+
+def test_an_aggregate_without_extras_keeps_its_bytes_and_refuses_their_metrics() -> None:
+    plain, ordered = Agg.empty(1), Agg.empty(1, ORDER_METRICS)
+    plain.add([2.0])
+    ordered.add([2.0], (5, 0))
+    assert plain.to_state() == [1, [1, 2.0, 2.0, [2.0]]]
+    assert ordered.to_state()[:-1] == plain.to_state()
+    for metric in EXTRA_METRICS:
+        with pytest.raises(ValueError, match="made for them"):
+            plain.result(["x"], [metric])
+    with pytest.raises(ValueError, match="stamp"):
+        ordered.add([1.0])
+    with pytest.raises(ValueError, match="different"):
+        ordered.merge(plain)
+    assert roundtrip(ordered).result(["x"], ORDER_METRICS)["values"]["x"]["last"] == 2.0

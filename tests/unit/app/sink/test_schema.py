@@ -78,6 +78,26 @@ def test_a_key_record_of_the_changelog_becomes_its_totals_row() -> None:
     assert row[2] == 0.6 != sum(AMOUNTS)
 
 
+def test_first_last_count_distinct_and_quantiles_are_columns_of_their_own() -> None:
+    metrics = ("first", "last", "count_distinct", "p50")
+    spec = SPEC.model_copy(update={"metrics": metrics, "values": ("amount",)})
+    tables = SinkTables.of(spec, "kappa")
+    assert tables.metric_columns == [
+        "amount_first",
+        "amount_last",
+        "amount_count_distinct",
+        "amount_p50",
+    ]
+    assert tables.metric_types() == [*["double precision"] * 2, "bigint", "double precision"]
+    agg = Agg.empty(1, spec.metrics)
+    agg.add_rows([[2.0], [1.0], [3.0], [1.0]], [(5, 2), (5, 1), (4, 9), (6, 0)])  # time, offset
+    record = KeyRecord(fence=9, totals=agg)
+    row = tables.totals_row(orjson.dumps("c1"), orjson.dumps(record.to_state()))
+    assert row[:4] == ("c1", 3.0, 1.0, 3)
+    assert isinstance(row[3], int)
+    assert abs(row[4] - 1.0) <= 0.01  # rank ceil(0.5 * 4) of 1, 1, 2, 3, within 1 %
+
+
 GOOD = {"key": "k", "window": "1h", "start_ms": 0, "end_ms": 3_600_000}
 
 

@@ -21,6 +21,7 @@ import pytest
 from agents.spec import PipelineSpec, parse_spec
 from app.datagen import generate
 from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
+from tables.aggregates import Agg
 from tests.support.datasets import CRASH
 
 HOUR = 3_600_000
@@ -233,3 +234,78 @@ def test_only_the_chosen_metrics() -> None:
     spec = spec_of(metrics=["count", "max"], windows=[{"size": "1h"}])
     got = answer([(0, 0, "x", 0, (1.0, 2.0))], spec)
     assert got.totals["x"] == {"count": 1, "values": {"a": {"max": 1.0}, "b": {"max": 2.0}}}
+
+
+def ends_by_time_then_seq(rows: Sequence[Row], field: int) -> dict[str, Any]:
+    """The first and last non-null value of a field, events sorted by (time, seq), and
+    its number of distinct non-null values (a Python set: -0.0 == 0.0)."""
+    xs = [vs[field] for _, _, _, _, vs in sorted(rows, key=lambda r: (r[3], r[1]))]
+    present = [x for x in xs if x is not None]
+    return {
+        "first": present[0] if present else None,
+        "last": present[-1] if present else None,
+        "count_distinct": len(set(present)),
+    }
+
+
+def test_first_last_and_count_distinct_break_ties_by_seq_and_skip_nulls() -> None:
+    spec = spec_of(
+        metrics=["first", "last", "count_distinct"],
+        windows=[{"size": "1h"}, {"size": "2h", "step": "1h"}],
+        lateness="1d",  # nothing late: every event is in its windows
+    )
+    rng = random.Random(11)
+    # Times on a coarse grid so that many events tie; seq in a shuffled order, the
+    # history's negative seqs before the live ones, NULLs among the values.
+    seqs = list(range(-50, 250))
+    rng.shuffle(seqs)
+    rows: list[Row] = [
+        (
+            0,
+            seq,
+            f"k{rng.randrange(4)}",
+            rng.randrange(6) * 20 * 60_000,
+            (rng.choice([None, rng.uniform(-9, 9)]), rng.choice([1.0, 2.0, -0.5, 0.0, -0.0])),
+        )
+        for seq in seqs
+    ]
+    got = answer(rows, spec)
+    assert got.late_events == 0
+
+    def ends(held: list[Row]) -> dict[str, Any]:
+        return {
+            "values": {"a": ends_by_time_then_seq(held, 0), "b": ends_by_time_then_seq(held, 1)}
+        }
+
+    for key, result in got.totals.items():
+        assert result == ends([r for r in rows if r[2] == key])
+    assert set(got.windows) == set(fold(rows, spec)["windows"])
+    sizes = {w.name: w.size_ms for w in spec.windows}
+    for (key, name, start), window in got.windows.items():
+        held = [r for r in rows if r[2] == key and start <= r[3] < start + sizes[name]]
+        assert window.result == ends(held)
+
+
+def test_quantiles_are_expected_within_the_sketchs_bound() -> None:
+    spec = spec_of(metrics=["p50", "p90", "p99"], windows=[{"size": "1h"}])
+    rng = random.Random(5)
+    rows: list[Row] = [
+        (0, i, f"k{i % 3}", i * 1000, (rng.lognormvariate(0, 3) * rng.choice([1, -1]), None))
+        for i in range(900)
+    ]
+    got = answer(rows, spec)
+    for key, result in got.totals.items():
+        xs = sorted(vs[0] for _, _, k, _, vs in rows if k == key and vs[0] is not None)
+        assert result["values"]["b"] == {"p50": None, "p90": None, "p99": None}
+        for metric, percent in (("p50", 50), ("p90", 90), ("p99", 99)):
+            expected = result["values"]["a"][metric]
+            exact = xs[math.ceil(percent * len(xs) / 100) - 1]  # percentile_disc's rank
+            assert expected.exact == exact
+            # Equal within 1 %, and only within it, whichever side asks.
+            assert exact * 1.0099 == expected == exact * 0.9901
+            assert expected != exact * 1.0101
+            assert exact * 0.9899 != expected
+    # A sketch's answers, from kappa's own aggregate, pass the comparison.
+    agg = Agg.empty(2, spec.metrics)
+    agg.add_rows([vs for _, _, k, _, vs in rows if k == "k0"])
+    assert agg.result(spec.values, spec.metrics) == got.totals["k0"]

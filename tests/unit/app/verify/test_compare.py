@@ -13,6 +13,7 @@ from agents.spec import PipelineSpec, parse_spec
 from app.settings import KappaSettings
 from app.verify.actual import Actual, WorkerView
 from app.verify.batch import BatchAnswer, ExpectedWindow
+from app.verify.bounds import within
 from app.verify.compare import Comparison, compare, flatten
 from app.verify.reading import InputReader
 
@@ -220,3 +221,22 @@ def test_a_seam_puts_history_first_and_skips_live_records_before_the_cut() -> No
     assert read.columns["t"] == [1_000_000, 4_000_000, 4_500_000, 5_000_000, 6_000_000]
     assert (read.records, read.history_records, read.before_cut) == (7, 3, 1)
     assert read.bad == {"malformed_json": 1}
+
+
+def test_a_quantile_is_equal_within_its_bound_and_shown_with_it() -> None:
+    expected = {"count": 1, "values": {"a": {"p50": within(100.0)}}}
+    ans = BatchAnswer(
+        totals={"x": expected},
+        windows={},
+        watermarks={0: 0},
+        key_partition={"x": 0},
+        first_seq={"x": 0},
+    )
+    for got, ok in ((100.99, True), (99.01, True), (101.01, False), (98.9, False)):
+        act = Actual(totals={"x": {"count": 1, "values": {"a": {"p50": got}}}}, fences={"x": 9})
+        out = run(ans, act, view(0))
+        assert out.ok is ok, (got, out.differences)
+    (difference,) = out.differences
+    shown = orjson.loads(orjson.dumps(difference.as_json()))
+    assert shown["expected"] == {"exact": 100.0, "relative_error": 0.01}
+    assert shown["actual"] == 98.9

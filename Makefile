@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The test suite runs its own broker under var/test, apart from a development broker.
 TEST_ENV := KAPPA_HOME=var/test KAPPA_KAFKA_PORT=29092 KAPPA_POSTGRES_PORT=29432
 
-.PHONY: install browser postgres-server demo test lint typecheck unit chaos bench bench-peer clean kafka-start kafka-stop
+.PHONY: install browser postgres-server demo test lint typecheck unit chaos soak bench bench-peer clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ unit: install
 chaos: install
 	KAPPA_CHAOS_LONG=1 KAPPA_CHAOS_RUNS=$${KAPPA_CHAOS_RUNS:-10} $(TEST_ENV) $(BIN)/pytest tests/chaos; \
 	status=$$?; $(TEST_ENV) $(BIN)/kappa kafka stop >/dev/null; exit $$status
+
+# The soak (not in make test): 10M keys, tumbling and hopping windows, through one
+# partition's processor on real RocksDB in a 1 GB memory cgroup, exact on a sample of keys
+# (bench/soak.py; needs root for the cgroup). Smaller: make soak SOAK_ARGS="--keys 300k".
+SOAK_ARGS ?=
+soak: install
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # The benchmark's peer (Quix Streams) lives in its own venv, never in kappa's. bench.run
 # also makes it on first use (bench/peer.py, with the same stamp).

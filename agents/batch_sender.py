@@ -35,6 +35,7 @@ class BatchSender:
         # steps of a batch (the crash-safety mechanism) cost in wall time.
         self.waited_s = 0.0
         self._queued: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
+        self.queued_bytes = 0  # keys and values queued: the outputs in flight
 
     async def start(self) -> None:
         if self._producer is None:
@@ -75,6 +76,7 @@ class BatchSender:
     ) -> None:
         # aiokafka's record builder takes a list, never a tuple.
         self._queued.setdefault((topic, partition), []).append((key, value, headers or []))
+        self.queued_bytes += len(key or b"") + len(value or b"")
 
     async def send(self) -> dict[tuple[str, int], int]:
         """Submit every queued record and wait until Kafka has acknowledged them all.
@@ -83,6 +85,7 @@ class BatchSender:
         batch sent there: a lower bound of the last record's offset.
         """
         queued, self._queued = self._queued, {}
+        self.queued_bytes = 0
         if not queued:
             return {}
         producer = self._ensure()

@@ -39,7 +39,7 @@ class PipelineOptions:
 
     kafka: Mapping[str, Any]  # aiokafka client options: servers and security
     store: StoreOptions
-    key_cache: int
+    key_cache_bytes: int
     commit: CommitPolicy
 
 
@@ -69,7 +69,9 @@ class WiredPipeline:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.tables = PipelineTables.declare(app, partitions, options.store, options.key_cache)
+        self.tables = PipelineTables.declare(
+            app, partitions, options.store, options.key_cache_bytes
+        )
         self.agent_name = f"{self.names.prefix}.aggregate"
         self.seam = None if spec.history is None else HistorySeam(spec.history.cut_ms, self.names)
         self.batches = BatchLoop(

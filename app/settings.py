@@ -143,18 +143,46 @@ class KappaSettings(BaseSettings):
         description="Most events applied before the state is stored (bounds the memory "
         "the unstored changes take).",
     )
-    key_cache: int = Field(
-        default=1000,
+    write_back_buffer_mb: int = Field(
+        default=64,
+        ge=1,
+        description="Memory the applied but unstored state changes (decoded key and window "
+        "records, closed windows' results) may take: a store is due when they reach it, "
+        "as when KAPPA_COMMIT_INTERVAL_MS passes. Less means more, smaller stores.",
+    )
+    outputs_in_flight_mb: int = Field(
+        default=32,
+        ge=1,
+        description="Memory the output records (window results, late events, dead letters) "
+        "queued for the next store may take: a store is due when they reach it.",
+    )
+    key_cache_mb: float = Field(
+        default=0.5,
         ge=0,
-        description="Decoded key records, and as many open-window records, kept in memory "
-        "per partition between batches (a few hundred bytes each): a hot key is read "
-        "from RocksDB once, not once per batch.",
+        description="Decoded key records, and as many bytes of open-window records, kept in "
+        "memory per partition between batches: a hot key is read from RocksDB once, not "
+        "once per batch (0.5 MB holds about a thousand records of a two-field pipeline).",
     )
     rocksdb_block_cache_mb: int = Field(
-        default=16, ge=1, description="RocksDB block cache per table partition (Faust: 2 GiB)."
+        default=64,
+        ge=1,
+        description="RocksDB block cache shared by all of the worker's table stores (every "
+        "table and partition): data, index and filter blocks read from disk. Less means "
+        "more disk reads of keys not in the cache (Faust's default: 2 GiB per store).",
+    )
+    rocksdb_memtables_mb: int = Field(
+        default=64,
+        ge=1,
+        description="RocksDB memtables (writes not yet flushed to disk) of all of the "
+        "worker's table stores together, charged to the block cache: RocksDB takes at "
+        "most about this plus KAPPA_ROCKSDB_BLOCK_CACHE_MB. Less means smaller, more "
+        "frequent flushes to disk and more compaction.",
     )
     rocksdb_write_buffer_mb: int = Field(
-        default=8, ge=1, description="RocksDB write buffer per table partition."
+        default=8,
+        ge=1,
+        description="Size at which one store's memtable is flushed to disk (at most two "
+        "per store; all of them together stay within KAPPA_ROCKSDB_MEMTABLES_MB).",
     )
 
     postgres_url: SecretStr | None = Field(

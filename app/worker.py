@@ -33,7 +33,7 @@ from app.versions.active import ActiveVersionTracker
 from app.versions.input_tail import InputTail
 from app.versions.status import VersionStatus
 from app.web import errors_as_json, register_views, version_header
-from tables.pipeline_tables import StoreOptions
+from tables.pipeline_tables import MB, STORE_URL, StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     app = faust.App(
         names.app_id,
         broker=[f"{consumer.SCHEME}://{server}" for server in settings.bootstrap.split(",")],
-        store="rocksdb://",
+        store=STORE_URL,
         datadir=str(datadir),
         topic_partitions=partitions,
         topic_replication_factor=settings.replication_factor,
@@ -121,9 +121,18 @@ def state_dir(settings: KappaSettings, names: PipelineNames) -> Path:
 def pipeline_options(settings: KappaSettings) -> PipelineOptions:
     return PipelineOptions(
         kafka=client_options(settings),
-        store=StoreOptions(settings.rocksdb_block_cache_mb, settings.rocksdb_write_buffer_mb),
-        key_cache=settings.key_cache,
-        commit=CommitPolicy(settings.commit_interval_ms / 1000, settings.commit_events),
+        store=StoreOptions(
+            block_cache_mb=settings.rocksdb_block_cache_mb,
+            memtables_mb=settings.rocksdb_memtables_mb,
+            write_buffer_mb=settings.rocksdb_write_buffer_mb,
+        ),
+        key_cache_bytes=int(settings.key_cache_mb * MB),
+        commit=CommitPolicy(
+            interval_s=settings.commit_interval_ms / 1000,
+            events=settings.commit_events,
+            buffer_bytes=settings.write_back_buffer_mb * MB,
+            outputs_bytes=settings.outputs_in_flight_mb * MB,
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 import rocksdict
+from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
 from tables import json_bytes
@@ -57,6 +58,8 @@ class TableBuffer:
         self.partition = partition
         self.changelog: str = table.changelog_topic.get_topic_name()
         self.pending: dict[str, Any] = {}
+        # The bytes of the encoded values among ``pending`` (a key put twice counts twice).
+        self.pending_bytes = 0
         self._staged: rocksdict.WriteBatch | None = None
         # The staged writes, readable until they are in RocksDB: between ``stage`` and
         # ``commit`` (while Kafka acknowledges) a read must not see the older value.
@@ -78,6 +81,8 @@ class TableBuffer:
 
     def put(self, key: str, value: Any) -> None:
         self.pending[key] = value
+        if isinstance(value, Encoded):
+            self.pending_bytes += len(value)
 
     def delete(self, key: str) -> None:
         self.pending[key] = _DELETED
@@ -124,6 +129,7 @@ class TableBuffer:
                 sender.add(changelog, partition, raw_key, raw_value)
         self._staged = batch
         self._staged_values, self.pending = self.pending, {}
+        self.pending_bytes = 0
 
     def commit(self, acked: dict[tuple[str, int], int]) -> None:
         """Write the acknowledged changes to RocksDB, and record, as Faust does, how far
@@ -138,6 +144,67 @@ class TableBuffer:
         offset = acked.get((self.changelog, self.partition))
         if offset is not None:
             self.store.set_persisted_offset(TP(self.changelog, self.partition), offset)
+
+
+class RocksDBBudget:
+    """The memory RocksDB may take in one worker, shared by all its stores (every table
+    partition): one block cache for data, index and filter blocks, and one write-buffer
+    manager for the memtables, whose memory is charged to that cache. Faust opens each
+    store with a cache of its own (2 GiB by default), so a worker's RocksDB memory grew
+    with its partitions and, with index and filter blocks kept outside any cache, with
+    its keys."""
+
+    def __init__(self, block_cache_bytes: int, memtables_bytes: int) -> None:
+        self.cache = rocksdict.Cache(block_cache_bytes + memtables_bytes)
+        self.memtables = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            memtables_bytes, False, self.cache
+        )
+
+    def usage(self) -> int:
+        """Bytes held now: cached blocks and memtables."""
+        return self.cache.get_usage()
+
+
+class BudgetedRocksDBOptions(faust_rocksdb.RocksDBOptions):
+    """Faust's rocksdict options, with the worker's shared ``RocksDBBudget`` (given as the
+    table option ``budget``) in place of a cache per store."""
+
+    def as_options(self) -> rocksdict.Options:
+        budget: RocksDBBudget | None = self.extra_options.get("budget")
+        if budget is None:  # a custom agent's table: Faust's own options
+            options: rocksdict.Options = super().as_options()
+            return options
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(budget.memtables)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        table.set_block_cache(budget.cache)
+        # Index and filter blocks grow with the keys stored: in the cache, they count
+        # against the budget (the newest files' pinned, so reads of fresh keys stay fast).
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        options.set_block_based_table_factory(table)
+        return options
+
+
+class BudgetedStore(faust_rocksdb.Store):
+    """Faust's RocksDB store on rocksdict, opened with ``BudgetedRocksDBOptions``.
+
+    Registered as Faust's store ``kappa://`` (pyproject's ``faust.stores`` entry point),
+    the worker's app store: Faust builds a store from its URL, and its options class is
+    not configurable. A table declared without a ``budget`` option (a custom agent's)
+    keeps Faust's options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rocksdb_options = BudgetedRocksDBOptions(**(self.options or {}), use_rocksdict=True)
 
 
 def remaining_by_changelog(app: Any) -> dict[tuple[str, int], int]:

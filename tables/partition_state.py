@@ -6,13 +6,14 @@ tables (``tables.records`` has their key layout), and the unit tests with dicts.
 batch every write is held back (``TableBuffer``), and reads see it; ``store_batch`` then
 writes each table's changes to the partition's RocksDB in one write batch and to its
 changelog as one message per changed key: a key touched N times in a batch is written once.
-Only the records a batch touches, and a bounded cache of recently used ones, are decoded
-in memory; the rest stay in RocksDB.
+Only the records a batch touches, and a cache of recently used ones bounded in bytes, are
+decoded in memory; the rest stay in RocksDB.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -57,19 +58,41 @@ class PartitionState(Protocol):
     def iter_buckets(self) -> Iterator[str]: ...
 
 
+# What one held change takes besides its record: its key string, and its slots in the
+# records dict and the dirty set.
+HELD_KEY_BYTES = 160
+
+
+def decoded_bytes(record: KeyRecord | OpenWindow) -> int:
+    """The bytes a decoded record takes in Python, measured on its state's containers
+    (the decoded record is as many floats, ints and lists)."""
+
+    def size(value: Any) -> int:
+        if isinstance(value, list | tuple):
+            return sys.getsizeof(value) + sum(size(item) for item in value)
+        return 0 if value is None else sys.getsizeof(value)
+
+    return sys.getsizeof(record) + size(record.to_state()) + HELD_KEY_BYTES
+
+
 class DecodedRecords(Generic[R]):
     """One table's decoded records: the batch's changes until they are written, then up
-    to ``cache`` of the most recently used, so that a hot record is not read and decoded
+    to ``cache_bytes`` of the most recently used, so that a hot record is not read and decoded
     again every batch. Dropped with their state whenever the partition's store may have
     changed without them (a failed batch, a revoked partition)."""
 
-    def __init__(self, buffer: TableBuffer, from_state: Callable[[Any], R], cache: int) -> None:
+    def __init__(
+        self, buffer: TableBuffer, from_state: Callable[[Any], R], cache_bytes: int
+    ) -> None:
         self.buffer = buffer
         self._from_state: Callable[[Any], R] = from_state
-        self._cache = cache
+        self._cache_bytes = cache_bytes
         self._records: dict[str, R] = {}  # least recently used first
         self.dirty: set[str] = set()
         self.deleted: set[str] = set()
+        # The size of one decoded record, measured on the first one read or changed: a
+        # pipeline's records all have the same shape.
+        self.record_bytes = 0
 
     def get(self, key: str) -> R | None:
         if key in self.deleted:
@@ -81,6 +104,8 @@ class DecodedRecords(Generic[R]):
             if state is None:
                 return None
             record = self._from_state(state)
+            if not self.record_bytes:
+                self.record_bytes = decoded_bytes(record)
         records[key] = record  # now the most recently used
         return record
 
@@ -89,6 +114,16 @@ class DecodedRecords(Generic[R]):
         self._records[key] = record
         self.dirty.add(key)
         self.deleted.discard(key)
+        if not self.record_bytes:
+            self.record_bytes = decoded_bytes(record)
+
+    def decoded(self) -> int:
+        """The records decoded in memory: the held changes and the cache."""
+        return len(self._records)
+
+    def held_bytes(self) -> int:
+        """About the bytes the changes held until the next store take."""
+        return (len(self.dirty) + len(self.deleted)) * self.record_bytes
 
     def delete(self, key: str) -> None:
         """Deleted at the next store, after its last value, if it changed, is written."""
@@ -107,7 +142,8 @@ class DecodedRecords(Generic[R]):
                 deletes.delete(key)
                 records.pop(key, None)
             self.deleted.clear()
-        for key in list(itertools.islice(records, max(0, len(records) - self._cache))):
+        cached = self._cache_bytes // self.record_bytes if self.record_bytes else 0
+        for key in list(itertools.islice(records, max(0, len(records) - cached))):
             del records[key]
 
 
@@ -115,11 +151,13 @@ class TablePartitionState:
     """One partition's view of the ``keys``, ``windows``, ``closed`` and ``meta`` tables."""
 
     def __init__(
-        self, keys: Any, windows: Any, closed: Any, meta: Any, partition: int, cache: int
+        self, keys: Any, windows: Any, closed: Any, meta: Any, partition: int, cache_bytes: int
     ) -> None:
         self.partition = partition
-        self.keys = DecodedRecords(TableBuffer(keys, partition), KeyRecord.from_state, cache)
-        self.windows = DecodedRecords(TableBuffer(windows, partition), OpenWindow.from_state, cache)
+        self.keys = DecodedRecords(TableBuffer(keys, partition), KeyRecord.from_state, cache_bytes)
+        self.windows = DecodedRecords(
+            TableBuffer(windows, partition), OpenWindow.from_state, cache_bytes
+        )
         # Closed windows' records are deleted in a step of their own (see ``steps``).
         self.window_deletes = TableBuffer(windows, partition)
         # Per window: the starts and keys of the open windows changed since the last
@@ -167,6 +205,16 @@ class TablePartitionState:
             + len(windows.deleted)
             + len(self.closed.pending)
             + len(self.meta.pending)
+        )
+
+    def held_bytes(self) -> int:
+        """About the bytes the changes held until the next store take in memory: the
+        decoded records, and the closed windows' encoded results."""
+        return (
+            self.keys.held_bytes()
+            + self.windows.held_bytes()
+            + self.closed.pending_bytes
+            + len(self.closed.pending) * HELD_KEY_BYTES
         )
 
     def get_key(self, key: str) -> KeyRecord | None:

@@ -55,6 +55,10 @@ class AggregateStage:
         changes one aggregate per window it falls in)."""
         return sum(self.states[partition].held_changes() for partition in self.unstored)
 
+    def held_bytes(self) -> int:
+        """About the memory the unstored changes take (the write-back buffer)."""
+        return sum(self.states[partition].held_bytes() for partition in self.unstored)
+
     def take_unstored(self) -> tuple[list[TablePartitionState], dict[int, int]]:
         """The states to store and their last applied offsets; nothing is unstored after."""
         unstored = dict(self.unstored)

@@ -28,10 +28,13 @@ from tables.partition_state import store_batch
 
 @dataclass(frozen=True)
 class CommitPolicy:
-    """When a flush is due: caught up, or this long or this many events since the last."""
+    """When a flush is due: caught up, or this long or this many events since the last,
+    or when the write-back buffer or the outputs in flight reach their byte budgets."""
 
     interval_s: float
     events: int
+    buffer_bytes: int
+    outputs_bytes: int
 
 
 class Flusher:
@@ -67,10 +70,13 @@ class Flusher:
         # Held changes count as well as events: a hopping window's event changes one
         # aggregate per window it falls in, and closes as many later.
         held = self.aggregate.held_changes()
+        policy = self.policy
         return (
             caught_up
-            or max(self.aggregate.unstored_records, held) >= self.policy.events
-            or time.monotonic() - self._flushed_at >= self.policy.interval_s
+            or max(self.aggregate.unstored_records, held) >= policy.events
+            or time.monotonic() - self._flushed_at >= policy.interval_s
+            or self.sender.queued_bytes >= policy.outputs_bytes
+            or self.aggregate.held_bytes() >= policy.buffer_bytes
         )
 
     async def store_and_commit(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from tables.pipeline_tables import PipelineTables, StoreOptions
+from tables.pipeline_tables import STORE_URL, PipelineTables, StoreOptions
 
 # Nothing ever connects: the app is not started.
 UNREACHABLE_BROKER = "kafka://127.0.0.1:9"
@@ -33,12 +33,11 @@ def offline_tables(datadir: Path, partitions: int = 2) -> Iterator[PipelineTable
     app = faust.App(
         f"kappa-unit-{uuid.uuid4().hex[:8]}",
         broker=UNREACHABLE_BROKER,
-        store="rocksdb://",
+        store=STORE_URL,
         datadir=str(datadir),
     )
-    tables = PipelineTables.declare(
-        app, partitions, StoreOptions(block_cache_mb=8, write_buffer_mb=8), key_cache=100
-    )
+    store = StoreOptions(block_cache_mb=8, memtables_mb=8, write_buffer_mb=8)
+    tables = PipelineTables.declare(app, partitions, store, key_cache_bytes=50_000)
     try:
         yield tables
     finally:

@@ -132,7 +132,9 @@ class Partition:
             new_state=lambda partition: state,
             sender=QueueingSender({}),
             gaps=log,
-            policy=CommitPolicy(interval_s=3600, events=10**9),
+            policy=CommitPolicy(
+                interval_s=3600, events=10**9, buffer_bytes=2**40, outputs_bytes=2**40
+            ),
             streamed_too=lambda: False,
         )
 

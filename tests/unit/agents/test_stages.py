@@ -110,14 +110,22 @@ def tables(tmp_path: Path) -> Iterator[PipelineTables]:
         yield declared
 
 
-def flusher(aggregate: AggregateStage, events: int) -> Flusher:
+def flusher(
+    aggregate: AggregateStage,
+    events: int,
+    buffer_bytes: int = 2**40,
+    outputs_bytes: int = 2**40,
+    sender: BatchSender | None = None,
+) -> Flusher:
     never: Any = None  # the policy never asks Faust or Kafka
     return Flusher(
         app=never,
         topic="orders",
-        policy=CommitPolicy(interval_s=3600, events=events),
+        policy=CommitPolicy(
+            interval_s=3600, events=events, buffer_bytes=buffer_bytes, outputs_bytes=outputs_bytes
+        ),
         aggregate=aggregate,
-        sender=BatchSender({}),
+        sender=sender or BatchSender({}),
         stats=WorkerStats(),
         owned=set,
         streamed_too=lambda: False,
@@ -146,6 +154,34 @@ def test_a_flush_is_due_when_caught_up_or_after_enough_records(tables: PipelineT
     assert policy.due(caught_up=True)
     apply(aggregate, range(4, 10))
     assert policy.due(caught_up=False)  # 10 records
+
+
+def test_a_flush_is_due_when_the_write_back_buffer_reaches_its_budget(
+    tables: PipelineTables,
+) -> None:
+    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    apply(aggregate, range(0, 1))
+    one_key = aggregate.held_bytes()  # a key record and its open window
+    assert one_key > 0
+    policy = flusher(aggregate, events=10**9, buffer_bytes=10 * one_key)
+    apply(aggregate, range(1, 9))
+    assert not policy.due(caught_up=False)  # 9 keys' records: under the budget
+    apply(aggregate, range(9, 10))
+    assert aggregate.held_bytes() == 10 * one_key
+    assert policy.due(caught_up=False)
+
+
+def test_a_flush_is_due_when_the_outputs_in_flight_reach_their_budget(
+    tables: PipelineTables,
+) -> None:
+    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    sender = BatchSender({})
+    policy = flusher(aggregate, events=10**9, outputs_bytes=100, sender=sender)
+    apply(aggregate, range(0, 1))
+    sender.add("results", 0, b"k" * 10, b"v" * 89)
+    assert not policy.due(caught_up=False)  # 99 bytes
+    sender.add("results", 0, None, b"v")
+    assert policy.due(caught_up=False)
 
 
 def test_taking_the_unstored_changes_leaves_nothing_due(tables: PipelineTables) -> None:

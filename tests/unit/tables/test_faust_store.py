@@ -249,3 +249,26 @@ async def test_the_changelog_rebuilds_the_same_store_through_fausts_recovery(
         )
         rebuilt = dict(TableBuffer(recovered, PARTITION).items())
     assert rebuilt == kept == {"k1": [1, {"v": 1 / 3}], "k2": [2, {"v": 2 / 3}], "overwritten": 2}
+
+
+async def test_every_store_of_the_tables_shares_one_rocksdb_memory_budget(
+    tmp_path: Path,
+) -> None:
+    """Writes to any table partition's store fill the one write-buffer manager, whose
+    memtables are charged to the one block cache; nothing goes past its capacity."""
+    with offline_tables(tmp_path, partitions=2) as tables:
+        budget = tables.rocksdb
+        used = budget.memtables.get_usage()
+        value = "x" * 1000
+        for table, partition in [(tables.keys, 0), (tables.windows, 1), (tables.closed, 0)]:
+            buffer = TableBuffer(table, partition)
+            assert buffer.store.rocksdb_options.as_options() is not None
+            for n in range(500):
+                buffer.put(f"{table.name}-{n}", value)
+            buffer.stage(AcknowledgingSender())
+            buffer.commit({})
+            assert budget.memtables.get_usage() > used, f"{table.name} uses another manager"
+            used = budget.memtables.get_usage()
+        assert used >= 3 * 500 * 1000
+        assert budget.usage() >= used  # charged to the shared block cache
+        assert budget.usage() <= budget.memtables.get_buffer_size() + 8 * 2**20 + 2**20

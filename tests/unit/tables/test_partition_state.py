@@ -1,6 +1,6 @@
 """``TablePartitionState`` on real Faust tables and RocksDB stores (no broker): reads see
 the batch's writes, ``store_batch`` stores them in its ordered, acknowledged steps, and the
-key cache keeps the most recently used records, at most as many as it is told.
+key cache keeps the most recently used records, at most as many bytes as it is told.
 
 What was stored is read back through Faust's own table reads, not through kappa's.
 """
@@ -15,7 +15,7 @@ import pytest
 
 from tables.aggregates import Agg
 from tables.faust_store import encode
-from tables.partition_state import TablePartitionState, store_batch
+from tables.partition_state import TablePartitionState, decoded_bytes, store_batch
 from tables.pipeline_tables import PipelineTables
 from tables.records import (
     KeyRecord,
@@ -41,9 +41,11 @@ class Tables:
         self.keys, self.closed, self.meta = tables.keys, tables.closed, tables.meta
         self.windows = tables.windows
 
-    def state(self, cache: int = 100) -> TablePartitionState:
-        """A partition's state keeping up to ``cache`` decoded key records."""
-        return dataclasses.replace(self.tables, key_cache=cache).partition_state(PARTITION)
+    def state(self, cache_bytes: int = 50_000) -> TablePartitionState:
+        """A partition's state keeping up to ``cache_bytes`` of decoded key records."""
+        return dataclasses.replace(self.tables, key_cache_bytes=cache_bytes).partition_state(
+            PARTITION
+        )
 
     def stored_key(self, key: str) -> KeyRecord | None:
         """A key's record as Faust's table read finds it in RocksDB."""
@@ -131,6 +133,22 @@ async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
     messages = [m for sent in sender.sends for m in sent if m[0] == keys_changelog]
     assert messages == [(keys_changelog, PARTITION, encode("a"), encode(rec.to_state()))]
     assert state.held_changes() == 0
+
+
+async def test_the_key_cache_keeps_the_most_recent_records_within_its_bytes(
+    tables: Tables,
+) -> None:
+    one = decoded_bytes(record(0, 0.5))
+    state = tables.state(cache_bytes=3 * one + one // 2)  # room for three records
+    for n in range(10):
+        state.put_key(f"k{n}", record(n, n + 0.5))
+    assert state.held_bytes() == 10 * one
+    await store_batch([state], AcknowledgingSender())
+    assert state.keys.decoded() == 3
+    assert state.held_bytes() == 0
+    assert state.get_key("k9") is not None  # from the cache or RocksDB alike
+    assert state.get_key("k0") is not None
+    assert state.keys.decoded() == 4  # k0 read back from RocksDB, until the next store
 
 
 def window(fence: int, *amounts: float) -> OpenWindow:

@@ -54,6 +54,11 @@ def parse(parser: EventParser, **fields: Any) -> Event | Rejected:
             "seeds.toml: where: at column 1 (status = 1): cannot compare VARCHAR with BIGINT;",
         ),
         ({"where": "field1 +"}, "seeds.toml: where: at column 8: cannot read this SQL"),
+        (
+            {"derive": [{"name": "total", "expr": "ROUND(CAST(field1 AS BIGINT), -1)"}]},
+            "seeds.toml: derive[0].expr: at column 1 (ROUND(CAST(field1 AS BIGINT), -1)): ROUND"
+            " of a BIGINT to tens or more: CAST it to DOUBLE first",
+        ),
         ({"where": "total"}, "seeds.toml: where: is DOUBLE, not a condition"),
         (
             {"derive": [{"name": "field1", "expr": "1"}]},

@@ -104,7 +104,11 @@ def expressions(kind: str, depth: int) -> st.SearchStrategy[str]:
             st.tuples(bigint, bigint).map(lambda t: f"({t[0]} % {t[1]})"),
             num.map(lambda x: f"(-{x})"),
             num.map(lambda x: f"ABS({x})"),
-            st.tuples(num, st.integers(-2, 3)).map(lambda t: f"ROUND({t[0]}, {t[1]})"),
+            st.tuples(num, st.integers(0, 3)).map(lambda t: f"ROUND({t[0]}, {t[1]})"),
+            # to tens or more: kappa refuses it on a BIGINT, so the operand is a DOUBLE
+            st.tuples(num, st.integers(-2, -1)).map(
+                lambda t: f"ROUND(CAST({t[0]} AS DOUBLE), {t[1]})"
+            ),
             num.map(lambda x: f"CAST({x} AS BIGINT)"),
             num.map(lambda x: f"CAST({x} AS DOUBLE)"),
             *(st.just(function) for function in DATE_FUNCTIONS),

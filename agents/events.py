@@ -59,6 +59,8 @@ import orjson
 from agents.errors import KappaError
 from agents.expressions import Run
 from agents.field_types import READERS
+from agents.iso_times import IsoTimes
+from agents.record_fields import LazyRecord, UsedFields
 from agents.spec import FIELD_TYPES, PipelineSpec, short_repr
 from agents.sql_values import Uncomputable
 from tables.times import datetime_to_ms
@@ -96,9 +98,9 @@ _TIME_EXPECTED = {
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A validated event. ``fields`` is the whole decoded record, for custom agents.
-    ``kept`` is False for an event the pipeline's ``where`` leaves out: counted as
-    filtered, never aggregated."""
+    """A validated event. ``fields`` is the whole decoded record, for custom agents and
+    late events (a live record's is decoded when first read). ``kept`` is False for an
+    event the pipeline's ``where`` leaves out: counted as filtered, never aggregated."""
 
     key: str
     ts_ms: int
@@ -125,6 +127,10 @@ class Rejected(KappaError):
         self.detail = detail
 
 
+# A record shorter than this many bytes per field the spec reads is decoded whole: orjson
+# reads a short record faster than msgspec reads its fields and skips the others
+# (bench.parse_speed).
+WIDE_BYTES_PER_FIELD = 48
 MIN_TS_MS = datetime_to_ms(datetime.min)
 MAX_TS_MS = datetime_to_ms(datetime.max)
 
@@ -137,6 +143,7 @@ class EventParser:
         "_epoch_scale",
         "_input_key",
         "_input_values",
+        "_iso_times",
         "_key_fields",
         "_max_bytes",
         "_null_markers",
@@ -145,8 +152,10 @@ class EventParser:
         "_time_format",
         "_time_ms",
         "_typed_fields",
+        "_used_fields",
         "_values",
         "_where",
+        "_whole_below",
     )
 
     def __init__(self, spec: PipelineSpec) -> None:
@@ -159,6 +168,9 @@ class EventParser:
         # "" is always NULL; checked only for strings, so numbers pay one isinstance.
         self._null_markers = frozenset(("", *spec.null_values))
         self._epoch_scale = 1000 if spec.time_format == "epoch_s" else 1
+        self._iso_times = IsoTimes()
+        self._used_fields = UsedFields(spec.input_fields())
+        self._whole_below = WIDE_BYTES_PER_FIELD * len(spec.input_fields())
         self._time_ms: Callable[[Any], int] = {
             "auto": self._auto_ms,
             "iso8601": self._iso_ms,
@@ -183,7 +195,13 @@ class EventParser:
         )
 
     def parse_bytes(self, raw: bytes | None) -> Event:
-        """Validate a live record: JSON bytes holding one object."""
+        """Validate a live record: JSON bytes holding one object. Only the fields the
+        spec reads are decoded (``agents.record_fields``), unless the record needs the
+        whole decode to say what is wrong with it."""
+        if raw is not None and self._whole_below <= len(raw) <= self._max_bytes:
+            used = self._used_fields.decode(raw)
+            if used is not None:
+                return self._event(used, LazyRecord(raw))
         return self.parse_fields(self._decode(raw))
 
     def _decode(self, raw: bytes | None) -> dict[str, Any]:
@@ -223,16 +241,20 @@ class EventParser:
 
     def parse_fields(self, fields: Mapping[str, Any]) -> Event:
         """Validate a decoded record: a JSON object, or a history row (CSV rows hold strings)."""
+        return self._event(fields, fields)
+
+    def _event(self, fields: Mapping[str, Any], record: Mapping[str, Any]) -> Event:
+        """The event of ``fields`` (at least those the spec reads), carrying ``record``."""
         if self._derived is not None:
-            return self._derived_event(fields)
+            return self._derived_event(fields, record)
         return Event(
             self.canonical_key(fields),
             self._event_time(fields),
             tuple([self._value(fields, name) for name in self._values]),
-            fields,
+            record,
         )
 
-    def _derived_event(self, fields: Mapping[str, Any]) -> Event:
+    def _derived_event(self, fields: Mapping[str, Any], record: Mapping[str, Any]) -> Event:
         """The event of a spec with expressions: its input fields typed, then its derived
         fields in order, then ``where``; the key and values may be derived fields."""
         assert self._derived is not None
@@ -249,7 +271,7 @@ class EventParser:
             except Uncomputable as exc:
                 raise Rejected("uncomputable", f"where {text}: {exc}") from None
             if not kept:  # its key is not needed, and may be NULL
-                return Event("", row[self._time_field], (), fields, kept=False)
+                return Event("", row[self._time_field], (), record, kept=False)
         parts = []
         for name in self._key_fields:
             part = row[name]
@@ -257,7 +279,7 @@ class EventParser:
                 raise Rejected("missing_key", f"derived key field {name!r} is NULL or empty")
             parts.append(str(part))
         values = tuple([None if (v := row[name]) is None else float(v) for name in self._values])
-        return Event("|".join(parts), row[self._time_field], values, fields)
+        return Event("|".join(parts), row[self._time_field], values, record)
 
     def input_row(self, raw: bytes | None) -> dict[str, Any]:
         """A live record's fields that a spec with expressions reads, as their types (the
@@ -301,6 +323,9 @@ class EventParser:
         return ms
 
     def _auto_ms(self, value: Any) -> int:
+        # A cached ISO time is never a number: its text has "-" and ":" between digits.
+        if isinstance(value, str) and (ms := self._iso_times.cached(value)) is not None:
+            return ms
         number = _number(value)
         if number is not None:
             seconds = -AUTO_MS_THRESHOLD < number < AUTO_MS_THRESHOLD
@@ -309,8 +334,11 @@ class EventParser:
 
     def _iso_ms(self, value: Any) -> int:
         if isinstance(value, str):
+            ms = self._iso_times.cached(value)
+            if ms is not None:
+                return ms
             try:
-                return datetime_to_ms(datetime.fromisoformat(value))
+                return self._iso_times.parse(value)
             except ValueError:
                 raise self._bad_time(value) from None
         return self._datetime_ms(value)

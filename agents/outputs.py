@@ -36,7 +36,7 @@ def late_record(
         "event_ms": event.ts_ms,
         "key": event.key,
         "source": source,
-        "event": event.fields,
+        "event": dict(event.fields),  # a live record's is decoded on demand
     }
     return f"{topic}:{partition}:{offset}".encode(), json_bytes.dumps(value)
 

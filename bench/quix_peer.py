@@ -24,7 +24,7 @@ import json
 import os
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -46,9 +46,10 @@ def _count(topic: str, partition: int, offset: int) -> None:
 
 
 def event_time(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
-    """The ``ts`` field (ISO-8601, as app.datagen writes it), as kappa's spec reads it;
-    not the record's timestamp."""
-    return int(datetime.fromisoformat(value["ts"]).timestamp() * 1000)
+    """The ``ts`` field (ISO-8601, as app.datagen writes it, or naive as bench.wide does:
+    UTC), as kappa's spec reads it; not the record's timestamp."""
+    moment = datetime.fromisoformat(value["ts"])
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _number(raw: Any) -> float | None:

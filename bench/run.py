@@ -1,7 +1,7 @@
 """kappa's benchmark: throughput, memory, scaling and live latency, against the
 physical limit and a peer (Quix Streams).
 
-    .venv/bin/python -m bench.run --repeat 1   # the 4 default workloads, ~15 min
+    .venv/bin/python -m bench.run --repeat 1   # the 5 default workloads, ~18 min
     .venv/bin/python -m bench.run --workloads keys16 --repeat 1   # one workload
     .venv/bin/python -m bench.run --smoke      # a tiny run that checks the harness works
 
@@ -36,7 +36,7 @@ from bench.workloads import DEFAULT, SMOKE, parse_workloads
 def run_once(settings: KappaSettings, args: argparse.Namespace, work: Path) -> Sections:
     sections: Sections = {}
     for i, workload in enumerate(args.workloads):
-        data = throughput.dataset(work, workload.events, workload.keys)
+        data = throughput.dataset(work, workload.events, workload.keys, workload.wide)
         figures, pipeline = throughput.run_once(settings, workload, data, args.partitions, work)
         sections[workload.name] = figures
         if i == 0:
@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument(
         "--workloads",
         default=DEFAULT,
-        help=f"comma-separated: keys<N> (1h tumbling) or hopping<N> (1d every 1h) on N keys, "
+        help=f"comma-separated: keys<N> (1h tumbling), hopping<N> (1d every 1h) or wide<N> "
+        f"(1h tumbling, 20-field records) on N keys, "
         f"N with an optional k or m, and optionally @<events>; scaling and latency run on "
         f"the first (default {DEFAULT})",
     )

@@ -34,6 +34,7 @@ from app.datagen import DatasetShape, generate, write
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
 from bench import anchor, peer
+from bench.wide import generate_wide
 from bench.workers import (
     MB,
     BenchPipeline,
@@ -54,11 +55,16 @@ from bench.workloads import Workload
 STAGES = ("fetch", "decode", "aggregate", "store", "ack_wait")
 
 
-def dataset(work: Path, events: int, keys: int) -> Path:
-    """``events`` generated orders on ``keys`` keys over 14 days, as CSV.gz."""
-    path = work / f"events-{events}-{keys}.csv.gz"
+def dataset(work: Path, events: int, keys: int, wide: bool = False) -> Path:
+    """``events`` generated orders on ``keys`` keys over 14 days, as CSV.gz; ``wide``:
+    the same orders as bench.wide's 20-field records, as JSON Lines (.jsonl.gz)."""
     shape = DatasetShape(events=events, keys=keys, span_ms=14 * 86_400_000, seed=7)
-    write(generate(shape), path)
+    if wide:
+        path = work / f"wide-{events}-{keys}.jsonl.gz"
+        write(generate_wide(shape), path)
+    else:
+        path = work / f"events-{events}-{keys}.csv.gz"
+        write(generate(shape), path)
     return path
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from app.datagen import DatasetShape, generate, write
 from bench.anchor import VALUES, compute
+from bench.wide import generate_wide
 from bench.workloads import parse_workloads
 from tests.support.oracle import batch_results
 
@@ -38,14 +39,19 @@ def _shape(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"count": n, "values": values}
 
 
-@pytest.mark.parametrize("text", ["keys7", "hopping7", "hopping1m"])
+@pytest.mark.parametrize("text", ["keys7", "hopping7", "hopping1m", "wide7"])
 def test_the_anchor_computes_the_oracles_totals_and_windows(tmp_path: Path, text: str) -> None:
     (workload,) = parse_workloads(text, 600)
+    shape = DatasetShape(events=workload.events, keys=workload.keys, seed=3)
     path = tmp_path / "events.csv.gz"
-    write(generate(DatasetShape(events=workload.events, keys=workload.keys, seed=3)), path)
+    write(generate(shape), path)  # the oracle reads the narrow CSV of the same orders
+    data = path
+    if workload.wide:  # the anchor reads their wide records, times naive
+        data = tmp_path / "events.jsonl.gz"
+        write(generate_wide(shape), data)
 
     con = duckdb.connect()
-    compute(con, path, workload)
+    compute(con, data, workload)
     totals = {row[0]: _shape(row[1:]) for row in con.execute("SELECT * FROM totals").fetchall()}
     windows = {
         (row[0], row[1]): _shape(row[2:]) for row in con.execute("SELECT * FROM windows").fetchall()

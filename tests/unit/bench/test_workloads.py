@@ -17,13 +17,18 @@ DAY = 24 * HOUR
 
 
 def test_names_give_keys_window_and_events() -> None:
-    workloads = parse_workloads("keys16, keys100k,hopping1m@25k,Keys1000", 100_000)
+    workloads = parse_workloads("keys16, keys100k,hopping1m@25k,Keys1000,wide1k", 100_000)
     assert [(w.name, w.keys, w.size_ms, w.step_ms, w.events) for w in workloads] == [
         ("keys16", 16, HOUR, HOUR, 100_000),
         ("keys100k", 100_000, HOUR, HOUR, 100_000),
         ("hopping1m", 1_000_000, DAY, HOUR, 25_000),
         ("keys1000", 1_000, HOUR, HOUR, 100_000),
+        ("wide1k", 1_000, HOUR, HOUR, 100_000),
     ]
+    assert [w.wide for w in workloads] == [False, False, False, False, True]
+    assert workloads[4].description == (
+        "100,000 events, 1,000 keys, 1h tumbling window, wide records"
+    )
     assert workloads[2].description == "25,000 events, 1,000,000 keys, 1d every 1h window"
     assert workloads[0].description == "100,000 events, 16 keys, 1h tumbling window"
 
@@ -34,6 +39,7 @@ def test_the_default_and_smoke_workloads_parse() -> None:
         "keys16",
         "keys100000",
         "hopping1m",
+        "wide1000",
     ]
     assert [w.events for w in parse_workloads(SMOKE, 2_000)] == [2_000, 1_000]
 

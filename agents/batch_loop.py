@@ -12,14 +12,19 @@ each of the fetch's partitions, in offset order, the records go through:
    ``PartitionProcessor.apply``;
 4. **outputs** (``OutputStage``): its late events and closed windows' results queued.
 
-Then, when due, the ``Flusher`` stores the state and outputs and commits the offsets
+Steps 2 to 4 run a slice of records at a time, each slice sized to take about
+``APPLY_SLICE_S`` (agents/stages/slices.py), with the event loop yielded between slices so
+that the API, metrics and rebalance callbacks run during a long fetch. Between slices,
+when due, the ``Flusher`` stores the state and outputs and commits the offsets
 (agents/stages/flush.py). This class drives the chain and owns what concerns the whole
 worker: one batch at a time, failures, rebalances, the timer and a clean stop.
 
-A batch that fails or is cut short drops every processor and its unstored changes (the
-stores hold only acknowledged steps); the next fetch's gap check reads the lost records
-back. A rebalance waits for the batch in hand, then stores and commits everything before
-the partitions go (``on_revoked``): the new owner never races a late write.
+A batch that fails or is cut short (cancelled at a yield between slices, as Faust's
+stop cancels its fetch loop) drops every processor and its unstored changes (the stores
+hold only acknowledged steps); the next fetch's gap check reads the lost records back.
+A rebalance waits for the batch in hand (its callback runs at a yield between slices and
+takes the batch lock), then stores and commits everything before the partitions go
+(``on_revoked``): the new owner never races a late write.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from agents.stages.gaps import GapRepair
 from agents.stages.outputs import OutputStage
 from agents.stages.route import RouteStage
 from agents.stages.seam import SeamStage
+from agents.stages.slices import SliceSizer
 from agents.stats import WorkerStats
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState
@@ -55,9 +61,9 @@ log = logging.getLogger(__name__)
 
 # After a failed batch, before the next one: a broker that is gone is not hammered.
 RETRY_PAUSE_S = 1.0
-# Records decoded and applied at a time: a fetch can hold tens of thousands per
-# partition, and their decoded events need not all be alive at once.
-APPLY_CHUNK = 4096
+# The event loop time one slice of a fetch may take before the loop is yielded, so that
+# the API and metrics answer throughout a backlog (agents/stages/slices.py).
+APPLY_SLICE_S = 0.02
 # A version with a cut, before its history is sealed: how long a fetch waits for the
 # seam record before it is handed back to Kafka (read again later).
 SEAM_WAIT_S = 1.0
@@ -91,6 +97,7 @@ class BatchLoop:
         self.route = RouteStage(parser, partitions, self.stats)
         self.aggregate = AggregateStage(config, new_state)
         self.outputs = OutputStage(names, sender, self.stats)
+        self.slices = SliceSizer(APPLY_SLICE_S)
         self.flusher = Flusher(
             app,
             names.input_topic,
@@ -113,9 +120,7 @@ class BatchLoop:
                 parser,
                 gaps,
                 self.aggregate,
-                self.flusher,
-                self._apply_chunk,
-                APPLY_CHUNK,
+                self._apply_sliced,
             )
         )
         self._returned_at: float | None = None
@@ -259,9 +264,24 @@ class BatchLoop:
         if self.history is not None and starting_live:
             self.history.started_live(partition, records)
         self.stats.stages.decode += time.monotonic() - started
-        for start in range(0, len(records), APPLY_CHUNK):
-            chunk = records[start : start + APPLY_CHUNK]
-            await self._apply_chunk(partition, chunk, True, base)
+        await self._apply_sliced(partition, records, True, base)
+
+    async def _apply_sliced(
+        self, partition: int, records: Sequence[Any], live: bool, base: int
+    ) -> None:
+        """``_apply_chunk`` a slice at a time, each about ``APPLY_SLICE_S`` of work, with
+        the event loop yielded between them; the applied changes are stored as soon as a
+        flush is due, so that no flush has a whole fetch's changes to write at once."""
+        start = 0
+        while start < len(records):
+            chunk = records[start : start + self.slices.size]
+            began = time.monotonic()
+            await self._apply_chunk(partition, chunk, live, base)
+            self.slices.took(len(chunk), time.monotonic() - began)
+            start += len(chunk)
+            if self.flusher.due(caught_up=False):
+                await self.flusher.flush(commit=False)
+            await asyncio.sleep(0)
 
     async def _apply_chunk(
         self, partition: int, records: Sequence[Any], live: bool, base: int

@@ -47,6 +47,8 @@ class WorkerStats:
     # The latest dead letters and late events, newest last, for the dashboard.
     recent_dead_letters: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     recent_late: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # The longest time the event loop was held at once (app/loop_probe.py), seconds.
+    longest_loop_stall: float = 0.0
     # Told (seconds, records) once per batch (a fetch): the metrics' histograms.
     batch_observer: Callable[[float, int], None] | None = None
 
@@ -65,6 +67,10 @@ class WorkerStats:
         for this worker when ``records`` is 0."""
         if records and self.batch_observer is not None:
             self.batch_observer(seconds, records)
+
+    def loop_stalled(self, seconds: float) -> None:
+        """The event loop ran a timer ``seconds`` late: something held it that long."""
+        self.longest_loop_stall = max(self.longest_loop_stall, seconds)
 
     def note_dead_letter(self, reason: str, detail: str, source: dict[str, Any]) -> None:
         self.dead_letters_by_reason[reason] += 1

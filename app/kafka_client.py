@@ -49,7 +49,9 @@ class OffsetQueries(Service):
     """Offsets of topics and of a consumer group, over one admin client and one consumer
     that stay open between calls. A worker's status endpoint asks on every request, and
     opening three connections each time made a status poll cost the worker more than the
-    answer. Clients that fail are closed, and opened again by the next call."""
+    answer. Clients that fail are closed, and opened again by the next call; a call cut
+    short by its caller's timeout leaves them open: closing them made every next call
+    connect again, and on a busy worker time out again, for as long as it was busy."""
 
     def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -85,7 +87,7 @@ class OffsetQueries(Service):
             ]
             begins = await consumer.beginning_offsets(tps) if tps else {}
             ends = await consumer.end_offsets(tps) if tps else {}
-        except BaseException:
+        except Exception:
             await self.close()
             raise
         ranges: dict[str, dict[int, tuple[int, int]]] = {}
@@ -98,7 +100,7 @@ class OffsetQueries(Service):
         admin, _ = await self._open()
         try:
             return sorted(await admin.list_topics())
-        except BaseException:
+        except Exception:
             await self.close()
             raise
 
@@ -107,7 +109,7 @@ class OffsetQueries(Service):
         admin, _ = await self._open()
         try:
             offsets = await admin.list_consumer_group_offsets(group)
-        except BaseException:
+        except Exception:
             await self.close()
             raise
         return {tp: position.offset for tp, position in offsets.items()}
@@ -117,7 +119,7 @@ class OffsetQueries(Service):
         admin, _ = await self._open()
         try:
             return await describe_group(admin, group)
-        except BaseException:
+        except Exception:
             await self.close()
             raise
 

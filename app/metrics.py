@@ -234,6 +234,12 @@ class WorkerCollector:
         for stage in ("fetch", "decode", "aggregate", "store"):
             stages.add_metric([*self.base, stage], getattr(stats.stages, stage))
         yield stages
+        yield self._single(
+            "kappa_event_loop_longest_stall_seconds",
+            "The longest time the event loop was held at once since the worker started "
+            "(requests are answered only between)",
+            stats.longest_loop_stall,
+        )
         yield counter(
             "kappa_ack_wait_seconds_total",
             "Time spent waiting for Kafka to acknowledge the batches' outputs and state",

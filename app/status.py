@@ -125,6 +125,8 @@ async def status(
             "store_s": round(stages.store, 3),
             "ack_wait_s": round(pipeline.sender.waited_s, 3),
         },
+        # The longest time the event loop was held at once since start (app/loop_probe.py).
+        "event_loop": {"longest_stall_s": round(stats.longest_loop_stall, 3)},
         "latest_dead_letters": list(stats.recent_dead_letters),
         "latest_late_events": list(stats.recent_late),
     }

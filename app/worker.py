@@ -20,7 +20,7 @@ from agents.names import PipelineNames
 from agents.pipeline import PipelineOptions, WiredPipeline
 from agents.spec import PipelineSpec, load_spec
 from agents.stages.flush import CommitPolicy
-from app import codecs, kafka_outage, recovery_watchdog
+from app import codecs, kafka_outage, loop_probe, recovery_watchdog
 from app.dashboard import register_dashboard
 from app.kafka_client import OffsetQueries, client_options, on_kafka
 from app.metrics import register_metrics
@@ -107,6 +107,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
     pipeline.stats.batch_observer = batches.observe_batch
     register_dashboard(app)
     recovery_watchdog.install(app, settings.recovery_stall_timeout)
+    loop_probe.install(app, pipeline.stats)
     kafka_outage.watch(app, settings.bootstrap)
     for module in settings.agent_modules:
         # Custom agents register themselves on import (see agents/example_big_orders.py).

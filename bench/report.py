@@ -34,6 +34,10 @@ MEMORY = [
     ("Quix Streams peak RSS", "quix_peak_rss_mb"),
     ("replay peak RSS", "replay_peak_rss_mb"),
 ]
+STALLS = [  # (label, figure): the longest the worker's event loop was held at once
+    ("kappa worker longest stall (replay)", "file_to_tables_longest_stall_s"),
+    ("kappa worker longest stall (topic)", "topic_to_tables_longest_stall_s"),
+]
 STAGES = [  # (label, share of the topic → tables run, from the worker's counters)
     ("fetch: waiting for the next batch", "topic_to_tables_fetch_share"),
     ("decode and validate", "topic_to_tables_decode_share"),
@@ -88,6 +92,10 @@ def _workload(workload: Workload, figures: dict[str, float]) -> None:
         print(_rate(label, figures[key], limit, quix))
     for label, key in MEMORY:
         print(f"{label:<36}{figures[key]:>12,.0f} MB")
+    for label, key in STALLS:
+        print(f"{label:<36}{figures[key]:>13.3f} s")
+    unanswered = figures["file_to_tables_unanswered_status"]
+    print(f"{'status requests unanswered in 10 s':<36}{unanswered:>12,.0f}")
     print("kappa worker, share of topic → tables:")
     for label, key in STAGES:
         print(f"  {label:<34}{figures[key]:>14.1%}")

@@ -40,7 +40,7 @@ from bench.workers import (
     BenchPipeline,
     Seen,
     Worker,
-    get_json,
+    answer,
     kappa_distinct_events,
     processed,
     started,
@@ -108,6 +108,7 @@ def file_to_tables(pipeline: BenchPipeline, data: Path, events: int) -> dict[str
         memory = psutil.Process(proc.pid)
         peak_rss = replay_rss = 0
         replay_s: float | None = None
+        unanswered = 0
         log = pipeline.work / f"replay-{pipeline.run}.log"
         began = time.time()  # the worker reports when it stored its last batch, in epoch s
         replay = pipeline.replay(data, log)
@@ -121,7 +122,13 @@ def file_to_tables(pipeline: BenchPipeline, data: Path, events: int) -> dict[str
                     replay_s = time.time() - began
                     if replay.returncode != 0:
                         raise RuntimeError(log.read_text())
-            seen = kappa_distinct_events([get_json(worker.port, "/api/status")])
+            status = answer(worker.port, "/api/status")
+            if status is None:  # not answered in time: counted below, the next one will do
+                if proc.poll() is not None:
+                    raise RuntimeError(worker.log.read_text()[-3000:])
+                unanswered += 1
+                continue
+            seen = kappa_distinct_events([status])
             if replay_s is not None and seen.events >= events and seen.last_at is not None:
                 break
             time.sleep(0.1)
@@ -134,6 +141,8 @@ def file_to_tables(pipeline: BenchPipeline, data: Path, events: int) -> dict[str
         "file_to_tables_s": worker_s,
         "worker_peak_rss_mb": peak_rss / MB,
         "replay_peak_rss_mb": replay_rss / MB,
+        "file_to_tables_longest_stall_s": longest_stall(status),
+        "file_to_tables_unanswered_status": unanswered,
     }
 
 
@@ -141,6 +150,11 @@ def peer_rate(worker: Worker, events: int) -> tuple[float, int]:
     """A peer's events/s over the full input topic, and its peak RSS in bytes."""
     seconds, (rss,) = time_workers([worker], "/processed", processed, events)
     return events / seconds, rss
+
+
+def longest_stall(status: Any) -> float:
+    """The longest time the worker's event loop was held at once, from its status."""
+    return float(status["event_loop"]["longest_stall_s"])
 
 
 def stage_shares(status: Any, seconds: float) -> dict[str, float]:
@@ -190,5 +204,6 @@ def run_once(
         "topic_to_tables_eps": events / kappa_s,
         "topic_to_tables_peak_rss_mb": kappa_rss / MB,
         **stage_shares(last[0], kappa_s),
+        "topic_to_tables_longest_stall_s": longest_stall(last[0]),
         "duckdb_s": anchor.duckdb_seconds(data, workload),
     }, pipeline

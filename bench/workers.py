@@ -202,7 +202,8 @@ def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=60)
 
 
-def _answer(port: int, path: str) -> Any | None:
+def answer(port: int, path: str) -> Any | None:
+    """The JSON at ``path``; None when the worker did not answer in time (or at all)."""
     try:
         return get_json(port, path)
     except OSError:
@@ -236,7 +237,7 @@ def watch(
     peaks = [0] * len(procs)
     while True:
         peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
-        seen = progress([_answer(worker.port, path) for worker in workers])
+        seen = progress([answer(worker.port, path) for worker in workers])
         if seen.events >= events:
             if seen.first_at is None or seen.last_at is None:
                 raise RuntimeError(
@@ -254,7 +255,7 @@ def wait_settled(
 ) -> None:
     """Wait until the kappa workers share all ``partitions``, each owning some."""
     while True:
-        bodies = [_answer(worker.port, "/api/status") for worker in workers]
+        bodies = [answer(worker.port, "/api/status") for worker in workers]
         owned = [set(body["partitions_owned"]) if body else set() for body in bodies]
         if all(owned) and len(set().union(*owned)) == partitions == sum(map(len, owned)):
             return
@@ -267,7 +268,7 @@ def wait_settled(
 def wait_owned(port: int, partitions: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Wait until the kappa worker at ``port`` owns all ``partitions``."""
     while True:
-        body = _answer(port, "/api/status")
+        body = answer(port, "/api/status")
         if body is not None and len(body["partitions_owned"]) == partitions:
             return
         if proc.poll() is not None:

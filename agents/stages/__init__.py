@@ -15,6 +15,8 @@
 - ``outputs.OutputStage``: late events, closed windows' results and dead letters queued
   for the next flush.
 - ``flush.Flusher``: when a flush is due, the ordered, acknowledged store and the commit.
+- ``slices.SliceSizer``: how many records the next slice of a fetch holds, so that each
+  takes about the same time and the event loop is yielded between them.
 
 A new stage (session windows, joins) is one more class called in ``BatchLoop._apply_chunk``
 between routing and outputs; stages share no state but what they are handed.

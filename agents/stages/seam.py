@@ -2,7 +2,7 @@
 
 The history is read straight from the history topic, like a gap: it is bounded and
 sealed, so it needs no group, no commits and no second subscription. Its records go
-through the same chain as live ones (``apply_chunk``) and are stored as they go (the
+through the same chain as live ones (``apply``, in slices) and are stored as they go (the
 flush policy), so a crash resumes inside the history. Offsets are virtual: a live offset
 plus the partition's history end (``HistorySeam.base``).
 """
@@ -21,13 +21,12 @@ from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.seam_record import event_time
 from agents.stages.aggregate import AggregateStage
-from agents.stages.flush import Flusher
 
 log = logging.getLogger(__name__)
 
-# Applies records of the input (live) or of the history to a partition:
+# Applies records of the input (live) or of the history to a partition, in slices:
 # (partition, records, live, base).
-ApplyChunk = Callable[[int, Sequence[Any], bool, int], Awaitable[None]]
+ApplyRecords = Callable[[int, Sequence[Any], bool, int], Awaitable[None]]
 
 
 class SeamStage:
@@ -38,18 +37,14 @@ class SeamStage:
         parser: EventParser,
         gaps: GapReader,
         aggregate: AggregateStage,
-        flusher: Flusher,
-        apply_chunk: ApplyChunk,
-        chunk: int,
+        apply: ApplyRecords,
     ) -> None:
         self.seam = seam
         self.history_topic = history_topic
         self.parser = parser
         self.gaps = gaps
         self.aggregate = aggregate
-        self.flusher = flusher
-        self.apply_chunk = apply_chunk
-        self.chunk = chunk
+        self.apply = apply
 
     async def before_live(self, partition: int, applied: int) -> tuple[int, int]:
         """Apply what is left of the partition's history before its live records: the
@@ -67,11 +62,7 @@ class SeamStage:
             return applied
         log.info("partition %d: applying history offsets %d..%d", partition, applied + 1, end - 1)
         async for fetched in self.gaps.read(self.history_topic, partition, applied + 1, end):
-            for start in range(0, len(fetched), self.chunk):
-                chunk = fetched[start : start + self.chunk]
-                await self.apply_chunk(partition, chunk, False, 0)
-                if self.flusher.due(caught_up=False):
-                    await self.flusher.flush(commit=False)
+            await self.apply(partition, fetched, False, 0)  # stored as it goes
         # Offsets up to the end that hold no record (deleted leftovers of an interrupted
         # replay) are done too.
         self.aggregate.checkpoint(partition, end - 1)

@@ -40,6 +40,8 @@ THROUGHPUT = (
     "worker_peak_rss_mb",
     "replay_peak_rss_mb",
 )
+# The longest the worker's event loop was held at once: always some, never unknown.
+STALLS = ("file_to_tables_longest_stall_s", "topic_to_tables_longest_stall_s")
 SCALING = (
     "one_worker_eps",
     "one_worker_peak_rss_mb",
@@ -88,6 +90,8 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
         for key in STAGE_SHARES:
             assert figures[key] >= 0, (workload, key)
         assert figures["topic_to_tables_store_share"] > 0, workload
+        for key in STALLS:
+            assert figures[key] > 0, (workload, key)
         for key in RATIOS:
             assert body["ratios"][workload][key] > 0, (workload, key)
         assert "topic_to_tables_other_share" in body["ratios"][workload]

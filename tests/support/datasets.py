@@ -35,6 +35,10 @@ OLD_HISTORY = DatasetShape(
 # tests/integration/test_replay_order.py: a file to shuffle, and one to write as Parquet
 TO_SHUFFLE = DatasetShape(events=3_000, keys=40, seed=6)
 PARQUET = DatasetShape(events=2_000, keys=30, seed=9)
+# tests/integration/test_responsive.py: a backlog of hopping windows (24 per event) that
+# fills fetches taking seconds to apply in one go.
+HOPPING_BACKLOG = DatasetShape(events=16_000, keys=2_000, span_ms=5 * DAY, seed=41)
+HOPPING_BACKLOG_WINDOWS: list[Window] = [("1d/1h", DAY, HOUR)]
 
 COMPARED: dict[str, tuple[DatasetShape, list[Window]]] = {
     "equivalence": (EQUIVALENCE, EQUIVALENCE_WINDOWS),
@@ -43,4 +47,5 @@ COMPARED: dict[str, tuple[DatasetShape, list[Window]]] = {
     "old history": (OLD_HISTORY, HOURLY),
     "to shuffle": (TO_SHUFFLE, HOURLY),
     "parquet": (PARQUET, HOURLY),
+    "hopping backlog": (HOPPING_BACKLOG, HOPPING_BACKLOG_WINDOWS),
 }

@@ -1,5 +1,6 @@
 """The batch loop's gap check, one partition's fetch at a time (``BatchLoop._partition_batch``
-with ``_read_gap`` and ``_before_first_record``).
+with ``_read_gap`` and ``_before_first_record``), and a fetch applied in slices: the event
+loop is yielded between them, and a batch cancelled between two slices is dropped whole.
 
 The partition's state is real (``TablePartitionState`` on Faust tables and RocksDB, no
 broker, ``tests.support.stores``); the input partition's log is a list of records in
@@ -11,6 +12,7 @@ last: a gap applied after the records that follow it would be fenced off as dupl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 
 from agents.batch_loop import BatchLoop, CommitPolicy
 from agents.batch_sender import BatchSender
@@ -27,10 +30,12 @@ from agents.events import EventParser
 from agents.gap_reader import GapReader
 from agents.names import PipelineNames
 from agents.spec import PipelineSpec, parse_spec
+from agents.stages.slices import SliceSizer
 from tables.aggregation_config import AggregationConfig
-from tables.partition_state import TablePartitionState
+from tables.partition_state import TablePartitionState, store_batch
+from tables.pipeline_tables import PipelineTables
 from tables.records import PartitionProgress
-from tests.support.stores import offline_tables
+from tests.support.stores import AcknowledgingSender, offline_tables
 
 TOPIC = "orders"
 PARTITION = 0
@@ -93,6 +98,26 @@ class QueueingSender(BatchSender):
     async def partition_count(self, topic: str) -> int:
         return 1
 
+    async def start(self) -> None:
+        """No producer: nothing is sent unless a flush is due, and none is here."""
+
+
+class AppStandIn:
+    """What ``BatchLoop.on_records`` asks Faust: no recovery, the one input partition
+    assigned, and its end far ahead (never caught up, so no flush is due)."""
+
+    in_recovery = False
+
+    def __init__(self) -> None:
+        self.assignor = self
+        self.consumer = self
+
+    def assigned_actives(self) -> set[TP]:
+        return {TP(TOPIC, PARTITION)}
+
+    def highwater(self, tp: TP) -> int:
+        return 10**9
+
 
 def spec() -> PipelineSpec:
     return parse_spec(
@@ -113,12 +138,19 @@ def spec() -> PipelineSpec:
 class Partition:
     """A ``BatchLoop`` over one input partition whose state is ``state``."""
 
-    def __init__(self, state: TablePartitionState, log: LogStandIn) -> None:
+    def __init__(
+        self,
+        state: TablePartitionState,
+        log: LogStandIn,
+        tables: PipelineTables | None = None,
+    ) -> None:
+        """With ``tables``, each processor gets a new state over them, as in the worker
+        (so that a dropped batch's unstored changes are gone); else always ``state``."""
         pipeline = spec()
         self.log = log
         self.state = state
         self.loop = BatchLoop(
-            app=None,  # the gap check never asks Faust
+            app=AppStandIn(),
             names=PipelineNames(pipeline),
             partitions=1,
             parser=EventParser(pipeline),
@@ -129,7 +161,9 @@ class Partition:
                 lateness_ms=pipeline.lateness_ms,
                 retention_ms=pipeline.retention_ms,
             ),
-            new_state=lambda partition: state,
+            new_state=lambda partition: (
+                state if tables is None else tables.partition_state(partition)
+            ),
             sender=QueueingSender({}),
             gaps=log,
             policy=CommitPolicy(
@@ -167,9 +201,14 @@ def applied_offsets(offsets: range) -> dict[str, Any]:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[TablePartitionState]:
+def tables(tmp_path: Path) -> Iterator[PipelineTables]:
     with offline_tables(tmp_path, partitions=1) as tables:
-        yield tables.partition_state(PARTITION)
+        yield tables
+
+
+@pytest.fixture
+def state(tables: PipelineTables) -> TablePartitionState:
+    return tables.partition_state(PARTITION)
 
 
 def checkpointed(state: TablePartitionState, offset: int) -> TablePartitionState:
@@ -303,3 +342,57 @@ async def test_no_state_with_the_group_ahead_and_the_log_cut_by_retention_is_sta
     assert "bump `version` in the spec" in lost.value.hint
     assert partition.applied() == {"count": 0}
     assert partition.log.reads == []
+
+
+class LoopTurns:
+    """Counts the event loop's turns while it runs: each is a moment other tasks (the
+    API, a rebalance) could have run."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.turns += 1
+
+
+async def test_a_fetch_is_applied_in_slices_with_the_loop_yielded_between_them(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(30)))
+    partition.loop.slices = SliceSizer(target_s=0.0, first=1)  # a record a slice
+    turns = LoopTurns()
+    ticking = asyncio.create_task(turns.run())
+    await partition.fetch(range(5, 30))
+    ticking.cancel()
+    assert turns.turns >= 25 - 1  # between every two of the 25 one-record slices
+    assert partition.applied() == applied_offsets(range(5, 30))
+    assert partition.checkpoint == 29
+
+
+async def test_a_batch_cancelled_between_slices_is_dropped_whole_and_read_again(
+    tables: PipelineTables,
+) -> None:
+    """Faust cancels its fetch loop when it stops the fetcher: a batch cut short there
+    leaves no half-applied state behind, and the records read again count once."""
+    stored = checkpointed(tables.partition_state(PARTITION), 4)
+    await store_batch([stored], AcknowledgingSender())
+    partition = Partition(stored, LogStandIn(range(30)), tables)
+    partition.loop.slices = SliceSizer(target_s=0.0, first=1)
+    fetch = {TP(TOPIC, PARTITION): records(range(5, 30))}
+    batch = asyncio.create_task(partition.loop.on_records(fetch))
+    for _ in range(10):  # ten turns of the loop: a few one-record slices
+        await asyncio.sleep(0)
+    assert 4 < partition.loop.aggregate.unstored[PARTITION] < 29  # cut short mid-batch
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert partition.loop.processors == {}
+    assert partition.loop.aggregate.unstored == {}
+    assert tables.partition_state(PARTITION).get_key(KEY) is None  # nothing stored
+    await partition.loop.on_records(fetch)
+    live = partition.loop.live_state(PARTITION)
+    assert live is not None
+    partition.state = live
+    assert partition.applied() == applied_offsets(range(5, 30))

@@ -24,7 +24,6 @@ from tables.records import (
     parse_bucket_id,
 )
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
-from tables.windows import last_closed_start, window_end, window_starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +166,7 @@ class PartitionProcessor:
                 outcome.late.append(LateEvent(offset, event, behind))
                 continue
             for index, window in enumerate(windows):
-                for start in window_starts(event.ts_ms, window):
+                for start in window.starts(event.ts_ms):
                     by_bucket.setdefault((index, start), []).append((offset, event.values))
         for (index, start), rows in by_bucket.items():
             name = windows[index].name
@@ -191,7 +190,7 @@ class PartitionProcessor:
         closed: list[WindowResult] = []
         state = self.state
         for window in self.config.windows:
-            due = state.close_windows_until(window.name, last_closed_start(watermark, window))
+            due = state.close_windows_until(window.name, window.last_closed_start(watermark))
             for start in sorted(due):
                 found = due[start]
                 for key in sorted(found):
@@ -211,7 +210,7 @@ class PartitionProcessor:
 
     def _expiry_ms(self, bucket: str) -> int:
         name, start = parse_bucket_id(bucket)
-        return expiry_ms(window_end(start, self.config.window(name)), self.config.retention_ms)
+        return expiry_ms(self.config.window(name).end(start), self.config.retention_ms)
 
     def _expire(self, watermark: int) -> None:
         """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
@@ -220,7 +219,7 @@ class PartitionProcessor:
         retention = self.config.retention_ms
         for bucket in buckets:
             name, start = parse_bucket_id(bucket)
-            if not expired(window_end(start, self.config.window(name)), retention, watermark):
+            if not expired(self.config.window(name).end(start), retention, watermark):
                 break
             for key in self.state.get_bucket_keys(bucket):
                 self.state.delete_closed(key, name, start)

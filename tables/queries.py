@@ -15,7 +15,7 @@ from tables.partition_state import TablePartitionState
 from tables.pipeline_tables import PipelineTables
 from tables.records import KeyRecord, OpenWindow, WindowResult, closed_key, window_key
 from tables.watermark import watermark_of
-from tables.windows import DAY_MS, WindowDef, starts_between
+from tables.windows import WindowKind
 
 
 class StateQueries:
@@ -76,16 +76,17 @@ class StateQueries:
         return None if state is None else OpenWindow.from_state(state)
 
     def windows(
-        self, key: str, partition: int, windows: Sequence[WindowDef], start: int, end: int
+        self, key: str, partition: int, windows: Sequence[WindowKind], start: int, end: int
     ) -> list[dict[str, Any]]:
         """The key's windows of ``windows`` starting in [start, end), in order: open ones
         from their records, closed ones while they are retained."""
         watermark = self.partition_watermark(partition)
+        lateness = self.config.lateness_ms
         results: list[tuple[int, str, WindowResult | dict[str, Any]]] = []
         for window in windows:
-            for s in starts_between(start, end, window):
+            for s in window.starts_between(start, end):
                 found: WindowResult | dict[str, Any] | None = None
-                if watermark is not None and self._may_be_open(window, s, watermark):
+                if watermark is not None and window.may_be_open(s, watermark, lateness):
                     record = self.open_window(key, partition, window.name, s)
                     if record is not None:
                         found = self.config.result(key, window, s, record.agg, False)
@@ -95,10 +96,3 @@ class StateQueries:
                     results.append((s, window.name, found))
         results.sort(key=lambda found: (found[1], found[0]))
         return [r.as_json() if isinstance(r, WindowResult) else r for _, _, r in results]
-
-    def _may_be_open(self, window: WindowDef, start: int, watermark: int) -> bool:
-        """Whether a window starting at ``start`` may still be open: it ends after the
-        watermark and starts at or before the newest event (a zoned day may last longer
-        than its nominal 24 hours, so those get a day's margin)."""
-        margin = DAY_MS if window.zone is not None else 0
-        return watermark - window.size_ms - margin < start <= watermark + self.config.lateness_ms

@@ -33,7 +33,7 @@ from typing import Any
 from tables import json_bytes
 from tables.aggregates import Agg
 from tables.times import ms_to_iso
-from tables.windows import WindowDef
+from tables.windows import WindowKind
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 
@@ -82,7 +82,7 @@ def bucket_keys_key(partition: int, bucket: str) -> str:
     return f"{bucket_keys_prefix(partition)}{bucket}"
 
 
-def bucket_id(window: WindowDef, start: int) -> str:
+def bucket_id(window: WindowKind, start: int) -> str:
     """Names one aligned window instance, e.g. ``1h@1700000000000``."""
     return f"{window.name}@{start}"
 

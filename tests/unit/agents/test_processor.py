@@ -38,7 +38,7 @@ from tables.records import (
     parse_window_key,
     window_key,
 )
-from tables.windows import WindowDef, in_zone
+from tables.windows import aligned_window
 from tests.support.times import starts_holding
 
 VALUE_NAMES = ("x", "y")
@@ -214,7 +214,7 @@ class Scenario:
         return AggregationConfig(
             value_names=VALUE_NAMES,
             metrics=METRICS,
-            windows=tuple(WindowDef(name, size, step) for name, size, step in self.windows),
+            windows=tuple(aligned_window(name, size, step) for name, size, step in self.windows),
             lateness_ms=self.lateness,
             retention_ms=self.retention,
         )
@@ -500,7 +500,7 @@ def test_retention_runs_on_the_watermark_not_the_wall_clock() -> None:
     config = AggregationConfig(
         value_names=VALUE_NAMES,
         metrics=METRICS,
-        windows=(WindowDef("1h", hour, hour),),
+        windows=(aligned_window("1h", hour, hour),),
         lateness_ms=0,
         retention_ms=day,
     )
@@ -657,7 +657,7 @@ def test_a_window_left_open_by_a_crash_closes_at_the_next_advance() -> None:
 
 def test_a_new_york_day_closes_at_local_midnight_and_expires_a_retention_later() -> None:
     hour = 3_600_000
-    new_york_day = in_zone(WindowDef("1d", 24 * hour, 24 * hour), ZoneInfo("America/New_York"))
+    new_york_day = aligned_window("1d", 24 * hour, 24 * hour).in_zone(ZoneInfo("America/New_York"))
     config = AggregationConfig(
         value_names=VALUE_NAMES,
         metrics=METRICS,

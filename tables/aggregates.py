@@ -196,6 +196,35 @@ class Agg:
             cells[at + 2] = high
         cells[at + 3] = total
 
+    def merge(self, other: Agg) -> None:
+        """Add every event ``other`` holds (an aggregate of the same fields), as if added
+        one by one: counts add, minima and maxima meet, and the exact sums' terms merge
+        into the expansion of the exact total, so the sum stays correctly rounded and
+        ``to_state`` canonical. How hopping windows combine their panes."""
+        cells, theirs = self._cells, other._cells
+        if len(cells) != len(theirs):
+            raise ValueError(f"expected {self.width} value fields, got {other.width}")
+        # Sums first: the only step that can fail, and it leaves self untouched.
+        sums = [
+            _plus(cells[at + 3], _terms(theirs[at + 3])) if theirs[at] else None
+            for at in range(1, len(cells), _WIDTH)
+        ]
+        cells[0] += theirs[0]
+        for at, total in zip(range(1, len(cells), _WIDTH), sums, strict=True):
+            if total is not None:
+                self._take(at, theirs[at], theirs[at + 1], theirs[at + 2], total)
+
+    @classmethod
+    def merged(cls, aggs: Sequence[Agg]) -> Agg:
+        """One aggregate of the events of all of ``aggs`` (at least one), leaving them
+        unchanged; a single one is returned itself, to be read only."""
+        if len(aggs) == 1:
+            return aggs[0]
+        out = cls(list(aggs[0]._cells))
+        for agg in aggs[1:]:
+            out.merge(agg)
+        return out
+
     def to_state(self) -> list[Any]:
         """``[count, [n, min, max, [partials...]], ...]``, one list per value field.
 

@@ -5,9 +5,11 @@ spec's parser builds it, and the processor, the state, the query API and ``kappa
 use it only through this interface. A window instance is named by its kind's ``name``
 and its start (epoch ms); its end is exclusive.
 
-The processor's contract: an on-time event updates the windows ``starts`` gives; a
-watermark closes every window starting at or before ``last_closed_start`` (one range
-of the window-major store), and its final result is published then. A closed result is
+The processor's contract: an on-time event updates one pane per window (``pane``); a
+watermark closes every window starting at or before ``last_closed_start``, merged from
+its panes (``panes``, read as one range of the window-major store with those of the
+other windows it closes), and its final result is published then; the panes no open
+window uses any more (``pane_bounds``) are deleted. A closed result is
 retained until the watermark passes its end plus the retention.
 """
 
@@ -47,6 +49,24 @@ class WindowKind(ABC):
         """A bound on starts: a window has closed at ``watermark`` (its end is at or
         before it) exactly when it starts at or before this bound. Ends grow with starts,
         so the windows a watermark closes are one range of the window-major store."""
+
+    @abstractmethod
+    def pane(self, ts_ms: int) -> int | None:
+        """The start of the one pane an on-time event updates (None: it is in no window,
+        as in a zoned window whose first day a transition skips). Panes are what is
+        stored: disjoint slices of event time whose bounds include every window's, so
+        that a window is the merge of its panes (a tumbling window is its own one pane)."""
+
+    @abstractmethod
+    def panes(self, start: int) -> Sequence[int]:
+        """Ascending starts of the panes the window starting at ``start`` is merged from.
+        The windows a pane is part of are ``starts(pane)``."""
+
+    @abstractmethod
+    def pane_bounds(self, last_closed: int) -> tuple[int, int]:
+        """For the windows starting at or before ``last_closed``: the start of the last
+        pane they use, and a bound on the panes no other window uses (those starting at
+        or before it), which expire when these windows close."""
 
     @abstractmethod
     def starts_between(self, lo: int, hi: int) -> Sequence[int]:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tables.watermark import is_closed, is_late
 from tables.windows import WindowKind, aligned_window
+from tests.support.panes import check_pane_of
 
 TS = st.integers(min_value=-(10**6), max_value=10**6)
 
@@ -84,3 +85,35 @@ def test_windows_of_an_event_on_time_are_all_open(ts: int, behind: int, w: Windo
     wm = ts - behind
     if not is_late(ts, wm):
         assert not any(is_closed(w.end(s), wm) for s in w.starts(ts))
+
+
+# --- panes: what is stored, one per event and window definition ----------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts=TS, w=window_defs())
+def test_a_pane_is_in_exactly_the_windows_of_its_events(ts: int, w: WindowKind) -> None:
+    check_pane_of(w, ts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=TS, w=window_defs())
+def test_a_windows_panes_are_the_panes_of_its_instants(ts: int, w: WindowKind) -> None:
+    for s in w.starts(ts):
+        assert list(w.panes(s)) == sorted({w.pane(t) for t in range(s, w.end(s))})  # type: ignore[type-var]
+
+
+@settings(max_examples=300, deadline=None)
+@given(last=TS, w=window_defs())
+def test_pane_bounds_read_every_closing_pane_and_expire_only_unused_ones(
+    last: int, w: WindowKind
+) -> None:
+    read_to, expire_to = w.pane_bounds(last)
+    assert expire_to <= read_to
+    closing = [s for s in range(last - w.size_ms - w.step_ms, last + 1) if s % w.step_ms == 0]
+    for s in closing:
+        assert max(w.panes(s)) <= read_to
+    for t in range(last - w.size_ms, last + w.size_ms + w.step_ms):
+        pane = w.pane(t)
+        assert pane is not None
+        assert (pane <= expire_to) == all(s <= last for s in w.starts(pane)), (t, pane)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tables.windows import DAY_MS, WindowKind, aligned_window
+from tests.support.panes import check_pane_of
 
 NEW_YORK = ZoneInfo("America/New_York")
 HOUR = 3_600_000
@@ -243,3 +244,27 @@ def test_a_day_that_never_happened_starts_no_window() -> None:
     assert two_days.starts(dec31) == [start]
     (dec29,) = day.starts(ms("2011-12-29T12:00:00-10:00"))
     assert day.end(dec29) == start
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=ANY_TS, w=zoned_windows())
+def test_a_zoned_pane_is_in_exactly_the_windows_of_its_events(ts: int, w: WindowKind) -> None:
+    """Panes of local days: an event's pane starts at or before it, is in the windows
+    the event is in, and is one of each such window's panes."""
+    check_pane_of(w, ts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    wm=st.integers(min_value=ms("2024-02-20T00:00:00Z"), max_value=ms("2024-12-01T00:00:00Z")),
+    offset=st.integers(min_value=-20 * DAY, max_value=20 * DAY),
+    w=zoned_windows(),
+)
+def test_zoned_pane_bounds_expire_only_unused_panes(wm: int, offset: int, w: WindowKind) -> None:
+    last = w.last_closed_start(wm)
+    read_to, expire_to = w.pane_bounds(last)
+    pane = w.pane(wm + offset)
+    assert pane is not None
+    assert (pane <= expire_to) == all(s <= last for s in w.starts(pane))
+    for s in w.starts(last):
+        assert max(w.panes(s)) <= read_to

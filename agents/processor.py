@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agents.events import Event
+from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import PartitionState
 from tables.records import (
@@ -23,7 +24,7 @@ from tables.records import (
     parse_bucket_id,
 )
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
-from tables.windows import last_closed_start, window_end, window_starts
+from tables.windows import WindowKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,8 @@ class PartitionProcessor:
         return watermark_of(self.progress.max_event_ms, self.config.lateness_ms)
 
     def open_window_count(self) -> int:
-        """Open windows summed over keys: one per key and window instance."""
+        """Stored panes of open windows, summed over keys: one per key and tumbling
+        window, one per key and pane of hopping windows."""
         return self._open_windows
 
     def done(self, offset: int) -> bool:
@@ -162,17 +164,19 @@ class PartitionProcessor:
             [event.values for _, event, _ in items],
             [(event.ts_ms, offset) for offset, event, _ in items] if self._stamped else None,
         )
-        # Per window instance: its events' offsets (ascending) and the events.
-        by_bucket: dict[tuple[int, int], list[tuple[int, Event]]] = {}
+        # Per pane (one per window an event is in): its events' offsets (ascending) and
+        # the events.
+        by_pane: dict[tuple[int, int], list[tuple[int, Event]]] = {}
         windows = config.windows
         for offset, event, behind in items:
             if behind is not None:
                 outcome.late.append(LateEvent(offset, event, behind))
                 continue
             for index, window in enumerate(windows):
-                for start in window_starts(event.ts_ms, window):
-                    by_bucket.setdefault((index, start), []).append((offset, event))
-        for (index, start), rows in by_bucket.items():
+                pane = window.pane(event.ts_ms)
+                if pane is not None:
+                    by_pane.setdefault((index, pane), []).append((offset, event))
+        for (index, start), rows in by_pane.items():
             name = windows[index].name
             open_window = self.state.get_window(name, start, key)
             if open_window is None:
@@ -192,19 +196,33 @@ class PartitionProcessor:
         self.state.put_key(key, record)
 
     def _close(self, watermark: int) -> list[WindowResult]:
-        """Close every open window that ends at or before ``watermark``: one range of
-        the store per window, so a window left open by a crash closes too."""
+        """Close every window that ends at or before ``watermark`` and has not closed
+        yet, merged from its panes: one range of the store per window definition, so a
+        window left open by a crash closes too. The panes no open window uses are taken
+        out (deleted at the next store)."""
         closed: list[WindowResult] = []
         state = self.state
         for window in self.config.windows:
-            due = state.close_windows_until(window.name, last_closed_start(watermark, window))
+            last = window.last_closed_start(watermark)
+            # Stored with the closed results, so that a window whose first panes were
+            # deleted after it closed is never closed again (from the rest) after a crash.
+            after = state.get_closed_through(window.name)
+            if after is not None and not window.starts_between(after + 1, last + 1):
+                continue
+            read_to, expire_to = window.pane_bounds(last)
+            panes = state.take_panes(window.name, read_to, expire_to)
+            # The last start itself, not the bound: equal however the events were batched.
+            state.put_closed_through(window.name, (window.starts(last) or [last])[-1])
+            self._open_windows -= sum(
+                len(keys) for pane, keys in panes.items() if pane <= expire_to
+            )
+            due = _merge_panes(window, panes, after, last)
             for start in sorted(due):
                 found = due[start]
                 for key in sorted(found):
-                    result = self.config.result(key, window, start, found[key].agg, True)
+                    result = self.config.result(key, window, start, found[key], True)
                     state.put_closed(result)
                     closed.append(result)
-                self._open_windows -= len(found)
                 bucket = bucket_id(window, start)
                 # Closing again after a crash adds to the keys stored the first time.
                 keys = set(found).union(state.get_bucket_keys(bucket))
@@ -217,7 +235,7 @@ class PartitionProcessor:
 
     def _expiry_ms(self, bucket: str) -> int:
         name, start = parse_bucket_id(bucket)
-        return expiry_ms(window_end(start, self.config.window(name)), self.config.retention_ms)
+        return expiry_ms(self.config.window(name).end(start), self.config.retention_ms)
 
     def _expire(self, watermark: int) -> None:
         """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
@@ -226,10 +244,27 @@ class PartitionProcessor:
         retention = self.config.retention_ms
         for bucket in buckets:
             name, start = parse_bucket_id(bucket)
-            if not expired(window_end(start, self.config.window(name)), retention, watermark):
+            if not expired(self.config.window(name).end(start), retention, watermark):
                 break
             for key in self.state.get_bucket_keys(bucket):
                 self.state.delete_closed(key, name, start)
             self.state.delete_bucket_keys(bucket)
             expired_count += 1
         del buckets[:expired_count]
+
+
+def _merge_panes(
+    window: WindowKind, panes: dict[int, dict[str, OpenWindow]], after: int | None, last: int
+) -> dict[int, dict[str, Agg]]:
+    """Per start in ``(after, last]`` and key, the window's aggregate merged from the
+    key's ``panes`` (``Agg.merged``: a window of one pane is that pane's own aggregate)."""
+    parts: dict[int, dict[str, list[Agg]]] = {}
+    for pane in sorted(panes):
+        starts = [s for s in window.starts(pane) if s <= last and (after is None or s > after)]
+        for key, record in panes[pane].items():
+            for start in starts:
+                parts.setdefault(start, {}).setdefault(key, []).append(record.agg)
+    return {
+        start: {key: Agg.merged(aggs) for key, aggs in keys.items()}
+        for start, keys in parts.items()
+    }

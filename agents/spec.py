@@ -3,7 +3,7 @@
 ``load_spec`` reads a file; ``parse_spec`` validates an already-decoded mapping. Both
 raise ``SpecError`` naming the file, the field (``windows[1].step``) and what is expected.
 ``PipelineSpec.model_dump(by_alias=True)`` gives back the TOML shape, defaults included;
-without ``by_alias`` it gives the attributes (``lateness_ms``, windows as ``WindowDef`` fields).
+without ``by_alias`` it gives the attributes (``lateness_ms``, windows as their kinds' fields).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from agents.durations import UNITS_MS, format_duration, parse_duration
 from agents.errors import ConfigError
 from agents.expressions import Compiled, ExpressionError, SqlType, compile_expression
 from tables.aggregates import KNOWN_METRICS, METRICS, Metric
-from tables.windows import WindowDef, in_zone
+from tables.windows import WindowKind, aligned_window
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
 FieldType = Literal["double", "bigint", "text", "boolean"]
@@ -136,15 +136,15 @@ class _WindowInput(BaseModel):
             )
         return step
 
-    def to_window_def(self) -> WindowDef:
+    def to_window(self) -> WindowKind:
         step = self.step or self.size
         name = format_duration(self.size)
         if step != self.size:
             name = f"{name}/{format_duration(step)}"
-        return WindowDef(name=name, size_ms=self.size, step_ms=step)
+        return aligned_window(name, self.size, step)
 
 
-def _dump_window(window: WindowDef, info: SerializationInfo) -> dict[str, str | int]:
+def _dump_window(window: WindowKind, info: SerializationInfo) -> dict[str, str | int]:
     if not info.by_alias:
         return {"name": window.name, "size_ms": window.size_ms, "step_ms": window.step_ms}
     size: dict[str, str | int] = {"size": format_duration(window.size_ms)}
@@ -153,12 +153,13 @@ def _dump_window(window: WindowDef, info: SerializationInfo) -> dict[str, str | 
     return size | {"step": format_duration(window.step_ms)}
 
 
-# Validated in the shape users write (so errors point at windows[1].step), stored as WindowDef.
+# Validated in the shape users write (so errors point at windows[1].step), stored as the
+# window kind (tables.windows) it describes.
 Window = Annotated[
-    WindowDef,
+    WindowKind,
     GetPydanticSchema(
         lambda _source, handler: core_schema.no_info_after_validator_function(
-            _WindowInput.to_window_def,
+            _WindowInput.to_window,
             handler.generate_schema(_WindowInput),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 _dump_window, info_arg=True
@@ -315,8 +316,8 @@ class PipelineSpec(BaseModel):
     @field_validator("windows")
     @classmethod
     def _unique_windows(
-        cls, windows: tuple[WindowDef, ...], info: ValidationInfo
-    ) -> tuple[WindowDef, ...]:
+        cls, windows: tuple[WindowKind, ...], info: ValidationInfo
+    ) -> tuple[WindowKind, ...]:
         names = [window.name for window in windows]
         for index, name in enumerate(names):
             if name in names[:index]:
@@ -326,7 +327,7 @@ class PipelineSpec(BaseModel):
             zoned = []
             for index, window in enumerate(windows):
                 try:
-                    zoned.append(in_zone(window, zone))
+                    zoned.append(window.in_zone(zone))
                 except ValueError as exc:
                     raise ValueError(f"windows[{index}]: {exc}") from None
             windows = tuple(zoned)

@@ -290,7 +290,8 @@ class WorkerCollector:
         )
         windows = self._gauge(
             "kappa_state_open_windows",
-            "Open windows in the partition's state, one per key and window instance",
+            "Stored panes of open windows in the partition's state: one per key and"
+            " tumbling window, one per key and pane of hopping windows",
             partition,
         )
         lags = progress.lag(owned)

@@ -9,7 +9,7 @@ from datetime import datetime
 from agents.errors import KappaError
 from agents.spec import PipelineSpec
 from tables.times import datetime_to_ms
-from tables.windows import WindowDef
+from tables.windows import WindowKind
 
 MAX_WINDOWS = 10_000  # window instances one request may list, per window
 
@@ -53,7 +53,7 @@ def time_param(query: Mapping[str, str], name: str, default: int) -> int:
 
 def window_range(
     spec: PipelineSpec, query: Mapping[str, str], watermark: int
-) -> tuple[list[WindowDef], int, int]:
+) -> tuple[list[WindowKind], int, int]:
     """The windows (``window``, default all) and the [from, to) range of starts asked
     for; by default the retention period up to the watermark."""
     name = query.get("window")

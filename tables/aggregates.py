@@ -259,7 +259,8 @@ class Agg:
 
     def merge(self, other: Agg) -> None:
         """Fold in the aggregate of other events (of the same fields): exact, and the
-        state depends only on the multiset of events, whatever the merge order."""
+        state depends only on the multiset of events, whatever the merge order. How
+        hopping windows combine their panes."""
         if other.width != self.width or other._extras.keys() != self._extras.keys():
             raise ValueError("merging aggregates of different value fields or metrics")
         cells, theirs = self._cells, other._cells
@@ -285,6 +286,21 @@ class Agg:
         if mx is None or high > mx:
             cells[at + 2] = high
         cells[at + 3] = total
+
+    @classmethod
+    def merged(cls, aggs: Sequence[Agg]) -> Agg:
+        """One aggregate of the events of all of ``aggs`` (at least one), leaving them
+        unchanged; a single one is returned itself, to be read only."""
+        if len(aggs) == 1:
+            return aggs[0]
+        first = aggs[0]
+        out = cls(
+            [0, *[0, None, None, 0.0] * first.width],
+            {name: EXTRAS[name].empty(first.width) for name in first._extras},
+        )
+        for agg in aggs:
+            out.merge(agg)
+        return out
 
     def to_state(self) -> list[Any]:
         """``[count, [n, min, max, [partials...]], ...]``, one list per value field.

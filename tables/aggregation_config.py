@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from tables.aggregates import ORDER_METRICS, Agg
 from tables.records import WindowResult
-from tables.windows import WindowDef, window_end
+from tables.windows import WindowKind
 
 
 @dataclass(frozen=True, slots=True)
 class AggregationConfig:
     value_names: tuple[str, ...]
     metrics: tuple[str, ...]
-    windows: tuple[WindowDef, ...]
+    windows: tuple[WindowKind, ...]
     lateness_ms: int
     retention_ms: int
 
@@ -27,20 +27,20 @@ class AggregationConfig:
         """The aggregate of no events, keeping what the metrics need."""
         return Agg.empty(len(self.value_names), self.metrics)
 
-    def window(self, name: str) -> WindowDef:
+    def window(self, name: str) -> WindowKind:
         for window in self.windows:
             if window.name == name:
                 return window
         raise KeyError(name)
 
     def result(
-        self, key: str, window: WindowDef, start: int, agg: Agg, final: bool
+        self, key: str, window: WindowKind, start: int, agg: Agg, final: bool
     ) -> WindowResult:
         return WindowResult(
             key=key,
             window=window.name,
             start_ms=start,
-            end_ms=window_end(start, window),
+            end_ms=window.end(start),
             final=final,
             result=agg.result(self.value_names, self.metrics),
         )

@@ -27,6 +27,7 @@ from tables.records import (
     bucket_keys_key,
     bucket_keys_prefix,
     closed_key,
+    closed_through_key,
     parse_window_key,
     progress_key,
     window_key,
@@ -43,9 +44,11 @@ class PartitionState(Protocol):
     def put_key(self, key: str, record: KeyRecord) -> None: ...
     def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None: ...
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None: ...
-    def close_windows_until(
-        self, window: str, last_start_ms: int
+    def take_panes(
+        self, window: str, read_to: int, expire_to: int
     ) -> dict[int, dict[str, OpenWindow]]: ...
+    def get_closed_through(self, window: str) -> int | None: ...
+    def put_closed_through(self, window: str, last_start_ms: int) -> None: ...
     def get_progress(self) -> PartitionProgress | None: ...
     def put_progress(self, progress: PartitionProgress) -> None: ...
     def put_closed(self, result: WindowResult) -> None: ...
@@ -160,9 +163,9 @@ class TablePartitionState:
         )
         # Closed windows' records are deleted in a step of their own (see ``steps``).
         self.window_deletes = TableBuffer(windows, partition)
-        # Per window: the starts and keys of the open windows changed since the last
-        # store, and the start up to which every window is closed (the store's range
-        # below it holds only deleted records until the next store, or none).
+        # Per window: the starts and keys of the panes changed since the last store, and
+        # the start up to which every pane is taken out (the store's range below it
+        # holds only deleted records until the next store, or none).
         self._changed_windows: dict[str, dict[int, set[str]]] = {}
         self._closed_to: dict[str, int] = {}
         self.closed = TableBuffer(closed, partition)
@@ -230,17 +233,18 @@ class TablePartitionState:
         self.windows.put(window_key(window, start_ms, key), record)
         self._changed_windows.setdefault(window, {}).setdefault(start_ms, set()).add(key)
 
-    def close_windows_until(
-        self, window: str, last_start_ms: int
+    def take_panes(
+        self, window: str, read_to: int, expire_to: int
     ) -> dict[int, dict[str, OpenWindow]]:
-        """Take out every open window of ``window`` starting at or before
-        ``last_start_ms``, by start and key: their records are deleted at the next store.
+        """Every stored pane of ``window`` starting at or before ``read_to``, by start
+        and key; those starting at or before ``expire_to`` (at most ``read_to``) are
+        taken out: deleted at the next store.
 
-        One range of the window-major store, from where the last closing stopped, with
-        the batch's changes read over it."""
+        One range of the window-major store, from where the last taking out stopped,
+        with the batch's changes read over it."""
         closed_to = self._closed_to.get(window)
         lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
-        hi = window_prefix(window, last_start_ms + 1)
+        hi = window_prefix(window, read_to + 1)
         windows = self.windows
         by_start: dict[int, dict[str, OpenWindow]] = {}
         for stored, state in windows.buffer.range_items(lo, hi):
@@ -249,17 +253,27 @@ class TablePartitionState:
             _, start, key = parse_window_key(stored)
             by_start.setdefault(start, {})[key] = OpenWindow.from_state(state)
         changed = self._changed_windows.get(window, {})
-        for start in [start for start in changed if start <= last_start_ms]:
-            for key in changed.pop(start):
+        for start in [start for start in changed if start <= read_to]:
+            # A pane kept for later windows stays changed: a later closing reads it too.
+            changed_keys = changed.pop(start) if start <= expire_to else changed[start]
+            for key in changed_keys:
                 record = windows.get(window_key(window, start, key))
-                assert record is not None, "a window changed in the batch is decoded"
+                assert record is not None, "a pane changed in the batch is decoded"
                 by_start.setdefault(start, {})[key] = record
         for start, keys in by_start.items():
-            for key in keys:
-                windows.delete(window_key(window, start, key))
-        if closed_to is None or last_start_ms > closed_to:
-            self._closed_to[window] = last_start_ms
+            if start <= expire_to:
+                for key in keys:
+                    windows.delete(window_key(window, start, key))
+        if closed_to is None or expire_to > closed_to:
+            self._closed_to[window] = expire_to
         return by_start
+
+    def get_closed_through(self, window: str) -> int | None:
+        last: int | None = self.meta.get(closed_through_key(self.partition, window))
+        return last
+
+    def put_closed_through(self, window: str, last_start_ms: int) -> None:
+        self.meta.put(closed_through_key(self.partition, window), last_start_ms)
 
     def get_progress(self) -> PartitionProgress | None:
         state = self.progress.get(progress_key(self.partition))

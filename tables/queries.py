@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState
 from tables.pipeline_tables import PipelineTables
 from tables.records import KeyRecord, OpenWindow, WindowResult, closed_key, window_key
 from tables.watermark import watermark_of
-from tables.windows import DAY_MS, WindowDef, starts_between
+from tables.windows import WindowKind
 
 
 class StateQueries:
@@ -66,39 +67,43 @@ class StateQueries:
         return page, page[-1] if len(keys) > limit else None
 
     def open_window(
-        self, key: str, partition: int, window: str, start_ms: int
-    ) -> OpenWindow | None:
-        """A key's open window, as this worker last applied it (stored or not yet)."""
+        self, key: str, partition: int, window: WindowKind, start_ms: int
+    ) -> Agg | None:
+        """A key's open window, as this worker last applied it (stored or not yet):
+        merged from its panes, on read."""
         live = self._live_state(partition)
-        if live is not None:
-            return live.get_window(window, start_ms, key)
-        state = self.tables.windows.get(window_key(window, start_ms, key))
-        return None if state is None else OpenWindow.from_state(state)
+        aggs = []
+        for pane in window.panes(start_ms):
+            if live is not None:
+                record = live.get_window(window.name, pane, key)
+            else:
+                state = self.tables.windows.get(window_key(window.name, pane, key))
+                record = None if state is None else OpenWindow.from_state(state)
+            if record is not None:
+                aggs.append(record.agg)
+        return Agg.merged(aggs) if aggs else None
 
     def windows(
-        self, key: str, partition: int, windows: Sequence[WindowDef], start: int, end: int
+        self, key: str, partition: int, windows: Sequence[WindowKind], start: int, end: int
     ) -> list[dict[str, Any]]:
-        """The key's windows of ``windows`` starting in [start, end), in order: open ones
-        from their records, closed ones while they are retained."""
+        """The key's windows of ``windows`` starting in [start, end), in order: closed ones
+        while they are retained, open ones merged from their panes."""
         watermark = self.partition_watermark(partition)
+        lateness = self.config.lateness_ms
         results: list[tuple[int, str, WindowResult | dict[str, Any]]] = []
         for window in windows:
-            for s in starts_between(start, end, window):
-                found: WindowResult | dict[str, Any] | None = None
-                if watermark is not None and self._may_be_open(window, s, watermark):
-                    record = self.open_window(key, partition, window.name, s)
-                    if record is not None:
-                        found = self.config.result(key, window, s, record.agg, False)
-                if found is None:
-                    found = self.closed(key, partition, window.name, s)
+            for s in window.starts_between(start, end):
+                # Closed first: after a crash, a window may have closed (and its first
+                # panes gone) at a watermark newer than the one stored.
+                found: WindowResult | dict[str, Any] | None = self.closed(
+                    key, partition, window.name, s
+                )
+                open_now = watermark is not None and window.may_be_open(s, watermark, lateness)
+                if found is None and open_now:
+                    agg = self.open_window(key, partition, window, s)
+                    if agg is not None:
+                        found = self.config.result(key, window, s, agg, False)
                 if found is not None:
                     results.append((s, window.name, found))
         results.sort(key=lambda found: (found[1], found[0]))
         return [r.as_json() if isinstance(r, WindowResult) else r for _, _, r in results]
-
-    def _may_be_open(self, window: WindowDef, start: int, watermark: int) -> bool:
-        """Whether a window starting at ``start`` may still be open: it ends after the
-        watermark and starts at or before the newest event (a zoned day may last longer
-        than its nominal 24 hours, so those get a day's margin)."""
-        margin = DAY_MS if window.zone is not None else 0
-        return watermark - window.size_ms - margin < start <= watermark + self.config.lateness_ms

@@ -7,17 +7,20 @@ or written whole, and only the windows a batch touches are in memory. Each recor
 makes a replayed event a no-op for that record, whichever of a batch's writes a crash
 kept. Per partition, its ``PartitionProgress`` (newest event time and checkpoint) and, per
 closed window instance, the keys that have it (for expiry). Closed windows' final results
-(``WindowResult``) are kept under their key, window and start.
+(``WindowResult``) are kept under their key, window and start. An open window is stored
+as its panes (``tables.windows.base.WindowKind.pane``): one ``OpenWindow`` record per
+pane and key, the window's own for a tumbling window.
 
 Key layout (Faust tables ``keys``, ``windows``, ``closed`` and ``meta``):
 
 | table | key | value |
 | --- | --- | --- |
 | ``keys`` | the event key | ``KeyRecord.to_state()`` |
-| ``windows`` | ``window_key(window, start_ms, key)`` | ``OpenWindow.to_state()`` |
+| ``windows`` | ``window_key(window, pane_start_ms, key)`` | ``OpenWindow.to_state()`` |
 | ``closed`` | ``closed_key(key, window, start_ms)`` | the result's JSON object |
 | ``meta`` | ``progress_key(partition)`` | ``PartitionProgress.to_state()`` |
 | ``meta`` | ``bucket_keys_key(partition, bucket_id)`` | the keys of a closed window instance |
+| ``meta`` | ``closed_through_key(partition, window)`` | its last ``last_closed_start`` |
 
 ``windows`` is window-major: its keys sort by window, then start, then key, so the open
 windows that a watermark closes are one range of the store.
@@ -33,7 +36,7 @@ from typing import Any
 from tables import json_bytes
 from tables.aggregates import Agg
 from tables.times import ms_to_iso
-from tables.windows import WindowDef
+from tables.windows import WindowKind
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 
@@ -72,6 +75,11 @@ def progress_key(partition: int) -> str:
     return f"progress/{partition}"
 
 
+def closed_through_key(partition: int, window: str) -> str:
+    """The ``meta`` table's key of the bound up to which a window's instances closed."""
+    return f"closed/{partition}/{window}"
+
+
 def bucket_keys_prefix(partition: int) -> str:
     """The ``meta`` table's keys of a partition's closed window instances start so."""
     return f"bucket/{partition}/"
@@ -82,7 +90,7 @@ def bucket_keys_key(partition: int, bucket: str) -> str:
     return f"{bucket_keys_prefix(partition)}{bucket}"
 
 
-def bucket_id(window: WindowDef, start: int) -> str:
+def bucket_id(window: WindowKind, start: int) -> str:
     """Names one aligned window instance, e.g. ``1h@1700000000000``."""
     return f"{window.name}@{start}"
 
@@ -110,7 +118,8 @@ class KeyRecord:
 
 @dataclass(slots=True)
 class OpenWindow:
-    """One key's open window: its aggregate, and the offset of the last event it holds."""
+    """One key's pane of an open window (a tumbling window is one pane): its aggregate,
+    and the offset of the last event it holds."""
 
     fence: int
     agg: Agg

@@ -9,9 +9,10 @@ it is SQL written from the rules in docs/pipelines.md:
 - late: an event is late when its time is behind its partition's watermark at its
   arrival, the newest event time seen before it (in ``seq`` order) minus the lateness:
   a window function over the partition;
-- windows: ``[k*step, k*step + size)`` aligned to the epoch, or local days of the
-  pipeline's time zone (DuckDB's ICU) for windows of whole days; late events are kept
-  out of them, and count in the totals;
+- windows: each window kind's own SQL (``WindowKind.assign_sql``), e.g.
+  ``[k*step, k*step + size)`` aligned to the epoch, or local days of the pipeline's
+  time zone (DuckDB's ICU) for windows of whole days; late events are kept out of
+  them, and count in the totals;
 - each partition's watermark and each window's end, from which ``app.verify.compare``
   decides which windows are final (the watermark reached the end) and which have left
   the tables (it passed the end plus the retention).
@@ -43,7 +44,8 @@ import pyarrow as pa
 from agents.spec import PipelineSpec
 from app.verify.bounds import within
 from tables.quantiles import QUANTILES
-from tables.windows import DAY_MS, WindowDef
+from tables.windows import WindowKind
+from tables.windows.calendar import SQL_MACROS
 
 WindowId = tuple[str, str, int]  # key, window name, start ms
 
@@ -79,29 +81,10 @@ class BatchAnswer:
     events: int = 0
 
 
-_MACROS = [
-    # Floor division (DuckDB's // truncates towards zero).
-    "CREATE MACRO floordiv(a, b) AS (a - ((a % b) + b) % b) // b",
-    "CREATE MACRO local_ms(u, z) AS epoch_ms(timezone(z, epoch_ms(u)::TIMESTAMPTZ))",
-    "CREATE MACRO local_day(u, z) AS"
-    " (timezone(z, epoch_ms(u)::TIMESTAMPTZ)::DATE - DATE '1970-01-01')",
-    # Local midnight of day d; where midnight happens twice (a fall-back at midnight)
-    # ICU reads the later one, and kappa's days start at the first: so also read it with
-    # the offset of the day before, and take that when it is earlier and still on day d.
-    # A midnight that is skipped reads as the moment the clocks jump, in both.
-    f"CREATE MACRO later_start(d, z) AS epoch_ms(timezone(z, make_timestamp(d * {DAY_MS}000)))",
-    f"CREATE MACRO earlier_start(d, z) AS d * {DAY_MS}"
-    f" - (local_ms(later_start(d, z) - {DAY_MS}, z) - (later_start(d, z) - {DAY_MS}))",
-    "CREATE MACRO day_start(d, z) AS CASE"
-    " WHEN earlier_start(d, z) < later_start(d, z) AND local_day(earlier_start(d, z), z) = d"
-    " THEN earlier_start(d, z) ELSE later_start(d, z) END",
-]
-
-
 def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for macro in _MACROS:
+    for macro in SQL_MACROS:
         con.execute(macro)
     return con
 
@@ -145,29 +128,11 @@ def _metric_columns(values: int, where: str, prefix: str, extras: Sequence[str])
     return ", ".join(cols)
 
 
-def _assign(window: WindowDef, values: int) -> str:
+def _assign(window: WindowKind, values: int) -> str:
     """SQL: every on-time event once per window instance of ``window`` holding it."""
-    name = window.name.replace("'", "''")
-    cols = ", ".join(["m.p", "m.k", "m.seen", "m.t", "m.seq", *[f"m.v{i}" for i in range(values)]])
-    if window.zone is None:
-        size, step = window.size_ms, window.step_ms
-        return f"""
-            SELECT '{name}' AS w, g.s AS s, g.s + {size} AS e, {cols}
-            FROM marked m, unnest(generate_series(
-                (floordiv(m.t - {size}, {step}) + 1) * {step},
-                floordiv(m.t, {step}) * {step}, {step})) AS g(s)
-            WHERE NOT m.late"""
-    zone = window.zone.key.replace("'", "''")
-    size, step = window.size_ms // DAY_MS, window.step_ms // DAY_MS
-    return f"""
-        SELECT '{name}' AS w, day_start(g.d, '{zone}') AS s,
-               day_start(g.d + {size}, '{zone}') AS e, {cols}
-        FROM (SELECT *, local_day(t, '{zone}') AS day FROM marked WHERE NOT late) m,
-             unnest(generate_series(
-                (floordiv(m.day - {size}, {step}) + 1) * {step},
-                floordiv(m.day, {step}) * {step}, {step})) AS g(d)
-        -- a day that a transition skips whole starts no window
-        WHERE day_start(g.d, '{zone}') < day_start(g.d + 1, '{zone}')"""
+    return window.assign_sql(
+        ", ".join(["m.p", "m.k", "m.seen", "m.t", "m.seq", *[f"m.v{i}" for i in range(values)]])
+    )
 
 
 def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:

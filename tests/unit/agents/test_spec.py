@@ -8,7 +8,7 @@ import pytest
 
 from agents.errors import ConfigError
 from agents.spec import SpecError, load_spec, parse_spec
-from tables.windows import WindowDef
+from tables.windows import aligned_window
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "orders.toml"
 HOUR = 3_600_000
@@ -43,8 +43,8 @@ def test_example_loads() -> None:
     assert spec.values == ("amount", "quantity")
     assert spec.metrics == ("count", "sum", "min", "max", "mean")
     assert spec.windows == (
-        WindowDef(name="1h", size_ms=HOUR, step_ms=HOUR),
-        WindowDef(name="1d/6h", size_ms=DAY, step_ms=6 * HOUR),
+        aligned_window(name="1h", size_ms=HOUR, step_ms=HOUR),
+        aligned_window(name="1d/6h", size_ms=DAY, step_ms=6 * HOUR),
     )
     assert spec.lateness_ms == 10 * MINUTE
     assert spec.retention_ms == 30 * DAY
@@ -74,7 +74,7 @@ def test_key_list_is_kept_in_order() -> None:
 
 def test_step_equal_to_size_is_tumbling() -> None:
     spec = parse_spec(MINIMAL | {"windows": [{"size": "15m", "step": "15m"}]}, "x")
-    assert spec.windows == (WindowDef(name="15m", size_ms=15 * MINUTE, step_ms=15 * MINUTE),)
+    assert spec.windows == (aligned_window(name="15m", size_ms=15 * MINUTE, step_ms=15 * MINUTE),)
 
 
 def test_spec_is_frozen() -> None:
@@ -244,10 +244,10 @@ def test_timezone_puts_whole_day_windows_on_the_local_calendar() -> None:
     new_york = ZoneInfo("America/New_York")
     assert spec.timezone == "America/New_York"
     assert spec.windows == (
-        WindowDef(name="1h", size_ms=HOUR, step_ms=HOUR),
-        WindowDef(name="36h", size_ms=36 * HOUR, step_ms=36 * HOUR),
-        WindowDef(name="1d@America/New_York", size_ms=DAY, step_ms=DAY, zone=new_york),
-        WindowDef(name="1w/1d@America/New_York", size_ms=7 * DAY, step_ms=DAY, zone=new_york),
+        aligned_window(name="1h", size_ms=HOUR, step_ms=HOUR),
+        aligned_window(name="36h", size_ms=36 * HOUR, step_ms=36 * HOUR),
+        aligned_window(name="1d@America/New_York", size_ms=DAY, step_ms=DAY, zone=new_york),
+        aligned_window(name="1w/1d@America/New_York", size_ms=7 * DAY, step_ms=DAY, zone=new_york),
     )
     dumped = spec.model_dump(by_alias=True)
     assert dumped["timezone"] == "America/New_York"
@@ -262,4 +262,4 @@ def test_timezone_puts_whole_day_windows_on_the_local_calendar() -> None:
 
 def test_utc_keeps_plain_windows() -> None:
     spec = parse_spec(MINIMAL | {"timezone": "UTC", "windows": [{"size": "1d", "step": "6h"}]}, "x")
-    assert spec.windows == (WindowDef(name="1d/6h", size_ms=DAY, step_ms=6 * HOUR),)
+    assert spec.windows == (aligned_window(name="1d/6h", size_ms=DAY, step_ms=6 * HOUR),)

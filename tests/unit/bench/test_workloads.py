@@ -10,7 +10,7 @@ import pytest
 from agents.spec import load_spec
 from bench.workers import SPEC
 from bench.workloads import DEFAULT, SMOKE, parse_workloads
-from tables.windows import WindowDef
+from tables.windows import WindowKind, aligned_window
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -68,12 +68,12 @@ def test_a_bad_workload_says_what_to_write(text: str, error: str) -> None:
 @pytest.mark.parametrize(
     ("text", "window"),
     [
-        ("keys16", WindowDef(name="1h", size_ms=HOUR, step_ms=HOUR)),
-        ("hopping1m", WindowDef(name="1d/1h", size_ms=DAY, step_ms=HOUR)),
+        ("keys16", aligned_window(name="1h", size_ms=HOUR, step_ms=HOUR)),
+        ("hopping1m", aligned_window(name="1d/1h", size_ms=DAY, step_ms=HOUR)),
     ],
 )
 def test_the_bench_spec_holds_the_workloads_window(
-    tmp_path: Path, text: str, window: WindowDef
+    tmp_path: Path, text: str, window: WindowKind
 ) -> None:
     (workload,) = parse_workloads(text, 1_000)
     path = tmp_path / "bench.toml"

@@ -371,3 +371,33 @@ def test_an_aggregate_without_extras_keeps_its_bytes_and_refuses_their_metrics()
     with pytest.raises(ValueError, match="different"):
         ordered.merge(plain)
     assert roundtrip(ordered).result(["x"], ORDER_METRICS)["values"]["x"]["last"] == 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=event_lists(), data=st.data())
+def test_merging_parts_equals_adding_every_event(
+    case: tuple[int, list[Event]], data: st.DataObject
+) -> None:
+    """How hopping windows combine their panes: the parts of any split, each folded and
+    stored, merged in any order, give the state (byte for byte) and the results of
+    adding every event to one aggregate; the parts are left unchanged."""
+    n, events = case
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=5)))
+    bounds = [0, *cuts, len(events)]
+    parts = [roundtrip(fold(n, events[a:b])) for a, b in pairwise(bounds)]
+    before = [part.to_state() for part in parts]
+    merged = Agg.merged(data.draw(st.permutations(parts)))
+    whole = fold(n, events)
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
+    assert merged.result(names(n), METRICS) == oracle(n, events)
+    if len(parts) > 1:
+        assert [part.to_state() for part in parts] == before
+
+
+def test_merge_refuses_other_fields_and_an_overflow_leaves_it_unchanged() -> None:
+    with pytest.raises(ValueError, match="value fields"):
+        Agg.empty(1).merge(Agg.empty(2))
+    big = fold(1, [[1e308]])
+    with pytest.raises(OverflowError):
+        big.merge(fold(1, [[1e308]]))
+    assert big.to_state() == fold(1, [[1e308]]).to_state()

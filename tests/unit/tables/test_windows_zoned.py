@@ -14,15 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.windows import (
-    DAY_MS,
-    WindowDef,
-    in_zone,
-    last_closed_start,
-    starts_between,
-    window_end,
-    window_starts,
-)
+from tables.windows import DAY_MS, WindowKind, aligned_window
+from tests.support.panes import check_pane_of
 
 NEW_YORK = ZoneInfo("America/New_York")
 HOUR = 3_600_000
@@ -38,8 +31,10 @@ def ms(text: str) -> int:
     return (datetime.fromisoformat(text) - EPOCH) // timedelta(milliseconds=1)
 
 
-def zoned(size_days: int, step_days: int, zone: ZoneInfo = NEW_YORK) -> WindowDef:
-    return in_zone(WindowDef(f"{size_days}d/{step_days}d", size_days * DAY, step_days * DAY), zone)
+def zoned(size_days: int, step_days: int, zone: ZoneInfo = NEW_YORK) -> WindowKind:
+    return aligned_window(f"{size_days}d/{step_days}d", size_days * DAY, step_days * DAY).in_zone(
+        zone
+    )
 
 
 # Every 7 minutes (and a few milliseconds) around both transitions of 2024 in New York.
@@ -81,8 +76,8 @@ def duckdb_windows(
     return {(int(t), int(s), int(e)) for t, s, e in rows}
 
 
-def kappa_windows(timestamps: list[int], w: WindowDef) -> set[tuple[int, int, int]]:
-    return {(t, s, window_end(s, w)) for t in timestamps for s in window_starts(t, w)}
+def kappa_windows(timestamps: list[int], w: WindowKind) -> set[tuple[int, int, int]]:
+    return {(t, s, w.end(s)) for t in timestamps for s in w.starts(t)}
 
 
 def test_days_in_new_york_match_duckdb_time_bucket() -> None:
@@ -94,24 +89,24 @@ def test_days_in_new_york_match_duckdb_time_bucket() -> None:
         (want,) = con.execute(
             f"SELECT epoch_ms({bucket})", {"ts": t, "zone": "America/New_York"}
         ).fetchone() or (None,)
-        assert window_starts(t, day) == [want], datetime.fromtimestamp(t / 1000, UTC)
+        assert day.starts(t) == [want], datetime.fromtimestamp(t / 1000, UTC)
 
 
 def test_the_dst_days_last_23_and_25_hours() -> None:
     day = zoned(1, 1)
     # Noon in New York on each day, in UTC: EDT (-4) from 2024-03-10, EST (-5) from 11-03.
-    (spring,) = window_starts(ms("2024-03-10T16:00:00Z"), day)
-    (autumn,) = window_starts(ms("2024-11-03T17:00:00Z"), day)
-    assert (spring, window_end(spring, day)) == (
+    (spring,) = day.starts(ms("2024-03-10T16:00:00Z"))
+    (autumn,) = day.starts(ms("2024-11-03T17:00:00Z"))
+    assert (spring, day.end(spring)) == (
         ms("2024-03-10T05:00:00Z"),
         ms("2024-03-11T04:00:00Z"),
     )
-    assert (autumn, window_end(autumn, day)) == (
+    assert (autumn, day.end(autumn)) == (
         ms("2024-11-03T04:00:00Z"),
         ms("2024-11-04T05:00:00Z"),
     )
-    assert window_end(spring, day) - spring == 23 * HOUR
-    assert window_end(autumn, day) - autumn == 25 * HOUR
+    assert day.end(spring) - spring == 23 * HOUR
+    assert day.end(autumn) - autumn == 25 * HOUR
 
 
 @pytest.mark.parametrize(("size_days", "step_days"), [(1, 1), (2, 1), (3, 2), (7, 7), (7, 1)])
@@ -138,23 +133,23 @@ def test_other_zones_match_duckdb(zone: str) -> None:
 
 def test_sao_paulo_day_without_a_midnight_starts_when_its_clocks_jump() -> None:
     # 2018-11-04: 00:00 -03 became 01:00 -02, so the day began at 03:00 UTC.
-    (start,) = window_starts(ms("2018-11-04T12:00:00Z"), zoned(1, 1, ZoneInfo("America/Sao_Paulo")))
+    (start,) = zoned(1, 1, ZoneInfo("America/Sao_Paulo")).starts(ms("2018-11-04T12:00:00Z"))
     assert start == ms("2018-11-04T03:00:00Z")
 
 
 def test_sub_day_and_utc_windows_stay_aligned_to_the_epoch() -> None:
-    hour = WindowDef("1h", HOUR, HOUR)
-    assert in_zone(hour, ZoneInfo("Asia/Kolkata")) is hour
-    uneven = WindowDef("36h", 36 * HOUR, 36 * HOUR)
-    assert in_zone(uneven, NEW_YORK) is uneven
-    day = WindowDef("1d", DAY, DAY)
-    assert in_zone(day, ZoneInfo("UTC")) is day
-    assert in_zone(day, NEW_YORK) == WindowDef("1d@America/New_York", DAY, DAY, NEW_YORK)
+    hour = aligned_window("1h", HOUR, HOUR)
+    assert hour.in_zone(ZoneInfo("Asia/Kolkata")) is hour
+    uneven = aligned_window("36h", 36 * HOUR, 36 * HOUR)
+    assert uneven.in_zone(NEW_YORK) is uneven
+    day = aligned_window("1d", DAY, DAY)
+    assert day.in_zone(ZoneInfo("UTC")) is day
+    assert day.in_zone(NEW_YORK) == aligned_window("1d@America/New_York", DAY, DAY, NEW_YORK)
 
 
 def test_a_whole_day_window_needs_a_whole_day_step() -> None:
     with pytest.raises(ValueError, match="needs a step of whole days"):
-        in_zone(WindowDef("1d/6h", DAY, 6 * HOUR), NEW_YORK)
+        aligned_window("1d/6h", DAY, 6 * HOUR).in_zone(NEW_YORK)
 
 
 ZONES = st.sampled_from(
@@ -173,7 +168,7 @@ ANY_TS = st.one_of(
 
 
 @st.composite
-def zoned_windows(draw: st.DrawFn) -> WindowDef:
+def zoned_windows(draw: st.DrawFn) -> WindowKind:
     step = draw(st.integers(min_value=1, max_value=7))
     size = step * draw(st.integers(min_value=1, max_value=3)) + draw(st.integers(0, step - 1))
     return zoned(size, step, draw(ZONES))
@@ -181,12 +176,12 @@ def zoned_windows(draw: st.DrawFn) -> WindowDef:
 
 @settings(max_examples=300, deadline=None)
 @given(ts=ANY_TS, w=zoned_windows())
-def test_every_zoned_window_holds_its_timestamp(ts: int, w: WindowDef) -> None:
-    starts = window_starts(ts, w)
+def test_every_zoned_window_holds_its_timestamp(ts: int, w: WindowKind) -> None:
+    starts = w.starts(ts)
     assert starts == sorted(starts)
     assert len(starts) == len(set(starts)) >= 1
     for s in starts:
-        assert s <= ts < window_end(s, w)
+        assert s <= ts < w.end(s)
 
 
 @settings(max_examples=100, deadline=None)
@@ -196,20 +191,20 @@ def test_every_zoned_window_holds_its_timestamp(ts: int, w: WindowDef) -> None:
     w=zoned_windows(),
 )
 def test_zoned_last_closed_start_bounds_the_closed_windows(
-    wm: int, offset: int, w: WindowDef
+    wm: int, offset: int, w: WindowKind
 ) -> None:
-    bound = last_closed_start(wm, w)
-    for s in window_starts(wm + offset, w):
-        assert (s <= bound) == (window_end(s, w) <= wm)
+    bound = w.last_closed_start(wm)
+    for s in w.starts(wm + offset):
+        assert (s <= bound) == (w.end(s) <= wm)
 
 
 def test_last_closed_start_skips_a_day_that_never_happened() -> None:
     """Samoa skipped 2011-12-30: at the end of the 29th only the 29th's window has closed."""
     day = zoned(1, 1, ZoneInfo("Pacific/Apia"))
     dec31 = ms("2011-12-31T00:00:00+14:00")
-    (dec29,) = window_starts(ms("2011-12-29T12:00:00-10:00"), day)
-    assert dec29 <= last_closed_start(dec31, day) < dec31
-    assert last_closed_start(dec31 - 1, day) < dec29
+    (dec29,) = day.starts(ms("2011-12-29T12:00:00-10:00"))
+    assert dec29 <= day.last_closed_start(dec31) < dec31
+    assert day.last_closed_start(dec31 - 1) < dec29
 
 
 @settings(max_examples=100, deadline=None)
@@ -218,16 +213,18 @@ def test_last_closed_start_skips_a_day_that_never_happened() -> None:
     span=st.integers(min_value=-DAY, max_value=20 * DAY),
     w=zoned_windows(),
 )
-def test_zoned_starts_between_are_the_starts_in_the_range(lo: int, span: int, w: WindowDef) -> None:
+def test_zoned_starts_between_are_the_starts_in_the_range(
+    lo: int, span: int, w: WindowKind
+) -> None:
     hi = lo + span
     scan = range(lo - 2 * w.size_ms - 2 * DAY, hi + DAY, HOUR)
-    every = {s for t in scan for s in window_starts(t, w)}
-    assert list(starts_between(lo, hi, w)) == sorted(s for s in every if lo <= s < hi)
+    every = {s for t in scan for s in w.starts(t)}
+    assert list(w.starts_between(lo, hi)) == sorted(s for s in every if lo <= s < hi)
 
 
 def test_local_days_are_counted_from_1970_01_01() -> None:
     """A 7-day window starts on a Thursday, as epoch-aligned ones do (1970-01-01 was one)."""
-    (start,) = window_starts(ms("2024-03-10T16:00:00Z"), zoned(7, 7))
+    (start,) = zoned(7, 7).starts(ms("2024-03-10T16:00:00Z"))
     local = datetime.fromtimestamp(start / 1000, NEW_YORK)
     assert (local.strftime("%A"), local.time()) == ("Thursday", datetime.min.time())
     assert local.date() <= datetime(2024, 3, 10).date() < local.date() + timedelta(days=7)
@@ -238,12 +235,36 @@ def test_a_day_that_never_happened_starts_no_window() -> None:
     apia = ZoneInfo("Pacific/Apia")
     day, two_days = zoned(1, 1, apia), zoned(2, 1, apia)
     dec31 = ms("2011-12-31T12:00:00+14:00")
-    (start,) = window_starts(dec31, day)
-    assert (start, window_end(start, day)) == (
+    (start,) = day.starts(dec31)
+    assert (start, day.end(start)) == (
         ms("2011-12-31T00:00:00+14:00"),
         ms("2012-01-01T00:00:00+14:00"),
     )
     # The window from the 29th covers the 29th and the (empty) 30th; the 31st starts its own.
-    assert window_starts(dec31, two_days) == [start]
-    (dec29,) = window_starts(ms("2011-12-29T12:00:00-10:00"), day)
-    assert window_end(dec29, day) == start
+    assert two_days.starts(dec31) == [start]
+    (dec29,) = day.starts(ms("2011-12-29T12:00:00-10:00"))
+    assert day.end(dec29) == start
+
+
+@settings(max_examples=200, deadline=None)
+@given(ts=ANY_TS, w=zoned_windows())
+def test_a_zoned_pane_is_in_exactly_the_windows_of_its_events(ts: int, w: WindowKind) -> None:
+    """Panes of local days: an event's pane starts at or before it, is in the windows
+    the event is in, and is one of each such window's panes."""
+    check_pane_of(w, ts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    wm=st.integers(min_value=ms("2024-02-20T00:00:00Z"), max_value=ms("2024-12-01T00:00:00Z")),
+    offset=st.integers(min_value=-20 * DAY, max_value=20 * DAY),
+    w=zoned_windows(),
+)
+def test_zoned_pane_bounds_expire_only_unused_panes(wm: int, offset: int, w: WindowKind) -> None:
+    last = w.last_closed_start(wm)
+    read_to, expire_to = w.pane_bounds(last)
+    pane = w.pane(wm + offset)
+    assert pane is not None
+    assert (pane <= expire_to) == all(s <= last for s in w.starts(pane))
+    for s in w.starts(last):
+        assert max(w.panes(s)) <= read_to

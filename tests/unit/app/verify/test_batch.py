@@ -22,6 +22,7 @@ from agents.spec import PipelineSpec, parse_spec
 from app.datagen import generate
 from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
 from tables.aggregates import Agg
+from tables.windows import AlignedWindows
 from tests.support.datasets import CRASH
 
 HOUR = 3_600_000
@@ -111,6 +112,7 @@ def fold(rows: Sequence[Row], spec: PipelineSpec, fields: int = 2) -> dict[str, 
             late += 1
             continue
         for w in spec.windows:
+            assert isinstance(w, AlignedWindows)
             for start, end in windows_of(t, w.size_ms, w.step_ms, w.zone):
                 windows[(key, w.name, start)].append(vs)
                 ends[(key, w.name, start)] = end

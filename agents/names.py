@@ -46,6 +46,12 @@ class PipelineNames:
         return f"{self.prefix}.dead-letter"
 
     @property
+    def repartition_topic(self) -> str:
+        """The repartition hop: input records re-keyed by the event's key, on its
+        partition for the version's N (agents/stages/hop.py)."""
+        return f"{self.prefix}.repartition"
+
+    @property
     def late_topic(self) -> str:
         return f"{self.prefix}.late"
 

@@ -1,38 +1,38 @@
 """An input topic whose partition count changes under a running version.
 
-The version keeps its state in the input's count at its creation. Grown under a
-running worker, the input stops the worker with the cause and the fix, before any
-record of a new partition is applied, stored or dead-lettered (no loop of failed
-batches); a restart of the same version is refused with the same message. A new version
-on the same topic would take its 6 partitions but find the records produced before the
-growth on their keys' partitions for 2, so the fix named is a new version on a new topic.
+The version keeps its state in N partitions, the input's count at its creation. Grown
+under load (2 -> 6 while a producer writes with Kafka's default partitioner), the input
+is followed: from the rebalance that the growth brings, every input record takes the
+repartition hop to its key's state partition; a second worker started after the growth
+takes its share of both the input and the state. Nothing is dead-lettered, no batch
+fails, and every key's totals, every window and every final result equal DuckDB SQL over
+the same events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.datagen import DatasetShape, generate
 from app.settings import KappaSettings
-from tests.support.kafka import (
-    create_topics,
-    grow_topic,
-    partition_counts,
-    produce_events,
-    read_all,
-)
+from tests.support.datasets import HOURLY
+from tests.support.hop import assert_hop_equals_batch, closers, produce_placed
+from tests.support.kafka import create_topics, grow_topic, partition_counts, produce_events
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess, kappa_cli
 
 pytestmark = pytest.mark.broker
 
-# More than one metadata refresh (10 s), a rebalance and a clean stop on a busy machine.
-STOP_TIMEOUT_S = 180
+GROWTH = DatasetShape(events=12_000, keys=150, span_ms=2 * 86_400_000, seed=182)
+# A metadata refresh, a rebalance and a second worker's start on a busy machine.
+GROWN_TIMEOUT_S = 180
 
 
 def _produce_and_count(
@@ -48,37 +48,60 @@ def _produce_and_count(
         assert (status, body["totals"]["count"]) == (200, count), body
 
 
-def test_an_input_grown_under_a_running_version_stops_it_with_the_cause_and_the_fix(
+def _input_owned(worker: WorkerProcess) -> list[int]:
+    status, body = worker.get("/api/status")
+    return list(body["partitions_owned"]) if status == 200 and not body["rebalancing"] else []
+
+
+def test_an_input_grown_under_load_is_followed_with_a_second_worker(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
     kappa_env: Callable[..., dict[str, str]],
     start_worker: Callable[[dict[str, str]], WorkerProcess],
     unique: str,
+    tmp_path: Path,
 ) -> None:
     bootstrap = kafka_settings.bootstrap
     topic = f"test-input-{unique}"
-    env = kappa_env(make_spec(), partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
-    _produce_and_count(worker, bootstrap, topic, DatasetShape(events=600, keys=30, seed=18))
+    spec = make_spec(lateness="10d", retention="400d")
+    first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a"))
+    first.wait_ready(partitions=2)
+    events: list[dict[str, Any]] = list(generate(GROWTH))
+    a_third = threading.Event()
 
-    asyncio.run(grow_topic(bootstrap, topic, 6))
-    assert worker.proc is not None
-    code = worker.proc.wait(timeout=STOP_TIMEOUT_S)
-    log = worker.log_path.read_text(errors="replace")
-    assert code != 0, log[-3000:]
-    assert f"the input topic {topic} has grown to 6 partitions" in log
-    assert "keeps its state in 2" in log
-    assert "bump `version` and set `input_topic`" in log
-    assert "Unrecognized partition" not in log
-    assert "a batch failed" not in log
-    assert asyncio.run(read_all(bootstrap, f"kappa.t{unique}.v1.dead-letter")) == []
+    def keyed(index: int, event: dict[str, Any]) -> tuple[bytes | None, int | None]:
+        if index == len(events) // 3:
+            a_third.set()
+        return str(event["customer_id"]).encode(), None
 
-    refused = kappa_cli(env, "worker", timeout=120)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "has grown to 6 partitions" in refused.stderr
-    assert "what to do: the records produced before the growth" in refused.stderr
-    assert "create a new input topic with 6 partitions" in refused.stderr
+    producer = threading.Thread(
+        target=lambda: asyncio.run(produce_placed(bootstrap, topic, events, keyed))
+    )
+    producer.start()
+    assert a_third.wait(timeout=120)
+    asyncio.run(grow_topic(bootstrap, topic, 6))  # while the producer goes on
+    first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the growth")
+    second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b"))
+    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
+    producer.join(timeout=300)
+    assert not producer.is_alive()
+    assert asyncio.run(partition_counts(bootstrap))[topic] == 6
+
+    workers = [first, second]
+    wait_processed(workers, bootstrap, topic)
+    last = closers(events, 2)
+    asyncio.run(produce_events(bootstrap, topic, last, "customer_id"))
+    assert_hop_equals_batch(
+        workers, bootstrap, unique, events + last, tmp_path / "events.csv", HOURLY
+    )
+    for worker in workers:
+        assert worker.proc is not None
+        assert worker.proc.poll() is None
+        log = worker.log_path.read_text(errors="replace")
+        assert "Unrecognized partition" not in log
+        assert "a batch failed" not in log
+    _, body = second.get("/api/status")
+    assert body["hop"]["partitions_owned"], body["hop"]  # it owns state partitions too
 
 
 def test_a_versions_own_partition_count_sizes_its_topics_and_never_changes(

@@ -21,6 +21,7 @@ from tables.records import (
     KeyRecord,
     OpenWindow,
     PartitionProgress,
+    SourceFence,
     WindowResult,
     bucket_keys_key,
     closed_key,
@@ -65,7 +66,7 @@ def record(fence: int, *amounts: float) -> KeyRecord:
     totals = Agg.empty(1)
     for amount in amounts:
         totals.add([amount])
-    return KeyRecord(fence=fence, totals=totals)
+    return KeyRecord(fence=SourceFence(fence), totals=totals)
 
 
 def result(key: str, start_ms: int) -> WindowResult:
@@ -122,7 +123,7 @@ async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
     sender = AcknowledgingSender()
     for fence in range(10):
         rec = state.get_key("a") or record(fence)
-        rec.fence = fence
+        rec.fence = SourceFence(fence)
         rec.totals.add([float(fence)])
         state.put_key("a", rec)
     assert state.held_changes() == 1
@@ -137,7 +138,7 @@ def window(fence: int, *amounts: float) -> OpenWindow:
     agg = Agg.empty(1)
     for amount in amounts:
         agg.add([amount])
-    return OpenWindow(fence=fence, agg=agg)
+    return OpenWindow(fence=SourceFence(fence), agg=agg)
 
 
 def closing_batch(state: TablePartitionState) -> None:
@@ -202,7 +203,7 @@ async def test_closing_takes_one_range_of_the_store_and_the_batchs_windows(
     state.put_window("1h", 0, "d", window(8, 8.0))
 
     def fences(found: dict[int, dict[str, OpenWindow]]) -> dict[int, dict[str, int]]:
-        return {start: {k: w.fence for k, w in keys.items()} for start, keys in found.items()}
+        return {start: {k: w.fence.own for k, w in keys.items()} for start, keys in found.items()}
 
     assert fences(state.close_windows_until("1h", 0)) == {
         -HOUR_MS: {"a": 1},

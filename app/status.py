@@ -58,7 +58,11 @@ async def status(
     owned: set[int],
 ) -> dict[str, Any]:
     progress = await read_input_progress(
-        queries, pipeline.names, pipeline.stats.processed_offsets, settings.kafka_query_timeout
+        queries,
+        pipeline.names,
+        pipeline.stats.processed_offsets,
+        settings.kafka_query_timeout,
+        pipeline.stats.hop_offsets,
     )
     stats = pipeline.stats
     stages = stats.stages
@@ -95,7 +99,7 @@ async def status(
         "hop": {
             "topic": pipeline.names.repartition_topic,
             "partitions_owned": sorted(pipeline.owned_states()),
-            "processed_offsets": {str(p): o for p, o in sorted(stats.hop_offsets.items())},
+            "processed_offsets": {str(p): o for p, o in sorted(progress.hop_processed.items())},
             "records_sent_since_start": pipeline.batches.hop.sent,
         },
         "end_offsets": {str(p): o for p, o in sorted((progress.end_offsets or {}).items())},

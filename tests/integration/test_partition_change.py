@@ -150,3 +150,53 @@ def test_a_new_version_asking_another_count_than_its_inputs_is_refused(
     assert f"kappa.t{unique}.v1.window-results" not in asyncio.run(
         partition_counts(kafka_settings.bootstrap)
     )
+
+
+def test_a_worker_killed_during_growth_loses_and_double_counts_nothing(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Two workers; the input grows 2 -> 6 under load, and one worker is killed with
+    SIGKILL while the other takes the growth: its hop records sent but not committed are
+    sent again by the survivor, and fenced."""
+    bootstrap = kafka_settings.bootstrap
+    topic = f"test-input-{unique}"
+    spec = make_spec(lateness="10d", retention="400d")
+    fast = {"KAPPA_SESSION_TIMEOUT": "8"}
+    first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a", **fast))
+    first.wait_ready(partitions=2)
+    second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b", **fast))
+    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
+    events: list[dict[str, Any]] = list(generate(GROWTH))
+    a_third, two_thirds = threading.Event(), threading.Event()
+
+    def keyed(index: int, event: dict[str, Any]) -> tuple[bytes | None, int | None]:
+        if index == len(events) // 3:
+            a_third.set()
+        if index == 2 * len(events) // 3:
+            two_thirds.set()
+        return str(event["customer_id"]).encode(), None
+
+    producer = threading.Thread(
+        target=lambda: asyncio.run(produce_placed(bootstrap, topic, events, keyed))
+    )
+    producer.start()
+    assert a_third.wait(timeout=120)
+    asyncio.run(grow_topic(bootstrap, topic, 6))
+    assert two_thirds.wait(timeout=120)
+    second.kill()
+    first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the takeover")
+    producer.join(timeout=300)
+    assert not producer.is_alive()
+
+    wait_processed([first], bootstrap, topic)
+    last = closers(events, 2)
+    asyncio.run(produce_events(bootstrap, topic, last, "customer_id"))
+    assert_hop_equals_batch(
+        [first], bootstrap, unique, events + last, tmp_path / "events.csv", HOURLY
+    )
+    assert "a batch failed" not in first.log_path.read_text(errors="replace")

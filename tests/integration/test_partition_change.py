@@ -53,6 +53,49 @@ def _input_owned(worker: WorkerProcess) -> list[int]:
     return list(body["partitions_owned"]) if status == 200 and not body["rebalancing"] else []
 
 
+class Load:
+    """GROWTH's events produced keyed by their key from a thread; ``reached(fraction)``
+    waits until that share of them is being produced."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.events: list[dict[str, Any]] = list(generate(GROWTH))
+        self._marks = {
+            len(self.events) // 3: threading.Event(),
+            2 * len(self.events) // 3: threading.Event(),
+        }
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(produce_placed(bootstrap, topic, self.events, self._keyed))
+        )
+        self._thread.start()
+
+    def _keyed(self, index: int, event: dict[str, Any]) -> tuple[bytes | None, int | None]:
+        if index in self._marks:
+            self._marks[index].set()
+        return str(event["customer_id"]).encode(), None
+
+    def reached(self, thirds: int) -> None:
+        assert self._marks[thirds * len(self.events) // 3].wait(timeout=120)
+
+    def finish(self) -> None:
+        self._thread.join(timeout=300)
+        assert not self._thread.is_alive()
+
+
+def _closed_and_equal(
+    workers: list[WorkerProcess], bootstrap: str, unique: str, load: Load, tmp_path: Path
+) -> None:
+    """Once everything is applied, a closer per state partition, then DuckDB's answer."""
+    topic = f"test-input-{unique}"
+    wait_processed(workers, bootstrap, topic)
+    last = closers(load.events, 2)
+    asyncio.run(produce_events(bootstrap, topic, last, "customer_id"))
+    assert_hop_equals_batch(
+        workers, bootstrap, unique, load.events + last, tmp_path / "events.csv", HOURLY
+    )
+    for worker in workers:
+        assert "a batch failed" not in worker.log_path.read_text(errors="replace")
+
+
 def test_an_input_grown_under_load_is_followed_with_a_second_worker(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
@@ -66,40 +109,21 @@ def test_an_input_grown_under_load_is_followed_with_a_second_worker(
     spec = make_spec(lateness="10d", retention="400d")
     first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a"))
     first.wait_ready(partitions=2)
-    events: list[dict[str, Any]] = list(generate(GROWTH))
-    a_third = threading.Event()
-
-    def keyed(index: int, event: dict[str, Any]) -> tuple[bytes | None, int | None]:
-        if index == len(events) // 3:
-            a_third.set()
-        return str(event["customer_id"]).encode(), None
-
-    producer = threading.Thread(
-        target=lambda: asyncio.run(produce_placed(bootstrap, topic, events, keyed))
-    )
-    producer.start()
-    assert a_third.wait(timeout=120)
+    load = Load(bootstrap, topic)
+    load.reached(1)
     asyncio.run(grow_topic(bootstrap, topic, 6))  # while the producer goes on
     first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the growth")
     second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b"))
     second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
-    producer.join(timeout=300)
-    assert not producer.is_alive()
+    load.finish()
     assert asyncio.run(partition_counts(bootstrap))[topic] == 6
 
     workers = [first, second]
-    wait_processed(workers, bootstrap, topic)
-    last = closers(events, 2)
-    asyncio.run(produce_events(bootstrap, topic, last, "customer_id"))
-    assert_hop_equals_batch(
-        workers, bootstrap, unique, events + last, tmp_path / "events.csv", HOURLY
-    )
+    _closed_and_equal(workers, bootstrap, unique, load, tmp_path)
     for worker in workers:
         assert worker.proc is not None
         assert worker.proc.poll() is None
-        log = worker.log_path.read_text(errors="replace")
-        assert "Unrecognized partition" not in log
-        assert "a batch failed" not in log
+        assert "Unrecognized partition" not in worker.log_path.read_text(errors="replace")
     _, body = second.get("/api/status")
     assert body["hop"]["partitions_owned"], body["hop"]  # it owns state partitions too
 
@@ -171,32 +195,11 @@ def test_a_worker_killed_during_growth_loses_and_double_counts_nothing(
     first.wait_ready(partitions=2)
     second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b", **fast))
     second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
-    events: list[dict[str, Any]] = list(generate(GROWTH))
-    a_third, two_thirds = threading.Event(), threading.Event()
-
-    def keyed(index: int, event: dict[str, Any]) -> tuple[bytes | None, int | None]:
-        if index == len(events) // 3:
-            a_third.set()
-        if index == 2 * len(events) // 3:
-            two_thirds.set()
-        return str(event["customer_id"]).encode(), None
-
-    producer = threading.Thread(
-        target=lambda: asyncio.run(produce_placed(bootstrap, topic, events, keyed))
-    )
-    producer.start()
-    assert a_third.wait(timeout=120)
+    load = Load(bootstrap, topic)
+    load.reached(1)
     asyncio.run(grow_topic(bootstrap, topic, 6))
-    assert two_thirds.wait(timeout=120)
+    load.reached(2)
     second.kill()
     first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the takeover")
-    producer.join(timeout=300)
-    assert not producer.is_alive()
-
-    wait_processed([first], bootstrap, topic)
-    last = closers(events, 2)
-    asyncio.run(produce_events(bootstrap, topic, last, "customer_id"))
-    assert_hop_equals_batch(
-        [first], bootstrap, unique, events + last, tmp_path / "events.csv", HOURLY
-    )
-    assert "a batch failed" not in first.log_path.read_text(errors="replace")
+    load.finish()
+    _closed_and_equal([first], bootstrap, unique, load, tmp_path)

@@ -6,11 +6,18 @@ each of the fetch's partitions, in offset order, the records go through:
 1. **continuity** (``GapRepair``; ``SeamStage`` for a version with a cut): the records
    follow the partition's last applied one, its history first;
 2. **route** (``RouteStage``): decoded and validated (with the spec's derived fields and
-   its ``where``); bad and misrouted records become dead letters, events the ``where``
-   leaves out are counted as filtered;
-3. **aggregate** (``AggregateStage``): the partition's good events applied in one
+   its ``where``); bad records become dead letters, events the ``where`` leaves out are
+   counted as filtered; good events on their key's partition of an input of N
+   partitions go on here (the direct lane), every other one is queued for the
+   repartition topic (``HopStage``);
+3. **aggregate** (``AggregateStage``): the partition's direct events applied in one
    ``PartitionProcessor.apply``;
 4. **outputs** (``OutputStage``): its late events and closed windows' results queued.
+
+The repartition topic's fetches come here too (the hop lane): continuity on its own
+checkpoint, then ``RouteStage.unpack``, aggregate (fenced by the events' source input
+partitions and offsets) and outputs. While the input's count is not N every input
+record takes the hop, and an input partition's progress is ``HopStage``'s.
 
 Steps 2 to 4 run a slice of records at a time, each slice sized to take about
 ``APPLY_SLICE_S`` (agents/stages/slices.py), with the event loop yielded between slices so
@@ -32,14 +39,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from faust.types import TP
 
 from agents.batch_sender import BatchSender
 from agents.errors import StateLost
-from agents.events import EventParser
+from agents.events import Event, EventParser
 from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
@@ -47,6 +54,7 @@ from agents.processor import PartitionProcessor
 from agents.stages.aggregate import AggregateStage
 from agents.stages.flush import CommitPolicy, Flusher
 from agents.stages.gaps import GapRepair
+from agents.stages.hop import HopStage
 from agents.stages.outputs import OutputStage
 from agents.stages.route import RouteStage
 from agents.stages.seam import SeamStage
@@ -94,18 +102,22 @@ class BatchLoop:
         self.stats = WorkerStats()
         # The chain, in the order a record goes through it.
         self.continuity = GapRepair(names.input_topic, gaps, self.stats)
-        self.route = RouteStage(parser, partitions, self.stats)
+        self.hop_continuity = GapRepair(names.repartition_topic, gaps, self.stats)
+        # A version with a cut has no hop (see agents.stages.route).
+        self.route = RouteStage(parser, partitions, self.stats, hop=seam is None)
+        self.hop = HopStage(names.repartition_topic, partitions, sender)
         self.aggregate = AggregateStage(config, new_state)
         self.outputs = OutputStage(names, sender, self.stats)
         self.slices = SliceSizer(APPLY_SLICE_S)
         self.flusher = Flusher(
             app,
-            names.input_topic,
+            (names.input_topic, names.repartition_topic),
             policy,
             self.aggregate,
+            self.hop,
             sender,
             self.stats,
-            self.owned_partitions,
+            self.owned,
             streamed_too,
             seam,
         )
@@ -123,6 +135,8 @@ class BatchLoop:
                 self._apply_sliced,
             )
         )
+        # Per input partition since the assignment: whether it takes the direct lane.
+        self._direct: dict[int, bool] = {}
         self._returned_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -189,6 +203,8 @@ class BatchLoop:
                 log.exception("storing before a rebalance failed; the new owner redoes it")
             finally:
                 self.drop()
+                self.hop.forget()
+                self._direct.clear()
 
     async def on_stop(self) -> None:
         """A clean stop: store what is applied, so a restart re-reads nothing."""
@@ -200,6 +216,7 @@ class BatchLoop:
     def drop(self) -> None:
         """Forget every processor and unstored change; the stores stay as they were."""
         self.aggregate.drop()
+        self.hop.drop()
         self.sender.discard()
 
     # -- what the web views read --------------------------------------------------------
@@ -228,18 +245,22 @@ class BatchLoop:
             await self.app.tables.wait_until_recovery_completed()
         await self.sender.start()
         stats = self.stats
-        owned = self.owned_partitions()
         caught_up = True
         taken = 0
         for tp, batch in records.items():
             partition = tp.partition
-            if partition not in owned or not batch:
+            if partition not in self.owned(tp.topic) or not batch:
                 continue  # reassigned: its new owner processes it from its checkpoint
             if stats.first_batch_at is None:
                 stats.first_batch_at = time.time()
             stats.batches += 1
             taken += len(batch)
-            await self._partition_batch(partition, batch)
+            if tp.topic == self.names.repartition_topic:
+                await self._hop_batch(partition, batch)
+            elif self._direct_lane(partition):
+                await self._partition_batch(partition, batch)
+            else:
+                await self._routed_batch(partition, batch)
             caught_up = caught_up and batch[-1].offset + 1 >= self._highwater(tp)
         if self.flusher.due(caught_up):
             await self.flusher.flush(commit=False)
@@ -269,14 +290,25 @@ class BatchLoop:
     async def _apply_sliced(
         self, partition: int, records: Sequence[Any], live: bool, base: int
     ) -> None:
-        """``_apply_chunk`` a slice at a time, each about ``APPLY_SLICE_S`` of work, with
-        the event loop yielded between them; the applied changes are stored as soon as a
-        flush is due, so that no flush has a whole fetch's changes to write at once."""
+        """``_apply_chunk`` of the records, a slice at a time."""
+
+        async def apply(chunk: Sequence[Any]) -> None:
+            await self._apply_chunk(partition, chunk, live, base)
+
+        await self._sliced(records, apply)
+
+    async def _sliced(
+        self, records: Sequence[Any], apply: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """``apply`` a slice of the records at a time, each about ``APPLY_SLICE_S`` of
+        work, with the event loop yielded between them; the applied changes are stored as
+        soon as a flush is due, so that no flush has a whole fetch's changes to write at
+        once. Every lane (direct, routed to the hop, the hop's) goes through here."""
         start = 0
         while start < len(records):
             chunk = records[start : start + self.slices.size]
             began = time.monotonic()
-            await self._apply_chunk(partition, chunk, live, base)
+            await apply(chunk)
             self.slices.took(len(chunk), time.monotonic() - began)
             start += len(chunk)
             if self.flusher.due(caught_up=False):
@@ -289,9 +321,7 @@ class BatchLoop:
         """Records of the input (``live``) or of the history through route, aggregate and
         outputs; ``base`` is the virtual offset of live offset 0."""
         started = time.monotonic()
-        events, rejected = self.route.split(records)
-        for record, reason, detail in rejected:
-            await self.outputs.dead_letter(record, reason, detail)
+        events = await self._route(records)
         if self.seam is not None:
             events = self.seam.admit(partition, live, base, events)
         decoded = time.monotonic()
@@ -303,14 +333,88 @@ class BatchLoop:
         stages.decode += decoded - started
         stages.aggregate += time.monotonic() - decoded
 
+    def _direct_lane(self, partition: int) -> bool:
+        """Whether the input partition's records may be applied here: decided at its first
+        fetch after an assignment and kept until the next, so that its progress is
+        either its state's checkpoint or the hop stage's, never both. Only while the
+        input has the version's N partitions (the consumer's metadata as of the
+        assignment) and this worker owns the partition's state; a version with a cut,
+        which has no hop, always."""
+        direct = self._direct.get(partition)
+        if direct is None:
+            count = self.app.consumer.topic_partitions(self.names.input_topic)
+            direct = self._direct[partition] = not self.route.hop or (
+                count == self.route.partitions and partition in self.owned_states()
+            )
+        return direct
+
+    async def _routed_batch(self, partition: int, records: Sequence[Any]) -> None:
+        """An input partition's records while the input's count is not N: every good one
+        is sent on through the hop; the partition's progress is the hop stage's."""
+        started = time.monotonic()
+        routed_until = self.hop.routed_until(partition, records[0].offset)
+        records = await self.continuity.follow(partition, routed_until, 0, records)
+
+        async def route(chunk: Sequence[Any]) -> None:
+            await self._route(chunk, direct=False)
+            self.hop.routed(partition, chunk[-1].offset)
+
+        await self._sliced(records, route)
+        self.stats.stages.decode += time.monotonic() - started
+
+    async def _hop_batch(self, partition: int, records: Sequence[Any]) -> None:
+        """A repartition topic partition's records: the events the route stages sent to
+        this state partition, applied at their source coordinates."""
+        started = time.monotonic()
+        applied = self.aggregate.hop_applied(partition)
+        records = await self.hop_continuity.follow(partition, applied, 0, records)
+        self.stats.stages.decode += time.monotonic() - started
+        if not records and partition not in self.aggregate.unstored_hop:
+            # A takeover re-reading from an old committed offset (see _partition_batch).
+            stored = self.stats.hop_offsets
+            stored[partition] = max(stored.get(partition, -1), applied)
+
+        async def apply(chunk: Sequence[Any]) -> None:
+            decoding = time.monotonic()
+            unpacked = self.route.unpack(chunk)
+            await self._dead_letters(unpacked.rejected)
+            decoded = time.monotonic()
+            outcome = self.aggregate.apply_hop(
+                partition, unpacked.events, unpacked.sources, chunk[-1].offset, len(chunk)
+            )
+            await self.outputs.queue(partition, outcome, self.names.input_topic, 0)
+            self.stats.stages.decode += decoded - decoding
+            self.stats.stages.aggregate += time.monotonic() - decoded
+
+        await self._sliced(records, apply)
+
+    async def _route(self, records: Sequence[Any], direct: bool = True) -> list[tuple[int, Event]]:
+        """The route stage: bad records dead-lettered, hop records queued; the events to
+        apply here (the direct lane)."""
+        routed = self.route.split(records, direct)
+        await self._dead_letters(routed.rejected)
+        for record, event in routed.hop:
+            self.hop.send(record, event)
+        return routed.direct
+
+    async def _dead_letters(self, rejected: Sequence[tuple[Any, str, str]]) -> None:
+        for record, reason, detail in rejected:
+            await self.outputs.dead_letter(record, reason, detail)
+
     # -- Faust ---------------------------------------------------------------------------
 
+    def owned(self, topic: str) -> set[int]:
+        """The partitions of ``topic`` assigned to this worker."""
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
     def owned_partitions(self) -> set[int]:
-        return {
-            tp.partition
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic == self.names.input_topic
-        }
+        """The input partitions assigned to this worker."""
+        return self.owned(self.names.input_topic)
+
+    def owned_states(self) -> set[int]:
+        """The state partitions assigned to this worker: those of the repartition topic,
+        which Faust assigns with the tables' changelogs (both have N partitions)."""
+        return self.owned(self.names.repartition_topic)
 
     def _highwater(self, tp: TP) -> int:
         highwater: int | None = self.app.consumer.highwater(tp)

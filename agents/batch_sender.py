@@ -7,7 +7,7 @@ callback per message, which profiling showed to be most of the worker's time. He
 batch of records becomes aiokafka ``BatchBuilder``s, one per partition, submitted with
 ``send_batch`` and awaited together: a few microseconds per record.
 
-The producer is kappa's own, with ``acks=all``; its lifetime is the agent's, so it is
+The producer is kappa's own, idempotent, with ``acks=all``; its lifetime is the agent's, so it is
 started before the first batch and stopped after the last one.
 """
 
@@ -42,6 +42,10 @@ class BatchSender:
             producer = AIOKafkaProducer(
                 **self._options,
                 acks="all",
+                # In order, once per partition, even across retries: the repartition
+                # hop's fences rely on each partition's records arriving in order
+                # (docs/guarantees.md).
+                enable_idempotence=True,
                 # Records are submitted in whole batches, so lingering only adds latency.
                 linger_ms=0,
                 max_batch_size=MAX_BATCH_BYTES,

@@ -15,6 +15,12 @@ def version_prefix(pipeline: str, version: int) -> str:
     return f"kappa.{pipeline}.v{version}"
 
 
+def repartition_topic(pipeline: str, version: int) -> str:
+    """A version's repartition hop: input records re-keyed by the event's key, on its
+    partition for the version's N (agents/stages/hop.py)."""
+    return f"{version_prefix(pipeline, version)}.repartition"
+
+
 def pipeline_control_topic(pipeline: str) -> str:
     """The pipeline's own compacted topic, shared by its versions (one partition): it
     records which version is active, under the key ``active`` (app.versions.active), and
@@ -44,6 +50,10 @@ class PipelineNames:
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.prefix}.dead-letter"
+
+    @property
+    def repartition_topic(self) -> str:
+        return repartition_topic(self.spec.name, self.spec.version)
 
     @property
     def late_topic(self) -> str:

@@ -43,6 +43,20 @@ class PipelineOptions:
     commit: CommitPolicy
 
 
+@dataclass(frozen=True)
+class _HopRoute:
+    """The repartition topic's route: only ``BatchLoop`` reads it, even with custom agents
+    on the input, so Faust never acknowledges, nor commits, a hop record."""
+
+    loop: BatchLoop
+
+    async def on_records(self, records: Mapping[Any, Any]) -> None:
+        await self.loop.on_records(records)
+
+    def also_streamed(self) -> bool:
+        return False
+
+
 class WiredPipeline:
     """A pipeline spec wired into a Faust app."""
 
@@ -65,6 +79,14 @@ class WiredPipeline:
         # Bytes in and out: kappa decodes and validates records itself.
         self.input = app.topic(
             self.names.input_topic,
+            partitions=partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        # The repartition hop's topic: N partitions, like the tables' changelogs, so that
+        # Faust assigns its partition q with state partition q (agents/stages/hop.py).
+        self.repartition = app.topic(
+            self.names.repartition_topic,
             partitions=partitions,
             key_serializer="raw",
             value_serializer="raw",
@@ -95,7 +117,9 @@ class WiredPipeline:
         # partitions (and the tables' changelog partitions with them); its records reach
         # BatchLoop, not this agent's stream (see agents.consumer).
         app.agent(self.input, name=self.agent_name)(self._subscription)
+        app.agent(self.repartition, name=f"{self.names.prefix}.hop")(self._hop_subscription)
         route_batches(app, self.names.input_topic, self.batches)
+        route_batches(app, self.names.repartition_topic, _HopRoute(self.batches))
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.timer(options.commit.interval_s, name=f"{self.names.prefix}.commit")(
@@ -106,6 +130,12 @@ class WiredPipeline:
     async def _subscription(stream: Any) -> None:
         # With custom agents on the input, Faust's stream carries its records too:
         # taking them acknowledges them, so Faust can commit as the custom agents do.
+        async for _event in stream:
+            pass
+
+    @staticmethod
+    async def _hop_subscription(stream: Any) -> None:
+        # Subscribes the group to the repartition topic; its records reach BatchLoop.
         async for _event in stream:
             pass
 
@@ -122,21 +152,32 @@ class WiredPipeline:
         await self.batches.on_revoked()
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # The group rebalances when a metadata refresh (every 10 s) shows that the input's
-        # partition count has changed: this version cannot go on with it. Stopping here,
-        # before the new partitions' records are fetched, stores nothing for them.
+        # The group rebalances when a metadata refresh shows that the input's partition
+        # count has changed. A grown input is followed: from this assignment on, its
+        # records take the hop (BatchLoop._direct_lane). An input with fewer partitions
+        # than N was re-created, or a version with a cut cannot follow it: stopping here,
+        # before any record of it is fetched, stores nothing for it.
         count = self.app.consumer.topic_partitions(self.names.input_topic)
-        changed = None
-        if count is not None:
-            changed = partitions_changed(
-                self.names.input_topic, self.names.prefix, count, self.partitions
-            )
+        if count is None:
+            return
+        changed = partitions_changed(
+            self.names.input_topic,
+            self.names.prefix,
+            count,
+            self.partitions,
+            can_grow=self.seam is None,
+        )
         if changed is not None:
             log.critical("%s", changed)
             await self.app.crash(changed)
 
     def owned_partitions(self) -> set[int]:
+        """The input partitions assigned to this worker."""
         return self.batches.owned_partitions()
+
+    def owned_states(self) -> set[int]:
+        """The state partitions assigned to this worker (its keys' queries)."""
+        return self.batches.owned_states()
 
     def applied_offset(self, partition: int) -> int:
         """The partition's last applied (virtual) offset, running or stored; -1 for none."""

@@ -19,12 +19,17 @@ from tables.records import (
     KeyRecord,
     OpenWindow,
     PartitionProgress,
+    SourceFence,
     WindowResult,
     bucket_id,
     parse_bucket_id,
 )
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
 from tables.windows import WindowKind
+
+# An event of a batch: (source input partition, offset, event, the watermark it is
+# behind if it is late, else None).
+Sourced = tuple[int, int, Event, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class LateEvent:
     offset: int
     event: Event
     watermark: int  # the watermark it was behind at its arrival
+    source: int  # its input partition (another than the state's for a hop record)
 
 
 @dataclass(slots=True)
@@ -59,9 +65,10 @@ class Outcome:
 class PartitionProcessor:
     """Applies one partition's events, in offset order, to that partition's state."""
 
-    def __init__(self, config: AggregationConfig, state: PartitionState) -> None:
+    def __init__(self, config: AggregationConfig, state: PartitionState, partition: int) -> None:
         self.config = config
         self.state = state
+        self.partition = partition
         self.progress = state.get_progress() or PartitionProgress()
         self._stamped = config.stamped  # first/last: each event's stamp is needed
         # Counted in the store here, then as keys and windows come and go, for the
@@ -87,8 +94,15 @@ class PartitionProcessor:
         return offset <= self.progress.offset
 
     def checkpoint(self, offset: int) -> None:
-        """Every record up to ``offset`` has been applied; the caller stores this last."""
+        """Every record of the own input partition up to ``offset`` has been applied (or
+        sent on through the hop); the caller stores this last."""
         self.progress.offset = max(self.progress.offset, offset)
+        self.state.put_progress(self.progress)
+
+    def hop_checkpoint(self, offset: int) -> None:
+        """Every record of the repartition topic's partition up to ``offset`` has been
+        applied; the caller stores this last."""
+        self.progress.hop_offset = max(self.progress.hop_offset, offset)
         self.state.put_progress(self.progress)
 
     def process(self, event: Event, offset: int) -> Outcome:
@@ -101,9 +115,17 @@ class PartitionProcessor:
             closed=applied.closed,
         )
 
-    def apply(self, events: Sequence[tuple[int, Event]]) -> BatchOutcome:
+    def apply(
+        self, events: Sequence[tuple[int, Event]], sources: Sequence[int] | None = None
+    ) -> BatchOutcome:
         """Apply a batch of the partition's events, given in offset order with offsets
         after the checkpoint, with the result of applying them one by one.
+
+        ``sources`` gives each event's source input partition, for the repartition hop's
+        events; without it every event comes from the partition's own input partition.
+        Each key's and window's fence (``SourceFence``) admits an event iff its offset is
+        past the fence of its source, so a record is applied once whichever lane, run or
+        worker brought it.
 
         Each event's lateness is judged against the watermark as it stood just before
         it (the running maximum of the batch's event times so far), exactly as one by
@@ -120,19 +142,22 @@ class PartitionProcessor:
         lateness = self.config.lateness_ms
         progress = self.progress
         high = progress.max_event_ms
-        # Per key: (offset, event, the watermark it is behind if it is late, else None).
-        groups: dict[str, list[tuple[int, Event, int | None]]] = {}
-        for offset, event in events:
+        own = self.partition
+        # Per key: (source, offset, event, the watermark it is behind if late, else None).
+        groups: dict[str, list[Sourced]] = {}
+        for index, (offset, event) in enumerate(events):
+            source = own if sources is None else sources[index]
             ts = event.ts_ms
             if high is None or ts > high:
                 high = ts  # a new maximum: not late (an event never makes itself late)
-                groups.setdefault(event.key, []).append((offset, event, None))
+                groups.setdefault(event.key, []).append((source, offset, event, None))
             else:
                 watermark = watermark_of(high, lateness)
                 behind = watermark if is_late(ts, watermark) else None
-                groups.setdefault(event.key, []).append((offset, event, behind))
+                groups.setdefault(event.key, []).append((source, offset, event, behind))
+        direct = sources is None
         for key, items in groups.items():
-            self._apply_key(key, items, outcome)
+            self._apply_key(key, items, outcome, direct)
         assert high is not None
         if high != progress.max_event_ms:
             progress.max_event_ms = high
@@ -144,53 +169,53 @@ class PartitionProcessor:
         return outcome
 
     def _apply_key(
-        self, key: str, items: list[tuple[int, Event, int | None]], outcome: BatchOutcome
+        self, key: str, items: list[Sourced], outcome: BatchOutcome, direct: bool
     ) -> None:
         config = self.config
+        partition = self.partition
         record = self.state.get_key(key)
         if record is None:
-            record = KeyRecord(fence=-1, totals=config.empty())
+            record = KeyRecord(fence=SourceFence(), totals=config.empty())
             self.key_count += 1
-        elif items[0][0] <= record.fence:
-            fence = record.fence
-            fresh = [item for item in items if item[0] > fence]
+        fence = record.fence
+        fresh = fence.take_own(items) if direct else fence.take_new(partition, items)
+        if len(fresh) != len(items):
             outcome.duplicates += len(items) - len(fresh)
             if not fresh:
                 return
             items = fresh
         outcome.applied += len(items)
-        record.fence = items[-1][0]
         record.totals.add_rows(
-            [event.values for _, event, _ in items],
-            [(event.ts_ms, offset) for offset, event, _ in items] if self._stamped else None,
+            [event.values for _, _, event, _ in items],
+            [(event.ts_ms, offset) for _, offset, event, _ in items] if self._stamped else None,
         )
-        # Per pane (one per window an event is in): its events' offsets (ascending) and
-        # the events.
-        by_pane: dict[tuple[int, int], list[tuple[int, Event]]] = {}
+        # Per pane (one per window an event is in): its events (ascending per source).
+        by_pane: dict[tuple[int, int], list[Sourced]] = {}
         windows = config.windows
-        for offset, event, behind in items:
+        for item in items:
+            source, offset, event, behind = item
             if behind is not None:
-                outcome.late.append(LateEvent(offset, event, behind))
+                outcome.late.append(LateEvent(offset, event, behind, source))
                 continue
             for index, window in enumerate(windows):
                 pane = window.pane(event.ts_ms)
                 if pane is not None:
-                    by_pane.setdefault((index, pane), []).append((offset, event))
+                    by_pane.setdefault((index, pane), []).append(item)
         for (index, start), rows in by_pane.items():
             name = windows[index].name
             open_window = self.state.get_window(name, start, key)
             if open_window is None:
-                open_window = OpenWindow(fence=-1, agg=config.empty())
+                open_window = OpenWindow(fence=SourceFence(), agg=config.empty())
                 self._open_windows += 1
-            elif rows[0][0] <= open_window.fence:
-                # Stored before a crash that kept the window's record, not its key's.
-                rows = [row for row in rows if row[0] > open_window.fence]
-                if not rows:
-                    continue
-            open_window.fence = rows[-1][0]
+            # Rows stored before a crash that kept the pane's record, not its key's,
+            # are left out.
+            fence = open_window.fence
+            rows = fence.take_own(rows) if direct else fence.take_new(partition, rows)
+            if not rows:
+                continue
             open_window.agg.add_rows(
-                [event.values for _, event in rows],
-                [(event.ts_ms, offset) for offset, event in rows] if self._stamped else None,
+                [event.values for _, _, event, _ in rows],
+                [(event.ts_ms, offset) for _, offset, event, _ in rows] if self._stamped else None,
             )
             self.state.put_window(name, start, key, open_window)
         self.state.put_key(key, record)

@@ -38,6 +38,8 @@ class WorkerStats:
     gap_records_read: int = 0
     # The last input offset stored per partition (its effects are all in the tables).
     processed_offsets: dict[int, int] = field(default_factory=dict)
+    # The last repartition topic offset stored per partition (the hop's aggregate lane).
+    hop_offsets: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     # Epoch seconds: when the first batch with events began, and when the last one was
     # stored; together with processed_offsets (updated at the same moment) they time a run.
@@ -56,11 +58,13 @@ class WorkerStats:
     def dead_letters(self) -> int:
         return sum(self.dead_letters_by_reason.values())
 
-    def stored(self, offsets: Mapping[int, int]) -> None:
-        """Everything up to ``offsets`` per partition is stored."""
-        if offsets:
+    def stored(self, offsets: Mapping[int, int], hop: Mapping[int, int] | None = None) -> None:
+        """Everything up to ``offsets`` per input partition, and up to ``hop`` per
+        repartition topic partition, is stored (or sent on through the hop)."""
+        if offsets or hop:
             self.last_batch_at = time.time()
             self.processed_offsets.update(offsets)
+            self.hop_offsets.update(hop or {})
 
     def batch_done(self, seconds: float, records: int) -> None:
         """A fetch is applied (and stored, if a flush was due); none of its records were

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from aiokafka import TopicPartition
@@ -37,6 +37,8 @@ class InputProgress:
     dead_letters: int | None
     # False when a Kafka query failed or outlasted the timeout.
     kafka_answered: bool
+    # The repartition hop's last stored offset per partition, completed likewise.
+    hop_processed: dict[int, int] = field(default_factory=dict)
 
     def lag(self, partitions: Iterable[int]) -> dict[int, int]:
         """Records after the last processed one, for those of ``partitions`` whose end
@@ -55,10 +57,15 @@ async def _bounded(query: Awaitable[T], wait_s: float, what: str) -> T | None:
 
 
 async def read_input_progress(
-    queries: OffsetQueries, names: PipelineNames, processed: dict[int, int], wait_s: float
+    queries: OffsetQueries,
+    names: PipelineNames,
+    processed: dict[int, int],
+    wait_s: float,
+    hop_processed: dict[int, int] | None = None,
 ) -> InputProgress:
     """Kafka's side of the progress, with ``processed``, the worker's own last processed
-    offsets, completed by the group's committed ones."""
+    offsets (and ``hop_processed``, the repartition topic's), completed by the group's
+    committed ones."""
     ranges: dict[str, dict[int, tuple[int, int]]] | None
     committed: dict[TopicPartition, int] | None
     ranges, committed = await asyncio.gather(
@@ -70,9 +77,11 @@ async def read_input_progress(
         _bounded(queries.committed(names.app_id), wait_s, "committed offsets"),
     )
     processed = dict(processed)
+    hop = dict(hop_processed or {})
     for tp, offset in (committed or {}).items():
-        if tp.topic == names.input_topic and offset > 0:
-            processed[tp.partition] = max(processed.get(tp.partition, -1), offset - 1)
+        into = {names.input_topic: processed, names.repartition_topic: hop}.get(tp.topic)
+        if into is not None and offset > 0:
+            into[tp.partition] = max(into.get(tp.partition, -1), offset - 1)
 
     def records(topic: str) -> int | None:
         if ranges is None or topic not in ranges:
@@ -88,4 +97,5 @@ async def read_input_progress(
         late_events=records(names.late_topic),
         dead_letters=records(names.dead_letter_topic),
         kafka_answered=ranges is not None and committed is not None,
+        hop_processed=hop,
     )

@@ -295,9 +295,11 @@ class WorkerCollector:
             partition,
         )
         lags = progress.lag(owned)
-        sizes = state_sizes(pipeline, set(owned))
-        times = event_times(pipeline, set(owned))
-        for p in owned:
+        # State partitions: the input's while it has N partitions, else the hop's.
+        states = pipeline.owned_states()
+        sizes = state_sizes(pipeline, states)
+        times = event_times(pipeline, states)
+        for p in sorted(set(owned) | states):
             labels = [*self.base, str(p)]
             if p in progress.processed:
                 processed.add_metric(labels, progress.processed[p])

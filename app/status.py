@@ -58,12 +58,19 @@ async def status(
     owned: set[int],
 ) -> dict[str, Any]:
     progress = await read_input_progress(
-        queries, pipeline.names, pipeline.stats.processed_offsets, settings.kafka_query_timeout
+        queries,
+        pipeline.names,
+        pipeline.stats.processed_offsets,
+        settings.kafka_query_timeout,
+        pipeline.stats.hop_offsets,
     )
     stats = pipeline.stats
     stages = stats.stages
-    watermarks = {str(p): pipeline.queries.partition_watermark(p) for p in sorted(owned)}
-    times = event_times(pipeline, owned)
+    # The state partitions this worker owns: the input's while the input has N
+    # partitions, else those of the repartition hop (assigned with the tables).
+    states = pipeline.owned_states()
+    watermarks = {str(p): pipeline.queries.partition_watermark(p) for p in sorted(states)}
+    times = event_times(pipeline, states)
     return {
         "worker": settings.resolved_worker_name,
         "url": settings.resolved_advertised_url,
@@ -87,9 +94,17 @@ async def status(
         "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},
         "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
+        # The repartition hop's aggregate lane: its topic, the state partitions this
+        # worker owns, and the last offset of each whose effects are stored.
+        "hop": {
+            "topic": pipeline.names.repartition_topic,
+            "partitions_owned": sorted(pipeline.owned_states()),
+            "processed_offsets": {str(p): o for p, o in sorted(progress.hop_processed.items())},
+            "records_sent_since_start": pipeline.batches.hop.sent,
+        },
         "end_offsets": {str(p): o for p, o in sorted((progress.end_offsets or {}).items())},
         "lag": {str(p): n for p, n in progress.lag(sorted(owned)).items()},
-        "state": {str(p): sizes for p, sizes in state_sizes(pipeline, owned).items()},
+        "state": {str(p): sizes for p, sizes in state_sizes(pipeline, states).items()},
         # A version with a cut: its history, the live input after it, and any gap.
         "seam": pipeline.seam_report(sorted(owned)),
         "batches": {

@@ -30,8 +30,8 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
 
     N is the spec's ``partitions``, or else the input's count (``KAPPA_PARTITIONS`` for
     an input that does not exist yet). The version's own topics are created with N, and
-    its results topic then records N: a spec or an input whose count differs from it is
-    refused (``agents.partition_count``).
+    its results topic then records N; the input may have more partitions than N, or grow
+    (its records take the repartition hop), but never fewer (``agents.partition_count``).
     """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
@@ -44,9 +44,11 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
             recorded=existing.get(names.results_topic),
             input_count=existing.get(names.input_topic),
             default=settings.partitions,
+            can_grow=names.spec.history is None,
         )
         wanted = {
             names.input_topic: (partitions, {}),
+            names.repartition_topic: (partitions, {}),
             names.dead_letter_topic: (partitions, _COMPACTED),
             names.late_topic: (partitions, _COMPACTED),
             names.results_topic: (partitions, _COMPACTED),
@@ -77,7 +79,8 @@ async def ensure_topics(settings: KappaSettings, names: PipelineNames) -> int:
                         hint="check the broker's log and that the replication factor "
                         "(KAPPA_REPLICATION_FACTOR) does not exceed the number of brokers",
                     )
-            await _until_visible(admin, {topic: count for topic, (count, _) in wanted.items()})
+            created = {topic.name: topic.num_partitions for topic in missing}
+            await _until_visible(admin, created)
         return partitions
     finally:
         await admin.close()

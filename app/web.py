@@ -79,7 +79,7 @@ def register_views(
 
     async def routed(view: View, request: Request, key: str) -> Response | None:
         partition = expected_partition(key, pipeline.partitions)
-        owned = pipeline.owned_partitions()
+        owned = pipeline.owned_states()
         return await router.answer_elsewhere(view, request, key, partition, owned)
 
     def unknown_key(view: View, key: str) -> Response:
@@ -98,7 +98,7 @@ def register_views(
                 {
                     "key": key,
                     "totals": record.totals.result(spec.values, spec.metrics),
-                    "last_offset": record.fence,
+                    "last_offset": record.fence.own,
                 }
             )
 

@@ -173,7 +173,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         datadir=str(args.datadir),
     )
     tables = PipelineTables.declare(app, 1, options.store, options.key_cache_bytes)
-    processor = PartitionProcessor(config, tables.partition_state(PARTITION))
+    processor = PartitionProcessor(config, tables.partition_state(PARTITION), PARTITION)
     sender = ForgettingSender()
     sample_every = max(1, args.keys // args.sample) if args.sample else 0
     fold = SampleFold([(w.name, w.size_ms, w.step_ms) for w in config.windows])

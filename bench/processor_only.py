@@ -74,7 +74,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     closed = 0
     with tempfile.TemporaryDirectory() as tmp, offline_tables(Path(tmp)) as tables:
         state = tables.partition_state(1)
-        processor = PartitionProcessor(config, state)
+        processor = PartitionProcessor(config, state, 1)
         began = time.perf_counter()
         for at in range(0, len(stream), args.batch):
             batch = stream[at : at + args.batch]

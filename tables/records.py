@@ -1,15 +1,16 @@
 """The state records kappa keeps per partition, and the keys they are stored under.
 
-Per key, one record (``KeyRecord``): the source offset of the last event applied to it
-(the fence) and the running totals. Per open window of a key, its own record
-(``OpenWindow``): its fence and aggregate, so that a key with many windows is never read
-or written whole, and only the windows a batch touches are in memory. Each record's fence
-makes a replayed event a no-op for that record, whichever of a batch's writes a crash
-kept. Per partition, its ``PartitionProgress`` (newest event time and checkpoint) and, per
-closed window instance, the keys that have it (for expiry). Closed windows' final results
-(``WindowResult``) are kept under their key, window and start. An open window is stored
-as its panes (``tables.windows.base.WindowKind.pane``): one ``OpenWindow`` record per
-pane and key, the window's own for a tumbling window.
+Per key, one record (``KeyRecord``): its fence (``SourceFence``: per source input
+partition, the offset of the last event applied to it) and the running totals. Per open
+window of a key, its own record (``OpenWindow``): its fence and aggregate, so that a
+key with many windows is never read or written whole, and only the windows a batch
+touches are in memory. Each record's fence makes a replayed event a no-op for that
+record, whichever of a batch's writes a crash kept, and whichever lane (direct or the
+repartition hop) brought it. Per partition, its ``PartitionProgress`` (newest event time
+and checkpoints) and, per closed window instance, the keys that have it (for expiry).
+Closed windows' final results (``WindowResult``) are kept under their key, window and
+start. An open window is stored as its panes (``tables.windows.base.WindowKind.pane``):
+one ``OpenWindow`` record per pane and key, the window's own for a tumbling window.
 
 Key layout (Faust tables ``keys``, ``windows``, ``closed`` and ``meta``):
 
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from tables import json_bytes
 from tables.aggregates import Agg
@@ -100,37 +101,100 @@ def parse_bucket_id(bucket: str) -> tuple[str, int]:
     return name, int(start)
 
 
+# Anything that starts with (source input partition, offset): a record to fence.
+_Sourced = TypeVar("_Sourced", bound=tuple[Any, ...])
+
+
+@dataclass(slots=True)
+class SourceFence:
+    """A record's fence per source input partition: the offset of the last event of each
+    source applied to it. An event (source, offset) is applied iff ``offset`` is past
+    the fence of ``source`` (``take_new``), whether it came directly (its source is the
+    state partition's own input partition) or through the repartition hop (its source and
+    offset are the original ones, carried in the hop record's headers), so both lanes are
+    judged the same way.
+
+    ``own`` is the fence of the state partition's own input partition: a record whose
+    events all came directly is stored as that one integer, as before the hop.
+    """
+
+    own: int = -1
+    others: dict[int, int] = field(default_factory=dict)
+
+    def take_own(self, items: list[_Sourced]) -> list[_Sourced]:
+        """``take_new`` of items all from the state partition's own input partition in
+        strictly ascending offsets (the direct lane): one comparison in the usual case."""
+        own = self.own
+        if items[0][1] <= own:
+            items = [item for item in items if item[1] > own]
+        if items:
+            self.own = items[-1][1]
+        return items
+
+    def take_new(self, partition: int, items: list[_Sourced]) -> list[_Sourced]:
+        """The ``items`` (each starting with its source and offset, in offset order per
+        source) that are new to the fence, which then covers them: one sent twice, even
+        within ``items`` (a zombie's late run in the same fetch), is taken once."""
+        own = self.own
+        others = self.others
+        taken: list[_Sourced] = []
+        for item in items:
+            source, offset = item[0], item[1]
+            if source == partition:
+                if offset > own:
+                    own = offset
+                    taken.append(item)
+            elif offset > others.get(source, -1):
+                others[source] = offset
+                taken.append(item)
+        self.own = own
+        return taken
+
+    def to_state(self) -> int | list[Any]:
+        if not self.others:
+            return self.own
+        return [self.own, [[p, o] for p, o in sorted(self.others.items())]]
+
+    @classmethod
+    def from_state(cls, state: int | Sequence[Any]) -> SourceFence:
+        if isinstance(state, int):
+            return cls(own=state)
+        own, others = state
+        return cls(own=int(own), others={int(p): int(o) for p, o in others})
+
+
 @dataclass(slots=True)
 class KeyRecord:
-    """A key's totals, and the offset of the last event they hold."""
+    """A key's totals, and per source input partition the offset of the last event they
+    hold."""
 
-    fence: int
+    fence: SourceFence
     totals: Agg
 
     def to_state(self) -> list[Any]:
-        return [self.fence, self.totals.to_state()]
+        return [self.fence.to_state(), self.totals.to_state()]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> KeyRecord:
         fence, totals = state
-        return cls(fence=int(fence), totals=Agg.from_state(totals))
+        return cls(fence=SourceFence.from_state(fence), totals=Agg.from_state(totals))
 
 
 @dataclass(slots=True)
 class OpenWindow:
     """One key's pane of an open window (a tumbling window is one pane): its aggregate,
-    and the offset of the last event it holds."""
+    and per source input partition the offset of the last event it holds."""
 
-    fence: int
+    fence: SourceFence
     agg: Agg
 
     def to_state(self) -> list[Any]:
-        return [self.fence, self.agg.to_state()]
+        return [self.fence.to_state(), self.agg.to_state()]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> OpenWindow:
         fence, agg = state
-        return cls(fence=int(fence), agg=Agg.from_state(agg))
+        return cls(fence=SourceFence.from_state(fence), agg=Agg.from_state(agg))
 
 
 @dataclass(frozen=True)
@@ -176,16 +240,23 @@ class WindowResult:
 
 @dataclass(slots=True)
 class PartitionProgress:
-    """A partition's progress: its maximum event time, and the checkpoint: the last
-    source offset whose effects are all stored."""
+    """A partition's progress: its maximum event time, and the checkpoints: the last
+    offset of its own input partition (``offset``) and of its repartition topic
+    partition (``hop_offset``) whose effects are all stored."""
 
     max_event_ms: int | None = None
     offset: int = -1
+    hop_offset: int = -1
 
     def to_state(self) -> list[Any]:
-        return [self.max_event_ms, self.offset]
+        # A partition that never took a hop record keeps the layout from before the hop.
+        if self.hop_offset < 0:
+            return [self.max_event_ms, self.offset]
+        return [self.max_event_ms, self.offset, self.hop_offset]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> PartitionProgress:
-        max_event_ms, offset = state
-        return cls(max_event_ms=max_event_ms, offset=int(offset))
+        max_event_ms, offset, *hop = state
+        return cls(
+            max_event_ms=max_event_ms, offset=int(offset), hop_offset=int(hop[0]) if hop else -1
+        )

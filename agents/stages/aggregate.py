@@ -19,8 +19,11 @@ class AggregateStage:
         self.new_state = new_state
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
-        # Partitions applied since the last store, with their last applied offset.
+        # Partitions applied since the last store, with their last applied offset: of
+        # their own input partition (``unstored``) and of their repartition topic
+        # partition (``unstored_hop``).
         self.unstored: dict[int, int] = {}
+        self.unstored_hop: dict[int, int] = {}
         self.unstored_records = 0
 
     def processor(self, partition: int) -> PartitionProcessor:
@@ -28,12 +31,18 @@ class AggregateStage:
         processor = self.processors.get(partition)
         if processor is None:
             state = self.states[partition] = self.new_state(partition)
-            processor = self.processors[partition] = PartitionProcessor(self.config, state)
+            processor = self.processors[partition] = PartitionProcessor(
+                self.config, state, partition
+            )
         return processor
 
     def applied(self, partition: int) -> int:
         """The partition's last applied (virtual) offset, stored or not; -1 for none."""
         return self.unstored.get(partition, self.processor(partition).progress.offset)
+
+    def hop_applied(self, partition: int) -> int:
+        """The partition's last applied repartition offset, stored or not; -1 for none."""
+        return self.unstored_hop.get(partition, self.processor(partition).progress.hop_offset)
 
     def apply(
         self, partition: int, events: Sequence[tuple[int, Event]], last: int, records: int
@@ -45,6 +54,24 @@ class AggregateStage:
         self.unstored_records += records
         return outcome
 
+    def apply_hop(
+        self,
+        partition: int,
+        events: Sequence[tuple[int, Event]],
+        sources: Sequence[int],
+        last: int,
+        records: int,
+    ) -> BatchOutcome:
+        """Apply ``events`` of the repartition hop (at their source offsets, from input
+        partitions ``sources``), the good ones of ``records`` records up to repartition
+        offset ``last``."""
+        processor = self.processor(partition)
+        outcome = processor.apply(events, sources)
+        processor.hop_checkpoint(last)
+        self.unstored_hop[partition] = last
+        self.unstored_records += records
+        return outcome
+
     def checkpoint(self, partition: int, offset: int) -> None:
         """Everything up to ``offset`` is applied (records or not)."""
         self.processor(partition).checkpoint(offset)
@@ -53,24 +80,34 @@ class AggregateStage:
     def held_changes(self) -> int:
         """The unstored changes the partitions' states hold (a hopping window's event
         changes one aggregate per window it falls in)."""
-        return sum(self.states[partition].held_changes() for partition in self.unstored)
+        return sum(self.states[partition].held_changes() for partition in self.pending())
 
     def held_bytes(self) -> int:
         """About the memory the unstored changes take (the write-back buffer)."""
-        return sum(self.states[partition].held_bytes() for partition in self.unstored)
+        return sum(self.states[partition].held_bytes() for partition in self.pending())
 
-    def take_unstored(self) -> tuple[list[TablePartitionState], dict[int, int]]:
-        """The states to store and their last applied offsets; nothing is unstored after."""
-        unstored = dict(self.unstored)
+    def pending(self) -> set[int]:
+        """The partitions with changes not stored yet."""
+        return self.unstored.keys() | self.unstored_hop.keys()
+
+    def take_unstored(
+        self,
+    ) -> tuple[list[TablePartitionState], dict[int, int], dict[int, int]]:
+        """The states to store and their last applied offsets, of the input and of the
+        repartition topic; nothing is unstored after."""
+        states = [self.states[partition] for partition in sorted(self.pending())]
+        unstored, hop = dict(self.unstored), dict(self.unstored_hop)
         self.unstored.clear()
+        self.unstored_hop.clear()
         self.unstored_records = 0
-        return [self.states[partition] for partition in unstored], unstored
+        return states, unstored, hop
 
     def drop(self) -> None:
         """Forget every processor and unstored change; the stores stay as they were."""
         self.processors.clear()
         self.states.clear()
         self.unstored.clear()
+        self.unstored_hop.clear()
         self.unstored_records = 0
 
     def live_state(self, partition: int) -> TablePartitionState | None:

@@ -22,6 +22,7 @@ from faust.types import TP
 from agents.batch_sender import BatchSender
 from agents.history_seam import HistorySeam
 from agents.stages.aggregate import AggregateStage
+from agents.stages.hop import HopStage
 from agents.stats import WorkerStats
 from tables.partition_state import store_batch
 
@@ -41,19 +42,22 @@ class Flusher:
     def __init__(
         self,
         app: Any,
-        topic: str,
+        topics: tuple[str, str],
         policy: CommitPolicy,
         aggregate: AggregateStage,
+        hop: HopStage,
         sender: BatchSender,
         stats: WorkerStats,
-        owned: Callable[[], set[int]],
+        owned: Callable[[str], set[int]],
         streamed_too: Callable[[], bool],
         seam: HistorySeam | None,
     ) -> None:
         self.app = app
-        self.topic = topic
+        # The input topic and the repartition topic: both committed here.
+        self.topic, self.hop_topic = topics
         self.policy = policy
         self.aggregate = aggregate
+        self.hop = hop
         self.sender = sender
         self.stats = stats
         self.owned = owned
@@ -61,11 +65,16 @@ class Flusher:
         self.seam = seam
         self._flushed_at = time.monotonic()
         self._committed_at = time.monotonic()
-        self._committed: dict[int, int] = {}  # the last offset committed, per partition
+        self._committed: dict[TP, int] = {}  # the last offset committed, per partition
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything applied or routed is not stored yet."""
+        return bool(self.aggregate.pending()) or self.hop.pending
 
     def due(self, caught_up: bool) -> bool:
         """Whether the applied changes should be stored now."""
-        if not self.aggregate.unstored:
+        if not self.pending:
             return False
         # Held changes count as well as events: a hopping window's event changes one
         # aggregate per window it falls in, and closes as many later.
@@ -81,7 +90,7 @@ class Flusher:
 
     async def store_and_commit(self) -> None:
         """Store what is applied (if anything) and commit what is stored."""
-        if self.aggregate.unstored:
+        if self.pending:
             await self.flush(commit=True)
         else:
             await self.commit()
@@ -89,7 +98,7 @@ class Flusher:
     async def on_timer(self) -> None:
         """Store what an interrupted backlog left unstored, and commit what is stored, so
         an idle input leaves no offsets behind."""
-        if self.aggregate.unstored:
+        if self.pending:
             await self.flush(commit=True)
         elif time.monotonic() - self._committed_at >= self.policy.interval_s:
             await self.commit()
@@ -98,15 +107,18 @@ class Flusher:
         """Store every applied change in the ordered, acknowledged steps, then commit the
         group's offsets when ``commit`` or when an interval has passed since the last."""
         started = time.monotonic()
-        await self.sender.send()  # outputs first: acknowledged before any state
-        states, unstored = self.aggregate.take_unstored()
+        # Outputs and hop records first: acknowledged before any state or commit.
+        await self.sender.send()
+        routed = self.hop.take_queued()
+        states, unstored, hopped = self.aggregate.take_unstored()
         await store_batch(states, self.sender)
         self._flushed_at = time.monotonic()
         self.stats.flushes += 1
         # Counted before the offsets show as stored, so a reader who sees them sees the
         # time it took too.
         self.stats.stages.store += self._flushed_at - started
-        self.stats.stored(unstored if self.seam is None else self.seam.input_offsets(unstored))
+        applied = unstored if self.seam is None else self.seam.input_offsets(unstored)
+        self.stats.stored(applied | routed, hopped)
         if commit or self._flushed_at - self._committed_at >= self.policy.interval_s:
             committing = time.monotonic()
             await self.commit()
@@ -115,16 +127,21 @@ class Flusher:
     async def commit(self) -> None:
         """Commit the stored offsets that are ahead of what this worker last committed."""
         self._committed_at = time.monotonic()
-        if self.streamed_too():
-            return  # Faust commits as custom agents acknowledge (docs/custom-agents.md)
-        owned = self.owned()
-        ahead = {
-            partition: offset
-            for partition, offset in self.stats.processed_offsets.items()
-            if partition in owned and offset > self._committed.get(partition, -1)
-        }
+        ahead = self._ahead(self.hop_topic, self.stats.hop_offsets)
+        # With custom agents on the input, Faust commits it as they acknowledge
+        # (docs/custom-agents.md); the repartition topic is read by kappa alone.
+        if not self.streamed_too():
+            ahead |= self._ahead(self.topic, self.stats.processed_offsets)
         if ahead:
-            await self.app.consumer.commit_stored(
-                {TP(self.topic, partition): offset + 1 for partition, offset in ahead.items()}
-            )
+            await self.app.consumer.commit_stored({tp: offset + 1 for tp, offset in ahead.items()})
             self._committed.update(ahead)
+
+    def _ahead(self, topic: str, stored: dict[int, int]) -> dict[TP, int]:
+        """The stored offsets of ``topic``'s owned partitions not committed yet."""
+        owned = self.owned(topic)
+        ahead = {}
+        for partition, offset in stored.items():
+            tp = TP(topic, partition)
+            if partition in owned and offset > self._committed.get(tp, -1):
+                ahead[tp] = offset
+        return ahead

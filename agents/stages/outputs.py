@@ -35,7 +35,7 @@ class OutputStage:
             event = late.event
             stats.note_late(event.key, event.ts_ms, late.watermark)
             offset = late.offset - base  # the record's own offset in ``topic``
-            key, value = late_record(topic, partition, offset, event, late.watermark)
+            key, value = late_record(topic, late.source, offset, event, late.watermark)
             await self._send(self.names.late_topic, partition, key, value)
         for result in outcome.closed:
             await self._send(self.names.results_topic, partition, *result_record(result))

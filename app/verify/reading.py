@@ -2,11 +2,13 @@
 for a version with a history seam, its history topic up to the sealed end and then the
 live records at or after the cut.
 
-Records are decoded with the pipeline's input contract (``EventParser``) and the
-partition check, so bad and misrouted records are left out exactly as the worker leaves
-them out; what is kept goes to DuckDB as Arrow columns (``app.verify.batch``). For a
-spec with ``[[derive]]`` or ``where``, the parser only types the input fields, and
-DuckDB computes the derived fields, the filter and the key (``app.verify.derived``).
+Records are decoded with the pipeline's input contract (``EventParser``), so bad records
+are left out exactly as the worker leaves them out; a record off its key's partition is
+an event (the worker applies it through the repartition hop), except for a version with
+a cut, which has no hop and leaves it out as misrouted; what is kept goes to DuckDB as
+Arrow columns (``app.verify.batch``). For a spec with ``[[derive]]`` or ``where``, the
+parser only types the input fields, and DuckDB computes the derived fields, the filter
+and the key (``app.verify.derived``).
 """
 
 from __future__ import annotations
@@ -68,13 +70,14 @@ class InputRead:
         return dict(sorted((Counter(self.bad) + self.derived_bad).items()))
 
     def table(self, partitions: int) -> pa.Table:
-        """The good events; misrouted ones (counted) left out, as the worker does."""
+        """The good events; for a version with a cut (no repartition hop), misrouted ones
+        (counted) left out, as the worker does."""
         table = pa.Table.from_pydict(self.columns, schema=self._schema())
         if self.spec.expressions is not None:
             table, outcomes = derived_events(connect(), table, self.spec)
             self.filtered = outcomes.pop(FILTERED, 0)
             self.derived_bad = outcomes
-        if not len(table):
+        if not len(table) or self.spec.history is None:
             return table
         where = pc.equal(partitions_of(table["k"].combine_chunks(), partitions), table["p"])
         kept = table.filter(where)

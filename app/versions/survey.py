@@ -19,7 +19,7 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.errors import KappaError
-from agents.names import version_prefix
+from agents.names import repartition_topic, version_prefix
 from app.group_status import failure_reason, fetch_status
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
@@ -229,7 +229,11 @@ async def survey(
                 # Not a version's history topic: its workers read it without the group
                 # (agents/history_seam.py), and its live lag, counted from the first
                 # retained record until it commits there, bounds what the history leaves.
-                input_topics=sorted(shared),
+                # And its repartition hop: a version has caught up once the records
+                # sent through it are applied too.
+                input_topics=sorted(
+                    shared | {repartition_topic(pipeline, version)} & set(topics.get(version, []))
+                ),
                 lag={},
                 progress=None,
                 active=active is not None and active.version == version,

@@ -1,38 +1,38 @@
 """An input topic whose partition count changes under a running version.
 
-The version keeps its state in the input's count at its creation. Grown under a
-running worker, the input stops the worker with the cause and the fix, before any
-record of a new partition is applied, stored or dead-lettered (no loop of failed
-batches); a restart of the same version is refused with the same message. A new version
-on the same topic would take its 6 partitions but find the records produced before the
-growth on their keys' partitions for 2, so the fix named is a new version on a new topic.
+The version keeps its state in N partitions, the input's count at its creation. Grown
+under load (2 -> 6 while a producer writes with Kafka's default partitioner), the input
+is followed: from the rebalance that the growth brings, every input record takes the
+repartition hop to its key's state partition; a second worker started after the growth
+takes its share of both the input and the state. Nothing is dead-lettered, no batch
+fails, and every key's totals, every window and every final result equal DuckDB SQL over
+the same events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.datagen import DatasetShape, generate
 from app.settings import KappaSettings
-from tests.support.kafka import (
-    create_topics,
-    grow_topic,
-    partition_counts,
-    produce_events,
-    read_all,
-)
+from tests.support.datasets import HOURLY
+from tests.support.hop import assert_hop_equals_batch, closers, produce_placed
+from tests.support.kafka import create_topics, grow_topic, partition_counts, produce_events
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess, kappa_cli
 
 pytestmark = pytest.mark.broker
 
-# More than one metadata refresh (10 s), a rebalance and a clean stop on a busy machine.
-STOP_TIMEOUT_S = 180
+GROWTH = DatasetShape(events=12_000, keys=150, span_ms=2 * 86_400_000, seed=182)
+# A metadata refresh, a rebalance and a second worker's start on a busy machine.
+GROWN_TIMEOUT_S = 180
 
 
 def _produce_and_count(
@@ -48,37 +48,84 @@ def _produce_and_count(
         assert (status, body["totals"]["count"]) == (200, count), body
 
 
-def test_an_input_grown_under_a_running_version_stops_it_with_the_cause_and_the_fix(
+def _input_owned(worker: WorkerProcess) -> list[int]:
+    status, body = worker.get("/api/status")
+    return list(body["partitions_owned"]) if status == 200 and not body["rebalancing"] else []
+
+
+class Load:
+    """GROWTH's events produced keyed by their key from a thread; ``reached(fraction)``
+    waits until that share of them is being produced."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.events: list[dict[str, Any]] = list(generate(GROWTH))
+        self._marks = {
+            len(self.events) // 3: threading.Event(),
+            2 * len(self.events) // 3: threading.Event(),
+        }
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(produce_placed(bootstrap, topic, self.events, self._keyed))
+        )
+        self._thread.start()
+
+    def _keyed(self, index: int, event: dict[str, Any]) -> tuple[bytes | None, int | None]:
+        if index in self._marks:
+            self._marks[index].set()
+        return str(event["customer_id"]).encode(), None
+
+    def reached(self, thirds: int) -> None:
+        assert self._marks[thirds * len(self.events) // 3].wait(timeout=120)
+
+    def finish(self) -> None:
+        self._thread.join(timeout=300)
+        assert not self._thread.is_alive()
+
+
+def _closed_and_equal(
+    workers: list[WorkerProcess], bootstrap: str, unique: str, load: Load, tmp_path: Path
+) -> None:
+    """Once everything is applied, a closer per state partition, then DuckDB's answer."""
+    topic = f"test-input-{unique}"
+    wait_processed(workers, bootstrap, topic)
+    last = closers(load.events, 2)
+    asyncio.run(produce_events(bootstrap, topic, last, "customer_id"))
+    assert_hop_equals_batch(
+        workers, bootstrap, unique, load.events + last, tmp_path / "events.csv", HOURLY
+    )
+    for worker in workers:
+        assert "a batch failed" not in worker.log_path.read_text(errors="replace")
+
+
+def test_an_input_grown_under_load_is_followed_with_a_second_worker(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
     kappa_env: Callable[..., dict[str, str]],
     start_worker: Callable[[dict[str, str]], WorkerProcess],
     unique: str,
+    tmp_path: Path,
 ) -> None:
     bootstrap = kafka_settings.bootstrap
     topic = f"test-input-{unique}"
-    env = kappa_env(make_spec(), partitions=2)
-    worker = start_worker(env)
-    worker.wait_ready(partitions=2)
-    _produce_and_count(worker, bootstrap, topic, DatasetShape(events=600, keys=30, seed=18))
+    spec = make_spec(lateness="10d", retention="400d")
+    first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a"))
+    first.wait_ready(partitions=2)
+    load = Load(bootstrap, topic)
+    load.reached(1)
+    asyncio.run(grow_topic(bootstrap, topic, 6))  # while the producer goes on
+    first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the growth")
+    second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b"))
+    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
+    load.finish()
+    assert asyncio.run(partition_counts(bootstrap))[topic] == 6
 
-    asyncio.run(grow_topic(bootstrap, topic, 6))
-    assert worker.proc is not None
-    code = worker.proc.wait(timeout=STOP_TIMEOUT_S)
-    log = worker.log_path.read_text(errors="replace")
-    assert code != 0, log[-3000:]
-    assert f"the input topic {topic} has grown to 6 partitions" in log
-    assert "keeps its state in 2" in log
-    assert "bump `version` and set `input_topic`" in log
-    assert "Unrecognized partition" not in log
-    assert "a batch failed" not in log
-    assert asyncio.run(read_all(bootstrap, f"kappa.t{unique}.v1.dead-letter")) == []
-
-    refused = kappa_cli(env, "worker", timeout=120)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "has grown to 6 partitions" in refused.stderr
-    assert "what to do: the records produced before the growth" in refused.stderr
-    assert "create a new input topic with 6 partitions" in refused.stderr
+    workers = [first, second]
+    _closed_and_equal(workers, bootstrap, unique, load, tmp_path)
+    for worker in workers:
+        assert worker.proc is not None
+        assert worker.proc.poll() is None
+        assert "Unrecognized partition" not in worker.log_path.read_text(errors="replace")
+    _, body = second.get("/api/status")
+    assert body["hop"]["partitions_owned"], body["hop"]  # it owns state partitions too
 
 
 def test_a_versions_own_partition_count_sizes_its_topics_and_never_changes(
@@ -127,3 +174,32 @@ def test_a_new_version_asking_another_count_than_its_inputs_is_refused(
     assert f"kappa.t{unique}.v1.window-results" not in asyncio.run(
         partition_counts(kafka_settings.bootstrap)
     )
+
+
+def test_a_worker_killed_during_growth_loses_and_double_counts_nothing(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Two workers; the input grows 2 -> 6 under load, and one worker is killed with
+    SIGKILL while the other takes the growth: its hop records sent but not committed are
+    sent again by the survivor, and fenced."""
+    bootstrap = kafka_settings.bootstrap
+    topic = f"test-input-{unique}"
+    spec = make_spec(lateness="10d", retention="400d")
+    fast = {"KAPPA_SESSION_TIMEOUT": "8"}
+    first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a", **fast))
+    first.wait_ready(partitions=2)
+    second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b", **fast))
+    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
+    load = Load(bootstrap, topic)
+    load.reached(1)
+    asyncio.run(grow_topic(bootstrap, topic, 6))
+    load.reached(2)
+    second.kill()
+    first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the takeover")
+    load.finish()
+    _closed_and_equal([first], bootstrap, unique, load, tmp_path)

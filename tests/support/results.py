@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -85,21 +86,53 @@ def processed_records(workers: list[WorkerProcess]) -> int:
     return sum(offset + 1 for offset in processed_offsets(workers).values())
 
 
+def hop_offsets(workers: list[WorkerProcess]) -> tuple[str | None, dict[int, int]]:
+    """The repartition topic and its last offset stored per partition (furthest worker)."""
+    topic: str | None = None
+    processed: dict[int, int] = {}
+    for worker in workers:
+        status, body = worker.get("/api/status")
+        if status == 200:
+            topic = body["hop"]["topic"]
+            for p, offset in body["hop"]["processed_offsets"].items():
+                processed[int(p)] = max(processed.get(int(p), -1), offset)
+    return topic, processed
+
+
 def wait_processed(
     workers: list[WorkerProcess], bootstrap: str, topic: str, timeout: float = 300
 ) -> None:
-    """Until the workers together have processed every record now in ``topic``."""
+    """Until the workers together have processed every record now in ``topic``, and
+    then every record the route stages sent on through the repartition hop."""
+    deadline = time.monotonic() + timeout
+    _wait_offsets(workers, bootstrap, topic, deadline, processed_offsets)
+    hop_topic, _ = hop_offsets(workers)
+    if hop_topic is not None:
+        _wait_offsets(workers, bootstrap, hop_topic, deadline, lambda w: hop_offsets(w)[1])
+
+
+def _wait_offsets(
+    workers: list[WorkerProcess],
+    bootstrap: str,
+    topic: str,
+    deadline: float,
+    stored: Callable[[list[WorkerProcess]], dict[int, int]],
+) -> None:
     ranges = asyncio.run(offset_ranges({"bootstrap_servers": bootstrap}, [topic]))
     ends = {p: end for p, (_, end) in ranges[topic].items()}
-    deadline = time.monotonic() + timeout
     while True:
-        processed = processed_offsets(workers)
+        try:
+            processed = stored(workers)
+        except TimeoutError:
+            # A worker whose loop is busy with a long batch past the HTTP timeout, on a
+            # loaded machine: asked again at the next poll.
+            processed = {}
         behind = {p: end for p, end in ends.items() if end > 0 and processed.get(p, -1) < end - 1}
         if not behind:
             return
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"partitions still behind after {timeout}s: {behind}, processed {processed}\n"
+                f"{topic}: partitions still behind: {behind}, processed {processed}\n"
                 + workers[0].log_tail()
             )
         time.sleep(0.5)

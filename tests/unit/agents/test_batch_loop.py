@@ -182,7 +182,7 @@ class Partition:
             return {"count": 0}
         result = rec.totals.result(("amount",), ("count", "sum", "min", "max"))
         amount = result["values"]["amount"]
-        return {"count": result["count"], **amount, "fence": rec.fence}
+        return {"count": result["count"], **amount, "fence": rec.fence.own}
 
     @property
     def checkpoint(self) -> int:

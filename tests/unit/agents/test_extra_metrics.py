@@ -112,7 +112,7 @@ def test_a_tie_in_time_goes_to_the_lower_offset_whatever_the_batch_order() -> No
         metrics=EXTRAS,
     )
     state = DictState()
-    PartitionProcessor(scenario.config, state).apply(list(zip((7, 8, 9), events, strict=True)))
+    PartitionProcessor(scenario.config, state, 0).apply(list(zip((7, 8, 9), events, strict=True)))
     (_, record), *_ = state.iter_keys()
     got = record.totals.result(VALUE_NAMES, ("first", "last"))["values"]
     assert got == {"x": {"first": 3.0, "last": 2.0}, "y": {"first": None, "last": None}}

@@ -44,7 +44,7 @@ def stored(tables: PipelineTables) -> dict[str, dict[Any, Any]]:
 
 
 def apply_and_store(state: TablePartitionState, batch: list[tuple[int, Event]], sender: Any) -> Any:
-    processor = PartitionProcessor(CONFIG, state)
+    processor = PartitionProcessor(CONFIG, state, 0)
     fresh = [(offset, event) for offset, event in batch if not processor.done(offset)]
     outcome = processor.apply(fresh)
     processor.checkpoint(batch[-1][0])

@@ -12,19 +12,19 @@ def test_the_same_count_is_no_change() -> None:
     assert partitions_changed("orders", "kappa.orders.v1", 4, 4) is None
 
 
-def test_a_grown_input_names_both_counts_and_the_new_topic_fix() -> None:
-    changed = partitions_changed("orders", "kappa.orders.v1", 6, 2)
+def test_a_grown_input_is_followed_through_the_hop() -> None:
+    assert partitions_changed("orders", "kappa.orders.v1", 6, 2) is None
+
+
+def test_a_grown_input_stops_a_version_with_a_cut_naming_both_counts_and_the_fix() -> None:
+    changed = partitions_changed("orders", "kappa.orders.v1", 6, 2, can_grow=False)
     assert isinstance(changed, PartitionsChanged)
     assert changed.message.startswith(
         "the input topic orders has grown to 6 partitions, but kappa.orders.v1 keeps its "
-        "state in 2 (the input's count when the version was created)"
+        "state in 2 and has a cut ([history])"
     )
     assert changed.hint is not None
-    assert changed.hint.startswith(
-        "the records produced before the growth sit on their keys' partitions for 2, so "
-        "no version can count this topic exactly: create a new input topic with 6 "
-        "partitions, replay the history into it (`kappa replay`)"
-    )
+    assert changed.hint.startswith("start a new version without [history]")
     assert "bump `version` and set `input_topic`" in changed.hint
     assert "docs/reprocessing.md" in changed.hint
 
@@ -81,19 +81,36 @@ def test_a_spec_asking_another_count_than_the_recorded_one_is_refused() -> None:
     assert "set partitions = 4 or leave it out" in raised.value.hint
 
 
-def test_a_new_version_asking_another_count_than_its_inputs_is_refused() -> None:
+def test_a_new_version_may_ask_fewer_partitions_than_its_input() -> None:
+    assert _count(2, None, 4) == 2
+
+
+def test_a_new_version_asking_more_partitions_than_its_input_is_refused() -> None:
     with pytest.raises(PartitionsChanged) as raised:
         _count(8, None, 4)
     assert raised.value.message.startswith(
-        "the spec asks for partitions = 8, but the input topic orders has 4"
+        "the spec asks for partitions = 8, but the input topic orders has 4: a version "
+        "never has more partitions than its input"
     )
     assert raised.value.hint == (
-        "leave `partitions` out of the spec, or set partitions = 4; nothing was created"
+        "leave `partitions` out of the spec, or set partitions = 4 or fewer; nothing was created"
     )
 
 
-def test_an_input_grown_since_the_version_was_created_is_refused() -> None:
-    with pytest.raises(PartitionsChanged, match="has grown to 6 partitions"):
-        _count(None, 2, 6)
+def test_an_input_grown_since_the_version_was_created_is_followed() -> None:
+    assert _count(None, 2, 6) == 2
+
+
+def test_a_shrunk_input_is_refused_and_a_version_with_a_cut_cannot_grow() -> None:
     with pytest.raises(PartitionsChanged, match=r"fewer than the 6 kappa\.orders\.v1"):
         _count(6, 6, 2)
+    with pytest.raises(PartitionsChanged, match="has grown to 6 partitions"):
+        version_partitions(
+            "orders",
+            "kappa.orders.v1",
+            asked=None,
+            recorded=2,
+            input_count=6,
+            default=3,
+            can_grow=False,
+        )

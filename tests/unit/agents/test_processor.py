@@ -239,11 +239,11 @@ def run(
 ) -> tuple[DictState, PartitionProcessor, list[Outcome]]:
     """Process every event; before each index in ``restarts``, start a new processor."""
     state = DictState()
-    processor = PartitionProcessor(scenario.config, state)
+    processor = PartitionProcessor(scenario.config, state, 0)
     outcomes = []
     for i, (event, offset) in enumerate(zip(scenario.events, scenario.offsets, strict=True)):
         if i in restarts:
-            processor = PartitionProcessor(scenario.config, state)
+            processor = PartitionProcessor(scenario.config, state, 0)
         outcomes.append(processor.process(event, offset))
         if after_each is not None:
             after_each(state, outcomes[-1])
@@ -437,11 +437,11 @@ def apply_in_batches(
     bounds = [0, *[c for c in cuts if c < n], n]
     pairs = list(zip(scenario.offsets, scenario.events, strict=True))
     state = DictState()
-    processor = PartitionProcessor(scenario.config, state)
+    processor = PartitionProcessor(scenario.config, state, 0)
     outcomes = []
     for start, end in itertools.pairwise(bounds):
         if data.draw(st.booleans(), label="restart"):
-            processor = PartitionProcessor(scenario.config, state)
+            processor = PartitionProcessor(scenario.config, state, 0)
         outcomes.append(processor.apply(pairs[start:end]))
         assert outcomes[-1].applied == end - start
     return state, outcomes
@@ -486,8 +486,8 @@ def test_a_redelivered_batch_is_fenced(scenario: Scenario, data: st.DataObject) 
     done = data.draw(st.integers(0, n), label="applied before the crash")
     pairs = list(zip(scenario.offsets, scenario.events, strict=True))
     state = DictState()
-    PartitionProcessor(scenario.config, state).apply(pairs[:done])
-    outcome = PartitionProcessor(scenario.config, state).apply(pairs)
+    PartitionProcessor(scenario.config, state, 0).apply(pairs[:done])
+    outcome = PartitionProcessor(scenario.config, state, 0).apply(pairs)
     assert outcome.duplicates == done
     assert outcome.applied == n - done
     one_by_one, _, _ = run(scenario)
@@ -507,14 +507,14 @@ def test_redelivery_is_a_no_op(scenario: Scenario, data: st.DataObject) -> None:
     whole_state, _, whole_outcomes = run(scenario)
 
     state = DictState()
-    processor = PartitionProcessor(scenario.config, state)
+    processor = PartitionProcessor(scenario.config, state, 0)
     pairs = list(zip(scenario.events, scenario.offsets, strict=True))
     outcomes = [processor.process(event, offset) for event, offset in pairs[:done]]
     assert outcomes == whole_outcomes[:done]
 
     before = state.snapshot()
     if restart:
-        processor = PartitionProcessor(scenario.config, state)
+        processor = PartitionProcessor(scenario.config, state, 0)
     watermark = processor.watermark
     for event, offset in pairs[again:done]:
         outcome = processor.process(event, offset)
@@ -539,7 +539,7 @@ def test_retention_runs_on_the_watermark_not_the_wall_clock() -> None:
         retention_ms=day,
     )
     state = DictState()
-    processor = PartitionProcessor(config, state)
+    processor = PartitionProcessor(config, state, 0)
     first = Y2015 + 10 * 60_000  # 2015-01-01T00:10Z, years in the past
 
     def send(key: str, ts: int, offset: int) -> Outcome:
@@ -557,7 +557,7 @@ def test_retention_runs_on_the_watermark_not_the_wall_clock() -> None:
     # One millisecond short of end + retention: still kept, however old it is.
     send("b", Y2015 + hour + day - 1, 2)
     assert set(state.stored_closed()) == {("a", "1h", Y2015), ("b", "1h", Y2015 + hour)}
-    processor = PartitionProcessor(config, state)  # and across a restart
+    processor = PartitionProcessor(config, state, 0)  # and across a restart
     assert set(state.stored_closed()) == {("a", "1h", Y2015), ("b", "1h", Y2015 + hour)}
     # Exactly end + retention: gone, and the later windows are not.
     send("c", Y2015 + hour + day, 3)
@@ -592,7 +592,7 @@ def test_late_events_count_in_totals_and_in_no_window() -> None:
     state, outcomes = check_against_fold(scenario)
     assert [o.late for o in outcomes] == [False, False, True, True, False]
     assert all(o.watermark == 95 for o in outcomes)
-    processor = PartitionProcessor(scenario.config, state)
+    processor = PartitionProcessor(scenario.config, state, 0)
     a, b = state.get_key("a"), state.get_key("b")
     assert a is not None
     assert b is not None
@@ -630,11 +630,11 @@ def test_a_duplicate_that_moves_the_watermark_still_reports_what_it_closes() -> 
     assert [wid(r) for r in whole_outcomes[1].closed] == [("a", "10/10", 0)]
 
     state = DictState()
-    PartitionProcessor(scenario.config, state).process(scenario.events[0], 0)
+    PartitionProcessor(scenario.config, state, 0).process(scenario.events[0], 0)
     # Of offset 1's writes, only its key record and its own window.
     state.keys["b"] = whole_state.keys["b"]
     state.windows.update((k, v) for k, v in whole_state.windows.items() if k.endswith("\x1fb"))
-    outcome = PartitionProcessor(scenario.config, state).process(scenario.events[1], 1)
+    outcome = PartitionProcessor(scenario.config, state, 0).process(scenario.events[1], 1)
     assert outcome.duplicate
     assert outcome.closed == whole_outcomes[1].closed
     assert state.snapshot() == whole_state.snapshot()
@@ -652,11 +652,11 @@ def test_a_window_kept_without_its_key_record_takes_a_redelivery_once() -> None:
     )
     whole_state, _, _ = run(scenario)
     state = DictState()
-    PartitionProcessor(scenario.config, state).process(scenario.events[0], 0)
+    PartitionProcessor(scenario.config, state, 0).process(scenario.events[0], 0)
     before = dict(state.windows)
     state.windows = dict(whole_state.windows)  # offset 1's windows, not its key record
     state.windows.update((k, v) for k, v in before.items() if k not in whole_state.windows)
-    outcome = PartitionProcessor(scenario.config, state).process(scenario.events[1], 1)
+    outcome = PartitionProcessor(scenario.config, state, 0).process(scenario.events[1], 1)
     assert not outcome.duplicate
     assert state.snapshot() == whole_state.snapshot()
 
@@ -679,12 +679,12 @@ def test_a_window_record_left_by_a_crash_is_deleted_at_the_next_advance() -> Non
     )
     whole_state, _, whole_outcomes = run(scenario)
     state = DictState()
-    processor = PartitionProcessor(scenario.config, state)
+    processor = PartitionProcessor(scenario.config, state, 0)
     processor.process(scenario.events[0], 0)
     kept = dict(state.windows)
     processor.process(scenario.events[1], 1)
     state.windows.update(kept)  # a's window [0, 10), closed by offset 1, not deleted
-    outcome = PartitionProcessor(scenario.config, state).process(scenario.events[2], 2)
+    outcome = PartitionProcessor(scenario.config, state, 0).process(scenario.events[2], 2)
     assert [wid(r) for r in outcome.closed] == [("b", "10/10", 10)]
     assert outcome.closed[0] == whole_outcomes[2].closed[0]
     assert state.snapshot() == whole_state.snapshot()
@@ -701,7 +701,7 @@ def test_a_new_york_day_closes_at_local_midnight_and_expires_a_retention_later()
         retention_ms=hour,
     )
     state = DictState()
-    processor = PartitionProcessor(config, state)
+    processor = PartitionProcessor(config, state, 0)
     # 2024-03-10 in New York: from 05:00Z (EST midnight) to 04:00Z the next day (EDT).
     start = int(datetime(2024, 3, 10, 5, tzinfo=UTC).timestamp()) * 1000
     end = int(datetime(2024, 3, 11, 4, tzinfo=UTC).timestamp()) * 1000
@@ -719,7 +719,7 @@ def test_a_new_york_day_closes_at_local_midnight_and_expires_a_retention_later()
         end,
     )
     assert closed.result["count"] == 2
-    processor = PartitionProcessor(config, state)  # across a restart
+    processor = PartitionProcessor(config, state, 0)  # across a restart
     send("b", end + hour - 1, 3)
     assert set(state.stored_closed()) == {("a", "1d@America/New_York", start)}
     send("b", end + hour, 4)
@@ -753,3 +753,53 @@ def test_key_and_open_pane_counts_follow_the_fold(scenario: Scenario, data: st.D
     _, processor, _ = run(scenario, restarts)
     assert processor.key_count == len(fold.totals)
     assert processor.open_window_count() == len(open_panes)
+
+
+# --- 4. the repartition hop: events of many sources, fenced by their source ------------
+
+
+@settings(deadline=None, max_examples=150)
+@given(scenario=scenarios(), data=st.data())
+def test_hop_events_of_many_sources_are_applied_once_whatever_the_interleaving(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    """Events from several source input partitions (the hop lane) arrive interleaved, in
+    order per source, with runs of each source sent again (a failed send redone, or a
+    zombie's late run): each event is applied once, and the totals equal the fold of the
+    events, whichever order and batches they came in."""
+    n = len(scenario.events)
+    sources = [data.draw(st.integers(0, 2), label="source") for _ in range(n)]
+    runs: dict[int, list[tuple[int, Event]]] = defaultdict(list)
+    for offset, event, source in zip(scenario.offsets, scenario.events, sources, strict=True):
+        runs[source].append((offset, event))
+    # Each source's run, with a prefix of it sent again after some of it.
+    streams: dict[int, list[tuple[int, Event]]] = {}
+    resent = 0
+    for source, run_ in runs.items():
+        cut = data.draw(st.integers(0, len(run_)), label="sent before the redo")
+        redo = data.draw(st.integers(0, cut), label="redone from")
+        streams[source] = run_[:cut] + run_[redo:]
+        resent += cut - redo
+    arrivals: list[tuple[int, int, Event]] = []
+    while any(streams.values()):
+        source = data.draw(st.sampled_from(sorted(s for s, run_ in streams.items() if run_)))
+        offset, event = streams[source].pop(0)
+        arrivals.append((source, offset, event))
+    state = DictState()
+    processor = PartitionProcessor(scenario.config, state, 1)
+    applied = duplicates = 0
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(len(arrivals) - 1, 1)), max_size=4)))
+    for start, end in itertools.pairwise(
+        [0, *[c for c in cuts if c < len(arrivals)], len(arrivals)]
+    ):
+        if data.draw(st.booleans(), label="restart"):
+            processor = PartitionProcessor(scenario.config, state, 1)
+        batch = arrivals[start:end]
+        outcome = processor.apply([(o, e) for _, o, e in batch], [s for s, _, _ in batch])
+        applied += outcome.applied
+        duplicates += outcome.duplicates
+    assert (applied, duplicates) == (n, resent)
+    expected: dict[str, list[Values]] = defaultdict(list)
+    for event in scenario.events:
+        expected[event.key].append(event.values)
+    assert totals_of(state) == {k: expected_result(rows) for k, rows in expected.items()}

@@ -18,9 +18,11 @@ from aiokafka.structs import ConsumerRecord
 
 from agents.batch_sender import BatchSender
 from agents.events import EventParser
+from agents.hop import source_headers
 from agents.spec import PipelineSpec, parse_spec
 from agents.stages.aggregate import AggregateStage
 from agents.stages.flush import CommitPolicy, Flusher
+from agents.stages.hop import HopStage
 from agents.stages.route import RouteStage
 from agents.stats import WorkerStats
 from tables.aggregation_config import AggregationConfig
@@ -51,9 +53,11 @@ def kafka_partition(key: str) -> int:
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
-def record(partition: int, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
+def record(
+    partition: int, offset: int, value: bytes, topic: str = "orders", headers: Any = ()
+) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
-        topic="orders",
+        topic=topic,
         partition=partition,
         offset=offset,
         timestamp=T0,
@@ -63,7 +67,7 @@ def record(partition: int, offset: int, value: bytes) -> ConsumerRecord[bytes, b
         checksum=None,
         serialized_key_size=0,
         serialized_value_size=len(value),
-        headers=(),
+        headers=headers,
     )
 
 
@@ -81,7 +85,7 @@ def config(pipeline: PipelineSpec) -> AggregationConfig:
     )
 
 
-def test_route_keeps_events_on_their_keys_partition_and_rejects_the_rest() -> None:
+def test_route_keeps_events_on_their_keys_partition_and_hops_the_rest() -> None:
     home = kafka_partition("c1")
     away = (home + 1) % PARTITIONS
     records = [
@@ -90,18 +94,56 @@ def test_route_keeps_events_on_their_keys_partition_and_rejects_the_rest() -> No
         record(home, 12, event("c1", 2.25)),
         record(away, 13, event("c1", 4.0)),
     ]
-    events, rejected = RouteStage(EventParser(spec()), PARTITIONS, WorkerStats()).split(records)
-    assert [(offset, e.key, e.values) for offset, e in events] == [
+    routed = RouteStage(EventParser(spec()), PARTITIONS, WorkerStats(), hop=True).split(records)
+    assert [(offset, e.key, e.values) for offset, e in routed.direct] == [
         (10, "c1", (1.5,)),
         (12, "c1", (2.25,)),
     ]
-    assert [(r.offset, reason) for r, reason, _detail in rejected] == [
-        (11, "malformed_json"),
-        (13, "misrouted"),
+    assert [(r.partition, r.offset, e.key) for r, e in routed.hop] == [(away, 13, "c1")]
+    assert [(r.offset, reason) for r, reason, _detail in routed.rejected] == [
+        (11, "malformed_json")
     ]
-    misrouted_detail = rejected[1][2]
-    assert f"belongs on partition {home}" in misrouted_detail
-    assert "murmur2" in misrouted_detail
+
+
+def test_off_the_direct_lane_every_record_takes_the_hop() -> None:
+    # A grown input, or an input partition whose state another worker owns.
+    route = RouteStage(EventParser(spec()), PARTITIONS, WorkerStats(), hop=True)
+    home = kafka_partition("c1")
+    records = [record(home, 0, event("c1", 1.0)), record(5, 0, event("c1", 2.0))]
+    routed = route.split(records, direct=False)
+    assert routed.direct == []
+    assert [(r.partition, r.offset) for r, _ in routed.hop] == [(home, 0), (5, 0)]
+
+
+def test_without_the_hop_a_record_off_its_keys_partition_is_misrouted() -> None:
+    home = kafka_partition("c1")
+    away = (home + 1) % PARTITIONS
+    routed = RouteStage(EventParser(spec()), PARTITIONS, WorkerStats(), hop=False).split(
+        [record(away, 13, event("c1", 4.0))]
+    )
+    assert routed.hop == []
+    [(_, reason, detail)] = routed.rejected
+    assert reason == "misrouted"
+    assert f"belongs on partition {home}" in detail
+    assert "murmur2" in detail
+
+
+def hop_record(offset: int, value: bytes, headers: Any) -> ConsumerRecord[bytes, bytes]:
+    return record(0, offset, value, "kappa.orders.v1.repartition", headers)
+
+
+def test_unpack_gives_each_hop_event_its_source_and_dead_letters_a_foreign_record() -> None:
+    route = RouteStage(EventParser(spec()), PARTITIONS, WorkerStats(), hop=True)
+    unpacked = route.unpack(
+        [
+            hop_record(0, event("c1", 1.0), source_headers(4, 17)),
+            hop_record(1, event("c2", 2.0), []),
+            hop_record(2, event("c3", 3.0), source_headers(1, 5)),
+        ]
+    )
+    assert [(o, e.key) for o, e in unpacked.events] == [(17, "c1"), (5, "c3")]
+    assert unpacked.sources == [4, 1]
+    assert [(r.offset, reason) for r, reason, _ in unpacked.rejected] == [(1, "bad_source")]
 
 
 @pytest.fixture
@@ -118,16 +160,18 @@ def flusher(
     sender: BatchSender | None = None,
 ) -> Flusher:
     never: Any = None  # the policy never asks Faust or Kafka
+    sender = sender or BatchSender({})
     return Flusher(
         app=never,
-        topic="orders",
+        topics=("orders", "kappa.orders.v1.repartition"),
         policy=CommitPolicy(
             interval_s=3600, events=events, buffer_bytes=buffer_bytes, outputs_bytes=outputs_bytes
         ),
         aggregate=aggregate,
-        sender=sender or BatchSender({}),
+        hop=HopStage("kappa.orders.v1.repartition", PARTITIONS, sender),
+        sender=sender,
         stats=WorkerStats(),
-        owned=set,
+        owned=lambda _topic: set(),
         streamed_too=lambda: False,
         seam=None,
     )
@@ -188,7 +232,7 @@ def test_taking_the_unstored_changes_leaves_nothing_due(tables: PipelineTables) 
     aggregate = AggregateStage(config(spec()), tables.partition_state)
     policy = flusher(aggregate, events=1)
     apply(aggregate, range(0, 3))
-    states, offsets = aggregate.take_unstored()
-    assert (len(states), offsets) == (1, {0: 2})
+    states, offsets, hopped = aggregate.take_unstored()
+    assert (len(states), offsets, hopped) == (1, {0: 2}, {})
     assert not policy.due(caught_up=True)
     assert aggregate.applied(0) == 2  # the processor's checkpoint, until stored

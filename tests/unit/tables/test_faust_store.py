@@ -24,7 +24,14 @@ from faust.types import TP
 
 from tables.aggregates import Agg
 from tables.faust_store import Encoded, TableBuffer, decode, encode
-from tables.records import KeyRecord, OpenWindow, PartitionProgress, closed_key, window_key
+from tables.records import (
+    KeyRecord,
+    OpenWindow,
+    PartitionProgress,
+    SourceFence,
+    closed_key,
+    window_key,
+)
 from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
 
 
@@ -32,21 +39,22 @@ def _record() -> KeyRecord:
     totals = Agg.empty(2)
     for values in ([1.5, None], [-0.25, 3.0], [1e-300, 2.0**60]):
         totals.add(values)
-    return KeyRecord(fence=41, totals=totals)
+    return KeyRecord(fence=SourceFence(41), totals=totals)
 
 
 def _window() -> OpenWindow:
     agg = Agg.empty(2)
     agg.add([0.1, None])
-    return OpenWindow(fence=40, agg=agg)
+    return OpenWindow(fence=SourceFence(40, {3: 7}), agg=agg)
 
 
 VALUES: list[Any] = [
     _record().to_state(),
-    KeyRecord(fence=0, totals=Agg.empty(1)).to_state(),
+    KeyRecord(fence=SourceFence(0), totals=Agg.empty(1)).to_state(),
     _window().to_state(),
     PartitionProgress(max_event_ms=1_704_067_200_123, offset=99).to_state(),
     PartitionProgress().to_state(),
+    PartitionProgress(max_event_ms=5, offset=-1, hop_offset=12).to_state(),
     {"key": "ü-ключ", "window": "1d/6h", "start_ms": -86_400_000, "final": True, "count": 3},
     ["c1", "c2", 'quote"d', "tab\tbed"],
     None,

@@ -21,6 +21,7 @@ from tables.records import (
     KeyRecord,
     OpenWindow,
     PartitionProgress,
+    SourceFence,
     WindowResult,
     bucket_keys_key,
     closed_key,
@@ -67,7 +68,7 @@ def record(fence: int, *amounts: float) -> KeyRecord:
     totals = Agg.empty(1)
     for amount in amounts:
         totals.add([amount])
-    return KeyRecord(fence=fence, totals=totals)
+    return KeyRecord(fence=SourceFence(fence), totals=totals)
 
 
 def result(key: str, start_ms: int) -> WindowResult:
@@ -124,7 +125,7 @@ async def test_a_key_written_many_times_in_a_batch_is_one_changelog_message(
     sender = AcknowledgingSender()
     for fence in range(10):
         rec = state.get_key("a") or record(fence)
-        rec.fence = fence
+        rec.fence = SourceFence(fence)
         rec.totals.add([float(fence)])
         state.put_key("a", rec)
     assert state.held_changes() == 1
@@ -155,7 +156,7 @@ def window(fence: int, *amounts: float) -> OpenWindow:
     agg = Agg.empty(1)
     for amount in amounts:
         agg.add([amount])
-    return OpenWindow(fence=fence, agg=agg)
+    return OpenWindow(fence=SourceFence(fence), agg=agg)
 
 
 def closing_batch(state: TablePartitionState) -> None:
@@ -220,7 +221,7 @@ async def test_closing_takes_one_range_of_the_store_and_the_batchs_windows(
     state.put_window("1h", 0, "d", window(8, 8.0))
 
     def fences(found: dict[int, dict[str, OpenWindow]]) -> dict[int, dict[str, int]]:
-        return {start: {k: w.fence for k, w in keys.items()} for start, keys in found.items()}
+        return {start: {k: w.fence.own for k, w in keys.items()} for start, keys in found.items()}
 
     assert fences(state.take_panes("1h", 0, 0)) == {
         -HOUR_MS: {"a": 1},
@@ -250,7 +251,7 @@ async def test_taking_panes_reads_past_the_expiry_bound_and_keeps_those_panes(
     state.put_window("1d/1h", 2 * HOUR_MS, "b", window(3, 3.0))
 
     def fences(found: dict[int, dict[str, OpenWindow]]) -> dict[int, dict[str, int]]:
-        return {start: {k: w.fence for k, w in keys.items()} for start, keys in found.items()}
+        return {start: {k: w.fence.own for k, w in keys.items()} for start, keys in found.items()}
 
     assert fences(state.take_panes("1d/1h", 2 * HOUR_MS, 0)) == {
         0: {"a": 1},

@@ -11,7 +11,7 @@ from agents.spec import PipelineSpec
 from app.settings import KappaSettings
 from app.sink.run import PostgresSink
 from tables.aggregates import Agg
-from tables.records import KeyRecord, WindowResult
+from tables.records import KeyRecord, SourceFence, WindowResult
 
 SPEC = PipelineSpec.model_validate(
     {
@@ -39,7 +39,7 @@ def _totals(key: str, count: int, offset: int) -> ConsumerRecord[bytes, bytes]:
     agg = Agg.empty(1)
     for _ in range(count):
         agg.add([1.5])
-    state = KeyRecord(fence=offset, totals=agg).to_state()
+    state = KeyRecord(fence=SourceFence(offset), totals=agg).to_state()
     return _record(CHANGELOG, offset, orjson.dumps(key), orjson.dumps(state))
 
 

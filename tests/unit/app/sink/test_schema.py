@@ -12,7 +12,7 @@ from agents.errors import ConfigError
 from agents.spec import PipelineSpec
 from app.sink.schema import BadRow, SinkTables
 from tables.aggregates import Agg
-from tables.records import KeyRecord, WindowResult
+from tables.records import KeyRecord, SourceFence, WindowResult
 
 SPEC = PipelineSpec.model_validate(
     {
@@ -72,7 +72,7 @@ def test_a_final_window_result_becomes_its_row() -> None:
 
 
 def test_a_key_record_of_the_changelog_becomes_its_totals_row() -> None:
-    record = KeyRecord(fence=41, totals=_agg())
+    record = KeyRecord(fence=SourceFence(41), totals=_agg())
     row = TABLES.totals_row(orjson.dumps("c1"), orjson.dumps(record.to_state()))
     assert row == ("c1", 3, math.fsum(AMOUNTS), 0.3, None, None)
     assert row[2] == 0.6 != sum(AMOUNTS)
@@ -91,7 +91,7 @@ def test_first_last_count_distinct_and_quantiles_are_columns_of_their_own() -> N
     assert tables.metric_types() == [*["double precision"] * 2, "bigint", "double precision"]
     agg = Agg.empty(1, spec.metrics)
     agg.add_rows([[2.0], [1.0], [3.0], [1.0]], [(5, 2), (5, 1), (4, 9), (6, 0)])  # time, offset
-    record = KeyRecord(fence=9, totals=agg)
+    record = KeyRecord(fence=SourceFence(9), totals=agg)
     row = tables.totals_row(orjson.dumps("c1"), orjson.dumps(record.to_state()))
     assert row[:4] == ("c1", 3.0, 1.0, 3)
     assert isinstance(row[3], int)
@@ -133,7 +133,11 @@ def test_a_result_that_fits_no_row_is_a_bad_row_with_the_reason(
         (None, b"[]", "has no key"),
         (b'"k"', b"[1, 2]", "not a key record"),
         (b'"k"', b'"text"', "not a key record"),
-        (b"7", orjson.dumps(KeyRecord(0, _agg()).to_state()), "key must be a non-empty"),
+        (
+            b"7",
+            orjson.dumps(KeyRecord(SourceFence(0), _agg()).to_state()),
+            "key must be a non-empty",
+        ),
     ],
 )
 def test_a_changelog_record_that_is_no_key_record_is_a_bad_row(

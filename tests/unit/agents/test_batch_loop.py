@@ -104,7 +104,8 @@ class QueueingSender(BatchSender):
 
 class AppStandIn:
     """What ``BatchLoop.on_records`` asks Faust: no recovery, the one input partition
-    assigned, and its end far ahead (never caught up, so no flush is due)."""
+    assigned with its state partition (the direct lane), and its end far ahead (never
+    caught up, so no flush is due)."""
 
     in_recovery = False
 
@@ -113,7 +114,10 @@ class AppStandIn:
         self.consumer = self
 
     def assigned_actives(self) -> set[TP]:
-        return {TP(TOPIC, PARTITION)}
+        return {TP(TOPIC, PARTITION), TP(PipelineNames(spec()).repartition_topic, PARTITION)}
+
+    def topic_partitions(self, topic: str) -> int:
+        return 1
 
     def highwater(self, tp: TP) -> int:
         return 10**9

@@ -74,8 +74,7 @@ class WorkerProcess:
         self.wait_until(ready, timeout, f"the worker to own {partitions} partitions")
 
     def wait_for_log(self, text: str, timeout: float) -> None:
-        """Until the worker has logged ``text``; polled every 20 ms, for a state that lasts
-        only a moment (a clean stop under way)."""
+        """Until the worker has logged ``text``; polled every 20 ms."""
 
         def logged() -> bool:
             return self.log_path.exists() and text in self.log_path.read_text(errors="replace")

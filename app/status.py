@@ -95,11 +95,14 @@ async def status(
         "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},
         "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
         # The repartition hop's aggregate lane: its topic, the state partitions this
-        # worker owns, and the last offset of each whose effects are stored.
+        # worker owns, the last offset of each whose effects are stored, the topic's end
+        # offsets and the records of the owned partitions still to apply.
         "hop": {
             "topic": pipeline.names.repartition_topic,
-            "partitions_owned": sorted(pipeline.owned_states()),
+            "partitions_owned": sorted(states),
             "processed_offsets": {str(p): o for p, o in sorted(progress.hop_processed.items())},
+            "end_offsets": {str(p): o for p, o in sorted((progress.hop_end_offsets or {}).items())},
+            "lag": {str(p): n for p, n in progress.hop_lag(sorted(states)).items()},
             "records_sent_since_start": pipeline.batches.hop.sent,
         },
         "end_offsets": {str(p): o for p, o in sorted((progress.end_offsets or {}).items())},

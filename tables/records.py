@@ -150,6 +150,12 @@ class SourceFence:
         self.own = own
         return taken
 
+    def by_source(self, partition: int) -> dict[int, int]:
+        """The offset of the last event applied per source input partition, the own one
+        (``partition``, the state partition's) included once it has one."""
+        own = {partition: self.own} if self.own >= 0 else {}
+        return {**own, **self.others}
+
     def to_state(self) -> int | list[Any]:
         if not self.others:
             return self.own

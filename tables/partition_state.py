@@ -93,6 +93,9 @@ class DecodedRecords(Generic[R]):
         self._records: dict[str, R] = {}  # least recently used first
         self.dirty: set[str] = set()
         self.deleted: set[str] = set()
+        # Keys read since the last write and found in no store: a record created after
+        # that read and deleted before the next write was never stored.
+        self._absent: set[str] = set()
         # The size of one decoded record, measured on the first one read or changed: a
         # pipeline's records all have the same shape.
         self.record_bytes = 0
@@ -105,6 +108,7 @@ class DecodedRecords(Generic[R]):
         if record is None:
             state = self.buffer.get(key)
             if state is None:
+                self._absent.add(key)
                 return None
             record = self._from_state(state)
             if not self.record_bytes:
@@ -134,16 +138,29 @@ class DecodedRecords(Generic[R]):
 
     def write(self, deletes: TableBuffer | None = None) -> None:
         """Hand the changes to the buffers: values to ``self.buffer``, deletions to
-        ``deletes`` (stored in a later step); then trim the cache."""
+        ``deletes`` (stored in a later step); then trim the cache.
+
+        A record created and deleted since the last write (a window that opened and
+        closed between two stores, the usual case on many keys) was never stored: it is
+        neither written nor deleted, which saves two changelog messages and two RocksDB
+        writes. A crash leaves the same state as if it had been written: after the key
+        records (step 2 of ``TablePartitionState.steps``) their fences keep its events
+        out; before them, its result and the bound of the closed windows are stored
+        (step 1), so the restart rebuilds the record from the same events, never closes
+        it again, and the next advance deletes it, as it deletes a written one."""
         records = self._records
+        never_stored = self.deleted & self._absent
+        self._absent.clear()
         for key in self.dirty:
-            self.buffer.put(key, records[key].to_state())
+            if key not in never_stored:
+                self.buffer.put(key, records[key].to_state())
         self.dirty.clear()
         if self.deleted:
-            assert deletes is not None, "deleted records need a step to delete them in"
             for key in self.deleted:
-                deletes.delete(key)
                 records.pop(key, None)
+                if key not in never_stored:
+                    assert deletes is not None, "deleted records need a step to delete them in"
+                    deletes.delete(key)
             self.deleted.clear()
         cached = self._cache_bytes // self.record_bytes if self.record_bytes else 0
         for key in list(itertools.islice(records, max(0, len(records) - cached))):
@@ -179,7 +196,8 @@ class TablePartitionState:
 
         1. closed windows, the keys of each closed window, and the changed open windows,
            those that close in this batch too (so a window's record is whole wherever
-           a crash leaves it, and closing it again gives the same result);
+           a crash leaves it, and closing it again gives the same result), except those
+           created since the last store (``DecodedRecords.write``);
         2. the key records;
         3. the deletion of the closed windows' records: after 2, so that a replayed
            event of a closed window is fenced by its key record and never starts the

@@ -13,9 +13,11 @@ import pytest
 
 from agents.events import Event
 from agents.processor import PartitionProcessor
+from tables import json_bytes
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState, store_batch
 from tables.pipeline_tables import PipelineTables
+from tables.records import window_key
 from tables.windows import aligned_window
 from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
 
@@ -85,3 +87,52 @@ def test_a_crash_after_any_step_stores_what_an_uncrashed_run_stores(
         assert result.as_json() == by_start[result.start_ms]
     if fail_on > 1:  # step 1 (results, the closed bound) was stored before the crash
         assert outcome.closed == []
+
+
+# Pane 2 opens and, at 9, closes (windows 0 and 2) and expires within one store: it is
+# never stored, and a crash of that store must leave what the uncrashed run leaves.
+OPENS_AND_CLOSES = [(2, -1e16), (3, 0.1), (9, 0.2)]
+LATER = [(13, 0.3)]
+
+
+def run_through_a_pane_never_stored(
+    tables: PipelineTables, fail_on: int | None
+) -> tuple[list[Any], AcknowledgingSender]:
+    """FIRST, then OPENS_AND_CLOSES (its store failing at send ``fail_on``, then the
+    restart), then LATER; every closed result and the senders' records."""
+    sender = AcknowledgingSender()
+    closed = list(
+        apply_and_store(tables.partition_state(PARTITION), events(FIRST[:2], 0), sender).closed
+    )
+    batch = events(OPENS_AND_CLOSES, 2)
+    if fail_on is not None:
+        with pytest.raises(SendFailed):
+            apply_and_store(
+                tables.partition_state(PARTITION), batch, AcknowledgingSender(fail_on=fail_on)
+            )
+    closed += apply_and_store(tables.partition_state(PARTITION), batch, sender).closed
+    closed += apply_and_store(tables.partition_state(PARTITION), events(LATER, 5), sender).closed
+    return closed, sender
+
+
+@pytest.mark.parametrize("fail_on", [None, 1, 2, 3, 4])
+def test_a_pane_opened_and_closed_between_two_stores_is_never_stored(
+    tmp_path: Path, fail_on: int | None
+) -> None:
+    with offline_tables(tmp_path / "clean") as tables:
+        clean_closed, sender = run_through_a_pane_never_stored(tables, None)
+        clean = stored(tables)
+        pane_2 = json_bytes.dumps(window_key("4/2", 2, "a"))
+        written = [record for sent in sender.sends for record in sent if record[2] == pane_2]
+        assert written == []  # neither its record nor its deletion
+    with offline_tables(tmp_path / "crashed") as tables:
+        crashed_closed, _ = run_through_a_pane_never_stored(tables, fail_on)
+        assert stored(tables) == clean
+    # The windows at 0 and 2 hold pane 2; the oracle is math.fsum of their values.
+    values = dict(FIRST[:2] + OPENS_AND_CLOSES + LATER)
+    sums = {r.start_ms: r.result["values"]["x"]["sum"] for r in clean_closed}
+    for start in (0, 2):
+        assert sums[start] == math.fsum(v for ts, v in values.items() if start <= ts < start + 4)
+    # Closed again after the restart only where the closing was not stored, the same.
+    by_start = {r.start_ms: r.as_json() for r in clean_closed}
+    assert all(r.as_json() == by_start[r.start_ms] for r in crashed_closed)

@@ -202,9 +202,10 @@ class BatchLoop:
 
     async def _advance_idle(self) -> None:
         """Move the clocks of the owned partitions that are idle, and queue what that
-        closed (stored by the flush that follows). Never while a store is being
-        recovered, nor before a cut's history is sealed (it holds live records back)."""
-        if self.idle is None or self.app.in_recovery:
+        closed (stored by the flush that follows). Never during a rebalance (the
+        assignment it reads may be the old one) or while a store is being recovered, nor
+        before a cut's history is sealed (it holds live records back)."""
+        if self.idle is None or self.app.rebalancing or self.app.in_recovery:
             return
         if self.history is not None and not self.history.seam.sealed:
             return

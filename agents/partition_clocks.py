@@ -14,7 +14,8 @@ clock). So whichever worker owns a partition, its changelog says:
 
 A partition that receives nothing writes nothing, so the records of the last idle timeout
 are all the rule needs: the first read starts there (Kafka's offsets for a time), and
-each later one goes on from where the last stopped. Nothing else is kept: one clock per
+each later one goes on from where the last stopped (or starts there again, when the last
+was longer ago than the timeout). Nothing else is kept: one clock per
 partition. It reads with its own ``GapReader``, which has no consumer group.
 """
 
@@ -71,19 +72,22 @@ class PartitionClocks:
         self.idle_timeout_ms = idle_timeout_ms
         self._wall_ms = wall_ms
         self._next: dict[int, int] = {}  # per partition: the offset the next read starts at
+        self._read_at: int | None = None  # when the last read started, wall-clock ms
         self.clocks: dict[int, StoredClock] = {}
 
     async def read(self) -> Mapping[int, StoredClock]:
         """Each partition's newest stored clock, with what was stored since the last read."""
         reader, changelog = self._reader, self._changelog
         ends = await reader.end_offsets(changelog, self._partitions)
-        if not self._next:
+        since = self._wall_ms() - self.idle_timeout_ms
+        if self._read_at is None or self._read_at < since:
             # Only what was stored within the idle timeout can say a partition is
-            # active; a partition with nothing since starts at its end.
-            since = self._wall_ms() - self.idle_timeout_ms
+            # active: the first read, or one a timeout after the last, starts there (a
+            # partition with nothing since, at its end); what it skips is too old to count.
             starts = await reader.offsets_since(changelog, self._partitions, since)
             for partition, start in starts.items():
                 self._next[partition] = ends[partition] if start is None else start
+        self._read_at = self._wall_ms()
         for partition, end in ends.items():
             async for records in reader.read(changelog, partition, self._next[partition], end):
                 newest_clocks(records, self.clocks)

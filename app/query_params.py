@@ -9,7 +9,7 @@ from datetime import datetime
 from agents.errors import KappaError
 from agents.spec import PipelineSpec
 from tables.times import datetime_to_ms
-from tables.windows import WindowKind
+from tables.windows import PanedKind
 
 MAX_WINDOWS = 10_000  # window instances one request may list, per window
 
@@ -53,13 +53,13 @@ def time_param(query: Mapping[str, str], name: str, default: int) -> int:
 
 def window_range(
     spec: PipelineSpec, query: Mapping[str, str], watermark: int
-) -> tuple[list[WindowKind], int, int]:
+) -> tuple[list[PanedKind], int, int]:
     """The windows (``window``, default all) and the [from, to) range of starts asked
     for; by default the retention period up to the watermark."""
     name = query.get("window")
-    windows = [w for w in spec.windows if name in (None, w.name)]
+    windows = [w for w in spec.paned_windows if name in (None, w.name)]
     if not windows:
-        known = ", ".join(w.name for w in spec.windows) or "none"
+        known = ", ".join(w.name for w in spec.paned_windows) or "none"
         raise BadParameter(f"window={name!r} is not one of this pipeline's windows ({known})")
     largest = max(w.size_ms for w in windows)
     end = time_param(query, "to", watermark + spec.lateness_ms + largest)

@@ -16,7 +16,7 @@ from tables.partition_state import TablePartitionState
 from tables.pipeline_tables import PipelineTables
 from tables.records import KeyRecord, OpenWindow, WindowResult, closed_key, window_key
 from tables.watermark import watermark_of
-from tables.windows import WindowKind
+from tables.windows import PanedKind
 
 
 class StateQueries:
@@ -66,9 +66,7 @@ class StateQueries:
         page = keys[:limit]
         return page, page[-1] if len(keys) > limit else None
 
-    def open_window(
-        self, key: str, partition: int, window: WindowKind, start_ms: int
-    ) -> Agg | None:
+    def open_window(self, key: str, partition: int, window: PanedKind, start_ms: int) -> Agg | None:
         """A key's open window, as this worker last applied it (stored or not yet):
         merged from its panes, on read."""
         live = self._live_state(partition)
@@ -84,7 +82,7 @@ class StateQueries:
         return Agg.merged(aggs) if aggs else None
 
     def windows(
-        self, key: str, partition: int, windows: Sequence[WindowKind], start: int, end: int
+        self, key: str, partition: int, windows: Sequence[PanedKind], start: int, end: int
     ) -> list[dict[str, Any]]:
         """The key's windows of ``windows`` starting in [start, end), in order: closed ones
         while they are retained, open ones merged from their panes."""
@@ -102,7 +100,7 @@ class StateQueries:
                 if found is None and open_now:
                     agg = self.open_window(key, partition, window, s)
                     if agg is not None:
-                        found = self.config.result(key, window, s, agg, False)
+                        found = self.config.result(key, window, s, window.end(s), agg, False)
                 if found is not None:
                     results.append((s, window.name, found))
         results.sort(key=lambda found: (found[1], found[0]))

@@ -282,7 +282,7 @@ def test_first_last_and_count_distinct_break_ties_by_seq_and_skip_nulls() -> Non
     for key, result in got.totals.items():
         assert result == ends([r for r in rows if r[2] == key])
     assert set(got.windows) == set(fold(rows, spec)["windows"])
-    sizes = {w.name: w.size_ms for w in spec.windows}
+    sizes = {w.name: w.size_ms for w in spec.paned_windows}
     for (key, name, start), window in got.windows.items():
         held = [r for r in rows if r[2] == key and start <= r[3] < start + sizes[name]]
         assert window.result == ends(held)

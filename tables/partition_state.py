@@ -27,6 +27,7 @@ from tables.records import (
     bucket_keys_key,
     bucket_keys_prefix,
     closed_key,
+    closed_prefix,
     closed_through_key,
     parse_window_key,
     progress_key,
@@ -300,6 +301,16 @@ class TablePartitionState:
     def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.closed.get(closed_key(key, window, start_ms))
         return result
+
+    def closed_of(self, key: str, window: str) -> list[dict[str, Any]]:
+        """The key's retained closed results of ``window`` (stored or held), for listing
+        its sessions: one range of the key-major ``closed`` table."""
+        prefix = closed_prefix(key, window)
+        # Starts are decimal ('-' and digits), which all sort before ':'.
+        stored = (name for name, _ in self.closed.range_items(prefix, f"{prefix}:"))
+        held = (name for name in self.closed.held_keys() if name.startswith(prefix))
+        results = (self.closed.get(name) for name in {*stored, *held})
+        return [result for result in results if result is not None]
 
     def get_bucket_keys(self, bucket: str) -> list[str]:
         return list(self.meta.get(bucket_keys_key(self.partition, bucket)) or [])

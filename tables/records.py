@@ -46,9 +46,14 @@ from tables.windows.session import Span
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 
 
+def closed_prefix(key: str, window: str) -> str:
+    """The ``closed`` table's keys of a key's closed instances of a window start so."""
+    return f"{key}{SEP}{window}{SEP}"
+
+
 def closed_key(key: str, window: str, start_ms: int) -> str:
     """The ``closed`` table's key of a closed window's result."""
-    return f"{key}{SEP}{window}{SEP}{start_ms}"
+    return f"{closed_prefix(key, window)}{start_ms}"
 
 
 # Starts are stored shifted to non-negative and in fixed-width hex, so that the store's

@@ -284,6 +284,12 @@ def test_session_windows_parse_name_and_dump_back() -> None:
     assert parse_spec(spec.model_dump(by_alias=True), "dump") == spec
 
 
+def test_the_sessions_example_reads_the_orders_input() -> None:
+    example = load_spec(EXAMPLE.with_name("order-sessions.toml"))
+    assert example.windows == (Sessions("session/30m", 30 * MINUTE),)
+    assert example.input_topic == load_spec(EXAMPLE).input_topic
+
+
 def test_session_windows_ignore_the_time_zone() -> None:
     spec = parse_spec(MINIMAL | {"windows": [{"gap": "1d"}], "timezone": "Europe/Paris"}, "x")
     assert spec.windows == (Sessions("session/1d", DAY),)

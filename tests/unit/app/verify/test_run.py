@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
-from agents.errors import KappaError
 from agents.spec import parse_spec
 from app.exit_codes import ExitCode
-from app.settings import KappaSettings
 from app.verify.compare import Comparison, Difference, Tally
 from app.verify.reading import InputRead
-from app.verify.run import VerifyReport, verify
+from app.verify.run import VerifyReport
 
 SPEC = parse_spec(
     {"name": "orders", "version": 2, "input_topic": "in", "key": "k", "time_field": "t"},
@@ -68,21 +62,3 @@ def test_a_difference_exits_4_and_is_shown() -> None:
     )
     assert "key 'k10'" not in text
     assert len(done.as_json()["differences"]) == 12
-
-
-def test_a_spec_with_sessions_is_refused_before_anything_is_read() -> None:
-    sessions = parse_spec(
-        {
-            "name": "orders",
-            "version": 2,
-            "input_topic": "in",
-            "key": "k",
-            "time_field": "t",
-            "windows": [{"size": "1h"}, {"gap": "30m"}],
-        },
-        "test",
-    )
-    # No broker and no worker at these addresses: the refusal comes first.
-    settings = KappaSettings(bootstrap_servers="127.0.0.1:9")
-    with pytest.raises(KappaError, match="session windows, which kappa verify does not check"):
-        asyncio.run(verify(settings, sessions))

@@ -88,10 +88,12 @@ def apply_all(
     splits: Sequence[int] = (),
     restarts: Sequence[int] = (),
     retention: int = 10**9,
+    sources: Sequence[int] | None = None,
 ) -> tuple[DictState, PartitionProcessor, list[tuple[WinId, int, dict[str, Any]]]]:
     """Apply ``rows`` (offsets in arrival order), cut into batches before each index of
     ``splits``, with a new processor on the same state before each index of ``restarts``;
-    the session results published, in order."""
+    with ``sources``, each row's source input partition (as through the repartition
+    hop); the session results published, in order."""
     state = DictState()
     cfg = config(lateness, retention)
     processor = PartitionProcessor(cfg, state, 0)
@@ -104,7 +106,7 @@ def apply_all(
             (offset, Event(key, ts, values, {}))
             for offset, (key, ts, values) in list(enumerate(rows))[lo:hi]
         ]
-        outcome = processor.apply(batch)
+        outcome = processor.apply(batch, None if sources is None else sources[lo:hi])
         published += [
             ((r.key, r.window, r.start_ms), r.end_ms, r.result)
             for r in outcome.closed
@@ -260,6 +262,9 @@ def test_any_order_within_the_lateness_and_any_batches_give_equal_bytes(
     reference = check(in_time, lateness)
     shuffled = check(delayed, lateness, splits=splits, restarts=restarts)
     assert session_bytes(shuffled) == session_bytes(reference)
+    # Through the hop: the same events from three source partitions.
+    hopped = check(delayed, lateness, splits=splits, sources=[rng.randrange(3) for _ in events])
+    assert session_bytes(hopped) == session_bytes(reference)
 
 
 @settings(max_examples=200, deadline=None)

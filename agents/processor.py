@@ -8,6 +8,7 @@ RocksDB-backed Faust tables and the unit tests with dicts. The records it keeps 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -78,9 +79,12 @@ class PartitionProcessor:
         # in the store: the windows a watermark closes are one range of it.
         self.key_count = state.count_keys()
         self._open_windows = state.count_open_windows()
-        # Closed, retained window instances, oldest expiry first: rebuilt from the stored
-        # key lists of closed windows, which are written with the closed results.
-        self._closed: list[str] = sorted(state.iter_buckets(), key=self._expiry_ms)
+        # Closed, retained window instances, a heap by expiry (sessions close one bucket
+        # per end, tens of thousands of them): rebuilt from the stored key lists of
+        # closed windows, which are written with the closed results.
+        self._closed_ids: set[str] = set(state.iter_buckets())
+        self._closed: list[tuple[int, str]] = [(self._expiry_ms(b), b) for b in self._closed_ids]
+        heapq.heapify(self._closed)
 
     @property
     def watermark(self) -> int | None:
@@ -289,8 +293,6 @@ class PartitionProcessor:
                     state.put_closed(result)
                     closed.append(result)
                 self._list_closed(bucket_id(window, start), found)
-        if closed:
-            self._closed.sort(key=self._expiry_ms)
         return closed
 
     def _close_sessions(self, window: Sessions, watermark: int, closed: list[WindowResult]) -> None:
@@ -331,8 +333,9 @@ class PartitionProcessor:
         first time."""
         state = self.state
         state.put_bucket_keys(bucket, sorted(set(entries).union(state.get_bucket_keys(bucket))))
-        if bucket not in self._closed:
-            self._closed.append(bucket)
+        if bucket not in self._closed_ids:
+            self._closed_ids.add(bucket)
+            heapq.heappush(self._closed, (self._expiry_ms(bucket), bucket))
 
     def _bucket_end(self, bucket: str) -> tuple[WindowKind, int]:
         """A closed bucket's window, and the end of its instances."""
@@ -346,14 +349,15 @@ class PartitionProcessor:
         return expiry_ms(self._bucket_end(bucket)[1], self.config.retention_ms)
 
     def _expire(self, watermark: int) -> None:
-        """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
+        """Drop closed windows whose retention has passed; oldest first (the heap's)."""
         buckets = self._closed
-        expired_count = 0
         retention = self.config.retention_ms
-        for bucket in buckets:
-            window, end = self._bucket_end(bucket)
+        while buckets:
+            window, end = self._bucket_end(buckets[0][1])
             if not expired(end, retention, watermark):
                 break
+            _, bucket = heapq.heappop(buckets)
+            self._closed_ids.discard(bucket)
             for entry in self.state.get_bucket_keys(bucket):
                 if isinstance(window, Sessions):
                     key, start = parse_session_entry(entry)
@@ -361,8 +365,6 @@ class PartitionProcessor:
                     key, start = entry, parse_bucket_id(bucket)[1]
                 self.state.delete_closed(key, window.name, start)
             self.state.delete_bucket_keys(bucket)
-            expired_count += 1
-        del buckets[:expired_count]
 
 
 def _merged(parts: list[OpenWindow]) -> OpenWindow:

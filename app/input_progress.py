@@ -39,12 +39,25 @@ class InputProgress:
     kafka_answered: bool
     # The repartition hop's last stored offset per partition, completed likewise.
     hop_processed: dict[int, int] = field(default_factory=dict)
+    # The repartition topic's next offset per partition; None when Kafka did not answer.
+    hop_end_offsets: dict[int, int] | None = None
 
     def lag(self, partitions: Iterable[int]) -> dict[int, int]:
-        """Records after the last processed one, for those of ``partitions`` whose end
-        offset is known."""
-        ends = self.end_offsets or {}
-        return {p: max(0, ends[p] - 1 - self.processed.get(p, -1)) for p in partitions if p in ends}
+        """Input records after the last processed one, for those of ``partitions`` whose
+        end offset is known."""
+        return _lag(self.end_offsets, self.processed, partitions)
+
+    def hop_lag(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Repartition records after the last stored one, for those of ``partitions``
+        (state partitions) whose end offset is known."""
+        return _lag(self.hop_end_offsets, self.hop_processed, partitions)
+
+
+def _lag(
+    ends: dict[int, int] | None, processed: dict[int, int], partitions: Iterable[int]
+) -> dict[int, int]:
+    known = ends or {}
+    return {p: max(0, known[p] - 1 - processed.get(p, -1)) for p in partitions if p in known}
 
 
 async def _bounded(query: Awaitable[T], wait_s: float, what: str) -> T | None:
@@ -70,7 +83,14 @@ async def read_input_progress(
     committed: dict[TopicPartition, int] | None
     ranges, committed = await asyncio.gather(
         _bounded(
-            queries.offset_ranges([names.input_topic, names.late_topic, names.dead_letter_topic]),
+            queries.offset_ranges(
+                [
+                    names.input_topic,
+                    names.late_topic,
+                    names.dead_letter_topic,
+                    names.repartition_topic,
+                ]
+            ),
             wait_s,
             "topic offsets",
         ),
@@ -88,14 +108,17 @@ async def read_input_progress(
             return None
         return sum(end - begin for begin, end in ranges[topic].values())
 
-    input_ranges = None if ranges is None else ranges.get(names.input_topic)
+    def ends(topic: str) -> dict[int, int] | None:
+        if ranges is None or topic not in ranges:
+            return None
+        return {p: end for p, (_, end) in ranges[topic].items()}
+
     return InputProgress(
         processed=processed,
-        end_offsets=None
-        if input_ranges is None
-        else {p: end for p, (_, end) in input_ranges.items()},
+        end_offsets=ends(names.input_topic),
         late_events=records(names.late_topic),
         dead_letters=records(names.dead_letter_topic),
         kafka_answered=ranges is not None and committed is not None,
         hop_processed=hop,
+        hop_end_offsets=ends(names.repartition_topic),
     )

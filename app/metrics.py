@@ -122,6 +122,7 @@ class WorkerCollector:
         yield from self._identity()
         yield from self._counters()
         yield from self._partitions()
+        yield from self._hop()
         yield from self._recovery()
         yield from self._replays()
 
@@ -259,20 +260,16 @@ class WorkerCollector:
     def _partitions(self) -> Iterator[Metric]:
         pipeline, progress = self.pipeline, self.progress
         owned = sorted(pipeline.owned_partitions())
+        yield from self._offsets(
+            ("kappa_input_processed_offset", "The last input offset whose effects are stored"),
+            ("kappa_input_end_offset", "The input partition's next offset (Kafka's)"),
+            ("kappa_consumer_lag_records", "Input records after the last processed one"),
+            progress.processed,
+            progress.end_offsets,
+            progress.lag(owned),
+            owned,
+        )
         partition = ("partition",)
-        processed = self._gauge(
-            "kappa_input_processed_offset",
-            "The last input offset whose effects are stored",
-            partition,
-        )
-        end = self._gauge(
-            "kappa_input_end_offset", "The input partition's next offset (Kafka's)", partition
-        )
-        lag = self._gauge(
-            "kappa_consumer_lag_records",
-            "Input records after the last processed one",
-            partition,
-        )
         watermark = self._gauge(
             "kappa_watermark_timestamp_seconds",
             "The partition's watermark: its newest event time minus the allowed lateness",
@@ -294,26 +291,62 @@ class WorkerCollector:
             " tumbling window, one per key and pane of hopping windows",
             partition,
         )
-        lags = progress.lag(owned)
         # State partitions: the input's while it has N partitions, else the hop's.
         states = pipeline.owned_states()
         sizes = state_sizes(pipeline, states)
         times = event_times(pipeline, states)
-        for p in sorted(set(owned) | states):
+        for p in sorted(states):
             labels = [*self.base, str(p)]
-            if p in progress.processed:
-                processed.add_metric(labels, progress.processed[p])
-            if progress.end_offsets is not None and p in progress.end_offsets:
-                end.add_metric(labels, progress.end_offsets[p])
-            if p in lags:
-                lag.add_metric(labels, lags[p])
             if p in times:
                 watermark.add_metric(labels, times[p][0] / 1000)
                 newest.add_metric(labels, times[p][1] / 1000)
             if p in sizes:
                 keys.add_metric(labels, sizes[p]["keys"])
                 windows.add_metric(labels, sizes[p]["open_windows"])
-        yield from (processed, end, lag, watermark, newest, keys, windows)
+        yield from (watermark, newest, keys, windows)
+
+    def _hop(self) -> Iterator[Metric]:
+        """The repartition hop's two ends: what this worker sent on, and how far the
+        state partitions it owns are through the repartition topic."""
+        progress = self.progress
+        states = sorted(self.pipeline.owned_states())
+        yield self._counter(
+            "kappa_hop_records_sent_total",
+            "Input records sent on through the repartition hop since the worker started",
+            self.pipeline.batches.hop.sent,
+        )
+        yield from self._offsets(
+            (
+                "kappa_hop_processed_offset",
+                "The last repartition offset whose effects are stored",
+            ),
+            ("kappa_hop_end_offset", "The repartition partition's next offset (Kafka's)"),
+            ("kappa_hop_lag_records", "Repartition records after the last stored one"),
+            progress.hop_processed,
+            progress.hop_end_offsets,
+            progress.hop_lag(states),
+            states,
+        )
+
+    def _offsets(
+        self,
+        processed_doc: tuple[str, str],
+        end_doc: tuple[str, str],
+        lag_doc: tuple[str, str],
+        processed: dict[int, int],
+        ends: dict[int, int] | None,
+        lags: dict[int, int],
+        partitions: list[int],
+    ) -> Iterator[Metric]:
+        """A topic's processed offset, end offset and lag, per partition of ``partitions``
+        that has them."""
+        partition = ("partition",)
+        families = [self._gauge(*doc, partition) for doc in (processed_doc, end_doc, lag_doc)]
+        for family, values in zip(families, (processed, ends or {}, lags), strict=True):
+            for p in partitions:
+                if p in values:
+                    family.add_metric([*self.base, str(p)], values[p])
+        yield from families
 
     def _recovery(self) -> Iterator[Metric]:
         yield self._single(
@@ -405,6 +438,7 @@ def register_metrics(
                 pipeline.names,
                 pipeline.stats.processed_offsets,
                 settings.kafka_query_timeout,
+                pipeline.stats.hop_offsets,
             )
             registry = CollectorRegistry()
             registry.register(WorkerCollector(app, pipeline, tracker, settings, progress))

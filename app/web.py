@@ -91,7 +91,8 @@ def register_views(
         async def get(self, request: Request, key: str) -> Response:
             if (response := await routed(self, request, key)) is not None:
                 return response
-            record = state.key(key, expected_partition(key, pipeline.partitions))
+            partition = expected_partition(key, pipeline.partitions)
+            record = state.key(key, partition)
             if record is None:
                 return unknown_key(self, key)
             return self.json(
@@ -99,6 +100,11 @@ def register_views(
                     "key": key,
                     "totals": record.totals.result(spec.values, spec.metrics),
                     "last_offset": record.fence.own,
+                    # Through the repartition hop a key's events come from several input
+                    # partitions: the last applied offset of each (verify's fences).
+                    "source_offsets": {
+                        str(p): o for p, o in sorted(record.fence.by_source(partition).items())
+                    },
                 }
             )
 

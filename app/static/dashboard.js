@@ -118,15 +118,19 @@ const history = { times: [], throughput: [], lag: [], behind: [] };
 let charts = null;
 let previous = null;
 
-function ensureCharts(partitions) {
+// A line per input partition for the lag, per state partition for the watermark: the
+// input's count when the page opened (a reload draws partitions the input grew by since).
+function ensureCharts(status) {
   if (charts) return;
-  const names = Array.from({ length: partitions }, (_, p) => `partition ${p}`);
-  history.lag = names.map(() => []);
-  history.behind = names.map(() => []);
+  const named = (partitions) => partitions.map((p) => `partition ${p}`);
+  const inputs = named(inputPartitions(status));
+  const states = named(Array.from({ length: status.partitions }, (_, p) => p));
+  history.lag = inputs.map(() => []);
+  history.behind = states.map(() => []);
   charts = {
     throughput: makeChart($("chart-throughput"), ["events/s"], (t) => t.map(num)),
-    lag: makeChart($("chart-lag"), names, (t) => t.map(num)),
-    behind: makeChart($("chart-watermark"), names, spanTicks),
+    lag: makeChart($("chart-lag"), inputs, (t) => t.map(num)),
+    behind: makeChart($("chart-watermark"), states, spanTicks),
   };
   window.addEventListener("resize", () => {
     for (const chart of Object.values(charts)) {
@@ -144,12 +148,11 @@ function record(status, now) {
   previous = { at: now, events };
   history.times.push(now / 1000);
   history.throughput.push(rate);
-  for (let p = 0; p < history.lag.length; p += 1) {
-    const lag = status.lag[p];
+  history.lag.forEach((series, p) => series.push(known(status.lag[p]) ? status.lag[p] : null));
+  history.behind.forEach((series, p) => {
     const watermark = status.watermarks[p];
-    history.lag[p].push(known(lag) ? lag : null);
-    history.behind[p].push(known(watermark) ? (now - watermark) / 1000 : null);
-  }
+    series.push(known(watermark) ? (now - watermark) / 1000 : null);
+  });
   if (history.times.length > KEEP) {
     history.times.shift();
     history.throughput.shift();
@@ -187,7 +190,37 @@ function ownerOf(status, partition) {
   return NONE;
 }
 
-function renderPartitions(status, now) {
+// The input's partitions: the version's N, and any the input grew by since.
+function inputPartitions(status) {
+  const grown = Object.keys(status.end_offsets).map(Number);
+  const count = Math.max(status.partitions, ...grown.map((p) => p + 1));
+  return Array.from({ length: count }, (_, p) => p);
+}
+
+function renderPartitions(status) {
+  const input = inputPartitions(status);
+  // Input partition p is assigned with state partition p only while the input has N.
+  const coPartitioned = input.length === status.partitions;
+  const rows = input.map((p) =>
+    tr(
+      [
+        td(String(p), "partition"),
+        td(
+          status.partitions_owned.includes(p) ? status.url : coPartitioned ? ownerOf(status, p) : NONE,
+          "owner",
+        ),
+        td(num(status.processed_offsets[p]), "processed"),
+        td(num(status.end_offsets[p]), "end"),
+        td(num(status.lag[p]), "lag"),
+      ],
+      { partition: String(p) },
+    ),
+  );
+  fillTable("partitions", rows, "no partitions");
+}
+
+function renderStates(status, now) {
+  const hop = status.hop;
   const rows = [];
   for (let p = 0; p < status.partitions; p += 1) {
     const watermark = status.watermarks[p];
@@ -197,9 +230,9 @@ function renderPartitions(status, now) {
         [
           td(String(p), "partition"),
           td(ownerOf(status, p), "owner"),
-          td(num(status.processed_offsets[p]), "processed"),
-          td(num(status.end_offsets[p]), "end"),
-          td(num(status.lag[p]), "lag"),
+          td(num(hop.processed_offsets[p]), "hop-processed"),
+          td(num(hop.end_offsets[p]), "hop-end"),
+          td(num(hop.lag[p]), "hop-lag"),
           td(iso(watermark), "watermark"),
           td(iso(status.newest_event_times[p]), "newest"),
           td(known(watermark) ? span((now - watermark) / 1000) : NONE, "behind"),
@@ -210,7 +243,7 @@ function renderPartitions(status, now) {
       ),
     );
   }
-  fillTable("partitions", rows, "no partitions");
+  fillTable("state-partitions", rows, "no partitions");
 }
 
 function renderRejects(status) {
@@ -296,7 +329,7 @@ function renderRecovery(status) {
 }
 
 function render(status, now) {
-  ensureCharts(status.partitions);
+  ensureCharts(status);
   const rate = record(status, now);
   const { name, version } = status.pipeline;
   sessionWindows = status.pipeline.sessions || [];
@@ -317,6 +350,9 @@ function render(status, now) {
   setText("throughput", num(rate));
   const lags = Object.values(status.lag);
   setText("total-lag", lags.length ? num(lags.reduce((a, b) => a + b, 0)) : NONE);
+  const hopLags = Object.values(status.hop.lag);
+  setText("hop-lag", hopLags.length ? num(hopLags.reduce((a, b) => a + b, 0)) : NONE);
+  setText("hop-sent", num(status.hop.records_sent_since_start));
   setText("late-events", num(counts.late_events));
   setText("late-since-start", num(counts.late_since_start));
   setText("dead-letters", num(counts.dead_letters));
@@ -326,7 +362,8 @@ function render(status, now) {
   setText("window-results", num(counts.window_results_since_start));
   setText("gap-records", num(counts.gap_records_read_back_since_start));
 
-  renderPartitions(status, now);
+  renderPartitions(status);
+  renderStates(status, now);
   renderRejects(status);
   renderReplays(status, rate, now);
   renderOwners(status);

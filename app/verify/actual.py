@@ -44,7 +44,8 @@ class WorkerView:
 @dataclass
 class Actual:
     totals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    fences: dict[str, int] = field(default_factory=dict)
+    # Per key, the offset of the last event applied per source input partition.
+    fences: dict[str, dict[int, int]] = field(default_factory=dict)
     windows: dict[WindowId, dict[str, Any]] = field(default_factory=dict)
     listed_keys: set[str] = field(default_factory=set)
     finals: dict[WindowId, dict[str, Any]] = field(default_factory=dict)
@@ -132,7 +133,7 @@ class WorkerApi:
             again = await self._totals(base, key, quoted)
             if again is None:
                 raise KappaError(f"{base} forgot key {key!r} between two requests")
-            if again["last_offset"] == totals["last_offset"]:
+            if again["source_offsets"] == totals["source_offsets"]:
                 return totals, windows, True
             totals = again
         return totals, windows, False
@@ -192,7 +193,7 @@ async def read_actual(
         if not consistent:
             actual.moving.add(key)
         actual.totals[key] = body["totals"]
-        actual.fences[key] = int(body["last_offset"])
+        actual.fences[key] = {int(p): int(o) for p, o in body["source_offsets"].items()}
         for window in windows:
             actual.windows[(key, window["window"], int(window["start_ms"]))] = window
 

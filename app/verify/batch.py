@@ -174,21 +174,27 @@ def batch_answer(
     con: duckdb.DuckDBPyConnection,
     events: pa.Table,
     spec: PipelineSpec,
-    fences: dict[str, int] | None = None,
+    fences: dict[str, dict[int, int]] | None = None,
 ) -> BatchAnswer:
     """The batch answer over ``events`` (``event_schema``) for ``spec``; with ``fences``,
     totals and ``as_of_fence`` contents count only each fenced key's events up to its
-    fence (``seq <= fence``)."""
+    fence for their input partition (``seq <= fence[p]``; none from a partition the key
+    has no fence for). Through the repartition hop a key's events come from several
+    input partitions, whose offsets are unrelated."""
     n = len(spec.values)
     extras = _extras(spec.metrics)
+    by_source = [(k, p, o) for k, fence in (fences or {}).items() for p, o in fence.items()]
     fence_table = pa.table(
         {
-            "k": pa.array(list((fences or {}).keys()), pa.string()),
-            "fence": pa.array(list((fences or {}).values()), pa.int64()),
+            "k": pa.array([k for k, _, _ in by_source], pa.string()),
+            "p": pa.array([p for _, p, _ in by_source], pa.int32()),
+            "fence": pa.array([o for _, _, o in by_source], pa.int64()),
         }
     )
+    fenced_keys = pa.table({"k": pa.array(list(fences or {}), pa.string())})
     con.register("events_in", events)
     con.register("fences_in", fence_table)
+    con.register("fenced_in", fenced_keys)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE marked AS
@@ -196,8 +202,9 @@ def batch_answer(
                coalesce(e.t < max(e.t) OVER (PARTITION BY e.p ORDER BY e.seq
                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - {spec.lateness_ms},
                         false) AS late,
-               f.fence IS NULL OR e.seq <= f.fence AS seen
-        FROM events_in e LEFT JOIN fences_in f USING (k)
+               fk.k IS NULL OR e.seq <= coalesce(f.fence, -1) AS seen
+        FROM events_in e LEFT JOIN fences_in f USING (k, p)
+             LEFT JOIN fenced_in fk ON fk.k = e.k
         """
     )
     answer = BatchAnswer({}, {}, {}, {}, {})

@@ -11,54 +11,20 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.settings import KappaSettings
-from tests.support.browser import chromium
+from tests.support.browser import NONE, chromium, shown, shown_time, table, text
 from tests.support.feed import REPLAY_ID, feed
 from tests.support.postgres import SinkProcess, wait_sink_caught_up
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.broker
-NONE = "—"
-
-
-def shown(n: int | None) -> str:
-    """A number as the page writes it."""
-    return NONE if n is None else f"{n:,}"
-
-
-def shown_time(ms: int | None) -> str:
-    """An epoch-milliseconds time as the page writes it (JavaScript's toISOString)."""
-    if ms is None:
-        return NONE
-    at = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{at:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
-
-
-# Read in one script call each: the page redraws its tables on every poll.
-def text(browser: webdriver.Chrome, element_id: str) -> str:
-    return str(
-        browser.execute_script(f"return document.getElementById('{element_id}').textContent")
-    )
-
-
-def table(browser: webdriver.Chrome, element_id: str) -> list[dict[str, str]]:
-    """A table's body rows, as {data-field: text} for the cells that name their field."""
-    rows: list[dict[str, str]] = browser.execute_script(
-        f"""return Array.from(document.querySelectorAll("#{element_id} tbody tr"), (row) =>
-            Object.fromEntries(
-                Array.from(row.cells, (cell) => [cell.dataset.field || "", cell.textContent])
-            ))"""
-    )
-    return rows
 
 
 def test_the_dashboard_shows_what_the_worker_says(
@@ -110,23 +76,29 @@ def test_the_dashboard_shows_what_the_worker_says(
         assert text(browser, "pipeline-version") == str(status["pipeline"]["version"]) == "1"
         assert text(browser, "worker-url") == status["url"] == worker.base
 
-        # Per partition: the status, and the input log read back.
+        # Per partition: the status, and the input log read back. Every record is on
+        # its key's partition of an input with the version's N: none takes the hop.
         partitions = {row["partition"]: row for row in table(browser, "partitions")}
-        assert set(partitions) == {"0", "1"}
+        states = {row["partition"]: row for row in table(browser, "state-partitions")}
+        assert set(partitions) == set(states) == {"0", "1"}
         for p, log in fed.partitions.items():
-            row, at = partitions[str(p)], str(p)
-            assert row["owner"] == worker.base
+            row, state, at = partitions[str(p)], states[str(p)], str(p)
+            assert row["owner"] == state["owner"] == worker.base
             assert (
                 row["processed"] == shown(status["processed_offsets"][at]) == shown(log.records - 1)
             )
             assert row["end"] == shown(status["end_offsets"][at]) == shown(log.records)
             assert row["lag"] == shown(status["lag"][at]) == "0"
-            assert row["watermark"] == shown_time(status["watermarks"][at])
+            assert state["hop-end"] == shown(status["hop"]["end_offsets"][at]) == "0"
+            assert state["hop-lag"] == shown(status["hop"]["lag"][at]) == "0"
+            assert state["watermark"] == shown_time(status["watermarks"][at])
             assert log.watermark_ms == status["watermarks"][at]
-            assert row["newest"] == shown_time(status["newest_event_times"][at])
-            assert row["keys"] == shown(status["state"][at]["keys"]) == shown(len(log.keys))
-            assert row["open-windows"] == shown(status["state"][at]["open_windows"])
+            assert state["newest"] == shown_time(status["newest_event_times"][at])
+            assert state["keys"] == shown(status["state"][at]["keys"]) == shown(len(log.keys))
+            assert state["open-windows"] == shown(status["state"][at]["open_windows"])
             assert status["state"][at]["open_windows"] == log.open_windows()
+        assert text(browser, "hop-sent") == shown(status["hop"]["records_sent_since_start"])
+        assert text(browser, "hop-sent") == text(browser, "hop-lag") == "0"
 
         reasons = {row["reason"]: row["count"] for row in table(browser, "dead-letter-reasons")}
         assert reasons == {

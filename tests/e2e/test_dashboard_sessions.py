@@ -14,8 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.settings import KappaSettings
-from tests.e2e.test_dashboard import text
-from tests.support.browser import chromium
+from tests.support.browser import chromium, text
 from tests.support.kafka import produce_events
 from tests.support.results import wait_processed
 from tests.support.times import ms

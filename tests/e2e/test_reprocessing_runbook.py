@@ -16,17 +16,12 @@ stop, v2's tables and window results, and its PostgreSQL views, equal DuckDB's o
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 from psycopg import sql
 
 from app.datagen import DatasetShape, generate, write
@@ -40,6 +35,7 @@ from tests.support.postgres import (
     windows_in,
 )
 from tests.support.results import api_results, topic_finals, wait_processed
+from tests.support.runbook import LiveTraffic, run, versions, wait_for
 from tests.support.times import DAY, iso, ms
 from tests.support.worker import WorkerProcess, kappa_cli
 
@@ -52,66 +48,6 @@ HALF_HOURLY = [("30m", HOUR // 2, HOUR // 2)]
 LIVE_RATE = 40.0
 OVERLAP = 1_500  # events on each side of the cut that both the file and the topic hold
 SINK_TABLES = ("windows", "totals", "dead_letters")
-
-
-class LiveTraffic:
-    """Produces events in time order at a steady rate from a thread, until stopped."""
-
-    def __init__(self, bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-        self.bootstrap, self.topic, self.events = bootstrap, topic, events
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-
-    def __enter__(self) -> LiveTraffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> list[dict[str, Any]]:
-        """Stop producing; the events produced, all acknowledged."""
-        self._stop.set()
-        self._thread.join(timeout=60)
-        assert not self._thread.is_alive(), "the live producer did not stop"
-        return self.events[: self.sent]
-
-    async def _run(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
-        await producer.start()
-        try:
-            began = time.monotonic()
-            for event in self.events:
-                if self._stop.is_set():
-                    break
-                await producer.send_and_wait(
-                    self.topic, key=event["customer_id"].encode(), value=orjson.dumps(event)
-                )
-                self.sent += 1
-                ahead = self.sent / LIVE_RATE - (time.monotonic() - began)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-        finally:
-            await producer.stop()
-
-
-def run(env: dict[str, str], *args: str, expect: int = 0) -> str:
-    done = kappa_cli(env, *args)
-    assert done.returncode == expect, f"kappa {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def versions(env: dict[str, str], name: str) -> dict[int, dict[str, Any]]:
-    survey = json.loads(run(env, "versions", name, "--json", "--sample", "0"))
-    return {v["version"]: v for v in survey["versions"]}
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.5)
 
 
 def window_names(worker: WorkerProcess, key: str) -> set[str]:
@@ -227,7 +163,7 @@ def test_the_reprocessing_runbook_with_live_traffic_throughout(
     v1 = kappa.start_worker(v1_env)
     v1.wait_ready(partitions=2)
     v1_sink = start_sink(v1_env)
-    with LiveTraffic(kappa.settings.bootstrap, kappa.topic, live_events) as live:
+    with LiveTraffic(kappa.settings.bootstrap, kappa.topic, live_events, LIVE_RATE) as live:
         wait_for(lambda: live.sent > 500, 60, "live events to flow")
 
         # 2. v2 starts from the history file plus the live input.

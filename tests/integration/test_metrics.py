@@ -10,48 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from app.datagen import DatasetShape, generate
 from app.settings import KappaSettings
 from tests.support.feed import LATENESS_MS, REPLAY_ID, Fed, feed
 from tests.support.harness import Harness
 from tests.support.kafka import produce_events
+from tests.support.metrics_page import Page, scrape
 from tests.support.results import wait_processed
 from tests.support.worker import WorkerProcess, run_kappa
 
 pytestmark = pytest.mark.broker
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def scrape(worker: WorkerProcess, accept: str | None = None) -> tuple[str, str]:
-    """The page and its content type."""
-    request = urllib.request.Request(worker.base + "/metrics")
-    if accept:
-        request.add_header("Accept", accept)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.read().decode(), response.headers["Content-Type"]
-
-
-class Page:
-    """A parsed metrics page: one sample's value by its name and labels."""
-
-    def __init__(self, text: str) -> None:
-        self.families = {f.name: f for f in text_string_to_metric_families(text)}
-        self.samples: list[Sample] = [s for f in self.families.values() for s in f.samples]
-
-    def find(self, name: str, **labels: str) -> list[Sample]:
-        return [
-            s
-            for s in self.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-        ]
-
-    def value(self, name: str, **labels: str) -> float:
-        found = self.find(name, **labels)
-        assert len(found) == 1, f"{name}{labels}: {found}"
-        return found[0].value
 
 
 def test_metrics_count_what_was_fed(
@@ -134,6 +104,10 @@ def test_metrics_count_what_was_fed(
         assert watermark == (log.newest_ms - LATENESS_MS) / 1000
         assert page.value("kappa_state_keys", **at) == len(log.keys)
         assert page.value("kappa_state_open_windows", **at) == log.open_windows()
+        # Every record is on its key's partition of an input with the version's N.
+        assert page.value("kappa_hop_end_offset", **at) == 0
+        assert page.value("kappa_hop_lag_records", **at) == 0
+    assert page.value("kappa_hop_records_sent_total", **one) == 0
 
     # The replay, from its control records.
     replay = {"replay": REPLAY_ID, **one}

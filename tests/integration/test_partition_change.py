@@ -4,9 +4,10 @@ The version keeps its state in N partitions, the input's count at its creation. 
 under load (2 -> 6 while a producer writes with Kafka's default partitioner), the input
 is followed: from the rebalance that the growth brings, every input record takes the
 repartition hop to its key's state partition; a second worker started after the growth
-takes its share of both the input and the state. Nothing is dead-lettered, no batch
-fails, and every key's totals, every window and every final result equal DuckDB SQL over
-the same events.
+takes its share of both the input and the state; a worker killed (SIGKILL) or frozen
+(SIGSTOP past its session timeout, then SIGCONT) during the growth loses and double
+counts nothing. Nothing is dead-lettered, no batch fails, and every key's totals, every
+window and every final result equal DuckDB SQL over the same events.
 """
 
 from __future__ import annotations
@@ -176,6 +177,28 @@ def test_a_new_version_asking_another_count_than_its_inputs_is_refused(
     )
 
 
+def _two_workers_in_growth(
+    bootstrap: str,
+    topic: str,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+) -> tuple[WorkerProcess, WorkerProcess, Load]:
+    """Two workers sharing the input (an 8 s session timeout) and the load, two thirds
+    produced, with the input grown 2 -> 6 at one third."""
+    spec = make_spec(lateness="10d", retention="400d")
+    fast = {"KAPPA_SESSION_TIMEOUT": "8"}
+    first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a", **fast))
+    first.wait_ready(partitions=2)
+    second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b", **fast))
+    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
+    load = Load(bootstrap, topic)
+    load.reached(1)
+    asyncio.run(grow_topic(bootstrap, topic, 6))
+    load.reached(2)
+    return first, second, load
+
+
 def test_a_worker_killed_during_growth_loses_and_double_counts_nothing(
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
@@ -188,18 +211,34 @@ def test_a_worker_killed_during_growth_loses_and_double_counts_nothing(
     SIGKILL while the other takes the growth: its hop records sent but not committed are
     sent again by the survivor, and fenced."""
     bootstrap = kafka_settings.bootstrap
-    topic = f"test-input-{unique}"
-    spec = make_spec(lateness="10d", retention="400d")
-    fast = {"KAPPA_SESSION_TIMEOUT": "8"}
-    first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a", **fast))
-    first.wait_ready(partitions=2)
-    second = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="b", **fast))
-    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share")
-    load = Load(bootstrap, topic)
-    load.reached(1)
-    asyncio.run(grow_topic(bootstrap, topic, 6))
-    load.reached(2)
+    first, second, load = _two_workers_in_growth(
+        bootstrap, f"test-input-{unique}", make_spec, kappa_env, start_worker
+    )
     second.kill()
     first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the takeover")
     load.finish()
     _closed_and_equal([first], bootstrap, unique, load, tmp_path)
+
+
+def test_a_zombie_during_growth_loses_and_double_counts_nothing(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Two workers; the input grows 2 -> 6 under load, and one worker is frozen with
+    SIGSTOP past its session timeout while the other takes over every partition, then
+    resumed with SIGCONT: what the zombie still sends from its old assignment (hop
+    records, state, outputs) is fenced, its commits are refused, and it takes its share
+    again."""
+    bootstrap = kafka_settings.bootstrap
+    first, second, load = _two_workers_in_growth(
+        bootstrap, f"test-input-{unique}", make_spec, kappa_env, start_worker
+    )
+    with second.frozen():
+        first.wait_until(lambda: len(_input_owned(first)) == 6, GROWN_TIMEOUT_S, "the takeover")
+    second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share again")
+    load.finish()
+    _closed_and_equal([first, second], bootstrap, unique, load, tmp_path)

@@ -32,29 +32,36 @@ def test_worker_stops_cleanly(
 
 
 @pytest.mark.parametrize(
-    ("extra", "why"),
+    ("extra", "signals", "why"),
     [
-        ({}, "second SIGTERM during shutdown"),
-        ({"KAPPA_SHUTDOWN_TIMEOUT": "0.01"}, "shutdown took longer than 0.01s"),
+        # A Ctrl-C and at once a SIGTERM: two kinds of signal are never merged while
+        # pending, so whichever the worker handles first begins the clean stop and the
+        # other cuts it short. (Waiting to see that stop in the log before a second
+        # signal raced an idle worker's clean stop, which can end within the wait.)
+        ({}, (signal.SIGINT, signal.SIGTERM), "second {} during shutdown"),
+        (
+            {"KAPPA_SHUTDOWN_TIMEOUT": "0.01"},
+            (signal.SIGTERM,),
+            "shutdown took longer than 0.01s",
+        ),
     ],
     ids=["second signal", "timeout"],
 )
 def test_a_stuck_shutdown_is_cut_short(
     extra: dict[str, str],
+    signals: tuple[signal.Signals, ...],
     why: str,
     make_spec: Callable[..., Path],
     running_worker: Callable[..., tuple[WorkerProcess, dict[str, str]]],
 ) -> None:
     worker, _ = running_worker(make_spec(), **extra)
     assert worker.proc is not None
-    worker.proc.send_signal(signal.SIGTERM)
-    if not extra:
-        # Once the first signal is handled, the clean stop is under way (for a second or
-        # more): interrupt it.
-        worker.wait_for_log("Signal received: ", timeout=30)
-        worker.proc.send_signal(signal.SIGTERM)
-    assert worker.proc.wait(timeout=60) == 128 + signal.SIGTERM
-    assert why in worker.log_tail(50)
+    for sig in signals:
+        worker.proc.send_signal(sig)
+    code = worker.proc.wait(timeout=60)
+    # Exits at once, with the status of the signal that cut the stop short.
+    assert code in [128 + sig for sig in signals], code
+    assert why.format(signal.Signals(code - 128).name) in worker.log_tail(50)
 
 
 def test_two_versions_run_side_by_side(

@@ -69,9 +69,11 @@ def assert_hop_equals_batch(
     events: list[dict[str, Any]],
     path: Path,
     windows: list[tuple[str, int, int]],
+    version: int = 1,
 ) -> None:
-    """Every key's totals, every window and every final result equal DuckDB's over
-    ``events`` (written to ``path``), and nothing went to the dead-letter topic."""
+    """Every key's totals, every window and every final result of ``version`` equal
+    DuckDB's over ``events`` (written to ``path``), and nothing went to its dead-letter
+    topic."""
     topic = f"test-input-{unique}"
     wait_processed(workers, bootstrap, topic)
     write(iter(events), path)
@@ -84,7 +86,7 @@ def assert_hop_equals_batch(
     assert not differing, f"{len(differing)} keys differ, e.g. {differing[:5]}"
     assert got.keys() == want_windows.keys()
     assert got == want_windows
-    finals = topic_finals(bootstrap, f"kappa.t{unique}.v1.window-results")
+    finals = topic_finals(bootstrap, f"kappa.t{unique}.v{version}.window-results")
     assert finals, "no window closed"
     assert finals == {k: v for k, v in got.items() if final[k]}
-    assert asyncio.run(read_all(bootstrap, f"kappa.t{unique}.v1.dead-letter")) == []
+    assert asyncio.run(read_all(bootstrap, f"kappa.t{unique}.v{version}.dead-letter")) == []

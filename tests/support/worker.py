@@ -10,7 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,7 @@ class WorkerProcess:
         self.wait_until(ready, timeout, f"the worker to own {partitions} partitions")
 
     def wait_for_log(self, text: str, timeout: float) -> None:
-        """Until the worker has logged ``text``; polled every 20 ms, for a state that lasts
-        only a moment (a clean stop under way)."""
+        """Until the worker has logged ``text``; polled every 20 ms."""
 
         def logged() -> bool:
             return self.log_path.exists() and text in self.log_path.read_text(errors="replace")
@@ -98,6 +98,17 @@ class WorkerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """A zombie: the process frozen (SIGSTOP) for the block, then resumed (SIGCONT),
+        even when the block fails."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

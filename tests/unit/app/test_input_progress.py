@@ -31,6 +31,23 @@ def test_lag_counts_records_after_the_last_processed_one() -> None:
     )
     # Partition 2 has processed nothing: all 4 records are behind; 3's end is unknown.
     assert progress.lag([0, 1, 2, 3]) == {0: 0, 1: 5, 2: 4}
+    assert progress.hop_lag([0, 1]) == {}  # the repartition topic's ends are unknown
+
+
+def test_hop_lag_counts_repartition_records_after_the_last_stored_one() -> None:
+    progress = InputProgress(
+        processed={0: 9},
+        end_offsets={0: 10},
+        late_events=None,
+        dead_letters=None,
+        kafka_answered=True,
+        hop_processed={0: 6, 2: 3},
+        hop_end_offsets={0: 7, 1: 5, 2: 3},
+    )
+    # State partition 1 has stored nothing from the hop; 2's stored offset is past its
+    # end (a committed offset read before the topic's): never a negative lag.
+    assert progress.hop_lag([0, 1, 2]) == {0: 0, 1: 5, 2: 0}
+    assert progress.lag([0]) == {0: 0}  # the input's lag is its own
 
 
 @pytest.mark.timeout(60)

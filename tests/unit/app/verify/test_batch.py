@@ -24,6 +24,7 @@ from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
 from tables.aggregates import Agg
 from tables.windows import AlignedWindows
 from tests.support.datasets import CRASH
+from tests.support.fold import folded_result
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -57,17 +58,7 @@ def table(rows: Sequence[Row], values: int = 2) -> pa.Table:
 
 
 def result_of(rows: list[tuple[float | None, ...]], fields: int) -> dict[str, Any]:
-    values = {}
-    for i, name in enumerate(["a", "b"][:fields]):
-        xs = [x for r in rows if (x := r[i]) is not None]
-        total = math.fsum(xs) if xs else None
-        values[name] = {
-            "sum": total,
-            "min": min(xs) if xs else None,
-            "max": max(xs) if xs else None,
-            "mean": None if total is None else total / len(xs),
-        }
-    return {"count": len(rows), "values": values}
+    return folded_result(rows, ["a", "b"][:fields])
 
 
 def first_instant(day: date, zone: ZoneInfo) -> int:
@@ -223,13 +214,30 @@ def test_as_of_a_fence_counts_a_key_up_to_its_fence() -> None:
         (0, 2, "x", 2000, (4.0, None)),
         (0, 3, "x", 3000, (8.0, None)),
     ]
-    got = answer(rows, spec, fences={"x": 2})
+    got = answer(rows, spec, fences={"x": {0: 2}})
     assert got.totals["x"]["values"]["a"]["sum"] == 5.0
     assert got.totals["y"]["count"] == 1  # no fence: every event
     window = got.windows[("x", "1h", 0)]
     assert window.result["count"] == 3
     assert window.as_of_fence is not None
     assert window.as_of_fence["count"] == 2
+
+
+def test_as_of_a_fence_per_source_partition_across_the_hop() -> None:
+    """Through the repartition hop a key's events come from several input partitions,
+    whose offsets are unrelated: each is fenced by its own partition's offset, and a
+    partition the key has no fence for has none of its events applied yet."""
+    spec = spec_of()
+    rows: list[Row] = [
+        (0, 500, "x", 0, (1.0, None)),  # applied: 500 <= fence 500 on partition 0
+        (0, 501, "x", 1000, (2.0, None)),  # not yet
+        (1, 3, "x", 2000, (4.0, None)),  # applied: 3 <= fence 7 on partition 1
+        (1, 8, "x", 3000, (8.0, None)),  # not yet
+        (2, 0, "x", 4000, (16.0, None)),  # partition 2: nothing applied yet
+    ]
+    got = answer(rows, spec, fences={"x": {0: 500, 1: 7}})
+    assert got.totals["x"]["count"] == 2
+    assert got.totals["x"]["values"]["a"]["sum"] == 5.0
 
 
 def test_only_the_chosen_metrics() -> None:
@@ -338,5 +346,5 @@ def test_sessions_per_key_split_where_an_event_is_more_than_the_gap_after() -> N
     assert got.late_events == 1
     assert got.unsettled_sessions == set()
     # A fence before x's last records: x's sessions as of it are not compared.
-    fenced = batch_answer(connect(), table(rows), spec, {"x": 2, "y": 4})
+    fenced = batch_answer(connect(), table(rows), spec, {"x": {0: 2}, "y": {0: 4}})
     assert fenced.unsettled_sessions == {"x"}

@@ -84,7 +84,7 @@ def test_equal_when_everything_matches() -> None:
     ans = answer({0: (2, 7.0)}, watermark=HOUR)
     act = Actual(
         totals={"x": result(1, 7.0)},
-        fences={"x": 9},
+        fences={"x": {0: 9}},
         windows={("x", "1h", 0): body("x", 0, 2, 7.0, final=True)},
         finals={("x", "1h", 0): body("x", 0, 2, 7.0, final=True)},
     )
@@ -97,7 +97,7 @@ def test_a_difference_names_the_key_the_window_and_the_field() -> None:
     ans = answer({0: (2, 7.0)}, watermark=0)
     act = Actual(
         totals={"x": result(1, 7.0)},
-        fences={"x": 9},
+        fences={"x": {0: 9}},
         windows={("x", "1h", 0): body("x", 0, 2, 7.000000000000001, final=False)},
     )
     out = run(ans, act, view(0))
@@ -111,7 +111,7 @@ def test_missing_and_extra_keys_and_a_key_not_reached_yet() -> None:
     ans.totals["later"] = result(1, 1.0)
     ans.key_partition["later"] = 0
     ans.first_seq["later"] = 12  # after the last processed offset (9): pending
-    act = Actual(totals={"ghost": result(1, 1.0)}, fences={"ghost": 3})
+    act = Actual(totals={"ghost": result(1, 1.0)}, fences={"ghost": {0: 3}})
     out = run(ans, act, view(0))
     assert (out.keys.missing, out.keys.extra, out.keys.skipped) == (1, 1, 1)
     assert {(d.kind, d.key) for d in out.differences} == {("missing", "x"), ("extra", "ghost")}
@@ -122,7 +122,7 @@ def test_a_moving_watermark_leaves_uncertain_windows_unchecked() -> None:
     # watermark was 2h, after it 3h: the window may or may not be gone, and may be final.
     ans = answer({0: (1, 7.0)}, watermark=3 * HOUR)
     final = {("x", "1h", 0): body("x", 0, 1, 7.0, final=True)}
-    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": 9}, finals=final)
+    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": {0: 9}}, finals=final)
     out = run(ans, act, view(2 * HOUR), view(3 * HOUR))
     assert out.ok
     assert out.windows.skipped == 1
@@ -135,7 +135,7 @@ def test_a_window_shown_open_after_it_closed_is_a_difference() -> None:
     ans = answer({0: (1, 7.0)}, watermark=HOUR)
     act = Actual(
         totals={"x": result(1, 7.0)},
-        fences={"x": 9},
+        fences={"x": {0: 9}},
         windows={("x", "1h", 0): body("x", 0, 1, 7.0, final=False)},
         finals={("x", "1h", 0): body("x", 0, 1, 7.0, final=True)},
     )
@@ -149,7 +149,7 @@ def test_results_topic_missing_and_extra_finals() -> None:
     ans = answer({0: (1, 7.0), HOUR: (1, 7.0)}, watermark=HOUR)
     act = Actual(
         totals={"x": result(1, 7.0)},
-        fences={"x": 9},
+        fences={"x": {0: 9}},
         windows={
             ("x", "1h", 0): body("x", 0, 1, 7.0, final=True),
             ("x", "1h", HOUR): body("x", HOUR, 1, 7.0, final=False),
@@ -166,7 +166,7 @@ def test_results_topic_missing_and_extra_finals() -> None:
 
 def test_a_key_read_while_it_moved_has_its_windows_skipped() -> None:
     ans = answer({0: (1, 7.0)}, watermark=0)
-    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": 9}, moving={"x"})
+    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": {0: 9}}, moving={"x"})
     out = run(ans, act, view(0))
     assert out.ok
     assert out.windows.skipped == 1
@@ -178,7 +178,7 @@ def test_sessions_of_a_key_with_records_past_its_fence_are_skipped() -> None:
     sessions = SPEC.model_copy(update={"windows": (Sessions("1h", HOUR),)})
     ans = answer({0: (1, 7.0)}, watermark=0)
     ans.unsettled_sessions = {"x"}
-    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": 9})
+    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": {0: 9}})
     act.windows[("x", "1h", 5 * HOUR)] = body("x", 5 * HOUR, 2, 1.0, False)
     out = run(ans, act, view(0), spec=sessions)
     assert out.ok
@@ -253,7 +253,9 @@ def test_a_quantile_is_equal_within_its_bound_and_shown_with_it() -> None:
         first_seq={"x": 0},
     )
     for got, ok in ((100.99, True), (99.01, True), (101.01, False), (98.9, False)):
-        act = Actual(totals={"x": {"count": 1, "values": {"a": {"p50": got}}}}, fences={"x": 9})
+        act = Actual(
+            totals={"x": {"count": 1, "values": {"a": {"p50": got}}}}, fences={"x": {0: 9}}
+        )
         out = run(ans, act, view(0))
         assert out.ok is ok, (got, out.differences)
     (difference,) = out.differences

@@ -5,11 +5,11 @@ runs, each session (first and last event time, event count, the sums of both val
 must be the same in kappa, in Quix and in DuckDB (bench.anchor's ``lag()`` rule):
 
 - kappa: every session, open or final, of a sample of keys, from its query API;
-- Quix: every closed session it wrote to its output topic. Quix closes a session only
-  when its partition's event time passes the session's last event plus two gaps plus
-  the grace, so Quix is compared, for every key, on the sessions whose last event is
-  more than that (and an hour more, for the partitions' different event times) before
-  the dataset's last event.
+- Quix: every closed session it wrote to its output topic. Quix closes a session when
+  its partition's event time (the newest event of the partition) passes the session's
+  last event plus two gaps plus the grace, so Quix is compared, for every key, on the
+  sessions whose last event is before that, in the key's partition (Kafka's default
+  partitioner, as the replay's).
 
 Sums are compared to a relative 1e-9: DuckDB and Quix add in their own orders, kappa
 rounds correctly. A sum over only missing values is ``null`` in kappa and DuckDB (as in
@@ -31,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.durations import format_duration
+from agents.partitions import expected_partition
 from app.kafka_client import offset_ranges
 from bench.anchor import VALUES, load_events, numbered_sessions
 from bench.workers import Worker, get_json
@@ -38,8 +39,6 @@ from bench.workloads import Workload
 
 SAMPLE_KEYS = 20
 GRACE_MS = 600_000  # the bench's lateness in kappa, grace in Quix
-# Quix's partitions' event times may be behind the dataset's last by a few minutes.
-MARGIN_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -156,16 +155,29 @@ def _differences(engine: str, key: str, got: list[Session], want: list[Session])
     return [f"{engine}, key {key}: {len(got)} sessions, DuckDB {len(want)}; {got} != {want}"]
 
 
-def check(workload: Workload, want: Sessions, kappa: Sessions, quix: Sessions) -> dict[str, float]:
+def quix_closes_before(workload: Workload, want: Sessions, partitions: int) -> dict[str, int]:
+    """Per key, the time before which a session's last event must be for Quix to have
+    closed it: its partition's newest event time less two gaps and the grace."""
+    newest: dict[int, int] = {}
+    for key, sessions in want.items():
+        partition = expected_partition(key, partitions)
+        newest[partition] = max(newest.get(partition, sessions[-1].last), sessions[-1].last)
+    due_after = 2 * workload.gap_ms + GRACE_MS
+    return {key: newest[expected_partition(key, partitions)] - due_after for key in want}
+
+
+def check(
+    workload: Workload, want: Sessions, kappa: Sessions, quix: Sessions, partitions: int
+) -> dict[str, float]:
     """The figures checked; raises unless kappa's sessions of the sample keys and Quix's
     closed sessions of every key are DuckDB's."""
-    newest = max(s.last for sessions in want.values() for s in sessions)
-    cutoff = newest - 2 * workload.gap_ms - GRACE_MS - MARGIN_MS
+    cutoffs = quix_closes_before(workload, want, partitions)
     wrong: list[str] = []
     for key in sample(want):
         wrong += _differences("kappa", key, kappa[key], want[key])
     closed = 0
     for key in sorted(set(want) | set(quix)):
+        cutoff = cutoffs.get(key, 0)
         due = [s for s in want.get(key, []) if s.last < cutoff]
         closed += len(due)
         wrong += _differences("Quix", key, [s for s in quix.get(key, []) if s.last < cutoff], due)

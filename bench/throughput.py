@@ -204,7 +204,9 @@ def run_once(
     options = client_options(settings)
     if workload.sessions:
         quix_sessions = session_check.quix_sessions(options, pipeline.topic)
-        figures |= session_check.check(workload, wanted, kappa_sessions, quix_sessions)
+        figures |= session_check.check(
+            workload, wanted, kappa_sessions, quix_sessions, partitions=pipeline.partitions
+        )
     consumed, consume_s = asyncio.run(consume_all(options, pipeline.topic, False))
     decoded, decode_s = asyncio.run(consume_all(options, pipeline.topic, True))
     assert consumed == decoded == events, (consumed, decoded, events)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from agents.partitions import expected_partition
 from app.datagen import DatasetShape, generate, write
-from bench.session_check import Session, Sessions, check, expected, sample
+from bench.session_check import Session, Sessions, check, expected, quix_closes_before, sample
 from bench.workloads import parse_workload
 
 (WORKLOAD,) = [parse_workload("sessions3", 600)]
@@ -85,7 +86,7 @@ def test_equal_engines_pass_with_the_figures_checked() -> None:
         k: [replace(s, sums=(s.sums[0] * (1 + 1e-15), s.sums[1])) for s in v]
         for k, v in want.items()
     }
-    assert check(WORKLOAD, want, kappa, quix) == {
+    assert check(WORKLOAD, want, kappa, quix, partitions=4) == {
         "sessions_kappa_checked": 9,
         "sessions_quix_checked": 6,
         "sessions_total": 9,
@@ -115,4 +116,33 @@ def test_a_differing_engine_is_named(
     target = kappa if engine == "kappa" else quix
     target["k0"] = change(target["k0"])
     with pytest.raises(RuntimeError, match=error):
-        check(WORKLOAD, want, kappa, quix)
+        check(WORKLOAD, want, kappa, quix, partitions=4)
+
+
+def test_quix_is_held_to_the_sessions_its_own_partition_has_closed() -> None:
+    # Two keys on different partitions: one partition's newest event is a day in, the
+    # other's ten days in. Quix closes a session when its partition's event time passes
+    # its last event plus two gaps and the grace (70 minutes).
+    day = 86_400_000
+    early, late = (
+        "c00000",
+        next(
+            k
+            for k in (f"c{i:05d}" for i in range(1, 100))
+            if expected_partition(k, 2) != expected_partition("c00000", 2)
+        ),
+    )
+    want = {
+        early: [Session(0, 0, 1, (1.0, 1.0)), Session(day - 3_600_000, day, 2, (2.0, 2.0))],
+        late: [Session(0, 0, 1, (1.0, 1.0)), Session(10 * day, 10 * day, 1, (1.0, 1.0))],
+    }
+    assert quix_closes_before(WORKLOAD, want, 2) == {
+        early: day - 2 * GAP - 600_000,
+        late: 10 * day - 2 * GAP - 600_000,
+    }
+    # The early partition's second session is not closed in Quix: not asked of it.
+    quix = {early: want[early][:1], late: want[late][:1]}
+    figures = check(WORKLOAD, want, want, quix, partitions=2)
+    assert figures["sessions_quix_checked"] == 2
+    with pytest.raises(RuntimeError, match=f"Quix, key {early}"):
+        check(WORKLOAD, want, want, {early: [], late: want[late][:1]}, partitions=2)

@@ -6,9 +6,7 @@ one event per key in turn, in fetch-sized chunks, and stores them as the worker 
 (``store_batch`` into the pipeline's RocksDB tables, with the worker's store options and
 budgets from ``KappaSettings``), with a changelog sender that acknowledges and forgets.
 No Kafka: the changelog records are counted, not sent. Garbage is collected as the
-worker collects it (``app.worker.take_over_garbage_collection``): automatic collection
-off, the objects alive at the start frozen, cycles collected every ``GC_INTERVAL_S``
-(checked between applies); the longest of those collections is reported.
+worker collects it (``bench.collection``); the longest collection is reported.
 
 Values are adversarial (magnitudes from 1e-3 to 1e12 with signs, so a plain float sum is
 not the correctly rounded one). For ``--sample`` keys, a plain Python fold (``math.fsum``,
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import math
 import random
 import sys
@@ -40,7 +37,8 @@ from agents.events import Event
 from agents.processor import PartitionProcessor
 from agents.spec import parse_spec
 from app.settings import KappaSettings
-from app.worker import GC_INTERVAL_S, pipeline_options
+from app.worker import pipeline_options
+from bench.collection import TimedCollection
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import store_batch
 from tables.pipeline_tables import STORE_URL, PipelineTables
@@ -50,24 +48,6 @@ HOUR_MS = 3_600_000
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 WINDOWS = {"tumbling": [{"size": "1h"}], "hopping": [{"size": "1h"}, {"size": "1d", "step": "1h"}]}
 PARTITION = 0
-
-
-class TimedCollection:
-    """Cycles collected every ``GC_INTERVAL_S``, as the worker's timer does, and the
-    longest collection: the event loop's stall when the worker's timer fires."""
-
-    def __init__(self) -> None:
-        gc.freeze()
-        gc.disable()
-        self.longest_s = 0.0
-        self._last = time.perf_counter()
-
-    def tick(self) -> None:
-        if time.perf_counter() - self._last >= GC_INTERVAL_S:
-            started = time.perf_counter()
-            gc.collect()
-            self._last = time.perf_counter()
-            self.longest_s = max(self.longest_s, self._last - started)
 
 
 class ForgettingSender:

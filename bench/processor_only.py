@@ -89,6 +89,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
                 sender.sends.clear()
         asyncio.run(store_batch([state], sender))
         elapsed = time.perf_counter() - began
+        collection.finish()
     return {
         "events_per_s": round(args.events / elapsed),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -97,12 +97,14 @@ class PartitionProcessor:
         """Every record of the own input partition up to ``offset`` has been applied (or
         sent on through the hop); the caller stores this last."""
         self.progress.offset = max(self.progress.offset, offset)
+        self.progress.idle = False  # it received a record
         self.state.put_progress(self.progress)
 
     def hop_checkpoint(self, offset: int) -> None:
         """Every record of the repartition topic's partition up to ``offset`` has been
         applied; the caller stores this last."""
         self.progress.hop_offset = max(self.progress.hop_offset, offset)
+        self.progress.idle = False  # it received a record
         self.state.put_progress(self.progress)
 
     def process(self, event: Event, offset: int) -> Outcome:
@@ -160,13 +162,34 @@ class PartitionProcessor:
             self._apply_key(key, items, outcome, direct)
         assert high is not None
         if high != progress.max_event_ms:
-            progress.max_event_ms = high
-            after = high - lateness
-            outcome.closed = self._close(after)
-            self._expire(after)
-            # Written only when the watermark moves: the maximum is all it must keep.
-            self.state.put_progress(progress)
+            outcome.closed = self._move_clock(high)
         return outcome
+
+    def advance_idle(self, max_event_ms: int) -> BatchOutcome:
+        """An idle advance (``tables.watermark.idle_advance``): the partition's clock moves
+        to ``max_event_ms``, the active partitions' lowest, and its watermark closes and
+        expires windows as if an event had come at that time. Marked ``idle`` until the
+        partition next receives a record, so that no other partition takes this clock
+        for an active one's."""
+        outcome = BatchOutcome()
+        current = self.progress.max_event_ms
+        if current is not None and max_event_ms <= current:
+            return outcome  # the clock only moves forward
+        self.progress.idle = True
+        outcome.closed = self._move_clock(max_event_ms)
+        return outcome
+
+    def _move_clock(self, high: int) -> list[WindowResult]:
+        """The partition's maximum event time becomes ``high``: the windows its watermark
+        closes, after it expires what the retention lets go."""
+        progress = self.progress
+        progress.max_event_ms = high
+        after = high - self.config.lateness_ms
+        closed = self._close(after)
+        self._expire(after)
+        # Written only when the watermark moves: the maximum is all it must keep.
+        self.state.put_progress(progress)
+        return closed
 
     def _apply_key(
         self, key: str, items: list[Sourced], outcome: BatchOutcome, direct: bool

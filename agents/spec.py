@@ -212,6 +212,9 @@ class PipelineSpec(BaseModel):
     windows: tuple[Window, ...] = ()
     lateness_ms: Duration = Field(default=0, alias="lateness")
     retention_ms: Duration = Field(default=7 * UNITS_MS["d"], alias="retention")
+    # Opt-in: a partition quiet this long (wall clock) moves its watermark to the active
+    # partitions' lowest (tables/watermark.py); None: event time alone moves it.
+    idle_timeout_ms: Duration | None = Field(default=None, alias="idle_timeout")
     max_record_bytes: PositiveInt = 1_048_576
     # The version's partition count; None: the input's when the version is created.
     partitions: PositiveInt | None = None
@@ -230,6 +233,16 @@ class PipelineSpec(BaseModel):
         derived = {step.name for step in self.derive}
         names = [*self.key, self.time_field, *self.values, *self.fields]
         return tuple(dict.fromkeys(name for name in names if name not in derived))
+
+    @field_validator("idle_timeout_ms")
+    @classmethod
+    def _positive_idle_timeout(cls, timeout: int | None) -> int | None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError(
+                "an idle timeout of 0s would close every window at once; use a positive"
+                " duration such as '5m', or leave idle_timeout out"
+            )
+        return timeout
 
     @field_validator("name")
     @classmethod

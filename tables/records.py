@@ -255,23 +255,34 @@ class WindowResult:
 
 @dataclass(slots=True)
 class PartitionProgress:
-    """A partition's progress: its maximum event time, and the checkpoints: the last
+    """A partition's progress: its event-time clock, and the checkpoints: the last
     offset of its own input partition (``offset``) and of its repartition topic
-    partition (``hop_offset``) whose effects are all stored."""
+    partition (``hop_offset``) whose effects are all stored.
+
+    ``max_event_ms`` is the maximum event time applied, or, after an idle advance
+    (``idle_timeout``), the active partitions' lowest one, which it was moved to
+    (``idle``, until the partition next receives a record)."""
 
     max_event_ms: int | None = None
     offset: int = -1
     hop_offset: int = -1
+    idle: bool = False
 
     def to_state(self) -> list[Any]:
-        # A partition that never took a hop record keeps the layout from before the hop.
+        # A partition that never took a hop record, nor went idle, keeps the layout from
+        # before the hop.
+        if self.idle:
+            return [self.max_event_ms, self.offset, self.hop_offset, 1]
         if self.hop_offset < 0:
             return [self.max_event_ms, self.offset]
         return [self.max_event_ms, self.offset, self.hop_offset]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> PartitionProgress:
-        max_event_ms, offset, *hop = state
+        max_event_ms, offset, *rest = state
         return cls(
-            max_event_ms=max_event_ms, offset=int(offset), hop_offset=int(hop[0]) if hop else -1
+            max_event_ms=max_event_ms,
+            offset=int(offset),
+            hop_offset=int(rest[0]) if rest else -1,
+            idle=len(rest) > 1 and bool(rest[1]),
         )

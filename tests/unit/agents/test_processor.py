@@ -15,7 +15,6 @@ uses none of kappa's window, watermark or aggregate code.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from tables.records import (
     window_key,
 )
 from tables.windows import aligned_window
+from tests.support.fold import folded_result
 from tests.support.times import starts_holding
 
 VALUE_NAMES = ("x", "y")
@@ -157,17 +157,7 @@ class DictState:
 
 
 def expected_result(rows: Sequence[Values]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for j, name in enumerate(VALUE_NAMES):
-        xs = [v for row in rows if (v := row[j]) is not None]
-        total = math.fsum(xs) if xs else None
-        values[name] = {
-            "sum": total,
-            "min": min(xs) if xs else None,
-            "max": max(xs) if xs else None,
-            "mean": None if total is None else total / len(xs),
-        }
-    return {"count": len(rows), "values": values}
+    return folded_result(rows, VALUE_NAMES)
 
 
 class Fold:

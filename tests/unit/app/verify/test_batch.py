@@ -24,6 +24,7 @@ from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
 from tables.aggregates import Agg
 from tables.windows import AlignedWindows
 from tests.support.datasets import CRASH
+from tests.support.fold import folded_result
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -57,17 +58,7 @@ def table(rows: Sequence[Row], values: int = 2) -> pa.Table:
 
 
 def result_of(rows: list[tuple[float | None, ...]], fields: int) -> dict[str, Any]:
-    values = {}
-    for i, name in enumerate(["a", "b"][:fields]):
-        xs = [x for r in rows if (x := r[i]) is not None]
-        total = math.fsum(xs) if xs else None
-        values[name] = {
-            "sum": total,
-            "min": min(xs) if xs else None,
-            "max": max(xs) if xs else None,
-            "mean": None if total is None else total / len(xs),
-        }
-    return {"count": len(rows), "values": values}
+    return folded_result(rows, ["a", "b"][:fields])
 
 
 def first_instant(day: date, zone: ZoneInfo) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from tables import json_bytes
 from tables.aggregates import ORDER_METRICS, Agg
 from tables.records import WindowResult
 from tables.windows import WindowKind
@@ -75,7 +76,9 @@ class SharedResults:
         out = WindowResult(key, window.name, start, window.end(start), True, result)
         key_json = self._keys.get(key)
         if key_json is None:
-            key_json = self._keys[key] = orjson.dumps(key)
+            # Copied to its size: orjson returns a small value in a 4 KB buffer, and a
+            # closing's keys are held until it ends (tables.json_bytes).
+            key_json = self._keys[key] = json_bytes.dumps(key)
         instance = self._instances.get((window.name, start))
         if instance is None:
             # The head's members after the key: '"window":...,"final":true'.

@@ -89,6 +89,8 @@ async def status(
             "version": pipeline.spec.version,
             # The names its windows have in the query API and in its results.
             "windows": [w.name for w in pipeline.spec.windows],
+            # Those of them that are session windows (the dashboard lists a key's).
+            "sessions": [w.name for w in pipeline.config.sessions],
         },
         "uptime_s": round(time.time() - stats.started, 1),
         "partitions": pipeline.partitions,

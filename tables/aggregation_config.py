@@ -11,7 +11,7 @@ import orjson
 from tables import json_bytes
 from tables.aggregates import ORDER_METRICS, Agg
 from tables.records import WindowResult
-from tables.windows import WindowKind
+from tables.windows import PanedKind, Sessions, WindowKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +37,24 @@ class AggregationConfig:
                 return window
         raise KeyError(name)
 
+    @property
+    def paned(self) -> tuple[PanedKind, ...]:
+        """The windows fixed by their starts (tumbling, hopping)."""
+        return tuple(window for window in self.windows if isinstance(window, PanedKind))
+
+    @property
+    def sessions(self) -> tuple[Sessions, ...]:
+        """The session windows."""
+        return tuple(window for window in self.windows if isinstance(window, Sessions))
+
     def result(
-        self, key: str, window: WindowKind, start: int, agg: Agg, final: bool
+        self, key: str, window: WindowKind, start: int, end: int, agg: Agg, final: bool
     ) -> WindowResult:
         return WindowResult(
             key=key,
             window=window.name,
             start_ms=start,
-            end_ms=window.end(start),
+            end_ms=end,
             final=final,
             result=agg.result(self.value_names, self.metrics),
         )
@@ -65,7 +75,7 @@ class SharedResults:
         self._keys: dict[str, bytes] = {}
         self._instances: dict[tuple[str, int], bytes] = {}
 
-    def final(self, key: str, window: WindowKind, start: int, agg: Agg) -> WindowResult:
+    def final(self, key: str, window: WindowKind, start: int, end: int, agg: Agg) -> WindowResult:
         found = self._by_agg.get(id(agg))
         if found is None:
             config = self.config
@@ -73,7 +83,7 @@ class SharedResults:
             # Its members, without the braces: '"count":3,"values":{...}'.
             found = self._by_agg[id(agg)] = (agg, result, orjson.dumps(result)[1:-1])
         _, result, members = found
-        out = WindowResult(key, window.name, start, window.end(start), True, result)
+        out = WindowResult(key, window.name, start, end, True, result)
         key_json = self._keys.get(key)
         if key_json is None:
             # Copied to its size: orjson returns a small value in a 4 KB buffer, and a

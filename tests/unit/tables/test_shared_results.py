@@ -50,7 +50,7 @@ def test_each_result_is_its_own_and_encodes_as_orjson_encodes_its_json(
         for start in starts:
             for window in (TUMBLING, HOPPING):
                 for agg in aggs:
-                    result = shared.final(key, window, start, agg)
+                    result = shared.final(key, window, start, window.end(start), agg)
                     assert (result.key, result.window, result.start_ms, result.final) == (
                         key,
                         window.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from agents.events import Event
 from tables.aggregates import Agg
-from tables.aggregation_config import AggregationConfig
+from tables.aggregation_config import AggregationConfig, SharedResults
 from tables.partition_state import PartitionState
 from tables.records import (
     KeyRecord,
@@ -293,6 +293,7 @@ class PartitionProcessor:
         state = self.state
         for sessions in self.config.sessions:
             self._close_sessions(sessions, watermark, closed)
+        results = SharedResults(self.config)
         for window in self.config.paned:
             last = window.last_closed_start(watermark)
             # Stored with the closed results, so that a window whose first panes were
@@ -312,7 +313,7 @@ class PartitionProcessor:
                 found = due[start]
                 end = window.end(start)
                 for key in sorted(found):
-                    result = self.config.result(key, window, start, end, found[key], True)
+                    result = results.final(key, window, start, end, found[key])
                     state.put_closed(result)
                     closed.append(result)
                 self._list_closed(bucket_id(window, start), found)
@@ -404,14 +405,24 @@ def _merge_panes(
     window: PanedKind, panes: dict[int, dict[str, OpenWindow]], after: int | None, last: int
 ) -> dict[int, dict[str, Agg]]:
     """Per start in ``(after, last]`` and key, the window's aggregate merged from the
-    key's ``panes`` (``Agg.merged``: a window of one pane is that pane's own aggregate)."""
+    key's ``panes`` (``Agg.merged``: a window of one pane is that pane's own aggregate).
+    Each set of panes is merged once: a key's windows that hold the same panes (all 24
+    of a 1d/1h window, for a key with one event) share the one aggregate."""
     parts: dict[int, dict[str, list[Agg]]] = {}
     for pane in sorted(panes):
         starts = [s for s in window.starts(pane) if s <= last and (after is None or s > after)]
         for key, record in panes[pane].items():
             for start in starts:
                 parts.setdefault(start, {}).setdefault(key, []).append(record.agg)
-    return {
-        start: {key: Agg.merged(aggs) for key, aggs in keys.items()}
-        for start, keys in parts.items()
-    }
+    # By the ids of the panes' aggregates, which are all alive here, so each its own.
+    merged: dict[tuple[int, ...], Agg] = {}
+    due: dict[int, dict[str, Agg]] = {}
+    for start, keys in parts.items():
+        due[start] = found = {}
+        for key, aggs in keys.items():
+            ids = tuple(map(id, aggs))
+            agg = merged.get(ids)
+            if agg is None:
+                agg = merged[ids] = Agg.merged(aggs)
+            found[key] = agg
+    return due

@@ -5,7 +5,8 @@ RSS (``VmHWM`` in ``/proc/self/status``) is the run's alone. It applies generate
 one event per key in turn, in fetch-sized chunks, and stores them as the worker does
 (``store_batch`` into the pipeline's RocksDB tables, with the worker's store options and
 budgets from ``KappaSettings``), with a changelog sender that acknowledges and forgets.
-No Kafka: the changelog records are counted, not sent.
+No Kafka: the changelog records are counted, not sent. Garbage is collected as the
+worker collects it (``bench.collection``); the longest collection is reported.
 
 Values are adversarial (magnitudes from 1e-3 to 1e12 with signs, so a plain float sum is
 not the correctly rounded one). For ``--sample`` keys, a plain Python fold (``math.fsum``,
@@ -37,6 +38,7 @@ from agents.processor import PartitionProcessor
 from agents.spec import parse_spec
 from app.settings import KappaSettings
 from app.worker import pipeline_options
+from bench.collection import TimedCollection
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import store_batch
 from tables.pipeline_tables import STORE_URL, PipelineTables
@@ -180,7 +182,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     baseline = vm_hwm_bytes()
     if args.tracemalloc:
         tracemalloc.start(args.tracemalloc)
+    collection = TimedCollection()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     chunk: list[tuple[int, Event]] = []
     rocksdb_peak = 0
     last_ts = START_MS
@@ -194,6 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if len(chunk) == args.chunk:
             held = apply(processor, chunk)
             chunk = []
+            collection.tick()
             if held >= options.commit.events:
                 await store_batch([processor.state], sender)  # type: ignore[list-item]
                 rocksdb_peak = max(rocksdb_peak, tables.rocksdb.usage())
@@ -207,6 +212,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         apply(processor, chunk)
     await store_batch([processor.state], sender)  # type: ignore[list-item]
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    collection.finish()
     rocksdb_peak = max(rocksdb_peak, tables.rocksdb.usage())
     python_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
     if args.tracemalloc:
@@ -228,6 +235,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rocksdb_peak_mb": rocksdb_peak / 2**20,
         "python_peak_mb": None if python_peak is None else python_peak / 2**20,
         "events_per_s": args.events / seconds,
+        # Per second of the process's CPU time: steadier than the wall clock on a shared
+        # machine (RocksDB's own threads count too).
+        "events_per_cpu_s": args.events / cpu_seconds,
+        "longest_gc_s": collection.longest_s,
         "sample_keys": len(fold.totals),
         "sample_windows": len(fold.in_windows),
         "mismatches": len(wrong),

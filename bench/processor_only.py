@@ -6,7 +6,8 @@
 Events on ``--keys`` keys (uniformly drawn), times rising over ``--hours`` hours with a
 few minutes of disorder, one adversarial float value; applied in batches of ``--batch``
 and stored (``store_batch``, changelog acknowledged in memory) every ``--store-every``
-events, as a worker's flush would. Each run is its own process, so its peak RSS
+events, as a worker's flush would; garbage is collected as the worker collects it
+(``bench.collection``). Each run is its own process, so its peak RSS
 (``ru_maxrss``, the VmHWM the issue reports) is its own. Prints one JSON line per run and
 the medians; it reports, it asserts nothing.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from agents.events import Event
 from agents.processor import PartitionProcessor
+from bench.collection import TimedCollection
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import store_batch
 from tables.windows import WindowKind, aligned_window
@@ -75,20 +77,24 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, offline_tables(Path(tmp)) as tables:
         state = tables.partition_state(1)
         processor = PartitionProcessor(config, state, 1)
+        collection = TimedCollection()
         began = time.perf_counter()
         for at in range(0, len(stream), args.batch):
             batch = stream[at : at + args.batch]
             closed += len(processor.apply(batch).closed)
             processor.checkpoint(batch[-1][0])
+            collection.tick()
             if (at + args.batch) % args.store_every < args.batch:
                 asyncio.run(store_batch([state], sender))
                 sender.sends.clear()
         asyncio.run(store_batch([state], sender))
         elapsed = time.perf_counter() - began
+        collection.finish()
     return {
         "events_per_s": round(args.events / elapsed),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "closed_windows": closed,
+        "longest_gc_s": round(collection.longest_s, 3),
     }
 
 

@@ -49,6 +49,11 @@ encode = json_bytes.dumps
 decode = orjson.loads
 
 
+def _json_bounds(lo: str, hi: str) -> tuple[bytes, bytes]:
+    """The raw keys bounding the stored keys whose JSON text sorts in [``lo``, ``hi``)."""
+    return encode(lo)[:-1], encode(hi)[:-1]  # without the closing quote
+
+
 class TableBuffer:
     """One partition of one Faust table, with writes held back until ``flush``."""
 
@@ -104,11 +109,19 @@ class TableBuffer:
         [``lo``, ``hi``): one seek and a scan of the store, which keeps its keys in the
         byte order of their JSON text (keys built to sort so, as ``tables.records``'
         window keys, give their own order)."""
-        low, high = encode(lo)[:-1], encode(hi)[:-1]  # without the closing quote
+        low, high = _json_bounds(lo, hi)
         for raw_key, raw_value in self._db().items(from_key=low):
             if raw_key >= high:
                 return
             yield decode(raw_key), decode(raw_value)
+
+    def range_keys(self, lo: str, hi: str) -> Iterator[str]:
+        """The keys of ``range_items``, without reading their values."""
+        low, high = _json_bounds(lo, hi)
+        for raw_key in self._db().keys(from_key=low):
+            if raw_key >= high:
+                return
+            yield decode(raw_key)
 
     def count(self) -> int:
         """The number of stored items, read from the store's keys alone."""

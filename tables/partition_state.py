@@ -341,9 +341,11 @@ class TablePartitionState:
 
     def iter_buckets(self) -> Iterator[str]:
         prefix = bucket_keys_prefix(self.partition)
-        for key, _ in self.meta.items():
-            if key.startswith(prefix):
-                yield key[len(prefix) :]
+        # Their keys alone, one range of the store: each value lists a bucket's keys, all
+        # the keys that closed a window within the retention.
+        past = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        for key in self.meta.range_keys(prefix, past):
+            yield key[len(prefix) :]
 
     def count_keys(self) -> int:
         """The stored keys of this partition, counted in its RocksDB store."""

@@ -258,9 +258,14 @@ class OpenWindow:
         return cls(fence=SourceFence.from_state(fence), agg=Agg.from_state(agg))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WindowResult:
-    """A window's aggregate; ``final`` once the window has closed."""
+    """A window's aggregate; ``final`` once the window has closed. Read it, never change
+    it: the windows of a key that merge the same panes share one ``result``.
+
+    A plain slotted class, not a frozen one with cached properties: a hopping event
+    closes into one result per window, and ``functools.cached_property`` takes a lock
+    on every read (Python 3.11), which was the top of the hopping profile."""
 
     key: str
     window: str
@@ -268,20 +273,12 @@ class WindowResult:
     end_ms: int
     final: bool
     result: dict[str, Any]
+    # ``as_json`` encoded: given when built with others' parts (``SharedResults``), else
+    # built on the first read of ``encoded``.
+    json_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
-    def as_json(self) -> dict[str, Any]:
-        """Its JSON object, built once: a closed window's goes to the closed table and to
-        the results topic. Read it, never change it."""
-        return self._json
-
-    @functools.cached_property
-    def encoded(self) -> bytes:
-        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once,
-        held compactly (``tables.json_bytes``)."""
-        return json_bytes.dumps(self._json)
-
-    @functools.cached_property
-    def _json(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
+        """The window's own members of ``as_json``, before the result's."""
         return {
             "key": self.key,
             "window": self.window,
@@ -290,8 +287,20 @@ class WindowResult:
             "start": ms_to_iso(self.start_ms),
             "end": ms_to_iso(self.end_ms),
             "final": self.final,
-            **self.result,
         }
+
+    def as_json(self) -> dict[str, Any]:
+        """Its JSON object: the window's members, then the result's."""
+        return {**self.head(), **self.result}
+
+    @property
+    def encoded(self) -> bytes:
+        """``as_json`` as orjson bytes (what Faust's table codec writes too), built once,
+        held compactly (``tables.json_bytes``)."""
+        encoded = self.json_bytes
+        if encoded is None:
+            encoded = self.json_bytes = json_bytes.dumps(self.as_json())
+        return encoded
 
     @property
     def result_key(self) -> str:

@@ -92,6 +92,23 @@ def test_reads_see_the_batchs_writes_before_they_are_stored(tables: Tables) -> N
     assert tables.meta.get(progress_key(PARTITION)) is None
 
 
+async def test_the_closed_buckets_are_read_from_their_own_keys_only(tables: Tables) -> None:
+    state = tables.state()
+    for bucket in ("1h@0", "1d/1h@-3600000", "1h@7200000"):
+        state.put_bucket_keys(bucket, ["a", "b"])
+    state.put_closed_through("1h", 0)
+    state.put_progress(PartitionProgress(max_event_ms=HOUR_MS, offset=3))
+    await store_batch([state], AcknowledgingSender())
+    # Another partition's buckets and meta records, before and after this one's in the store.
+    for partition in (PARTITION - 1, PARTITION + 1, 10 * PARTITION):
+        other = tables.tables.partition_state(partition)
+        other.put_bucket_keys(f"1h@{partition}", ["c"])
+        other.put_closed_through("1h", partition)
+        await store_batch([other], AcknowledgingSender())
+
+    assert sorted(tables.state().iter_buckets()) == ["1d/1h@-3600000", "1h@0", "1h@7200000"]
+
+
 async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Tables) -> None:
     state = tables.state()
     state.put_key("a", record(7, 2.5, 0.1))

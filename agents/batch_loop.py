@@ -24,7 +24,9 @@ Steps 2 to 4 run a slice of records at a time, each slice sized to take about
 that the API, metrics and rebalance callbacks run during a long fetch. Between slices,
 when due, the ``Flusher`` stores the state and outputs and commits the offsets
 (agents/stages/flush.py). This class drives the chain and owns what concerns the whole
-worker: one batch at a time, failures, rebalances, the timer and a clean stop.
+worker: one batch at a time, failures, rebalances, the timer and a clean stop. The timer
+also moves quiet partitions' watermarks for a spec with an ``idle_timeout``
+(``IdleStage``), before its store.
 
 A batch that fails or is cut short (cancelled at a yield between slices, as Faust's
 stop cancels its fetch loop) drops every processor and its unstored changes (the stores
@@ -55,6 +57,7 @@ from agents.stages.aggregate import AggregateStage
 from agents.stages.flush import CommitPolicy, Flusher
 from agents.stages.gaps import GapRepair
 from agents.stages.hop import HopStage
+from agents.stages.idle import IdleStage, StoredClocks
 from agents.stages.outputs import OutputStage
 from agents.stages.route import RouteStage
 from agents.stages.seam import SeamStage
@@ -93,6 +96,7 @@ class BatchLoop:
         policy: CommitPolicy,
         streamed_too: Callable[[], bool],
         seam: HistorySeam | None = None,
+        clocks: StoredClocks | None = None,
     ) -> None:
         self.app = app
         self.names = names
@@ -108,6 +112,8 @@ class BatchLoop:
         self.hop = HopStage(names.repartition_topic, partitions, sender)
         self.aggregate = AggregateStage(config, new_state)
         self.outputs = OutputStage(names, sender, self.stats)
+        # With an idle timeout, quiet partitions' clocks move on at the timer.
+        self.idle = None if clocks is None else IdleStage(clocks, self.aggregate)
         self.slices = SliceSizer(APPLY_SLICE_S)
         self.flusher = Flusher(
             app,
@@ -189,9 +195,23 @@ class BatchLoop:
                 if history is not None and history.seam.sealed and not self.app.in_recovery:
                     await self.sender.start()
                     await history.idle_histories(self.owned_partitions())
+                await self._advance_idle()
                 await self.flusher.on_timer()
             except Exception:
                 log.exception("a timed store or commit failed; the next one retries")
+
+    async def _advance_idle(self) -> None:
+        """Move the clocks of the owned partitions that are idle, and queue what that
+        closed (stored by the flush that follows). Never during a rebalance (the
+        assignment it reads may be the old one) or while a store is being recovered, nor
+        before a cut's history is sealed (it holds live records back)."""
+        if self.idle is None or self.app.rebalancing or self.app.in_recovery:
+            return
+        if self.history is not None and not self.history.seam.sealed:
+            return
+        await self.sender.start()
+        for partition, outcome in await self.idle.advance(self.owned_states()):
+            await self.outputs.queue(partition, outcome, self.names.input_topic, 0)
 
     async def on_revoked(self) -> None:
         """A rebalance: store what is applied, commit, and forget every partition
@@ -212,6 +232,8 @@ class BatchLoop:
         await self.on_revoked()
         await self.sender.stop()
         await self.gaps.stop()
+        if self.idle is not None:
+            await self.idle.clocks.stop()
 
     def drop(self) -> None:
         """Forget every processor and unstored change; the stores stay as they were."""

@@ -1,4 +1,5 @@
-"""Reads a range of a partition straight from Kafka, for records the stream skipped.
+"""Reads a range of a partition straight from Kafka, for records the stream skipped (and
+for other readers that need no group: a cut's history, the partitions' stored clocks).
 
 kappa applies each partition's records in offset order, and its checkpoint says that
 every record up to it has been applied. That holds only if the stream delivers every
@@ -12,7 +13,7 @@ records (transaction markers, records removed by retention) reads as empty.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -42,6 +43,22 @@ class GapReader:
         consumer = await self._ensure()
         tp = TopicPartition(topic, partition)
         return int((await consumer.beginning_offsets([tp]))[tp])
+
+    async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Each partition's next offset to be written."""
+        consumer = await self._ensure()
+        tps = [TopicPartition(topic, partition) for partition in partitions]
+        return {tp.partition: int(end) for tp, end in (await consumer.end_offsets(tps)).items()}
+
+    async def offsets_since(
+        self, topic: str, partitions: Iterable[int], timestamp_ms: int
+    ) -> dict[int, int | None]:
+        """Each partition's first offset stored at or after ``timestamp_ms`` (Kafka's
+        record timestamps); None for a partition with nothing since."""
+        consumer = await self._ensure()
+        tps = {TopicPartition(topic, partition): timestamp_ms for partition in partitions}
+        found = await consumer.offsets_for_times(tps)
+        return {tp.partition: None if at is None else at.offset for tp, at in found.items()}
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None

@@ -23,6 +23,7 @@ from agents.events import EventParser
 from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
+from agents.partition_clocks import PartitionClocks
 from agents.partition_count import partitions_changed
 from agents.spec import PipelineSpec
 from agents.stages.flush import CommitPolicy
@@ -108,6 +109,7 @@ class WiredPipeline:
             options.commit,
             self._custom_agents_read_input,
             self.seam,
+            self._partition_clocks(options.kafka),
         )
         self.stats = self.batches.stats
         self.queries = StateQueries(
@@ -125,6 +127,14 @@ class WiredPipeline:
         app.timer(options.commit.interval_s, name=f"{self.names.prefix}.commit")(
             self.batches.on_timer
         )
+
+    def _partition_clocks(self, kafka: Mapping[str, Any]) -> PartitionClocks | None:
+        """With an idle timeout: every partition's stored clock, on the meta changelog."""
+        timeout = self.spec.idle_timeout_ms
+        if timeout is None:
+            return None
+        changelog: str = self.tables.meta.changelog_topic.get_topic_name()
+        return PartitionClocks(GapReader(dict(kafka)), changelog, self.partitions, timeout)
 
     @staticmethod
     async def _subscription(stream: Any) -> None:

@@ -8,7 +8,8 @@ RocksDB-backed Faust tables and the unit tests with dicts. The records it keeps 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from agents.events import Event
@@ -23,9 +24,11 @@ from tables.records import (
     WindowResult,
     bucket_id,
     parse_bucket_id,
+    parse_session_entry,
+    session_entry,
 )
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
-from tables.windows import WindowKind
+from tables.windows import PanedKind, Sessions, WindowKind
 
 # An event of a batch: (source input partition, offset, event, the watermark it is
 # behind if it is late, else None).
@@ -76,9 +79,12 @@ class PartitionProcessor:
         # in the store: the windows a watermark closes are one range of it.
         self.key_count = state.count_keys()
         self._open_windows = state.count_open_windows()
-        # Closed, retained window instances, oldest expiry first: rebuilt from the stored
-        # key lists of closed windows, which are written with the closed results.
-        self._closed: list[str] = sorted(state.iter_buckets(), key=self._expiry_ms)
+        # Closed, retained window instances, a heap by expiry (sessions close one bucket
+        # per end, tens of thousands of them): rebuilt from the stored key lists of
+        # closed windows, which are written with the closed results.
+        self._closed_ids: set[str] = set(state.iter_buckets())
+        self._closed: list[tuple[int, str]] = [(self._expiry_ms(b), b) for b in self._closed_ids]
+        heapq.heapify(self._closed)
 
     @property
     def watermark(self) -> int | None:
@@ -97,12 +103,14 @@ class PartitionProcessor:
         """Every record of the own input partition up to ``offset`` has been applied (or
         sent on through the hop); the caller stores this last."""
         self.progress.offset = max(self.progress.offset, offset)
+        self.progress.idle = False  # it received a record
         self.state.put_progress(self.progress)
 
     def hop_checkpoint(self, offset: int) -> None:
         """Every record of the repartition topic's partition up to ``offset`` has been
         applied; the caller stores this last."""
         self.progress.hop_offset = max(self.progress.hop_offset, offset)
+        self.progress.idle = False  # it received a record
         self.state.put_progress(self.progress)
 
     def process(self, event: Event, offset: int) -> Outcome:
@@ -160,13 +168,34 @@ class PartitionProcessor:
             self._apply_key(key, items, outcome, direct)
         assert high is not None
         if high != progress.max_event_ms:
-            progress.max_event_ms = high
-            after = high - lateness
-            outcome.closed = self._close(after)
-            self._expire(after)
-            # Written only when the watermark moves: the maximum is all it must keep.
-            self.state.put_progress(progress)
+            outcome.closed = self._move_clock(high)
         return outcome
+
+    def advance_idle(self, max_event_ms: int) -> BatchOutcome:
+        """An idle advance (``tables.watermark.idle_advance``): the partition's clock moves
+        to ``max_event_ms``, the active partitions' lowest, and its watermark closes and
+        expires windows as if an event had come at that time. Marked ``idle`` until the
+        partition next receives a record, so that no other partition takes this clock
+        for an active one's."""
+        outcome = BatchOutcome()
+        current = self.progress.max_event_ms
+        if current is not None and max_event_ms <= current:
+            return outcome  # the clock only moves forward
+        self.progress.idle = True
+        outcome.closed = self._move_clock(max_event_ms)
+        return outcome
+
+    def _move_clock(self, high: int) -> list[WindowResult]:
+        """The partition's maximum event time becomes ``high``: the windows its watermark
+        closes, after it expires what the retention lets go."""
+        progress = self.progress
+        progress.max_event_ms = high
+        after = high - self.config.lateness_ms
+        closed = self._close(after)
+        self._expire(after)
+        # Written only when the watermark moves: the maximum is all it must keep.
+        self.state.put_progress(progress)
+        return closed
 
     def _apply_key(
         self, key: str, items: list[Sourced], outcome: BatchOutcome, direct: bool
@@ -191,12 +220,14 @@ class PartitionProcessor:
         )
         # Per pane (one per window an event is in): its events (ascending per source).
         by_pane: dict[tuple[int, int], list[Sourced]] = {}
-        windows = config.windows
+        windows = config.paned
+        on_time: list[Sourced] = []
         for item in items:
             source, offset, event, behind = item
             if behind is not None:
                 outcome.late.append(LateEvent(offset, event, behind, source))
                 continue
+            on_time.append(item)
             for index, window in enumerate(windows):
                 pane = window.pane(event.ts_ms)
                 if pane is not None:
@@ -207,18 +238,51 @@ class PartitionProcessor:
             if open_window is None:
                 open_window = OpenWindow(fence=SourceFence(), agg=config.empty())
                 self._open_windows += 1
-            # Rows stored before a crash that kept the pane's record, not its key's,
-            # are left out.
-            fence = open_window.fence
-            rows = fence.take_own(rows) if direct else fence.take_new(partition, rows)
-            if not rows:
-                continue
+            self._add_rows(open_window, rows, direct)
+            self.state.put_window(name, start, key, open_window)
+        if on_time:
+            for sessions in config.sessions:
+                self._apply_sessions(key, record, sessions, on_time, direct)
+        self.state.put_key(key, record)
+
+    def _add_rows(self, open_window: OpenWindow, rows: list[Sourced], direct: bool) -> None:
+        """Add ``rows`` to a window's record, but those it holds already: rows stored
+        before a crash that kept the window's record, not its key's."""
+        fence = open_window.fence
+        rows = fence.take_own(rows) if direct else fence.take_new(self.partition, rows)
+        if rows:
             open_window.agg.add_rows(
                 [event.values for _, _, event, _ in rows],
                 [(event.ts_ms, offset) for _, offset, event, _ in rows] if self._stamped else None,
             )
-            self.state.put_window(name, start, key, open_window)
-        self.state.put_key(key, record)
+
+    def _apply_sessions(
+        self, key: str, record: KeyRecord, window: Sessions, rows: list[Sourced], direct: bool
+    ) -> None:
+        """Join a key's on-time ``rows`` to its open sessions of ``window`` (listed in its
+        record), merging those an event bridges. A changed session is stored under its
+        new end; the records it replaces are deleted (with the closed windows, after the
+        key's record, which says which records are current)."""
+        state = self.state
+        name = window.name
+        spans = record.sessions.get(name, [])
+        merges = window.plan(spans, [event.ts_ms for _, _, event, _ in rows])
+        for merge in merges:
+            if not merge.changed:
+                continue
+            parts: list[OpenWindow] = []
+            for index in merge.parts:
+                end = window.end(spans[index][1])
+                part = state.get_window(name, end, key)
+                if part is not None:
+                    parts.append(part)
+                state.delete_window(name, end, key)
+            self._open_windows += 1 - len(parts)
+            session = _merged(parts) if parts else OpenWindow(SourceFence(), self.config.empty())
+            self._add_rows(session, [rows[index] for index in merge.rows], direct)
+            state.put_window(name, window.end(merge.last), key, session)
+        if merges:
+            record.sessions[name] = [(merge.first, merge.last) for merge in merges]
 
     def _close(self, watermark: int) -> list[WindowResult]:
         """Close every window that ends at or before ``watermark`` and has not closed
@@ -227,7 +291,9 @@ class PartitionProcessor:
         out (deleted at the next store)."""
         closed: list[WindowResult] = []
         state = self.state
-        for window in self.config.windows:
+        for sessions in self.config.sessions:
+            self._close_sessions(sessions, watermark, closed)
+        for window in self.config.paned:
             last = window.last_closed_start(watermark)
             # Stored with the closed results, so that a window whose first panes were
             # deleted after it closed is never closed again (from the rest) after a crash.
@@ -244,42 +310,98 @@ class PartitionProcessor:
             due = _merge_panes(window, panes, after, last)
             for start in sorted(due):
                 found = due[start]
+                end = window.end(start)
                 for key in sorted(found):
-                    result = self.config.result(key, window, start, found[key], True)
+                    result = self.config.result(key, window, start, end, found[key], True)
                     state.put_closed(result)
                     closed.append(result)
-                bucket = bucket_id(window, start)
-                # Closing again after a crash adds to the keys stored the first time.
-                keys = set(found).union(state.get_bucket_keys(bucket))
-                state.put_bucket_keys(bucket, sorted(keys))
-                if bucket not in self._closed:
-                    self._closed.append(bucket)
-        if closed:
-            self._closed.sort(key=self._expiry_ms)
+                self._list_closed(bucket_id(window, start), found)
         return closed
 
-    def _expiry_ms(self, bucket: str) -> int:
+    def _close_sessions(self, window: Sessions, watermark: int, closed: list[WindowResult]) -> None:
+        """Close every session that ends at or before ``watermark``: one range of the
+        store. A stored record that its key's record does not list is left over from a
+        batch a crash cut short (the key's record is stored after the windows): deleted,
+        never published. A session already closed before such a crash is not published
+        again."""
+        state = self.state
+        name = window.name
+        by_end = state.take_panes(name, watermark, watermark)
+        self._open_windows -= sum(len(keys) for keys in by_end.values())
+        for end in sorted(by_end):
+            found = by_end[end]
+            entries: dict[str, None] = {}
+            for key in sorted(found):
+                record = state.get_key(key)
+                spans = [] if record is None else record.sessions.get(name, [])
+                span = next((span for span in spans if window.end(span[1]) == end), None)
+                if record is None or span is None:
+                    continue
+                spans.remove(span)
+                if not spans:
+                    del record.sessions[name]
+                state.put_key(key, record)
+                start = span[0]
+                entries[session_entry(key, start)] = None
+                if state.get_closed(key, name, start) is None:
+                    result = self.config.result(key, window, start, end, found[key].agg, True)
+                    state.put_closed(result)
+                    closed.append(result)
+            if entries:
+                self._list_closed(bucket_id(window, end), entries)
+
+    def _list_closed(self, bucket: str, entries: Iterable[str]) -> None:
+        """Keep the closed instances' ``entries`` (keys; a closed session's key and start)
+        until the bucket expires. Closing again after a crash adds to those stored the
+        first time."""
+        state = self.state
+        state.put_bucket_keys(bucket, sorted(set(entries).union(state.get_bucket_keys(bucket))))
+        if bucket not in self._closed_ids:
+            self._closed_ids.add(bucket)
+            heapq.heappush(self._closed, (self._expiry_ms(bucket), bucket))
+
+    def _bucket_end(self, bucket: str) -> tuple[WindowKind, int]:
+        """A closed bucket's window, and the end of its instances."""
         name, start = parse_bucket_id(bucket)
-        return expiry_ms(self.config.window(name).end(start), self.config.retention_ms)
+        window = self.config.window(name)
+        if isinstance(window, PanedKind):
+            return window, window.end(start)
+        return window, start  # a session bucket is named by its sessions' end
+
+    def _expiry_ms(self, bucket: str) -> int:
+        return expiry_ms(self._bucket_end(bucket)[1], self.config.retention_ms)
 
     def _expire(self, watermark: int) -> None:
-        """Drop closed windows whose retention has passed; oldest first (the list is sorted)."""
+        """Drop closed windows whose retention has passed; oldest first (the heap's)."""
         buckets = self._closed
-        expired_count = 0
         retention = self.config.retention_ms
-        for bucket in buckets:
-            name, start = parse_bucket_id(bucket)
-            if not expired(self.config.window(name).end(start), retention, watermark):
+        while buckets:
+            window, end = self._bucket_end(buckets[0][1])
+            if not expired(end, retention, watermark):
                 break
-            for key in self.state.get_bucket_keys(bucket):
-                self.state.delete_closed(key, name, start)
+            _, bucket = heapq.heappop(buckets)
+            self._closed_ids.discard(bucket)
+            for entry in self.state.get_bucket_keys(bucket):
+                if isinstance(window, Sessions):
+                    key, start = parse_session_entry(entry)
+                else:
+                    key, start = entry, parse_bucket_id(bucket)[1]
+                self.state.delete_closed(key, window.name, start)
             self.state.delete_bucket_keys(bucket)
-            expired_count += 1
-        del buckets[:expired_count]
+
+
+def _merged(parts: list[OpenWindow]) -> OpenWindow:
+    """One record of the events of ``parts`` (a session's records that an event merged)."""
+    if len(parts) == 1:
+        return parts[0]
+    fence = parts[0].fence
+    for part in parts[1:]:
+        fence = fence.union(part.fence)
+    return OpenWindow(fence=fence, agg=Agg.merged([part.agg for part in parts]))
 
 
 def _merge_panes(
-    window: WindowKind, panes: dict[int, dict[str, OpenWindow]], after: int | None, last: int
+    window: PanedKind, panes: dict[int, dict[str, OpenWindow]], after: int | None, last: int
 ) -> dict[int, dict[str, Agg]]:
     """Per start in ``(after, last]`` and key, the window's aggregate merged from the
     key's ``panes`` (``Agg.merged``: a window of one pane is that pane's own aggregate)."""

@@ -39,7 +39,7 @@ from agents.durations import UNITS_MS, format_duration, parse_duration
 from agents.errors import ConfigError
 from agents.expressions import Compiled, ExpressionError, SqlType, compile_expression
 from tables.aggregates import KNOWN_METRICS, METRICS, Metric
-from tables.windows import WindowKind, aligned_window
+from tables.windows import PanedKind, Sessions, WindowKind, aligned_window
 
 TimeFormat = Literal["auto", "iso8601", "epoch_s", "epoch_ms"]
 FieldType = Literal["double", "bigint", "text", "boolean"]
@@ -109,19 +109,40 @@ def _repeated(items: Iterable[object]) -> list[object]:
 
 
 class _WindowInput(BaseModel):
-    """One entry of ``windows`` as written: ``{size = "1h"}`` or ``{size = "1h", step = "15m"}``."""
+    """One entry of ``windows`` as written: ``{size = "1h"}``, ``{size = "1h", step =
+    "15m"}``, or sessions: ``{gap = "30m"}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    size: Duration
+    size: Duration | None = None
     step: Duration | None = None
+    gap: Duration | None = None
 
     @field_validator("size")
     @classmethod
-    def _positive_size(cls, size: int) -> int:
-        if size <= 0:
+    def _positive_size(cls, size: int | None) -> int | None:
+        if size is not None and size <= 0:
             raise ValueError("size 0s is empty; use a positive size such as '1h'")
         return size
+
+    @field_validator("gap")
+    @classmethod
+    def _positive_gap(cls, gap: int | None) -> int | None:
+        if gap is not None and gap <= 0:
+            raise ValueError("gap 0s never lets a session hold two events; use a positive gap")
+        return gap
+
+    @model_validator(mode="after")
+    def _size_or_gap(self) -> _WindowInput:
+        if self.gap is not None and (self.size is not None or self.step is not None):
+            raise ValueError(
+                "a session window has a gap and no size or step; write { gap = '30m' } alone"
+            )
+        if self.gap is None and self.size is None:
+            raise ValueError(
+                "a window needs a size ({ size = '1h' }) or a session gap ({ gap = '30m' })"
+            )
+        return self
 
     @field_validator("step")
     @classmethod
@@ -137,6 +158,9 @@ class _WindowInput(BaseModel):
         return step
 
     def to_window(self) -> WindowKind:
+        if self.gap is not None:
+            return Sessions(f"session/{format_duration(self.gap)}", self.gap)
+        assert self.size is not None, "checked by _size_or_gap"
         step = self.step or self.size
         name = format_duration(self.size)
         if step != self.size:
@@ -145,6 +169,11 @@ class _WindowInput(BaseModel):
 
 
 def _dump_window(window: WindowKind, info: SerializationInfo) -> dict[str, str | int]:
+    if isinstance(window, Sessions):
+        if not info.by_alias:
+            return {"name": window.name, "gap_ms": window.gap_ms}
+        return {"gap": format_duration(window.gap_ms)}
+    assert isinstance(window, PanedKind), "a window is paned or sessions"
     if not info.by_alias:
         return {"name": window.name, "size_ms": window.size_ms, "step_ms": window.step_ms}
     size: dict[str, str | int] = {"size": format_duration(window.size_ms)}
@@ -212,6 +241,9 @@ class PipelineSpec(BaseModel):
     windows: tuple[Window, ...] = ()
     lateness_ms: Duration = Field(default=0, alias="lateness")
     retention_ms: Duration = Field(default=7 * UNITS_MS["d"], alias="retention")
+    # Opt-in: a partition quiet this long (wall clock) moves its watermark to the active
+    # partitions' lowest (tables/watermark.py); None: event time alone moves it.
+    idle_timeout_ms: Duration | None = Field(default=None, alias="idle_timeout")
     max_record_bytes: PositiveInt = 1_048_576
     # The version's partition count; None: the input's when the version is created.
     partitions: PositiveInt | None = None
@@ -224,12 +256,27 @@ class PipelineSpec(BaseModel):
         """The compiled ``derive`` and ``where``; None when the spec has neither."""
         return self._expressions
 
+    @property
+    def paned_windows(self) -> tuple[PanedKind, ...]:
+        """The windows fixed by their starts (tumbling, hopping), not the sessions."""
+        return tuple(window for window in self.windows if isinstance(window, PanedKind))
+
     def input_fields(self) -> tuple[str, ...]:
         """Every field of an input record the pipeline reads: the key's and the values'
         input fields, the time field, and the fields its expressions read."""
         derived = {step.name for step in self.derive}
         names = [*self.key, self.time_field, *self.values, *self.fields]
         return tuple(dict.fromkeys(name for name in names if name not in derived))
+
+    @field_validator("idle_timeout_ms")
+    @classmethod
+    def _positive_idle_timeout(cls, timeout: int | None) -> int | None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError(
+                "an idle timeout of 0s would close every window at once; use a positive"
+                " duration such as '5m', or leave idle_timeout out"
+            )
+        return timeout
 
     @field_validator("name")
     @classmethod

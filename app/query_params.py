@@ -9,7 +9,7 @@ from datetime import datetime
 from agents.errors import KappaError
 from agents.spec import PipelineSpec
 from tables.times import datetime_to_ms
-from tables.windows import WindowKind
+from tables.windows import PanedKind, Sessions, WindowKind
 
 MAX_WINDOWS = 10_000  # window instances one request may list, per window
 
@@ -51,22 +51,31 @@ def time_param(query: Mapping[str, str], name: str, default: int) -> int:
         ) from None
 
 
+def _shortest_length(window: WindowKind) -> int:
+    if isinstance(window, PanedKind):
+        return window.size_ms
+    assert isinstance(window, Sessions), "a window is paned or sessions"
+    return window.gap_ms + 1
+
+
 def window_range(
     spec: PipelineSpec, query: Mapping[str, str], watermark: int
 ) -> tuple[list[WindowKind], int, int]:
     """The windows (``window``, default all) and the [from, to) range of starts asked
-    for; by default the retention period up to the watermark."""
+    for; by default the retention period up to the watermark (for a session: its
+    shortest length, the gap, stands for a size)."""
     name = query.get("window")
     windows = [w for w in spec.windows if name in (None, w.name)]
     if not windows:
         known = ", ".join(w.name for w in spec.windows) or "none"
         raise BadParameter(f"window={name!r} is not one of this pipeline's windows ({known})")
-    largest = max(w.size_ms for w in windows)
+    largest = max(_shortest_length(w) for w in windows)
     end = time_param(query, "to", watermark + spec.lateness_ms + largest)
     start = time_param(query, "from", end - spec.retention_ms - 2 * largest)
     if end <= start:
         raise BadParameter("`to` must be after `from`")
-    for window in windows:
+    # A key's sessions are as many as it has had within the retention, whatever the range.
+    for window in (w for w in windows if isinstance(w, PanedKind)):
         if (end - start) // window.step_ms > MAX_WINDOWS:
             raise BadParameter(
                 f"from..to spans more than {MAX_WINDOWS} {window.name} windows; narrow the range"

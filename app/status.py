@@ -49,6 +49,16 @@ def state_sizes(pipeline: WiredPipeline, owned: set[int]) -> dict[int, dict[str,
     }
 
 
+def idle_partitions(pipeline: WiredPipeline, owned: set[int]) -> list[int]:
+    """The owned partitions whose clock is an idle advance's (``idle_timeout``)."""
+    processors = pipeline.batches.processors
+    return [
+        p
+        for p in sorted(owned)
+        if (processor := processors.get(p)) is not None and processor.progress.idle
+    ]
+
+
 async def status(
     app: faust.App,
     pipeline: WiredPipeline,
@@ -79,6 +89,8 @@ async def status(
             "version": pipeline.spec.version,
             # The names its windows have in the query API and in its results.
             "windows": [w.name for w in pipeline.spec.windows],
+            # Those of them that are session windows (the dashboard lists a key's).
+            "sessions": [w.name for w in pipeline.config.sessions],
         },
         "uptime_s": round(time.time() - stats.started, 1),
         "partitions": pipeline.partitions,
@@ -93,6 +105,9 @@ async def status(
         "watermarks": watermarks,
         "watermarks_iso": {p: _iso(ms) for p, ms in watermarks.items()},
         "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},
+        # With an idle_timeout: the partitions whose watermark an idle advance moved, until
+        # their next record.
+        "idle_partitions": idle_partitions(pipeline, states),
         "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
         # The repartition hop's aggregate lane: its topic, the state partitions this
         # worker owns, the last offset of each whose effects are stored, the topic's end

@@ -176,7 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     processor = PartitionProcessor(config, tables.partition_state(PARTITION), PARTITION)
     sender = ForgettingSender()
     sample_every = max(1, args.keys // args.sample) if args.sample else 0
-    fold = SampleFold([(w.name, w.size_ms, w.step_ms) for w in config.windows])
+    fold = SampleFold([(w.name, w.size_ms, w.step_ms) for w in config.paned])
     baseline = vm_hwm_bytes()
     if args.tracemalloc:
         tracemalloc.start(args.tracemalloc)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tables.aggregates import ORDER_METRICS, Agg
 from tables.records import WindowResult
-from tables.windows import WindowKind
+from tables.windows import PanedKind, Sessions, WindowKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +33,24 @@ class AggregationConfig:
                 return window
         raise KeyError(name)
 
+    @property
+    def paned(self) -> tuple[PanedKind, ...]:
+        """The windows fixed by their starts (tumbling, hopping)."""
+        return tuple(window for window in self.windows if isinstance(window, PanedKind))
+
+    @property
+    def sessions(self) -> tuple[Sessions, ...]:
+        """The session windows."""
+        return tuple(window for window in self.windows if isinstance(window, Sessions))
+
     def result(
-        self, key: str, window: WindowKind, start: int, agg: Agg, final: bool
+        self, key: str, window: WindowKind, start: int, end: int, agg: Agg, final: bool
     ) -> WindowResult:
         return WindowResult(
             key=key,
             window=window.name,
             start_ms=start,
-            end_ms=window.end(start),
+            end_ms=end,
             final=final,
             result=agg.result(self.value_names, self.metrics),
         )

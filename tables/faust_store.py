@@ -87,6 +87,11 @@ class TableBuffer:
     def delete(self, key: str) -> None:
         self.pending[key] = _DELETED
 
+    def held_keys(self) -> list[str]:
+        """The keys of the writes not in RocksDB yet (pending or staged): with
+        ``range_items``, every key there may be; ``get`` reads each as it stands."""
+        return [*self.pending, *self._staged_values]
+
     def items(self) -> Iterator[tuple[str, Any]]:
         """Every stored item of the partition (pending writes excluded)."""
         offset_key = self.store.offset_key

@@ -27,6 +27,7 @@ from tables.records import (
     bucket_keys_key,
     bucket_keys_prefix,
     closed_key,
+    closed_prefix,
     closed_through_key,
     parse_window_key,
     progress_key,
@@ -44,6 +45,7 @@ class PartitionState(Protocol):
     def put_key(self, key: str, record: KeyRecord) -> None: ...
     def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None: ...
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None: ...
+    def delete_window(self, window: str, start_ms: int, key: str) -> None: ...
     def take_panes(
         self, window: str, read_to: int, expire_to: int
     ) -> dict[int, dict[str, OpenWindow]]: ...
@@ -52,6 +54,7 @@ class PartitionState(Protocol):
     def get_progress(self) -> PartitionProgress | None: ...
     def put_progress(self, progress: PartitionProgress) -> None: ...
     def put_closed(self, result: WindowResult) -> None: ...
+    def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None: ...
     def delete_closed(self, key: str, window: str, start_ms: int) -> None: ...
     def get_bucket_keys(self, bucket: str) -> list[str]: ...
     def put_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
@@ -233,6 +236,11 @@ class TablePartitionState:
         self.windows.put(window_key(window, start_ms, key), record)
         self._changed_windows.setdefault(window, {}).setdefault(start_ms, set()).add(key)
 
+    def delete_window(self, window: str, start_ms: int, key: str) -> None:
+        """Deleted at the next store, with the closed windows (a session that moved)."""
+        self.windows.delete(window_key(window, start_ms, key))
+        self._changed_windows.get(window, {}).get(start_ms, set()).discard(key)
+
     def take_panes(
         self, window: str, read_to: int, expire_to: int
     ) -> dict[int, dict[str, OpenWindow]]:
@@ -293,6 +301,16 @@ class TablePartitionState:
     def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.closed.get(closed_key(key, window, start_ms))
         return result
+
+    def closed_of(self, key: str, window: str) -> list[dict[str, Any]]:
+        """The key's retained closed results of ``window`` (stored or held), for listing
+        its sessions: one range of the key-major ``closed`` table."""
+        prefix = closed_prefix(key, window)
+        # Starts are decimal ('-' and digits), which all sort before ':'.
+        stored = (name for name, _ in self.closed.range_items(prefix, f"{prefix}:"))
+        held = (name for name in self.closed.held_keys() if name.startswith(prefix))
+        results = (self.closed.get(name) for name in {*stored, *held})
+        return [result for result in results if result is not None]
 
     def get_bucket_keys(self, bucket: str) -> list[str]:
         return list(self.meta.get(bucket_keys_key(self.partition, bucket)) or [])

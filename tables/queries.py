@@ -16,7 +16,7 @@ from tables.partition_state import TablePartitionState
 from tables.pipeline_tables import PipelineTables
 from tables.records import KeyRecord, OpenWindow, WindowResult, closed_key, window_key
 from tables.watermark import watermark_of
-from tables.windows import WindowKind
+from tables.windows import PanedKind, Sessions, WindowKind
 
 
 class StateQueries:
@@ -66,9 +66,7 @@ class StateQueries:
         page = keys[:limit]
         return page, page[-1] if len(keys) > limit else None
 
-    def open_window(
-        self, key: str, partition: int, window: WindowKind, start_ms: int
-    ) -> Agg | None:
+    def open_window(self, key: str, partition: int, window: PanedKind, start_ms: int) -> Agg | None:
         """A key's open window, as this worker last applied it (stored or not yet):
         merged from its panes, on read."""
         live = self._live_state(partition)
@@ -86,12 +84,16 @@ class StateQueries:
     def windows(
         self, key: str, partition: int, windows: Sequence[WindowKind], start: int, end: int
     ) -> list[dict[str, Any]]:
-        """The key's windows of ``windows`` starting in [start, end), in order: closed ones
-        while they are retained, open ones merged from their panes."""
+        """The key's windows of ``windows`` starting in [start, end), by window and start:
+        closed ones while they are retained, open ones (merged from their panes)."""
         watermark = self.partition_watermark(partition)
         lateness = self.config.lateness_ms
-        results: list[tuple[int, str, WindowResult | dict[str, Any]]] = []
+        results: list[tuple[str, int, WindowResult | dict[str, Any]]] = []
         for window in windows:
+            if isinstance(window, Sessions):
+                results += self._sessions(key, partition, window, start, end)
+                continue
+            assert isinstance(window, PanedKind), "a window is paned or sessions"
             for s in window.starts_between(start, end):
                 # Closed first: after a crash, a window may have closed (and its first
                 # panes gone) at a watermark newer than the one stored.
@@ -102,8 +104,28 @@ class StateQueries:
                 if found is None and open_now:
                     agg = self.open_window(key, partition, window, s)
                     if agg is not None:
-                        found = self.config.result(key, window, s, agg, False)
+                        found = self.config.result(key, window, s, window.end(s), agg, False)
                 if found is not None:
-                    results.append((s, window.name, found))
-        results.sort(key=lambda found: (found[1], found[0]))
+                    results.append((window.name, s, found))
+        results.sort(key=lambda found: (found[0], found[1]))
         return [r.as_json() if isinstance(r, WindowResult) else r for _, _, r in results]
+
+    def _sessions(
+        self, key: str, partition: int, window: Sessions, start: int, end: int
+    ) -> list[tuple[str, int, WindowResult | dict[str, Any]]]:
+        """The key's sessions starting in [start, end): the closed ones retained, then
+        the open ones its record lists (a session closed just before a crash may still
+        be listed: its closed result is taken)."""
+        state = self._live_state(partition) or self.tables.partition_state(partition)
+        found: dict[int, WindowResult | dict[str, Any]] = {}
+        for result in state.closed_of(key, window.name):
+            if start <= result["start_ms"] < end:
+                found[result["start_ms"]] = result
+        record = state.get_key(key)
+        for first, last in [] if record is None else record.sessions.get(window.name, []):
+            stored = state.get_window(window.name, window.end(last), key)
+            if start <= first < end and first not in found and stored is not None:
+                found[first] = self.config.result(
+                    key, window, first, window.end(last), stored.agg, False
+                )
+        return [(window.name, first, result) for first, result in found.items()]

@@ -24,7 +24,10 @@ Key layout (Faust tables ``keys``, ``windows``, ``closed`` and ``meta``):
 | ``meta`` | ``closed_through_key(partition, window)`` | its last ``last_closed_start`` |
 
 ``windows`` is window-major: its keys sort by window, then start, then key, so the open
-windows that a watermark closes are one range of the store.
+windows that a watermark closes are one range of the store. A session is stored there
+under its end instead of its start (``tables.windows.session``): the sessions a
+watermark closes are one range too, and its bucket (the sessions that end at one time)
+lists each one's key and start (``session_entry``).
 """
 
 from __future__ import annotations
@@ -38,13 +41,19 @@ from tables import json_bytes
 from tables.aggregates import Agg
 from tables.times import ms_to_iso
 from tables.windows import WindowKind
+from tables.windows.session import Span
 
 SEP = "\x1f"  # cannot appear in JSON text keys users type, so composite keys stay unambiguous
 
 
+def closed_prefix(key: str, window: str) -> str:
+    """The ``closed`` table's keys of a key's closed instances of a window start so."""
+    return f"{key}{SEP}{window}{SEP}"
+
+
 def closed_key(key: str, window: str, start_ms: int) -> str:
     """The ``closed`` table's key of a closed window's result."""
-    return f"{key}{SEP}{window}{SEP}{start_ms}"
+    return f"{closed_prefix(key, window)}{start_ms}"
 
 
 # Starts are stored shifted to non-negative and in fixed-width hex, so that the store's
@@ -92,13 +101,24 @@ def bucket_keys_key(partition: int, bucket: str) -> str:
 
 
 def bucket_id(window: WindowKind, start: int) -> str:
-    """Names one aligned window instance, e.g. ``1h@1700000000000``."""
+    """Names one aligned window instance, e.g. ``1h@1700000000000``; or the sessions of a
+    session window that end at ``start`` (``session/30m@1700000000000``)."""
     return f"{window.name}@{start}"
 
 
 def parse_bucket_id(bucket: str) -> tuple[str, int]:
     name, _, start = bucket.rpartition("@")
     return name, int(start)
+
+
+def session_entry(key: str, start_ms: int) -> str:
+    """How a closed session is listed among the keys of its bucket: its key and start."""
+    return f"{key}{SEP}{start_ms}"
+
+
+def parse_session_entry(entry: str) -> tuple[str, int]:
+    key, _, start = entry.rpartition(SEP)
+    return key, int(start)
 
 
 # Anything that starts with (source input partition, offset): a record to fence.
@@ -156,6 +176,13 @@ class SourceFence:
         own = {partition: self.own} if self.own >= 0 else {}
         return {**own, **self.others}
 
+    def union(self, other: SourceFence) -> SourceFence:
+        """The fence of a record holding the events of both records (merged sessions)."""
+        others = dict(self.others)
+        for source, offset in other.others.items():
+            others[source] = max(offset, others.get(source, -1))
+        return SourceFence(own=max(self.own, other.own), others=others)
+
     def to_state(self) -> int | list[Any]:
         if not self.others:
             return self.own
@@ -172,18 +199,32 @@ class SourceFence:
 @dataclass(slots=True)
 class KeyRecord:
     """A key's totals, and per source input partition the offset of the last event they
-    hold."""
+    hold; and per session window, the key's open sessions as (first, last) event times,
+    ascending (``tables.windows.session``)."""
 
     fence: SourceFence
     totals: Agg
+    sessions: dict[str, list[Span]] = field(default_factory=dict)
 
     def to_state(self) -> list[Any]:
-        return [self.fence.to_state(), self.totals.to_state()]
+        state: list[Any] = [self.fence.to_state(), self.totals.to_state()]
+        if self.sessions:  # a pipeline without sessions keeps the layout from before them
+            state.append(
+                {name: [list(span) for span in spans] for name, spans in self.sessions.items()}
+            )
+        return state
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> KeyRecord:
-        fence, totals = state
-        return cls(fence=SourceFence.from_state(fence), totals=Agg.from_state(totals))
+        fence, totals, *sessions = state
+        return cls(
+            fence=SourceFence.from_state(fence),
+            totals=Agg.from_state(totals),
+            sessions={
+                name: [(int(first), int(last)) for first, last in spans]
+                for name, spans in (sessions[0].items() if sessions else ())
+            },
+        )
 
 
 @dataclass(slots=True)
@@ -246,23 +287,34 @@ class WindowResult:
 
 @dataclass(slots=True)
 class PartitionProgress:
-    """A partition's progress: its maximum event time, and the checkpoints: the last
+    """A partition's progress: its event-time clock, and the checkpoints: the last
     offset of its own input partition (``offset``) and of its repartition topic
-    partition (``hop_offset``) whose effects are all stored."""
+    partition (``hop_offset``) whose effects are all stored.
+
+    ``max_event_ms`` is the maximum event time applied, or, after an idle advance
+    (``idle_timeout``), the active partitions' lowest one, which it was moved to
+    (``idle``, until the partition next receives a record)."""
 
     max_event_ms: int | None = None
     offset: int = -1
     hop_offset: int = -1
+    idle: bool = False
 
     def to_state(self) -> list[Any]:
-        # A partition that never took a hop record keeps the layout from before the hop.
+        # A partition that never took a hop record, nor went idle, keeps the layout from
+        # before the hop.
+        if self.idle:
+            return [self.max_event_ms, self.offset, self.hop_offset, 1]
         if self.hop_offset < 0:
             return [self.max_event_ms, self.offset]
         return [self.max_event_ms, self.offset, self.hop_offset]
 
     @classmethod
     def from_state(cls, state: Sequence[Any]) -> PartitionProgress:
-        max_event_ms, offset, *hop = state
+        max_event_ms, offset, *rest = state
         return cls(
-            max_event_ms=max_event_ms, offset=int(offset), hop_offset=int(hop[0]) if hop else -1
+            max_event_ms=max_event_ms,
+            offset=int(offset),
+            hop_offset=int(rest[0]) if rest else -1,
+            idle=len(rest) > 1 and bool(rest[1]),
         )

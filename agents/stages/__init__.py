@@ -15,6 +15,9 @@
 - ``outputs.OutputStage``: late events, closed windows' results and dead letters queued
   for the next flush.
 - ``flush.Flusher``: when a flush is due, the ordered, acknowledged store and the commit.
+- ``idle.IdleStage``: with an ``idle_timeout``, at the timer rather than per fetch, the
+  clocks of quiet partitions moved to the active partitions' lowest (what that closes
+  goes to outputs).
 - ``slices.SliceSizer``: how many records the next slice of a fetch holds, so that each
   takes about the same time and the event loop is yielded between them.
 

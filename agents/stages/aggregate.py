@@ -3,6 +3,7 @@ to them but not stored yet."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from agents.events import Event
@@ -24,7 +25,12 @@ class AggregateStage:
         # partition (``unstored_hop``).
         self.unstored: dict[int, int] = {}
         self.unstored_hop: dict[int, int] = {}
+        # Partitions whose clock an idle advance moved since the last store.
+        self.advanced: set[int] = set()
         self.unstored_records = 0
+        # Per partition: when it last received a record, or was first asked for after an
+        # assignment (``time.monotonic``): how long it has been quiet, for the idle timeout.
+        self.received: dict[int, float] = {}
 
     def processor(self, partition: int) -> PartitionProcessor:
         """The partition's processor, over its state as stored when first asked."""
@@ -34,6 +40,7 @@ class AggregateStage:
             processor = self.processors[partition] = PartitionProcessor(
                 self.config, state, partition
             )
+            self.received[partition] = time.monotonic()
         return processor
 
     def applied(self, partition: int) -> int:
@@ -51,6 +58,7 @@ class AggregateStage:
         processor = self.processor(partition)
         outcome = processor.apply(events)
         self.checkpoint(partition, last)
+        self.received[partition] = time.monotonic()
         self.unstored_records += records
         return outcome
 
@@ -69,7 +77,15 @@ class AggregateStage:
         outcome = processor.apply(events, sources)
         processor.hop_checkpoint(last)
         self.unstored_hop[partition] = last
+        self.received[partition] = time.monotonic()
         self.unstored_records += records
+        return outcome
+
+    def advance_idle(self, partition: int, max_event_ms: int) -> BatchOutcome:
+        """Move a quiet partition's clock (``PartitionProcessor.advance_idle``); stored at
+        the next flush, its checkpoints unchanged."""
+        outcome = self.processor(partition).advance_idle(max_event_ms)
+        self.advanced.add(partition)
         return outcome
 
     def checkpoint(self, partition: int, offset: int) -> None:
@@ -88,7 +104,7 @@ class AggregateStage:
 
     def pending(self) -> set[int]:
         """The partitions with changes not stored yet."""
-        return self.unstored.keys() | self.unstored_hop.keys()
+        return self.unstored.keys() | self.unstored_hop.keys() | self.advanced
 
     def take_unstored(
         self,
@@ -99,6 +115,7 @@ class AggregateStage:
         unstored, hop = dict(self.unstored), dict(self.unstored_hop)
         self.unstored.clear()
         self.unstored_hop.clear()
+        self.advanced.clear()
         self.unstored_records = 0
         return states, unstored, hop
 
@@ -108,6 +125,8 @@ class AggregateStage:
         self.states.clear()
         self.unstored.clear()
         self.unstored_hop.clear()
+        self.advanced.clear()
+        self.received.clear()
         self.unstored_records = 0
 
     def live_state(self, partition: int) -> TablePartitionState | None:

@@ -332,6 +332,7 @@ function render(status, now) {
   ensureCharts(status);
   const rate = record(status, now);
   const { name, version } = status.pipeline;
+  sessionWindows = status.pipeline.sessions || [];
   setText("pipeline-name", name);
   setText("pipeline-version", String(version));
   setText("version-name", name);
@@ -416,6 +417,9 @@ async function pollSink() {
 
 // --- key lookup ------------------------------------------------------------------
 
+// The pipeline's session windows, from the latest status: a key lookup lists its sessions.
+let sessionWindows = [];
+
 function renderKey(key, status, body) {
   const out = $("key-result");
   if (status !== 200) {
@@ -448,6 +452,40 @@ function renderKey(key, status, body) {
   out.replaceChildren(summary, table);
 }
 
+// A key's sessions of every session window, open and closed (retained), oldest first.
+async function renderSessions(key) {
+  const rows = [];
+  for (const name of sessionWindows) {
+    const path = `/api/keys/${encodeURIComponent(key)}/windows?window=${encodeURIComponent(name)}`;
+    const response = await fetch(path, { signal: AbortSignal.timeout(10000) });
+    const body = await response.json();
+    if (response.status !== 200) {
+      rows.push(tr([td(name), td(body.error || `HTTP ${response.status}`)]));
+      continue;
+    }
+    for (const session of body.windows) {
+      rows.push(
+        tr(
+          [
+            td(name, "window"),
+            td(session.start, "start"),
+            td(session.end, "end"),
+            td(session.final ? "final" : "open", "state"),
+            td(num(session.count), "count"),
+          ],
+          { start: String(session.start_ms) },
+        ),
+      );
+    }
+  }
+  const table = document.createElement("table");
+  table.id = "key-sessions";
+  const head = tr(["session", "start", "end (exclusive)", "state", "events"].map((h) => td(h)));
+  head.className = "head";
+  table.append(head, ...rows);
+  $("key-result").append(table);
+}
+
 $("key-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const key = $("key-input").value.trim();
@@ -457,6 +495,7 @@ $("key-form").addEventListener("submit", async (event) => {
       signal: AbortSignal.timeout(10000),
     });
     renderKey(key, response.status, await response.json());
+    if (response.ok && sessionWindows.length) await renderSessions(key);
   } catch (error) {
     renderKey(key, 0, { error: `the worker did not answer (${error.message})` });
   }

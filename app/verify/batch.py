@@ -11,8 +11,9 @@ it is SQL written from the rules in docs/pipelines.md:
   a window function over the partition;
 - windows: each window kind's own SQL (``WindowKind.assign_sql``), e.g.
   ``[k*step, k*step + size)`` aligned to the epoch, or local days of the pipeline's
-  time zone (DuckDB's ICU) for windows of whole days; late events are kept out of
-  them, and count in the totals;
+  time zone (DuckDB's ICU) for windows of whole days, or a key's sessions (``lag()``:
+  a new one where an event is more than the gap after the previous one); late events
+  are kept out of them, and count in the totals;
 - each partition's watermark and each window's end, from which ``app.verify.compare``
   decides which windows are final (the watermark reached the end) and which have left
   the tables (it passed the end plus the retention).
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -77,6 +78,9 @@ class BatchAnswer:
     watermarks: dict[int, int]  # partition -> watermark after every event read
     key_partition: dict[str, int]
     first_seq: dict[str, int]  # key -> its first record's seq
+    # Keys with events past their fence: their sessions as of the fence are not known
+    # (an unseen event may have merged two), so they are not compared.
+    unsettled_sessions: set[str] = field(default_factory=set)
     late_events: int = 0
     events: int = 0
 
@@ -227,6 +231,10 @@ def batch_answer(
     # As of the fences differs from all only where a fence leaves events out (records
     # that arrived during the run): computed only then, since it doubles the work.
     (unseen,) = con.execute("SELECT count(*) FROM marked WHERE NOT seen").fetchone() or (0,)
+    if unseen and len(spec.paned_windows) != len(spec.windows):
+        answer.unsettled_sessions = {
+            key for (key,) in con.execute("SELECT DISTINCT k FROM marked WHERE NOT seen").fetchall()
+        }
     as_of = f", {_metric_columns(n, 'seen', 'b', extras)}" if unseen else ""
     rows = con.execute(
         f"""

@@ -322,7 +322,11 @@ def _window_ranges(spec: PipelineSpec, events: Any) -> list[tuple[int, int]]:
     have, in pieces the API answers."""
     if not spec.windows or not len(events):
         return []
-    largest = max(w.size_ms for w in spec.windows)
+    # A session starts at one of its events; other windows up to a size before one.
+    windows = spec.paned_windows
+    largest = max((w.size_ms for w in windows), default=0)
     low = pc.min(events["t"]).as_py() - largest - DAY_MS  # a zoned day can be 25 hours
     high = pc.max(events["t"]).as_py() + 1
-    return time_ranges(low, high, min(w.step_ms for w in spec.windows))
+    if not windows:
+        return [(low, high)]  # the API lists any number of a key's sessions at once
+    return time_ranges(low, high, min(w.step_ms for w in windows))

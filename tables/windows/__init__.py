@@ -6,12 +6,22 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from tables.windows.aligned import AlignedWindows
-from tables.windows.base import WindowKind
+from tables.windows.base import PanedKind, WindowKind
 from tables.windows.calendar import DAY_MS
 from tables.windows.hopping import Hopping
+from tables.windows.session import Sessions
 from tables.windows.tumbling import Tumbling
 
-__all__ = ["DAY_MS", "AlignedWindows", "Hopping", "Tumbling", "WindowKind", "aligned_window"]
+__all__ = [
+    "DAY_MS",
+    "AlignedWindows",
+    "Hopping",
+    "PanedKind",
+    "Sessions",
+    "Tumbling",
+    "WindowKind",
+    "aligned_window",
+]
 
 
 def aligned_window(

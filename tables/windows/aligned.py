@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from tables.windows.base import WindowKind
+from tables.windows.base import PanedKind
 from tables.windows.calendar import DAY_MS, day_start, day_starts, local_day
 
 # Zones whose days are UTC days: epoch-aligned windows already follow them.
@@ -25,7 +25,7 @@ _UTC_KEYS = frozenset({"UTC", "Etc/UTC"})
 
 
 @dataclass(frozen=True, slots=True)
-class AlignedWindows(WindowKind):
+class AlignedWindows(PanedKind):
     """Windows ``[k*step, k*step + size)`` aligned to the epoch, or to local midnights in
     ``zone``. A zoned window's ``size_ms`` and ``step_ms`` are nominal (days of 24
     hours); its real length follows the zone's days."""
@@ -35,7 +35,7 @@ class AlignedWindows(WindowKind):
     step_ms: int
     zone: ZoneInfo | None = None
 
-    def in_zone(self, zone: ZoneInfo) -> WindowKind:
+    def in_zone(self, zone: ZoneInfo) -> PanedKind:
         """These windows on the calendar of ``zone`` if their size is whole days; else
         themselves.
 

@@ -1,16 +1,23 @@
 """The windowing seam: what every window kind says about its windows.
 
-A kind is one class in its own module of this package (``tumbling``, ``hopping``); the
-spec's parser builds it, and the processor, the state, the query API and ``kappa verify``
-use it only through this interface. A window instance is named by its kind's ``name``
-and its start (epoch ms); its end is exclusive.
+A kind is one class in its own module of this package (``tumbling``, ``hopping``,
+``session``); the spec's parser builds it, and the processor, the state, the query API
+and ``kappa verify`` use it only through these interfaces. A window instance is named by
+its kind's ``name`` and its start (epoch ms); its end is exclusive.
 
-The processor's contract: an on-time event updates one pane per window (``pane``); a
-watermark closes every window starting at or before ``last_closed_start``, merged from
-its panes (``panes``, read as one range of the window-major store with those of the
-other windows it closes), and its final result is published then; the panes no open
-window uses any more (``pane_bounds``) are deleted. A closed result is
-retained until the watermark passes its end plus the retention.
+Two families of kinds share ``WindowKind``:
+
+- ``PanedKind``: windows fixed by their start, the same for every key (tumbling,
+  hopping). The processor's contract: an on-time event updates one pane per window
+  (``pane``); a watermark closes every window starting at or before
+  ``last_closed_start``, merged from its panes (``panes``, read as one range of the
+  window-major store with those of the other windows it closes), and its final result
+  is published then; the panes no open window uses any more (``pane_bounds``) are
+  deleted.
+- ``session.Sessions``: windows per key that grow and merge as events arrive (their
+  own module says how they are stored and closed).
+
+A closed result is retained until the watermark passes its end plus the retention.
 """
 
 from __future__ import annotations
@@ -21,20 +28,35 @@ from zoneinfo import ZoneInfo
 
 
 class WindowKind(ABC):
-    """One window of a pipeline: which instances an event updates, when they close,
-    how they are named and listed, and the SQL that computes them independently."""
+    """One window of a pipeline: how it is named, and the SQL that computes its
+    instances independently."""
 
     __slots__ = ()
 
     name: str
-    size_ms: int  # nominal length (a zoned day counts 24 hours)
-    step_ms: int  # nominal distance between consecutive starts
 
     def in_zone(self, zone: ZoneInfo) -> WindowKind:
         """These windows in the pipeline's time zone ``zone``: a kind on the calendar
         follows its days; others keep to event time, as here. Raises ValueError for a
         definition the zone's calendar cannot hold."""
         return self
+
+    @abstractmethod
+    def assign_sql(self, columns: str) -> str:
+        """DuckDB SQL for ``kappa verify``: a ``SELECT '<name>' AS w, <start> AS s,
+        <end> AS e, <columns>`` row per on-time event of the ``marked`` table (alias
+        ``m``; columns ``t`` and ``late``) and window instance holding it. It may use the
+        macros of ``tables.windows.calendar.SQL_MACROS``."""
+
+
+class PanedKind(WindowKind):
+    """Windows fixed by their start, the same for every key: which instances an event
+    updates, when they close, how they are listed."""
+
+    __slots__ = ()
+
+    size_ms: int  # nominal length (a zoned day counts 24 hours)
+    step_ms: int  # nominal distance between consecutive starts
 
     @abstractmethod
     def starts(self, ts_ms: int) -> list[int]:
@@ -76,10 +98,3 @@ class WindowKind(ABC):
     def may_be_open(self, start: int, watermark: int, lateness_ms: int) -> bool:
         """Whether the window starting at ``start`` may still be open at ``watermark``:
         queries read it from the open windows, else from the closed results."""
-
-    @abstractmethod
-    def assign_sql(self, columns: str) -> str:
-        """DuckDB SQL for ``kappa verify``: a ``SELECT '<name>' AS w, <start> AS s,
-        <end> AS e, <columns>`` row per on-time event of the ``marked`` table (alias
-        ``m``; columns ``t`` and ``late``) and window instance holding it. It may use the
-        macros of ``tables.windows.calendar.SQL_MACROS``."""

@@ -2,7 +2,9 @@
 
 The worker is killed while ``kappa replay`` is still producing (slowed with ``--rate``),
 and restarts on the same state dir, or on an empty one (rebuilt from the changelogs). In
-one case the replay is killed with it and resumed with the same ``--id``.
+one case the replay is killed with it and resumed with the same ``--id``. Besides hourly
+windows, the pipeline keeps sessions with a 1-hour gap (a key has an event about every
+72 minutes), whose records move and merge as events arrive.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.broker
 
 # Slow enough that the replay is still producing when the worker is killed.
 REPLAY_RATE = "1500"
+SESSIONS = ("session/1h", 3_600_000)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +47,7 @@ def test_kill_minus_nine_mid_replay_then_restart(
     path = kappa.tmp_path / "history.csv"
     write(iter(events), path)
     env = kappa.env(
-        kappa.make_spec(windows='{ size = "1h" }', retention="30d"),
+        kappa.make_spec(windows='{ size = "1h" }, { gap = "1h" }', retention="30d"),
         partitions=2,
         KAPPA_SESSION_TIMEOUT="8",  # the killed worker leaves the group sooner
     )
@@ -78,4 +81,6 @@ def test_kill_minus_nine_mid_replay_then_restart(
 
     second = kappa.start_worker(env)
     second.wait_ready(partitions=2)
-    assert_equals_batch([second], kappa.settings.bootstrap, kappa.unique, path, events, HOURLY)
+    assert_equals_batch(
+        [second], kappa.settings.bootstrap, kappa.unique, path, events, HOURLY, SESSIONS
+    )

@@ -4,7 +4,9 @@ equals a batch computation.
 100k generated events on 1k keys over three weeks, out of order within the allowed
 lateness, with null values and decimal values whose float sums round, are compared with
 DuckDB SQL over the same file: every key's totals, every window (open or closed), and
-every final result in the output topic, exactly (sums against ``math.fsum``).
+every final result in the output topic, exactly (sums against ``math.fsum``). The windows
+include sessions with a 6-hour gap (a key has an event about every 5 hours, so its
+sessions hold a few events each and merge when events arrive out of order).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from app.datagen import generate, write
 from app.settings import KappaSettings
 from tests.support.datasets import EQUIVALENCE, EQUIVALENCE_WINDOWS
 from tests.support.kafka import produce_events
-from tests.support.oracle import batch_results
+from tests.support.oracle import batch_results, session_results
 from tests.support.results import api_results, topic_finals, wait_processed
 from tests.support.times import DAY, ms
 from tests.support.worker import WorkerProcess, run_kappa
@@ -29,7 +31,8 @@ from tests.support.worker import WorkerProcess, run_kappa
 pytestmark = pytest.mark.broker
 
 LATENESS_MS = 10 * 60_000
-WINDOWS_TOML = '{ size = "1h" }, { size = "1d", step = "6h" }'
+WINDOWS_TOML = '{ size = "1h" }, { size = "1d", step = "6h" }, { gap = "6h" }'
+SESSIONS = ("session/6h", 6 * 3_600_000)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[s
 
 @pytest.fixture(scope="module")
 def oracle(dataset: tuple[Path, list[dict[str, Any]]]) -> tuple[dict[str, Any], dict[Any, Any]]:
-    return batch_results(dataset[0], EQUIVALENCE_WINDOWS)
+    totals, windows = batch_results(dataset[0], EQUIVALENCE_WINDOWS)
+    return totals, windows | session_results(dataset[0], *SESSIONS)
 
 
 def _shuffled_within_lateness(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support.oracle import batch_results
+from tests.support.oracle import batch_results, session_results
 from tests.support.results import api_results, topic_finals, wait_processed
 from tests.support.times import DAY, ms
 from tests.support.worker import WorkerProcess
@@ -18,11 +18,15 @@ def assert_equals_batch(
     history: Path,
     events: list[dict[str, Any]],
     windows: list[tuple[str, int, int]],
+    sessions: tuple[str, int] | None = None,
 ) -> None:
     """Once ``workers`` have processed the whole input topic: every key's totals, every
-    window and every final result in the output topic equal DuckDB's over ``history``."""
+    window (and, given its name and gap, every session) and every final result in the
+    output topic equal DuckDB's over ``history``."""
     wait_processed(workers, bootstrap, f"test-input-{unique}")
     want_totals, want_windows = batch_results(history, windows)
+    if sessions is not None:
+        want_windows |= session_results(history, *sessions)
     times = [ms(e["ts"]) for e in events]
     totals, got_windows, final = api_results(
         workers, set(want_totals), min(times) - 2 * DAY, max(times) + 2 * DAY

@@ -107,6 +107,33 @@ def batch_results(
     return totals, result
 
 
+def session_results(
+    path: Path, name: str, gap_ms: int, late: frozenset[tuple[str, int]] = frozenset()
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Every session (key, ``name``, start) -> result: each key's on-time events in time
+    order, numbered by how many of them (itself included) are more than ``gap_ms`` after
+    the event before: a running count of session starts."""
+    con = duckdb.connect()
+    _load(con, path, late)
+    rows = con.execute(
+        f"""
+        WITH on_time AS (SELECT raw.* FROM raw ANTI JOIN late USING (k, t)),
+        marked AS (
+            SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY k ORDER BY t) <= {gap_ms}
+                           THEN 0 ELSE 1 END AS starts
+            FROM on_time
+        ),
+        numbered AS (
+            SELECT *, sum(starts) OVER (PARTITION BY k ORDER BY t
+                                        RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n
+            FROM marked
+        )
+        SELECT k, min(t), {_metrics()} FROM numbered GROUP BY k, n
+        """
+    ).fetchall()
+    return {(row[0], name, row[1]): _shape(row[2:]) for row in rows}
+
+
 def zoned_days(
     path: Path, name: str, zone: str
 ) -> tuple[dict[tuple[str, str, int], dict[str, Any]], dict[int, int]]:

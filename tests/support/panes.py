@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tables.windows import WindowKind
+from tables.windows import PanedKind
 
 
-def check_pane_of(w: WindowKind, ts: int) -> None:
+def check_pane_of(w: PanedKind, ts: int) -> None:
     """``ts``'s pane starts at or before it, is in exactly the windows ``ts`` is in, and
     is one of each such window's panes, which all lie within the window."""
     pane = w.pane(ts)

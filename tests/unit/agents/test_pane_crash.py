@@ -4,20 +4,17 @@ again from what is left, and every window's stored result is the uncrashed run's
 
 from __future__ import annotations
 
-import asyncio
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents.events import Event
-from agents.processor import PartitionProcessor
 from tables.aggregation_config import AggregationConfig
-from tables.partition_state import TablePartitionState, store_batch
 from tables.pipeline_tables import PipelineTables
 from tables.windows import aligned_window
-from tests.support.stores import AcknowledgingSender, SendFailed, offline_tables
+from tests.support.crash_runs import apply_and_store, events, first_then_crashed, stored
+from tests.support.stores import AcknowledgingSender, offline_tables
 
 PARTITION = 0
 # Windows of 4 ms every 2 ms: panes of 2 ms, two per window.
@@ -35,33 +32,11 @@ FIRST = [(0, 1e16), (1, 1.0), (2, -1e16), (3, 0.1)]
 SECOND = [(5, 0.2)]
 
 
-def events(pairs: list[tuple[int, float]], first_offset: int) -> list[tuple[int, Event]]:
-    return [(first_offset + i, Event("a", ts, (value,), {})) for i, (ts, value) in enumerate(pairs)]
-
-
-def stored(tables: PipelineTables) -> dict[str, dict[Any, Any]]:
-    return {name: dict(getattr(tables, name).items()) for name in ("keys", "windows", "closed")}
-
-
-def apply_and_store(state: TablePartitionState, batch: list[tuple[int, Event]], sender: Any) -> Any:
-    processor = PartitionProcessor(CONFIG, state, 0)
-    fresh = [(offset, event) for offset, event in batch if not processor.done(offset)]
-    outcome = processor.apply(fresh)
-    processor.checkpoint(batch[-1][0])
-    asyncio.run(store_batch([state], sender))
-    return outcome
-
-
 def run(tables: PipelineTables, fail_on: int | None) -> Any:
-    apply_and_store(tables.partition_state(PARTITION), events(FIRST, 0), AcknowledgingSender())
     second = events(SECOND, len(FIRST))
-    if fail_on is not None:
-        with pytest.raises(SendFailed):
-            apply_and_store(
-                tables.partition_state(PARTITION), second, AcknowledgingSender(fail_on=fail_on)
-            )
+    first_then_crashed(CONFIG, tables, events(FIRST, 0), second, fail_on)
     # The restart: a new state and processor from what the stores kept.
-    return apply_and_store(tables.partition_state(PARTITION), second, AcknowledgingSender())
+    return apply_and_store(CONFIG, tables.partition_state(PARTITION), second, AcknowledgingSender())
 
 
 @pytest.mark.parametrize("fail_on", [1, 2, 3, 4])

@@ -15,7 +15,6 @@ uses none of kappa's window, watermark or aggregate code.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,8 @@ from tables.records import (
     parse_window_key,
     window_key,
 )
-from tables.windows import aligned_window
+from tables.windows import PanedKind, aligned_window
+from tests.support.fold import folded_result
 from tests.support.times import starts_holding
 
 VALUE_NAMES = ("x", "y")
@@ -77,6 +77,9 @@ class DictState:
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None:
         self.windows[window_key(window, start_ms, key)] = orjson.dumps(record.to_state())
 
+    def delete_window(self, window: str, start_ms: int, key: str) -> None:
+        self.windows.pop(window_key(window, start_ms, key), None)
+
     def take_panes(
         self, window: str, read_to: int, expire_to: int
     ) -> dict[int, dict[str, OpenWindow]]:
@@ -111,6 +114,10 @@ class DictState:
 
     def put_closed(self, result: WindowResult) -> None:
         self.closed[(result.key, result.window, result.start_ms)] = orjson.dumps(result.as_json())
+
+    def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None:
+        raw = self.closed.get((key, window, start_ms))
+        return None if raw is None else dict(orjson.loads(raw))
 
     def delete_closed(self, key: str, window: str, start_ms: int) -> None:
         self.closed.pop((key, window, start_ms), None)
@@ -157,17 +164,7 @@ class DictState:
 
 
 def expected_result(rows: Sequence[Values]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for j, name in enumerate(VALUE_NAMES):
-        xs = [v for row in rows if (v := row[j]) is not None]
-        total = math.fsum(xs) if xs else None
-        values[name] = {
-            "sum": total,
-            "min": min(xs) if xs else None,
-            "max": max(xs) if xs else None,
-            "mean": None if total is None else total / len(xs),
-        }
-    return {"count": len(rows), "values": values}
+    return folded_result(rows, VALUE_NAMES)
 
 
 class Fold:
@@ -268,16 +265,22 @@ def open_of(state: DictState, processor: PartitionProcessor) -> dict[WinId, dict
     watermark = processor.watermark
     panes: dict[WinId, list[Agg]] = {}
     for (name, pane, key), record in state.iter_windows():
-        window = config.window(name)
+        window = paned(config, name)
         for start in window.starts(pane):
             if watermark is None or start > window.last_closed_start(watermark):
                 panes.setdefault((key, name, start), []).append(record.agg)
     return {
         (key, name, start): config.result(
-            key, config.window(name), start, Agg.merged(aggs), False
+            key, paned(config, name), start, paned(config, name).end(start), Agg.merged(aggs), False
         ).result
         for (key, name, start), aggs in panes.items()
     }
+
+
+def paned(config: AggregationConfig, name: str) -> PanedKind:
+    window = config.window(name)
+    assert isinstance(window, PanedKind)
+    return window
 
 
 def check_against_fold(
@@ -740,7 +743,7 @@ def test_key_and_open_pane_counts_follow_the_fold(scenario: Scenario, data: st.D
     panes: set[tuple[str, str, int]] = set()
     for event in scenario.events:
         if not fold.add(event.key, event.ts_ms, event.values):
-            for window in scenario.config.windows:
+            for window in scenario.config.paned:
                 pane = window.pane(event.ts_ms)
                 assert pane is not None
                 panes.add((event.key, window.name, pane))
@@ -748,7 +751,7 @@ def test_key_and_open_pane_counts_follow_the_fold(scenario: Scenario, data: st.D
     open_panes = [
         (key, name, pane)
         for key, name, pane in panes
-        if any((key, name, s) not in closed for s in scenario.config.window(name).starts(pane))
+        if any((key, name, s) not in closed for s in paned(scenario.config, name).starts(pane))
     ]
     _, processor, _ = run(scenario, restarts)
     assert processor.key_count == len(fold.totals)

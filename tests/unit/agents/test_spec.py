@@ -8,7 +8,7 @@ import pytest
 
 from agents.errors import ConfigError
 from agents.spec import SpecError, load_spec, parse_spec
-from tables.windows import aligned_window
+from tables.windows import Sessions, aligned_window
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "orders.toml"
 HOUR = 3_600_000
@@ -103,7 +103,16 @@ def test_dump_by_alias_is_the_toml_shape_and_reads_back() -> None:
         ({"windows": [{"size": "1h", "step": "0ms"}]}, "windows[0].step: step 0s never advances"),
         ({"windows": [{"size": 3600}]}, "windows[0].size: expected a duration string"),
         ({"windows": [{"size": "1h"}, {"size": "60m"}]}, "windows: windows[1] repeats window 1h"),
-        ({"windows": [{"step": "1h"}]}, "windows[0].size: required field is missing"),
+        (
+            {"windows": [{"step": "1h"}]},
+            "windows[0]: a window needs a size ({ size = '1h' }) or a session gap"
+            " ({ gap = '30m' })",
+        ),
+        ({"windows": [{"gap": "0s"}]}, "windows[0].gap: gap 0s never lets a session hold"),
+        (
+            {"windows": [{"gap": "30m", "size": "1h"}]},
+            "windows[0]: a session window has a gap and no size or step",
+        ),
         (
             {"windows": [{"size": "1h", "stpe": "1m"}]},
             "windows[0].stpe: unknown field; did you mean 'step'?",
@@ -263,3 +272,24 @@ def test_timezone_puts_whole_day_windows_on_the_local_calendar() -> None:
 def test_utc_keeps_plain_windows() -> None:
     spec = parse_spec(MINIMAL | {"timezone": "UTC", "windows": [{"size": "1d", "step": "6h"}]}, "x")
     assert spec.windows == (aligned_window(name="1d/6h", size_ms=DAY, step_ms=6 * HOUR),)
+
+
+def test_session_windows_parse_name_and_dump_back() -> None:
+    spec = parse_spec(MINIMAL | {"windows": [{"size": "1h"}, {"gap": "30m"}]}, "x")
+    sessions = spec.windows[1]
+    assert isinstance(sessions, Sessions)
+    assert (sessions.name, sessions.gap_ms) == ("session/30m", 30 * MINUTE)
+    assert [w.name for w in spec.paned_windows] == ["1h"]
+    assert spec.model_dump(by_alias=True)["windows"] == ({"size": "1h"}, {"gap": "30m"})
+    assert parse_spec(spec.model_dump(by_alias=True), "dump") == spec
+
+
+def test_the_sessions_example_reads_the_orders_input() -> None:
+    example = load_spec(EXAMPLE.with_name("order-sessions.toml"))
+    assert example.windows == (Sessions("session/30m", 30 * MINUTE),)
+    assert example.input_topic == load_spec(EXAMPLE).input_topic
+
+
+def test_session_windows_ignore_the_time_zone() -> None:
+    spec = parse_spec(MINIMAL | {"windows": [{"gap": "1d"}], "timezone": "Europe/Paris"}, "x")
+    assert spec.windows == (Sessions("session/1d", DAY),)

@@ -23,6 +23,7 @@ from app.query_params import (
     time_param,
     window_range,
 )
+from tables.windows import PanedKind, Sessions
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -257,4 +258,16 @@ def test_a_bad_window_or_range_says_what_to_send(query: dict[str, str], message:
 def test_the_most_windows_one_request_may_list() -> None:
     query = {"window": "1h", "from": "0", "to": str(MAX_WINDOWS * HOUR)}
     windows, start, end = window_range(spec(), query, WATERMARK)
-    assert (end - start) // windows[0].step_ms == MAX_WINDOWS
+    [hours] = windows
+    assert isinstance(hours, PanedKind)
+    assert (end - start) // hours.step_ms == MAX_WINDOWS
+
+
+def test_sessions_are_listed_over_the_retention_with_their_gap_for_a_size() -> None:
+    sessions = spec().model_copy(update={"windows": (Sessions("session/30m", 30 * 60_000),)})
+    windows, start, end = window_range(sessions, {}, WATERMARK)
+    assert windows == list(sessions.windows)
+    assert end == WATERMARK + 10 * 60_000 + 30 * 60_000 + 1
+    assert start == end - 30 * DAY - 2 * (30 * 60_000 + 1)
+    # Any range: a key has only the sessions it had.
+    assert window_range(sessions, {"from": "0", "to": str(10**15)}, WATERMARK)[1:] == (0, 10**15)

@@ -5,7 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.watermark import advance, expired, is_closed, is_late, watermark_of
+from tables.watermark import (
+    StoredClock,
+    active_low,
+    advance,
+    expired,
+    idle_advance,
+    is_closed,
+    is_idle,
+    is_late,
+    watermark_of,
+)
 
 TS = st.integers(min_value=-(10**6), max_value=10**6)
 LATENESS = st.integers(min_value=0, max_value=10**4)
@@ -52,3 +62,60 @@ def test_expiry_runs_on_the_watermark(end: int, retention: int, wm: int) -> None
     if expired(end, retention, wm):
         assert is_closed(end, wm)
         assert expired(end, retention, wm + 1)
+
+
+# -- quiet partitions ----------------------------------------------------------------------
+
+NOW = 10**12
+CLOCKS = st.dictionaries(
+    st.integers(min_value=0, max_value=7),
+    st.builds(
+        StoredClock,
+        st.none() | TS,
+        st.integers(min_value=NOW - 3000, max_value=NOW),
+        st.booleans(),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(clocks=CLOCKS, timeout=st.integers(min_value=1, max_value=2000), quiet=st.integers(0, 7))
+def test_the_active_low_is_the_lowest_clock_of_partitions_that_received_within_the_timeout(
+    clocks: dict[int, StoredClock], timeout: int, quiet: int
+) -> None:
+    active = []
+    for partition, clock in clocks.items():
+        age = NOW - clock.stored_ms
+        if partition == quiet or clock.idle or clock.max_event_ms is None or age >= timeout:
+            continue
+        active.append(clock.max_event_ms)
+    assert active_low(clocks, NOW, timeout, quiet) == (min(active) if active else None)
+
+
+def test_an_idle_advance_or_a_stale_store_is_not_activity() -> None:
+    clocks = {
+        0: StoredClock(500, NOW - 10, idle=False),
+        1: StoredClock(100, NOW - 10, idle=True),  # moved by an idle advance
+        2: StoredClock(50, NOW - 1000, idle=False),  # stored a timeout ago
+        3: StoredClock(None, NOW, idle=False),  # no event yet
+    }
+    assert active_low(clocks, NOW, 1000, quiet=4) == 500
+    assert active_low(clocks, NOW, 1000, quiet=0) is None  # the quiet one never counts
+    assert active_low(clocks, NOW, 1001, quiet=4) == 50
+
+
+@settings(max_examples=300, deadline=None)
+@given(own=st.none() | TS, low=st.none() | TS)
+def test_an_idle_partition_moves_only_forward_to_the_active_low(
+    own: int | None, low: int | None
+) -> None:
+    moved = idle_advance(own, low)
+    if own is None or low is None or low <= own:
+        assert moved is None
+    else:
+        assert moved == low
+
+
+def test_idle_after_the_timeout_exactly() -> None:
+    assert not is_idle(299_999.9, 300_000)
+    assert is_idle(300_000, 300_000)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.windows import DAY_MS, WindowKind, aligned_window
+from tables.windows import DAY_MS, PanedKind, aligned_window
 from tests.support.panes import check_pane_of
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -31,7 +31,7 @@ def ms(text: str) -> int:
     return (datetime.fromisoformat(text) - EPOCH) // timedelta(milliseconds=1)
 
 
-def zoned(size_days: int, step_days: int, zone: ZoneInfo = NEW_YORK) -> WindowKind:
+def zoned(size_days: int, step_days: int, zone: ZoneInfo = NEW_YORK) -> PanedKind:
     return aligned_window(f"{size_days}d/{step_days}d", size_days * DAY, step_days * DAY).in_zone(
         zone
     )
@@ -76,7 +76,7 @@ def duckdb_windows(
     return {(int(t), int(s), int(e)) for t, s, e in rows}
 
 
-def kappa_windows(timestamps: list[int], w: WindowKind) -> set[tuple[int, int, int]]:
+def kappa_windows(timestamps: list[int], w: PanedKind) -> set[tuple[int, int, int]]:
     return {(t, s, w.end(s)) for t in timestamps for s in w.starts(t)}
 
 
@@ -168,7 +168,7 @@ ANY_TS = st.one_of(
 
 
 @st.composite
-def zoned_windows(draw: st.DrawFn) -> WindowKind:
+def zoned_windows(draw: st.DrawFn) -> PanedKind:
     step = draw(st.integers(min_value=1, max_value=7))
     size = step * draw(st.integers(min_value=1, max_value=3)) + draw(st.integers(0, step - 1))
     return zoned(size, step, draw(ZONES))
@@ -176,7 +176,7 @@ def zoned_windows(draw: st.DrawFn) -> WindowKind:
 
 @settings(max_examples=300, deadline=None)
 @given(ts=ANY_TS, w=zoned_windows())
-def test_every_zoned_window_holds_its_timestamp(ts: int, w: WindowKind) -> None:
+def test_every_zoned_window_holds_its_timestamp(ts: int, w: PanedKind) -> None:
     starts = w.starts(ts)
     assert starts == sorted(starts)
     assert len(starts) == len(set(starts)) >= 1
@@ -191,7 +191,7 @@ def test_every_zoned_window_holds_its_timestamp(ts: int, w: WindowKind) -> None:
     w=zoned_windows(),
 )
 def test_zoned_last_closed_start_bounds_the_closed_windows(
-    wm: int, offset: int, w: WindowKind
+    wm: int, offset: int, w: PanedKind
 ) -> None:
     bound = w.last_closed_start(wm)
     for s in w.starts(wm + offset):
@@ -213,9 +213,7 @@ def test_last_closed_start_skips_a_day_that_never_happened() -> None:
     span=st.integers(min_value=-DAY, max_value=20 * DAY),
     w=zoned_windows(),
 )
-def test_zoned_starts_between_are_the_starts_in_the_range(
-    lo: int, span: int, w: WindowKind
-) -> None:
+def test_zoned_starts_between_are_the_starts_in_the_range(lo: int, span: int, w: PanedKind) -> None:
     hi = lo + span
     scan = range(lo - 2 * w.size_ms - 2 * DAY, hi + DAY, HOUR)
     every = {s for t in scan for s in w.starts(t)}
@@ -248,7 +246,7 @@ def test_a_day_that_never_happened_starts_no_window() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(ts=ANY_TS, w=zoned_windows())
-def test_a_zoned_pane_is_in_exactly_the_windows_of_its_events(ts: int, w: WindowKind) -> None:
+def test_a_zoned_pane_is_in_exactly_the_windows_of_its_events(ts: int, w: PanedKind) -> None:
     """Panes of local days: an event's pane starts at or before it, is in the windows
     the event is in, and is one of each such window's panes."""
     check_pane_of(w, ts)
@@ -260,7 +258,7 @@ def test_a_zoned_pane_is_in_exactly_the_windows_of_its_events(ts: int, w: Window
     offset=st.integers(min_value=-20 * DAY, max_value=20 * DAY),
     w=zoned_windows(),
 )
-def test_zoned_pane_bounds_expire_only_unused_panes(wm: int, offset: int, w: WindowKind) -> None:
+def test_zoned_pane_bounds_expire_only_unused_panes(wm: int, offset: int, w: PanedKind) -> None:
     last = w.last_closed_start(wm)
     read_to, expire_to = w.pane_bounds(last)
     pane = w.pane(wm + offset)

@@ -24,6 +24,7 @@ from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
 from tables.aggregates import Agg
 from tables.windows import AlignedWindows
 from tests.support.datasets import CRASH
+from tests.support.fold import folded_result
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -57,17 +58,7 @@ def table(rows: Sequence[Row], values: int = 2) -> pa.Table:
 
 
 def result_of(rows: list[tuple[float | None, ...]], fields: int) -> dict[str, Any]:
-    values = {}
-    for i, name in enumerate(["a", "b"][:fields]):
-        xs = [x for r in rows if (x := r[i]) is not None]
-        total = math.fsum(xs) if xs else None
-        values[name] = {
-            "sum": total,
-            "min": min(xs) if xs else None,
-            "max": max(xs) if xs else None,
-            "mean": None if total is None else total / len(xs),
-        }
-    return {"count": len(rows), "values": values}
+    return folded_result(rows, ["a", "b"][:fields])
 
 
 def first_instant(day: date, zone: ZoneInfo) -> int:
@@ -299,7 +290,7 @@ def test_first_last_and_count_distinct_break_ties_by_seq_and_skip_nulls() -> Non
     for key, result in got.totals.items():
         assert result == ends([r for r in rows if r[2] == key])
     assert set(got.windows) == set(fold(rows, spec)["windows"])
-    sizes = {w.name: w.size_ms for w in spec.windows}
+    sizes = {w.name: w.size_ms for w in spec.paned_windows}
     for (key, name, start), window in got.windows.items():
         held = [r for r in rows if r[2] == key and start <= r[3] < start + sizes[name]]
         assert window.result == ends(held)
@@ -328,3 +319,32 @@ def test_quantiles_are_expected_within_the_sketchs_bound() -> None:
     agg = Agg.empty(2, spec.metrics)
     agg.add_rows([vs for _, _, k, _, vs in rows if k == "k0"])
     assert agg.result(spec.values, spec.metrics) == got.totals["k0"]
+
+
+def test_sessions_per_key_split_where_an_event_is_more_than_the_gap_after() -> None:
+    spec = spec_of(windows=[{"gap": "30m"}], lateness="1h")
+    minute = 60_000
+    rows: list[Row] = [
+        (0, 0, "x", 10 * HOUR, (1e16, None)),
+        (0, 1, "x", 10 * HOUR + 40 * minute, (0.1, None)),  # 40m after: a new session
+        (0, 2, "x", 10 * HOUR + 10 * minute, (1.0, None)),  # bridges them: one session
+        (0, 3, "x", 11 * HOUR + 11 * minute, (2.0, None)),  # 31m after 10:40: a new one
+        (0, 4, "y", 10 * HOUR + 40 * minute, (-1e16, 5.0)),
+        (0, 5, "x", 8 * HOUR, (7.0, None)),  # late: behind 11:11 - 1h
+    ]
+    got = batch_answer(connect(), table(rows), spec)
+    name = "session/30m"
+    expected = {
+        ("x", name, 10 * HOUR): (10 * HOUR + 70 * minute + 1, [rows[0], rows[1], rows[2]]),
+        ("x", name, 11 * HOUR + 11 * minute): (11 * HOUR + 41 * minute + 1, [rows[3]]),
+        ("y", name, 10 * HOUR + 40 * minute): (11 * HOUR + 10 * minute + 1, [rows[4]]),
+    }
+    assert got.windows.keys() == expected.keys()
+    for wid, (end, held) in expected.items():
+        assert got.windows[wid].end_ms == end
+        assert got.windows[wid].result == result_of([r[4] for r in held], 2)
+    assert got.late_events == 1
+    assert got.unsettled_sessions == set()
+    # A fence before x's last records: x's sessions as of it are not compared.
+    fenced = batch_answer(connect(), table(rows), spec, {"x": {0: 2}, "y": {0: 4}})
+    assert fenced.unsettled_sessions == {"x"}

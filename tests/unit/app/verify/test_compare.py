@@ -16,6 +16,7 @@ from app.verify.batch import BatchAnswer, ExpectedWindow
 from app.verify.bounds import within
 from app.verify.compare import Comparison, compare, flatten
 from app.verify.reading import InputReader
+from tables.windows import Sessions
 
 HOUR = 3_600_000
 SPEC = parse_spec(
@@ -169,6 +170,25 @@ def test_a_key_read_while_it_moved_has_its_windows_skipped() -> None:
     out = run(ans, act, view(0))
     assert out.ok
     assert out.windows.skipped == 1
+
+
+def test_sessions_of_a_key_with_records_past_its_fence_are_skipped() -> None:
+    """As of its fence, an unseen event may have merged two of the key's sessions: the
+    API's sessions of such a key are neither missing nor extra."""
+    sessions = SPEC.model_copy(update={"windows": (Sessions("1h", HOUR),)})
+    ans = answer({0: (1, 7.0)}, watermark=0)
+    ans.unsettled_sessions = {"x"}
+    act = Actual(totals={"x": result(1, 7.0)}, fences={"x": {0: 9}})
+    act.windows[("x", "1h", 5 * HOUR)] = body("x", 5 * HOUR, 2, 1.0, False)
+    out = run(ans, act, view(0), spec=sessions)
+    assert out.ok
+    assert out.windows.skipped == 2
+    # Settled, the same two are a difference each.
+    ans.unsettled_sessions = set()
+    assert {d.kind for d in run(ans, act, view(0), spec=sessions).differences} == {
+        "missing",
+        "extra",
+    }
 
 
 def test_a_watermark_of_a_processed_partition_must_match() -> None:

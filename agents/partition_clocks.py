@@ -25,10 +25,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import orjson
-
 from agents.gap_reader import GapReader
-from tables.records import PartitionProgress, progress_key
+from tables.records import progress_record
 from tables.watermark import StoredClock
 
 
@@ -36,13 +34,10 @@ def stored_clock(
     key: bytes | None, value: bytes | None, timestamp_ms: int
 ) -> tuple[int, StoredClock] | None:
     """The partition and clock of a meta changelog record, if it is a progress record."""
-    if key is None or value is None or not key.startswith(b'"progress/'):
+    found = progress_record(key, value)
+    if found is None:
         return None
-    name = orjson.loads(key)
-    partition = int(name.rsplit("/", 1)[1])
-    if progress_key(partition) != name:
-        return None
-    progress = PartitionProgress.from_state(orjson.loads(value))
+    partition, progress = found
     return partition, StoredClock(progress.max_event_ms, timestamp_ms, progress.idle)
 
 

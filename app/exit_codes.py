@@ -37,7 +37,9 @@ MEANING = {
     " workers still run, or of one whose dead letters or late events neither `--export`"
     " nor `--yes` provides for",
     ExitCode.DIFFERENT: "`kappa verify` found a difference between a version's tables or"
-    " results and the batch answer",
+    " results and the batch answer (windows that an `idle_timeout` closed before some of"
+    " their events came are compared as the worker closed them and listed apart: they"
+    " alone never give 5)",
 }
 FORCED_EXIT = (
     "128+N",

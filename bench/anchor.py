@@ -3,7 +3,9 @@ thread.
 
 From reading the CSV.gz file to holding every result as a DuckDB table (nothing is
 fetched into Python): per key the count and the sum, min, max and mean of both values,
-and the same per window of the workload. It is the query a batch engine would run, with
+and the same per window of the workload (per session for a sessions workload: each
+key's events in time order, a new session where the previous event is more than the gap
+before, with ``lag()``). It is the query a batch engine would run, with
 DuckDB's own aggregates: its ``sum`` is a plain running sum, not the correctly rounded
 sum kappa keeps (the test suite's oracle adds ``math.fsum`` for that), so the anchor
 measures a batch engine's speed, not its exactness. The generated events are never
@@ -37,8 +39,8 @@ def _reader(data: Path) -> str:
     return f"read_csv(?, header = true, auto_detect = false, columns = {columns})"
 
 
-def compute(con: duckdb.DuckDBPyConnection, data: Path, workload: Workload) -> None:
-    """Tables ``totals`` (k and the metrics) and ``windows`` (k, start, the metrics)."""
+def load_events(con: duckdb.DuckDBPyConnection, data: Path) -> None:
+    """Table ``events``: k, t (epoch ms) and the values, read from ``data``."""
     con.execute("SET TimeZone = 'UTC'")  # a naive time is UTC, as kappa reads it
     con.execute(
         f"""
@@ -48,7 +50,21 @@ def compute(con: duckdb.DuckDBPyConnection, data: Path, workload: Workload) -> N
         """,
         [str(data)],
     )
+
+
+def compute(con: duckdb.DuckDBPyConnection, data: Path, workload: Workload) -> None:
+    """Tables ``totals`` (k and the metrics) and ``windows`` (k, start, the metrics)."""
+    load_events(con, data)
     con.execute(f"CREATE TABLE totals AS SELECT k, {METRICS} FROM events GROUP BY k")
+    if workload.sessions:
+        con.execute(
+            f"""
+            CREATE TABLE windows AS
+            SELECT k, min(t) AS start, {METRICS}
+            FROM ({numbered_sessions(workload.gap_ms)}) GROUP BY k, session_no
+            """
+        )
+        return
     # An event at t is in the windows starting at its step's start and at the
     # size / step - 1 steps before it (the workloads' sizes are whole steps).
     step = workload.step_ms
@@ -61,6 +77,18 @@ def compute(con: duckdb.DuckDBPyConnection, data: Path, workload: Workload) -> N
         GROUP BY k, start
         """
     )
+
+
+def numbered_sessions(gap_ms: int) -> str:
+    """The ``events`` table's rows, each with its key's session number (``session_no``):
+    the running count, in time order, of the key's events more than ``gap_ms`` after
+    the event before (the first event starts one)."""
+    return f"""
+        SELECT *, sum(starts) OVER (PARTITION BY k ORDER BY t) AS session_no
+        -- RANGE (the default frame): events at the same time share a number
+        FROM (SELECT *, coalesce(t - lag(t) OVER (PARTITION BY k ORDER BY t) > {gap_ms},
+                                 true)::INTEGER AS starts
+              FROM events)"""
 
 
 def duckdb_seconds(data: Path, workload: Workload) -> float:

@@ -7,8 +7,9 @@ It runs in the benchmark's own venv (bench.peer makes it), never in kappa's, so 
 imports nothing from kappa. Per key (the record key is already the customer id) it
 keeps the count and the sums of ``amount`` and ``quantity``, and the workload's window
 on the event time in ``ts`` (tumbling when ``BENCH_STEP_MS`` equals ``BENCH_WINDOW_MS``,
-else hopping; aligned to the epoch, as kappa's are) with 10 min grace, closed on the
-partition's event time. State is in RocksDB (Quix's default store) with changelog
+else hopping; aligned to the epoch, as kappa's are; with ``BENCH_GAP_MS`` set, Quix's
+session windows with that inactivity gap) with 10 min grace, closed on the partition's
+event time. State is in RocksDB (Quix's default store) with changelog
 topics; closed windows go to an output topic, as kappa's do. With ``BENCH_DERIVE`` set,
 it first derives two values and keeps about half the events, as bench.derive's spec
 does, and aggregates those values. With ``BENCH_GROUP_BY`` (a field: the input's
@@ -132,9 +133,12 @@ def main() -> None:
         sdf = sdf.apply(derive).filter(first_half_minute)
     sdf = sdf.update(totals, stateful=True)
     size, step = int(os.environ["BENCH_WINDOW_MS"]), int(os.environ["BENCH_STEP_MS"])
+    gap = int(os.environ.get("BENCH_GAP_MS") or 0)
     grace = timedelta(minutes=10)
     windows = (
-        sdf.tumbling_window(size, grace_ms=grace)
+        sdf.session_window(gap, grace_ms=grace)
+        if gap
+        else sdf.tumbling_window(size, grace_ms=grace)
         if step == size
         else sdf.hopping_window(size, step, grace_ms=grace)
     )

@@ -126,6 +126,12 @@ def _workload(workload: Workload, figures: dict[str, float]) -> None:
     print(f"{'kappa file → tables':<36}{figures['file_to_tables_s']:>13.3f} s")
     over = derived["file_to_tables_over_duckdb"]
     print(f"{'kappa file → tables ÷ DuckDB':<36}{over:>13.1f} x")
+    if workload.sessions:
+        print(
+            f"sessions equal to DuckDB's: kappa {figures['sessions_kappa_checked']:,.0f} "
+            f"(sample keys, all), Quix {figures['sessions_quix_checked']:,.0f} (all keys, "
+            f"closed), of {figures['sessions_total']:,.0f}"
+        )
 
 
 def _summary(result: Sections, workloads: list[Workload]) -> None:
@@ -176,14 +182,8 @@ def _lanes(result: Sections, workloads: list[Workload]) -> None:
             )
 
 
-def print_table(result: Sections, header: str, workloads: list[Workload]) -> None:
-    """Every figure; rates with their ratio to the workload's P_consume and to Quix.
-    Scaling and latency ran on the first workload."""
-    print(f"\n{header}")
-    print(f"{'measure':<36}{'value':>15}{'÷ P_consume':>13}{'÷ peer':>10}")
-    for workload in workloads:
-        _workload(workload, result[workload.name])
-    first = workloads[0].name
+def _scaling(result: Sections, first: str) -> None:
+    """The scaling figures, measured on the ``first`` workload."""
     base = result[first]
     scaling = result["scaling"]
     print(f"-- scaling ({first}; 4 partitions, unless said; 1 partition ÷ topic → tables)")
@@ -196,7 +196,18 @@ def print_table(result: Sections, header: str, workloads: list[Workload]) -> Non
         f"{scaling['one_partition_eps'] / base['topic_to_tables_eps']:>15.2f}"
     )
     for label, key in SCALING_MEMORY:
-        print(f"{label:<36}{result['scaling'][key]:>12,.0f} MB")
+        print(f"{label:<36}{scaling[key]:>12,.0f} MB")
+
+
+def print_table(result: Sections, header: str, workloads: list[Workload]) -> None:
+    """Every figure; rates with their ratio to the workload's P_consume and to Quix.
+    Scaling and latency ran on the first workload (unless the run left them out)."""
+    print(f"\n{header}")
+    print(f"{'measure':<36}{'value':>15}{'÷ P_consume':>13}{'÷ peer':>10}")
+    for workload in workloads:
+        _workload(workload, result[workload.name])
+    if "scaling" in result:
+        _scaling(result, workloads[0].name)
     for section, figures in result.items():
         if section.startswith("latency"):
             print(

@@ -4,6 +4,7 @@ physical limit and a peer (Quix Streams).
     .venv/bin/python -m bench.run --repeat 1   # the 5 default workloads, ~18 min
     .venv/bin/python -m bench.run --workloads keys16 --repeat 1   # one workload
     .venv/bin/python -m bench.run --smoke      # a tiny run that checks the harness works
+    .venv/bin/python -m bench.run --workloads sessions100 --throughput-only
 
 It starts the project's local Kafka (or uses KAPPA_BOOTSTRAP_SERVERS) and measures in
 one run on this machine, for each workload (bench.workloads: the keys, and the window):
@@ -41,7 +42,7 @@ def run_once(settings: KappaSettings, args: argparse.Namespace, work: Path) -> S
             settings, workload, data, args.partitions, work, args.baseline
         )
         sections[workload.name] = figures
-        if i == 0:
+        if i == 0 and not args.throughput_only:
             sections["scaling"] = scaling.measure(pipeline, data, workload.events)
             half = figures["topic_to_tables_eps"] / 2
             for name, rate in (("fixed", args.live_rate), ("half max", half)):
@@ -66,6 +67,11 @@ def main() -> None:
     parser.add_argument("--live-rate", type=float, default=2_000, help="events/s")
     parser.add_argument("--live-seconds", type=float, default=25, help="per latency run")
     parser.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="measure the workloads' throughput figures only: no scaling, no latency runs",
+    )
     parser.add_argument(
         "--smoke", action="store_true", help=f"2k events, 1 run, 2 s latency runs, {SMOKE}"
     )

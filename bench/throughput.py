@@ -16,7 +16,9 @@
   every event into its tables (events/s), and the peak RSS of the worker and of the
   replay (which streams the file, so its memory does not grow with the file);
 - the batch anchor: DuckDB's single-thread time for the same aggregation over the same
-  file (bench.anchor).
+  file (bench.anchor);
+- on a sessions workload, the cross-check that kappa and Quix computed DuckDB's sessions
+  (bench.session_check).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.datagen import DatasetShape, generate, write
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
-from bench import anchor, peer, unkeyed
+from bench import anchor, peer, session_check, unkeyed
 from bench.wide import generate_wide
 from bench.workers import (
     MB,
@@ -190,7 +192,17 @@ def run_once(
         last[:] = bodies
         return kappa_distinct_events(bodies)
 
-    kappa_s, (kappa_rss,) = time_workers([pipeline.worker(2)], "/api/status", progress, events)
+    kappa_sessions: session_check.Sessions = {}
+    wanted = session_check.expected(data, workload) if workload.sessions else {}
+
+    def read_sessions(workers: Sequence[Worker]) -> None:
+        if workload.sessions:
+            keys = session_check.sample(wanted)
+            kappa_sessions.update(session_check.kappa_sessions(workers[0], keys, workload))
+
+    kappa_s, (kappa_rss,) = time_workers(
+        [pipeline.worker(2)], "/api/status", progress, events, read_sessions
+    )
     if baseline is not None:
         before = run_from(pipeline.worker(3, "baseline"), baseline)
         before_s, (before_rss,) = time_workers(
@@ -204,6 +216,11 @@ def run_once(
     quix = pipeline.peer([str(peer.python()), "-m", "bench.quix_peer"], "quix")
     quix_eps, quix_rss = peer_rate(quix, events)
     options = client_options(settings)
+    if workload.sessions:
+        quix_sessions = session_check.quix_sessions(options, pipeline.topic)
+        figures |= session_check.check(
+            workload, wanted, kappa_sessions, quix_sessions, partitions=pipeline.partitions
+        )
     consumed, consume_s = asyncio.run(consume_all(options, pipeline.topic, False))
     decoded, decode_s = asyncio.run(consume_all(options, pipeline.topic, True))
     assert consumed == decoded == events, (consumed, decoded, events)

@@ -146,6 +146,7 @@ class BenchPipeline:
             "BENCH_PARTITIONS": str(self.partitions),
             "BENCH_WINDOW_MS": str(self.workload.size_ms),
             "BENCH_STEP_MS": str(self.workload.step_ms),
+            "BENCH_GAP_MS": str(self.workload.gap_ms),
             "BENCH_PORT": str(port),
             "BENCH_DIR": str(self.work / f"{name}-{self.run}"),
         }
@@ -218,13 +219,21 @@ def answer(port: int, path: str) -> Any | None:
 
 
 def time_workers(
-    workers: Sequence[Worker], path: str, progress: Progress, events: int
+    workers: Sequence[Worker],
+    path: str,
+    progress: Progress,
+    events: int,
+    then: Callable[[Sequence[Worker]], None] | None = None,
 ) -> tuple[float, list[int]]:
     """Start ``workers`` over a topic that already holds ``events`` events, and ``watch``
-    them."""
+    them; ``then``, if given, is called with them once they are done, before they stop
+    (to read their results)."""
     procs = [started(worker) for worker in workers]
     try:
-        return watch(workers, procs, path, progress, events)
+        timed = watch(workers, procs, path, progress, events)
+        if then is not None:
+            then(workers)
+        return timed
     finally:
         stop(procs)
 

@@ -17,6 +17,14 @@ The state is canonical: the roaring bitmap is serialised after ``run_optimize``,
 gives each container its smallest form, a function of its values only (tested under
 random merge orders), and the other values are sorted. Merging is set union: exact,
 associative and commutative.
+
+The bound: a record (a key's totals, a window's pane) goes to its changelog as one Kafka
+record of at most 1 MB (agents/batch_sender.py), and a larger one can never be sent.
+So a record keeps at most ``DISTINCT_VALUES_PER_RECORD`` values, shared equally by its
+value fields (``distinct_limit``). A field that has more is *over*: its set is dropped,
+its ``count_distinct`` is ``None``, and it stays over, since a set only grows. Over is a
+function of the values (more than the limit in their union), so the state stays
+canonical under any merge order.
 """
 
 from __future__ import annotations
@@ -29,24 +37,41 @@ from pyroaring import BitMap64
 
 _SHIFT = 1 << 63  # int64 -> uint64, order kept
 _LOW, _HIGH = -(2.0**63), 2.0**63
+# The worst case measured is about 30 bytes of state per value (integers spread over
+# 2**53 in the bitmap's base64; floats such as -1.2345678901234567e-300 in JSON): 750 KB,
+# below the 1 MB record with room for the record's other metrics.
+DISTINCT_VALUES_PER_RECORD = 25_000
+
+
+def distinct_limit(n_values: int) -> int:
+    """The most distinct values one value field of a record keeps exactly."""
+    return DISTINCT_VALUES_PER_RECORD // max(n_values, 1)
 
 
 class DistinctSets:
     """Per value field, the set of its distinct non-NULL values."""
 
-    __slots__ = ("_ints", "_others")
+    __slots__ = ("_ints", "_limit", "_others", "_over")
     stamped: ClassVar[bool] = False  # needs no event stamps
 
-    def __init__(self, ints: list[BitMap64], others: list[set[float]]) -> None:
+    def __init__(self, ints: list[BitMap64], others: list[set[float]], over: list[bool]) -> None:
         self._ints = ints
         self._others = others
+        self._over = over  # per field: more values than the limit, its sets dropped
+        self._limit = distinct_limit(len(ints))
 
     @classmethod
     def empty(cls, n_values: int) -> DistinctSets:
-        return cls([BitMap64() for _ in range(n_values)], [set() for _ in range(n_values)])
+        return cls(
+            [BitMap64() for _ in range(n_values)],
+            [set() for _ in range(n_values)],
+            [False] * n_values,
+        )
 
     def add_rows(self, rows: Sequence[Sequence[float | None]], stamps: Sequence[Any]) -> None:
         for j, (ints, others) in enumerate(zip(self._ints, self._others, strict=True)):
+            if self._over[j]:
+                continue
             whole = []
             for row in rows:
                 v = row[j]
@@ -57,22 +82,42 @@ class DistinctSets:
                 else:
                     others.add(v)
             ints.update(whole)
+            self._bound(j)
 
     def merge(self, other: DistinctSets) -> None:
         if len(other._ints) != len(self._ints):
             raise ValueError("merging distinct sets of different value fields")
-        for mine, theirs in zip(self._ints, other._ints, strict=True):
-            mine |= theirs
-        for found, more in zip(self._others, other._others, strict=True):
-            found |= more
+        for j, over in enumerate(other._over):
+            if over:
+                self._drop(j)
+            elif not self._over[j]:
+                self._ints[j] |= other._ints[j]
+                self._others[j] |= other._others[j]
+                self._bound(j)
 
-    def field(self, j: int) -> dict[str, int]:
+    def _bound(self, j: int) -> None:
+        """Drop field ``j``'s sets once they hold more values than the limit."""
+        if len(self._ints[j]) + len(self._others[j]) > self._limit:
+            self._drop(j)
+
+    def _drop(self, j: int) -> None:
+        self._over[j] = True
+        self._ints[j] = BitMap64()
+        self._others[j] = set()
+
+    def field(self, j: int) -> dict[str, int | None]:
+        if self._over[j]:
+            return {"count_distinct": None}
         return {"count_distinct": len(self._ints[j]) + len(self._others[j])}
 
     def to_state(self) -> list[Any]:
-        """``[[roaring as base64, [other values, sorted]], ...]`` per value field."""
-        state = []
-        for ints, others in zip(self._ints, self._others, strict=True):
+        """``[[roaring as base64, [other values, sorted]], ...]`` per value field; ``None``
+        for a field over the limit."""
+        state: list[Any] = []
+        for ints, others, over in zip(self._ints, self._others, self._over, strict=True):
+            if over:
+                state.append(None)
+                continue
             ints.run_optimize()
             packed = base64.b64encode(ints.serialize()).decode() if ints else ""
             state.append([packed, sorted(others)])
@@ -80,8 +125,10 @@ class DistinctSets:
 
     @classmethod
     def from_state(cls, obj: Sequence[Any]) -> DistinctSets:
-        ints, others = [], []
-        for packed, values in obj:
+        ints, others, over = [], [], []
+        for field in obj:
+            packed, values = ("", ()) if field is None else field
             ints.append(BitMap64.deserialize(base64.b64decode(packed)) if packed else BitMap64())
             others.append({float(v) for v in values})
-        return cls(ints, others)
+            over.append(field is None)
+        return cls(ints, others, over)

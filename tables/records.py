@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
+
 from tables import json_bytes
 from tables.aggregates import Agg
 from tables.times import ms_to_iso
@@ -83,6 +85,18 @@ def parse_window_key(stored: str) -> tuple[str, int, str]:
 def progress_key(partition: int) -> str:
     """The ``meta`` table's key of a partition's progress record."""
     return f"progress/{partition}"
+
+
+def progress_record(key: bytes | None, value: bytes | None) -> tuple[int, PartitionProgress] | None:
+    """The partition and progress of a ``meta`` changelog record, if it is a progress
+    record (its key and value as stored: JSON text)."""
+    if key is None or value is None or not key.startswith(b'"progress/'):
+        return None
+    name = orjson.loads(key)
+    partition = int(name.rsplit("/", 1)[1])
+    if progress_key(partition) != name:
+        return None
+    return partition, PartitionProgress.from_state(orjson.loads(value))
 
 
 def closed_through_key(partition: int, window: str) -> str:

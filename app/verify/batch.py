@@ -8,7 +8,10 @@ it is SQL written from the rules in docs/pipelines.md:
 
 - late: an event is late when its time is behind its partition's watermark at its
   arrival, the newest event time seen before it (in ``seq`` order) minus the lateness:
-  a window function over the partition;
+  a window function over the partition; with an ``idle_timeout``, the clock is also at
+  least that of every idle advance the partition made before the event
+  (``app.verify.idle``), and the windows that an event late only by an advance would
+  have been in are kept apart (``idle_closed``);
 - windows: each window kind's own SQL (``WindowKind.assign_sql``), e.g.
   ``[k*step, k*step + size)`` aligned to the epoch, or local days of the pipeline's
   time zone (DuckDB's ICU) for windows of whole days, or a key's sessions (``lag()``:
@@ -43,7 +46,8 @@ import duckdb
 import pyarrow as pa
 
 from agents.spec import PipelineSpec
-from app.verify.bounds import within
+from app.verify.bounds import bounded_distinct, within
+from app.verify.idle import InputAdvance, advances_table
 from tables.quantiles import QUANTILES
 from tables.windows import WindowKind
 from tables.windows.calendar import SQL_MACROS
@@ -83,6 +87,10 @@ class BatchAnswer:
     unsettled_sessions: set[str] = field(default_factory=set)
     late_events: int = 0
     events: int = 0
+    # Windows an idle advance closed before some of their events came (late only by
+    # it): the event-time answer differs there, the worker's does not.
+    idle_closed: set[WindowId] = field(default_factory=set)
+    idle_late_events: int = 0
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -161,7 +169,7 @@ def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]
                 "max": high,
                 "mean": None if total is None else total / n,
                 **{
-                    metric: within(value) if metric in QUANTILES else value
+                    metric: _expected(metric, value, len(value_names))
                     for metric, value in zip(extras, more, strict=True)
                 },
             }
@@ -170,17 +178,64 @@ def shape(row: Sequence[Any], value_names: Sequence[str], metrics: Sequence[str]
     return out
 
 
+def _apply_idle(
+    con: duckdb.DuckDBPyConnection,
+    spec: PipelineSpec,
+    idle: Sequence[InputAdvance],
+    answer: BatchAnswer,
+) -> None:
+    """Mark late the events behind an earlier idle advance's watermark, keep the windows
+    they would have been in (by event time alone) in ``idle_closed``, and move each
+    partition's watermark to its last advance's, where that is ahead."""
+    con.register("idle_in", advances_table(idle))
+    con.execute(
+        f"""ALTER TABLE marked ADD COLUMN by_idle BOOLEAN;
+            UPDATE marked SET by_idle = NOT late AND coalesce(
+                t < (SELECT max(i.clock) FROM idle_in i
+                     WHERE i.p = marked.p AND i.after_seq < marked.seq) - {spec.lateness_ms},
+                false)"""
+    )
+    (answer.idle_late_events,) = con.execute(
+        "SELECT count(*) FILTER (WHERE by_idle) FROM marked"
+    ).fetchone() or (0,)
+    if spec.windows and answer.idle_late_events:
+        n = len(spec.values)
+        assigned = " UNION ALL ".join(
+            w.assign_sql(", ".join(["m.k", "m.by_idle", *[f"m.v{i}" for i in range(n)]]))
+            for w in spec.windows
+        )
+        rows = con.execute(f"SELECT DISTINCT k, w, s FROM ({assigned}) WHERE by_idle").fetchall()
+        answer.idle_closed = {(k, w, s) for k, w, s in rows}
+    con.execute("UPDATE marked SET late = true WHERE by_idle")
+    for advance in idle:
+        p, moved = advance.partition, advance.clock_ms - spec.lateness_ms
+        if p in answer.watermarks:
+            answer.watermarks[p] = max(answer.watermarks[p], moved)
+
+
+def _expected(metric: str, value: Any, n_values: int) -> Any:
+    """An extra metric's exact value as kappa must show it: a quantile within its sketch's
+    bound, a ``count_distinct`` null over its bound."""
+    if metric in QUANTILES:
+        return within(value)
+    if metric == "count_distinct":
+        return bounded_distinct(value, n_values)
+    return value
+
+
 def batch_answer(
     con: duckdb.DuckDBPyConnection,
     events: pa.Table,
     spec: PipelineSpec,
     fences: dict[str, dict[int, int]] | None = None,
+    idle: Sequence[InputAdvance] = (),
 ) -> BatchAnswer:
     """The batch answer over ``events`` (``event_schema``) for ``spec``; with ``fences``,
     totals and ``as_of_fence`` contents count only each fenced key's events up to its
     fence for their input partition (``seq <= fence[p]``; none from a partition the key
     has no fence for). Through the repartition hop a key's events come from several
-    input partitions, whose offsets are unrelated."""
+    input partitions, whose offsets are unrelated. ``idle``: the version's idle advances,
+    applied where they happened on each input partition."""
     n = len(spec.values)
     extras = _extras(spec.metrics)
     by_source = [(k, p, o) for k, fence in (fences or {}).items() for p, o in fence.items()]
@@ -212,6 +267,8 @@ def batch_answer(
         f"SELECT p, max(t) - {spec.lateness_ms} FROM marked GROUP BY p"
     ).fetchall():
         answer.watermarks[p] = watermark
+    if idle:
+        _apply_idle(con, spec, idle, answer)
     answer.events, answer.late_events = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE late) FROM marked"
     ).fetchone() or (0, 0)

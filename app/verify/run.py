@@ -11,7 +11,8 @@ it. The steps, in this order because the version may still move while it runs:
    windows through the API, then their status again;
 4. read its window-results topic;
 5. read what arrived in the input meanwhile, so that every record the version applied
-   is in the batch answer, and compute that answer (``app.verify.batch``) with each
+   is in the batch answer, and (with an ``idle_timeout``) the idle advances it made
+   (``app.verify.idle``), and compute that answer (``app.verify.batch``) with each
    key as of the last record the version applied to it;
 6. compare (``app.verify.compare``).
 
@@ -39,10 +40,19 @@ from app.kafka_client import client_options, offset_ranges
 from app.replay.seam import read_seam
 from app.settings import KappaSettings
 from app.verify.actual import WorkerApi, WorkerView, read_actual, read_finals, time_ranges
-from app.verify.batch import batch_answer, connect
+from app.verify.batch import WindowId, batch_answer, connect
 from app.verify.compare import Comparison, Difference, compare
-from app.verify.reading import InputRead, InputReader, OnProgress, history_base, quiet
+from app.verify.idle import InputAdvance, idle_advances, on_inputs
+from app.verify.reading import (
+    InputRead,
+    InputReader,
+    OnProgress,
+    history_base,
+    quiet,
+    read_topic,
+)
 from app.verify.workers import version_workers
+from app.versions.names import changelog_topic
 from tables.times import ms_to_iso
 from tables.windows import DAY_MS
 
@@ -62,6 +72,11 @@ class VerifyReport:
     lag: dict[int, int] = field(default_factory=dict)  # records behind the start's end
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step after the read
+    idle_advances: int = 0
+    idle_late_events: int = 0
+    # Windows an idle advance closed before some of their events came: compared as the
+    # worker closed them, and listed apart, since the event-time answer differs there.
+    idle_closed: list[WindowId] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -107,6 +122,14 @@ class VerifyReport:
                 "read_up_to": {str(p): o for p, o in sorted(self.read.live_ends.items())},
                 "seconds": round(self.read.seconds, 3),
             },
+            "idle": {
+                "advances": self.idle_advances,
+                "late_events": self.idle_late_events,
+                "windows_closed_early": [
+                    {"key": k, "window": w, "start_ms": s, "start": ms_to_iso(s)}
+                    for k, w, s in self.idle_closed
+                ],
+            },
             "lag": {str(p): n for p, n in sorted(self.lag.items())},
             "keys": c.keys.as_json(),
             "windows": c.windows.as_json(),
@@ -144,6 +167,16 @@ class VerifyReport:
             lines.append(
                 f"{name:<9}{tally.compared:>10,}{tally.equal:>10,}{tally.different:>10,}"
                 f"{tally.missing:>10,}{tally.extra:>10,}{tally.skipped:>10,}"
+            )
+        if self.idle_closed:
+            examples = ", ".join(
+                f"{k!r} {w} at {ms_to_iso(s)}" for k, w, s in self.idle_closed[:shown]
+            )
+            lines.append(
+                f"{len(self.idle_closed):,} window(s) closed by an idle advance before"
+                f" {self.idle_late_events:,} of their events came (late, in the late topic):"
+                f" compared as the worker closed them; by event time alone they differ: {examples}"
+                + (" ..." if len(self.idle_closed) > shown else "")
             )
         behind = sum(self.lag.values())
         if behind:
@@ -242,8 +275,9 @@ async def _verify(
     _, now = await _input_offsets(settings, spec)
     await reader.read_to(now, begins)
     phases.mark("input_again")
+    advances, idle = await _idle_advances(settings, names)
     progress("computing the batch answer (DuckDB)", 0, None)
-    answer = batch_answer(connect(), reader.read.table(partitions), spec, actual.fences)
+    answer = batch_answer(connect(), reader.read.table(partitions), spec, actual.fences, idle)
     phases.mark("batch_answer")
     progress("comparing", 0, None)
     asked = (ranges[0][0], ranges[-1][1]) if ranges else (0, 0)
@@ -270,7 +304,26 @@ async def _verify(
         lag=lag,
         seconds=time.monotonic() - started,
         phases=phases.seconds,
+        idle_advances=advances,
+        idle_late_events=answer.idle_late_events,
+        idle_closed=sorted(answer.idle_closed),
     )
+
+
+async def _idle_advances(
+    settings: KappaSettings, names: PipelineNames
+) -> tuple[int, list[InputAdvance]]:
+    """How many idle advances the version made (from its ``meta`` changelog), and where
+    each happened on the input partitions; none without an ``idle_timeout``."""
+    spec = names.spec
+    if spec.idle_timeout_ms is None:
+        return 0, []
+    advances = idle_advances(
+        await read_topic(settings, changelog_topic(spec.name, spec.version, "meta"))
+    )
+    hopped = any(a.hop_after >= 0 for a in advances)
+    hop_records = await read_topic(settings, names.repartition_topic) if hopped else []
+    return len(advances), on_inputs(advances, hop_records)
 
 
 def _virtual(view: WorkerView, seam: SeamRecord | None) -> WorkerView:

@@ -1,9 +1,9 @@
 """The benchmark harness runs end to end on a tiny dataset, so it cannot rot.
 
 It asserts that the harness produced every figure, never how fast anything was: on a
-hot-key workload and on hopping windows, the rates, the worker's per-stage shares, the
-DuckDB anchor and the ratios. The first run also makes the peer's venv (Quix Streams),
-which takes a minute.
+hot-key workload, on hopping windows and on session windows, the rates, the worker's
+per-stage shares, the DuckDB anchor, the ratios and the sessions' cross-check. The first
+run also makes the peer's venv (Quix Streams), which takes a minute.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ RATIOS = (
     "hop_over_direct",
     "hop_over_quix_unkeyed",
 )
-WORKLOADS = ["keys16", "hopping1m"]
+WORKLOADS = ["keys16", "hopping1m", "sessions100"]
+# The sessions workload's cross-check (bench.session_check): it raises, failing the run,
+# when kappa's or Quix's sessions differ from DuckDB's; these say it compared some.
+SESSIONS_CHECKED = ("sessions_kappa_checked", "sessions_quix_checked", "sessions_total")
 
 
 def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
@@ -101,6 +104,8 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
         for key in RATIOS:
             assert body["ratios"][workload][key] > 0, (workload, key)
         assert "topic_to_tables_other_share" in body["ratios"][workload]
+    for key in SESSIONS_CHECKED:
+        assert medians["sessions100"][key] > 0, key
     for key in SCALING:
         assert medians["scaling"][key] > 0, key
     for section in ("latency fixed", "latency half max"):
@@ -113,3 +118,4 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
     assert "÷ DuckDB" in done.stdout
     assert "1d every 1h" in done.stdout
     assert "unkeyed input (hop)" in done.stdout
+    assert "sessions equal to DuckDB's" in done.stdout

@@ -1,6 +1,7 @@
 """A partition that goes quiet gets its last windows' finals with an ``idle_timeout``,
 live, on one worker and on two (where the active partition is another worker's, known
-only from the meta changelog). Expected values come from a plain Python fold."""
+only from the meta changelog), and ``kappa verify`` lists the window the idle advance
+closed apart. Expected values come from a plain Python fold."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import orjson
 import pytest
 
 from agents.partitions import expected_partition
+from app.exit_codes import ExitCode
 from tests.support.fold import folded_result
 from tests.support.harness import Harness
 from tests.support.kafka import produce_events, read_all
 from tests.support.results import WindowKey, topic_finals, wait_processed
 from tests.support.times import HOUR, iso, ms
+from tests.support.worker import kappa_cli
 
 pytestmark = pytest.mark.broker
 
@@ -111,3 +114,18 @@ def test_a_quiet_partition_gets_its_finals_and_a_later_event_is_late(
     status, body = owner.get(f"/api/keys/{quiet}")
     assert status == 200, body
     assert body["totals"]["count"] == len(quiet_events) + 1
+
+    # kappa verify applies the idle advance where it happened (read from the meta
+    # changelog): the straggler is late there too, so nothing differs, and the window
+    # the advance closed before it came is listed apart.
+    done = kappa_cli(kappa.env(spec, partitions=PARTITIONS), "verify", "--json", timeout=300)
+    report = orjson.loads(done.stdout)
+    assert done.returncode == ExitCode.OK, (done.stderr, report["idle"], report["differences"])
+    assert report["input"]["late_events"] == 1
+    assert report["idle"]["advances"] >= 1
+    assert report["idle"]["late_events"] == 1
+    closed_early = [
+        (w["key"], w["window"], w["start_ms"]) for w in report["idle"]["windows_closed_early"]
+    ]
+    assert closed_early == [window]
+    assert report["results"]["equal"] == report["results"]["compared"] > 0

@@ -17,7 +17,7 @@ from app.datagen import DatasetShape, generate, write
 from bench.anchor import VALUES, compute
 from bench.wide import generate_wide
 from bench.workloads import parse_workloads
-from tests.support.oracle import batch_results
+from tests.support.oracle import batch_results, session_results
 
 
 def _close(value: float | None) -> Any:
@@ -39,7 +39,7 @@ def _shape(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"count": n, "values": values}
 
 
-@pytest.mark.parametrize("text", ["keys7", "hopping7", "hopping1m", "wide7"])
+@pytest.mark.parametrize("text", ["keys7", "hopping7", "hopping1m", "wide7", "sessions3"])
 def test_the_anchor_computes_the_oracles_totals_and_windows(tmp_path: Path, text: str) -> None:
     (workload,) = parse_workloads(text, 600)
     shape = DatasetShape(events=workload.events, keys=workload.keys, seed=3)
@@ -58,7 +58,9 @@ def test_the_anchor_computes_the_oracles_totals_and_windows(tmp_path: Path, text
     }
 
     window = ("w", workload.size_ms, workload.step_ms)
-    expected_totals, expected_windows = batch_results(path, [window])
+    expected_totals, expected_windows = batch_results(path, [] if workload.sessions else [window])
+    if workload.sessions:
+        expected_windows = session_results(path, "w", workload.gap_ms)
     assert expected_totals == totals
     assert expected_windows == {
         (key, "w", start): result for (key, start), result in windows.items()

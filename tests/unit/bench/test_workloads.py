@@ -10,22 +10,27 @@ import pytest
 from agents.spec import load_spec
 from bench.workers import SPEC
 from bench.workloads import DEFAULT, SMOKE, parse_workloads
-from tables.windows import WindowKind, aligned_window
+from tables.windows import Sessions, WindowKind, aligned_window
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
 
 
 def test_names_give_keys_window_and_events() -> None:
-    workloads = parse_workloads("keys16, keys100k,hopping1m@25k,Keys1000,wide1k", 100_000)
-    assert [(w.name, w.keys, w.size_ms, w.step_ms, w.events) for w in workloads] == [
-        ("keys16", 16, HOUR, HOUR, 100_000),
-        ("keys100k", 100_000, HOUR, HOUR, 100_000),
-        ("hopping1m", 1_000_000, DAY, HOUR, 25_000),
-        ("keys1000", 1_000, HOUR, HOUR, 100_000),
-        ("wide1k", 1_000, HOUR, HOUR, 100_000),
+    workloads = parse_workloads(
+        "keys16, keys100k,hopping1m@25k,Keys1000,wide1k,sessions100@50k", 100_000
+    )
+    assert [(w.name, w.keys, w.size_ms, w.step_ms, w.gap_ms, w.events) for w in workloads] == [
+        ("keys16", 16, HOUR, HOUR, 0, 100_000),
+        ("keys100k", 100_000, HOUR, HOUR, 0, 100_000),
+        ("hopping1m", 1_000_000, DAY, HOUR, 0, 25_000),
+        ("keys1000", 1_000, HOUR, HOUR, 0, 100_000),
+        ("wide1k", 1_000, HOUR, HOUR, 0, 100_000),
+        ("sessions100", 100, 0, 0, 30 * 60_000, 50_000),
     ]
-    assert [w.wide for w in workloads] == [False, False, False, False, True]
+    assert [w.wide for w in workloads] == [False, False, False, False, True, False]
+    assert [w.sessions for w in workloads] == [False, False, False, False, False, True]
+    assert workloads[5].description == "50,000 events, 100 keys, sessions with a 30m gap"
     assert workloads[4].description == (
         "100,000 events, 1,000 keys, 1h tumbling window, wide records"
     )
@@ -41,7 +46,7 @@ def test_the_default_and_smoke_workloads_parse() -> None:
         "hopping1m",
         "wide1000",
     ]
-    assert [w.events for w in parse_workloads(SMOKE, 2_000)] == [2_000, 1_000]
+    assert [w.events for w in parse_workloads(SMOKE, 2_000)] == [2_000, 1_000, 1_000]
 
 
 @pytest.mark.parametrize(
@@ -61,8 +66,8 @@ def test_a_bad_workload_says_what_to_write(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error) as caught:
         parse_workloads(text, 1_000)
     if "unknown" in error:
-        assert "keys<N>" in str(caught.value)
-        assert "hopping<N>" in str(caught.value)
+        for kind in ("keys<N>", "hopping<N>", "wide<N>", "sessions<N>"):
+            assert kind in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +75,7 @@ def test_a_bad_workload_says_what_to_write(text: str, error: str) -> None:
     [
         ("keys16", aligned_window(name="1h", size_ms=HOUR, step_ms=HOUR)),
         ("hopping1m", aligned_window(name="1d/1h", size_ms=DAY, step_ms=HOUR)),
+        ("sessions100", Sessions(name="session/30m", gap_ms=30 * 60_000)),
     ],
 )
 def test_the_bench_spec_holds_the_workloads_window(

@@ -14,8 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.batch_sender import MAX_BATCH_BYTES
 from tables.aggregates import KNOWN_METRICS, METRICS, ORDER_METRICS, Agg
+from tables.distinct import distinct_limit
 from tables.quantiles import MIN_MAGNITUDE, QUANTILES, RELATIVE_ACCURACY
+from tables.records import KeyRecord, SourceFence
 
 Event = list[float | None]
 
@@ -338,8 +341,9 @@ def test_quantiles_of_thousands_stay_within_the_bound(seed: int) -> None:
 def test_distinct_sets_of_thousands_merge_to_the_same_bytes(seed: int) -> None:
     """Enough values per 65536-block for roaring's array, bitmap and run containers."""
     rng = random.Random(seed)
-    values = [float(rng.randrange(-40_000, 200_000)) for _ in range(30_000)]
-    values += [float(v) for v in range(500_000, 520_000)]  # one long run
+    # Below the bound (about 22 000 distinct values of the 25 000 one field keeps).
+    values = [float(rng.randrange(-40_000, 120_000)) for _ in range(15_000)]
+    values += [float(v) for v in range(500_000, 507_000)]  # one long run
     values += [rng.uniform(-1, 1) for _ in range(300)]
     rng.shuffle(values)
     whole = Agg.empty(1, ["count_distinct"])
@@ -355,6 +359,65 @@ def test_distinct_sets_of_thousands_merge_to_the_same_bytes(seed: int) -> None:
     assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
     got = merged.result(["x"], ["count_distinct"])["values"]["x"]["count_distinct"]
     assert got == len(set(values))
+
+
+def spread_values(rng: random.Random, n: int, kind: str) -> list[float]:
+    """``n`` distinct values of the costliest kinds to keep: integers spread over 2**53
+    (sparse roaring containers), or floats with 17 significant digits and an exponent."""
+    if kind == "spread":
+        return [float(v) for v in rng.sample(range(-(1 << 53), 1 << 53), n)]
+    return [-rng.random() * 1e-300 for _ in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["spread", "floats"])
+def test_a_record_at_the_distinct_bound_fits_one_changelog_record(n: int, kind: str) -> None:
+    """Every field at its limit, of the costliest values, with every other metric too:
+    the stored record stays below the most a changelog record may hold."""
+    rng = random.Random(n)
+    limit = distinct_limit(n)
+    columns = [spread_values(rng, limit, kind) for _ in range(n)]
+    agg = Agg.empty(n, ALL)
+    agg.add_rows([list(row) for row in zip(*columns, strict=True)], [(i, i) for i in range(limit)])
+    result = agg.result(names(n), ["count_distinct"])["values"]
+    assert all(found["count_distinct"] == limit for found in result.values())
+    stored = orjson.dumps(KeyRecord(SourceFence(own=limit), agg).to_state())
+    assert len(stored) < MAX_BATCH_BYTES
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_field_over_the_bound_is_null_in_any_merge_order(seed: int) -> None:
+    """Field ``a`` gets one value more than its limit, ``b`` exactly its limit: ``a`` is
+    over (None, its sets dropped), ``b`` exact, whatever the batching and merge order,
+    with the same bytes; a Python set counts them."""
+    rng = random.Random(seed)
+    limit = distinct_limit(2)
+    a = spread_values(rng, limit + 1, "spread")
+    b = [float(v) for v in range(limit)] + [0.0]  # a repeat: limit distinct values
+    rows: list[list[float | None]] = [[x, y] for x, y in zip(a, b, strict=True)]
+    rows.append([None, -0.0])  # a NULL, and -0.0 == 0.0
+    rng.shuffle(rows)
+    assert len(set(a)) == limit + 1
+    assert len({v for row in rows if (v := row[1]) is not None}) == limit
+    whole = Agg.empty(2, ["count_distinct"])
+    whole.add_rows(rows)
+    parts = [Agg.empty(2, ["count_distinct"]) for _ in range(5)]
+    for row in rows:
+        rng.choice(parts).add(row)
+    rng.shuffle(parts)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = roundtrip(merged)
+        merged.merge(part)
+    for agg in (whole, merged):
+        found = agg.result(["a", "b"], ["count_distinct"])["values"]
+        assert found == {"a": {"count_distinct": None}, "b": {"count_distinct": limit}}
+        assert agg.to_state()[-1]["distinct"][0] is None
+    assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
+    # Once over, it stays over, whatever is added or merged.
+    merged.add([1.0, 0.0])
+    merged.merge(roundtrip(parts[0]))
+    assert merged.to_state()[-1]["distinct"][0] is None
 
 
 def test_an_aggregate_without_extras_keeps_its_bytes_and_refuses_their_metrics() -> None:

@@ -22,6 +22,7 @@ from agents.spec import PipelineSpec, parse_spec
 from app.datagen import generate
 from app.verify.batch import BatchAnswer, batch_answer, connect, event_schema
 from tables.aggregates import Agg
+from tables.distinct import distinct_limit
 from tables.windows import AlignedWindows
 from tests.support.datasets import CRASH
 from tests.support.fold import folded_result
@@ -319,6 +320,30 @@ def test_quantiles_are_expected_within_the_sketchs_bound() -> None:
     agg = Agg.empty(2, spec.metrics)
     agg.add_rows([vs for _, _, k, _, vs in rows if k == "k0"])
     assert agg.result(spec.values, spec.metrics) == got.totals["k0"]
+
+
+def test_a_count_distinct_over_the_bound_is_expected_null() -> None:
+    """Field ``a`` has one distinct value more than a record keeps for it, ``b`` exactly
+    as many: verify expects ``a`` null (showing the exact count and the limit), ``b``
+    exact; kappa's own aggregate passes."""
+    spec = spec_of(metrics=["count_distinct"], windows=[{"size": "1d"}])
+    limit = distinct_limit(2)
+    rows: list[Row] = [
+        (0, i, "x", i, (float(i) * 3, float(min(i, limit - 1)))) for i in range(limit + 1)
+    ]
+    got = answer(rows, spec)
+    expected = got.totals["x"]["values"]
+    assert (expected["a"]["count_distinct"].exact, expected["b"]["count_distinct"]) == (
+        len({vs[0] for *_, vs in rows}),
+        len({vs[1] for *_, vs in rows}),
+    )
+    assert expected["a"]["count_distinct"] == None  # noqa: E711  # equal to None only
+    assert expected["a"]["count_distinct"] != limit + 1
+    assert repr(expected["a"]["count_distinct"]).endswith(f"over the bound of {limit})")
+    agg = Agg.empty(2, spec.metrics)
+    agg.add_rows([vs for *_, vs in rows])
+    assert agg.result(spec.values, spec.metrics) == got.totals["x"]
+    assert agg.result(spec.values, spec.metrics) == got.windows[("x", "1d", 0)].result
 
 
 def test_sessions_per_key_split_where_an_event_is_more_than_the_gap_after() -> None:

@@ -62,3 +62,33 @@ def test_a_difference_exits_4_and_is_shown() -> None:
     )
     assert "key 'k10'" not in text
     assert len(done.as_json()["differences"]) == 12
+
+
+def test_windows_an_idle_advance_closed_early_are_listed_apart_and_exit_0() -> None:
+    closed = [(f"k{i}", "1h", 3_600_000 * i) for i in range(12)]
+    done = report(Comparison(windows=Tally(compared=12, equal=12)))
+    done.idle_advances, done.idle_late_events, done.idle_closed = 2, 13, closed
+    assert done.ok
+    text = done.summary()
+    assert (
+        "12 window(s) closed by an idle advance before 13 of their events came (late, in"
+        " the late topic): compared as the worker closed them; by event time alone they"
+        " differ: 'k0' 1h at 1970-01-01T00:00:00Z, 'k1' 1h at 1970-01-01T01:00:00Z" in text
+    )
+    assert "'k10'" not in text
+    assert text.count(" ...") == 1
+    assert "OK: the version's tables and results are equal to the batch answer" in text
+    idle = done.as_json()["idle"]
+    assert (idle["advances"], idle["late_events"]) == (2, 13)
+    assert idle["windows_closed_early"][1] == {
+        "key": "k1",
+        "window": "1h",
+        "start_ms": 3_600_000,
+        "start": "1970-01-01T01:00:00Z",
+    }
+    assert done.exit_code == ExitCode.OK
+    # A real difference beside them still exits 5.
+    done.comparison.differences.append(
+        Difference("different", "totals", "x", None, None, "count", 1, 2)
+    )
+    assert not done.ok

@@ -24,14 +24,18 @@ RATES = [  # (label, figure): events/s, shown with ÷ P_consume and ÷ peer
     ("naive Faust: topic → Table", "naive_faust_eps"),
     ("Quix Streams: topic → state", "quix_eps"),
     ("kappa: topic → tables", "topic_to_tables_eps"),
+    ("kappa: unkeyed topic → tables (hop)", "hop_topic_to_tables_eps"),
+    ("Quix Streams: unkeyed, group_by", "quix_unkeyed_eps"),
     ("kappa replay: file → topic", "replay_eps"),
     ("kappa file → tables (end to end)", "file_to_tables_eps"),
 ]
 MEMORY = [
     ("kappa worker peak RSS (topic)", "topic_to_tables_peak_rss_mb"),
+    ("kappa worker peak RSS (unkeyed, hop)", "hop_topic_to_tables_peak_rss_mb"),
     ("kappa worker peak RSS (replay)", "worker_peak_rss_mb"),
     ("naive Faust peak RSS", "naive_faust_peak_rss_mb"),
     ("Quix Streams peak RSS", "quix_peak_rss_mb"),
+    ("Quix Streams peak RSS (unkeyed)", "quix_unkeyed_peak_rss_mb"),
     ("replay peak RSS", "replay_peak_rss_mb"),
 ]
 STALLS = [  # (label, figure): the longest the worker's event loop was held at once
@@ -44,6 +48,11 @@ STAGES = [  # (label, share of the topic → tables run, from the worker's count
     ("aggregate", "topic_to_tables_aggregate_share"),
     ("store: outputs, state, commits", "topic_to_tables_store_share"),
     ("  of which waiting for acks", "topic_to_tables_ack_wait_share"),
+]
+# With --baseline: the same keyed run by another tree's worker.
+BASELINE = [
+    ("baseline kappa: topic → tables", "baseline_topic_to_tables_eps"),
+    ("baseline kappa peak RSS (topic)", "baseline_topic_to_tables_peak_rss_mb"),
 ]
 # The stages that do not overlap; the rest of the run is in none of them.
 DISJOINT_STAGES = ("fetch", "decode", "aggregate", "store")
@@ -77,6 +86,14 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
                 result[f"{key}_over_{name}"] = figures[key] / figures[limit]
     staged = sum(figures[f"topic_to_tables_{stage}_share"] for stage in DISJOINT_STAGES)
     result["topic_to_tables_other_share"] = 1 - staged
+    result["hop_over_direct"] = figures["hop_topic_to_tables_eps"] / figures["topic_to_tables_eps"]
+    result["hop_over_quix_unkeyed"] = (
+        figures["hop_topic_to_tables_eps"] / figures["quix_unkeyed_eps"]
+    )
+    if "baseline_topic_to_tables_eps" in figures:
+        result["topic_to_tables_over_baseline"] = (
+            figures["topic_to_tables_eps"] / figures["baseline_topic_to_tables_eps"]
+        )
     return result
 
 
@@ -92,6 +109,10 @@ def _workload(workload: Workload, figures: dict[str, float]) -> None:
         print(_rate(label, figures[key], limit, quix))
     for label, key in MEMORY:
         print(f"{label:<36}{figures[key]:>12,.0f} MB")
+    if BASELINE[0][1] in figures:
+        (rate_label, rate), (rss_label, rss) = BASELINE
+        print(_rate(rate_label, figures[rate], limit, quix))
+        print(f"{rss_label:<36}{figures[rss]:>12,.0f} MB")
     for label, key in STALLS:
         print(f"{label:<36}{figures[key]:>13.3f} s")
     unanswered = figures["file_to_tables_unanswered_status"]
@@ -131,6 +152,36 @@ def _summary(result: Sections, workloads: list[Workload]) -> None:
         )
 
 
+LANES = [  # (lane, kappa's rate and peak RSS, Quix's rate and peak RSS)
+    ("keyed", "topic_to_tables", "quix"),
+    ("unkeyed", "hop_topic_to_tables", "quix_unkeyed"),
+    ("baseline", "baseline_topic_to_tables", "quix"),
+]
+
+
+def _lanes(result: Sections, workloads: list[Workload]) -> None:
+    """Keyed input (kappa's direct lane) beside unkeyed input (its hop), each with
+    Quix on the same events, and every process's peak RSS."""
+    print("-- keyed input (direct lane) and unkeyed input (hop), topic → tables")
+    print(
+        f"{'workload':<16}{'input':<10}{'kappa':>15}{'RSS':>9}{'Quix':>15}{'RSS':>9}"
+        f"{'÷ Quix':>8}{'÷ keyed':>9}"
+    )
+    for workload in workloads:
+        figures = result[workload.name]
+        keyed = figures["topic_to_tables_eps"]
+        for lane, kappa, peer_name in LANES:
+            if f"{kappa}_eps" not in figures:
+                continue
+            rate, quix = figures[f"{kappa}_eps"], figures[f"{peer_name}_eps"]
+            print(
+                f"{workload.name:<16}{lane:<10}{rate:>10,.0f} ev/s"
+                f"{figures[f'{kappa}_peak_rss_mb']:>6,.0f} MB"
+                f"{quix:>10,.0f} ev/s{figures[f'{peer_name}_peak_rss_mb']:>6,.0f} MB"
+                f"{rate / quix:>8.2f}{rate / keyed:>9.2f}"
+            )
+
+
 def _scaling(result: Sections, first: str) -> None:
     """The scaling figures, measured on the ``first`` workload."""
     base = result[first]
@@ -166,6 +217,7 @@ def print_table(result: Sections, header: str, workloads: list[Workload]) -> Non
                 label = f"produce → visible in the API {name}"
                 print(f"{label:<36}{figures[name + '_ms']:>12,.1f} ms")
     _summary(result, workloads)
+    _lanes(result, workloads)
 
 
 def machine() -> dict[str, Any]:

@@ -38,7 +38,9 @@ def run_once(settings: KappaSettings, args: argparse.Namespace, work: Path) -> S
     sections: Sections = {}
     for i, workload in enumerate(args.workloads):
         data = throughput.dataset(work, workload.events, workload.keys, workload.wide)
-        figures, pipeline = throughput.run_once(settings, workload, data, args.partitions, work)
+        figures, pipeline = throughput.run_once(
+            settings, workload, data, args.partitions, work, args.baseline
+        )
         sections[workload.name] = figures
         if i == 0 and not args.throughput_only:
             sections["scaling"] = scaling.measure(pipeline, data, workload.events)
@@ -74,6 +76,12 @@ def main() -> None:
         "--smoke", action="store_true", help=f"2k events, 1 run, 2 s latency runs, {SMOKE}"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another kappa tree (e.g. `git archive <commit> | tar -x -C DIR`) whose worker "
+        "is measured topic → tables on the keyed input too, in the same run",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.events, args.repeat, args.live_seconds = 2_000, 1, 2
@@ -82,6 +90,8 @@ def main() -> None:
         args.workloads = parse_workloads(args.workloads, args.events)
     except ValueError as error:
         parser.error(str(error))
+    if args.baseline is not None and not (args.baseline / "app" / "cli.py").is_file():
+        parser.error(f"--baseline {args.baseline} is not a kappa tree (no app/cli.py in it)")
 
     settings = KappaSettings()
     with broker_running(settings), tempfile.TemporaryDirectory(prefix="kappa-bench-") as tmp:

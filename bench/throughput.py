@@ -8,7 +8,10 @@
 - Quix Streams: the same aggregation in Quix (bench.quix_peer), over the same topic;
 - kappa topic → tables: version 2 of the pipeline reading the same, already full topic,
   and the share of that run the worker spent in each stage of its hot path, by its own
-  counters (``/api/status`` ``stages``);
+  counters (``/api/status`` ``stages``); with a baseline tree, version 3 run from that
+  tree (another commit's code) over the same topic too;
+- unkeyed: the same events with null record keys, through kappa's repartition hop and
+  through Quix's ``group_by`` (bench.unkeyed);
 - file → tables: from the start of the replay until a ``kappa worker`` has processed
   every event into its tables (events/s), and the peak RSS of the worker and of the
   replay (which streams the file, so its memory does not grow with the file);
@@ -35,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.datagen import DatasetShape, generate, write
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
-from bench import anchor, peer, session_check
+from bench import anchor, peer, session_check, unkeyed
 from bench.wide import generate_wide
 from bench.workers import (
     MB,
@@ -45,6 +48,7 @@ from bench.workers import (
     answer,
     kappa_distinct_events,
     processed,
+    run_from,
     started,
     stop,
     time_workers,
@@ -173,9 +177,11 @@ def run_once(
     data: Path,
     partitions: int,
     work: Path,
+    baseline: Path | None = None,
 ) -> tuple[dict[str, float], BenchPipeline]:
-    """Every throughput figure for one workload's dataset; returns them and the
-    pipeline, whose input topic later measures reuse."""
+    """Every throughput figure for one workload's dataset (with ``baseline``, a kappa
+    tree whose worker is measured topic → tables too); returns them and the pipeline,
+    whose input topic later measures reuse."""
     events = workload.events
     pipeline = BenchPipeline(settings, work, uuid.uuid4().hex[:8], partitions, workload)
     figures = file_to_tables(pipeline, data, events)
@@ -197,6 +203,14 @@ def run_once(
     kappa_s, (kappa_rss,) = time_workers(
         [pipeline.worker(2)], "/api/status", progress, events, read_sessions
     )
+    if baseline is not None:
+        before = run_from(pipeline.worker(3, "baseline"), baseline)
+        before_s, (before_rss,) = time_workers(
+            [before], "/api/status", kappa_distinct_events, events
+        )
+        figures["baseline_topic_to_tables_eps"] = events / before_s
+        figures["baseline_topic_to_tables_peak_rss_mb"] = before_rss / MB
+    figures.update(unkeyed.measure(pipeline, events))
     naive = pipeline.peer([sys.executable, "-m", "bench.naive_faust"], "naive")
     naive_eps, naive_rss = peer_rate(naive, events)
     quix = pipeline.peer([str(peer.python()), "-m", "bench.quix_peer"], "quix")

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,13 @@ class BenchPipeline:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+
+def run_from(worker: Worker, tree: Path) -> Worker:
+    """``worker`` run from another kappa tree (e.g. another commit's, by ``git
+    archive``): its code first on the path, and not this one's from the working
+    directory (PYTHONSAFEPATH)."""
+    return replace(worker, env={**worker.env, "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"})
 
 
 def processed(bodies: Sequence[Any | None]) -> Seen:

@@ -39,6 +39,10 @@ THROUGHPUT = (
     "duckdb_s",
     "worker_peak_rss_mb",
     "replay_peak_rss_mb",
+    "hop_topic_to_tables_eps",
+    "hop_topic_to_tables_peak_rss_mb",
+    "quix_unkeyed_eps",
+    "quix_unkeyed_peak_rss_mb",
 )
 # The longest the worker's event loop was held at once: always some, never unknown.
 STALLS = ("file_to_tables_longest_stall_s", "topic_to_tables_longest_stall_s")
@@ -56,6 +60,8 @@ RATIOS = (
     "topic_to_tables_eps_over_p_consume",
     "topic_to_tables_eps_over_quix",
     "file_to_tables_eps_over_quix",
+    "hop_over_direct",
+    "hop_over_quix_unkeyed",
 )
 WORKLOADS = ["keys16", "hopping1m", "sessions100"]
 # The sessions workload's cross-check (bench.session_check): it raises, failing the run,
@@ -111,4 +117,5 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
     assert "÷ peer" in done.stdout
     assert "÷ DuckDB" in done.stdout
     assert "1d every 1h" in done.stdout
+    assert "unkeyed input (hop)" in done.stdout
     assert "sessions equal to DuckDB's" in done.stdout

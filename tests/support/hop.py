@@ -25,21 +25,12 @@ CLOSER_AFTER_MS = 40 * DAY
 
 
 async def produce_placed(
-    bootstrap: str,
-    topic: str,
-    events: Iterable[dict[str, Any]],
-    place: Placement,
-    **options: Any,
+    bootstrap: str, topic: str, events: Iterable[dict[str, Any]], place: Placement
 ) -> int:
     """Produce ``events`` keyed and partitioned as ``place`` says; the producer sees a
-    grown topic within a second (its metadata is refreshed that often). ``options`` are
-    more of AIOKafkaProducer's."""
+    grown topic within a second (its metadata is refreshed that often)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=10,
-        acks="all",
-        metadata_max_age_ms=1000,
-        **options,
+        bootstrap_servers=bootstrap, linger_ms=10, acks="all", metadata_max_age_ms=1000
     )
     await producer.start()
     sent = 0

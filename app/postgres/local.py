@@ -155,6 +155,27 @@ class LocalPostgres:
     def _own(self, path: Path) -> None:
         if os.geteuid() == 0:
             shutil.chown(path, SERVER_USER, SERVER_USER)
+            self._check_reachable(path)
+
+    def _check_reachable(self, path: Path) -> None:
+        """The server user must enter every directory above ``path``; a private one
+        (``mktemp -d`` makes them 0700) would otherwise fail initdb with a bare
+        "Permission denied"."""
+        entered = subprocess.run(
+            [*self._as_server_user(), "test", "-x", str(path)], capture_output=True, check=False
+        )
+        if entered.returncode == 0:
+            return
+        closed = next(
+            (parent for parent in reversed(path.parents) if not parent.stat().st_mode & 0o001),
+            path,
+        )
+        raise PostgresError(
+            f"the server runs as the {SERVER_USER!r} system user, which cannot enter {closed}"
+            f" on the way to {path}",
+            hint=f"let it through (`chmod o+x {closed}`), or set KAPPA_HOME to a directory"
+            f" the {SERVER_USER!r} user can reach",
+        )
 
     def _run(self, program: Path, *args: str) -> None:
         done = subprocess.run(

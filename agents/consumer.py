@@ -77,10 +77,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, _active = await self._wait_next_records(timeout=1.0)
-                # Records fetched before a rebalance stopped the flow are dropped, as
-                # Faust's getmany drops them: the consumer seeks back after the rebalance.
-                if not records or self.should_stop or not self.flow_active:
+                if not records or self.should_stop:
                     await asyncio.sleep(0)
+                    continue
+                if not self.flow_active:
+                    # Fetched while a rebalance stopped the flow: dropped, as Faust's
+                    # getmany drops them, and read again from where they start.
+                    await self._rewind(records)
                     continue
                 routed: dict[str, dict[TP, Sequence[Any]]] = {}
                 for tp, batch in records.items():
@@ -105,6 +108,20 @@ class BatchConsumer(faust_aiokafka.Consumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+
+    async def _rewind(self, records: Mapping[TP, Sequence[Any]]) -> None:
+        """Put each still assigned partition's position back at its first dropped record.
+
+        The rebalance's seek (``perform_seek``) moves only the partitions that have a
+        committed offset. Without this, a partition with none (new after the input grew,
+        or never committed by its previous owner) kept the position after the dropped
+        records, and when nothing more came to it they were never read: kappa's gap
+        check sees a gap only at the partition's next record.
+        """
+        assigned = self.assignment()
+        for tp, batch in records.items():
+            if batch and tp in assigned:
+                await self._seek(tp, batch[0].offset)
 
     async def _deliver_each(self, tp: TP, records: Sequence[Any]) -> None:
         """Faust's per-message path for one partition's records, as its own loop does it."""

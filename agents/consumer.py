@@ -122,6 +122,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, batch in records.items():
             if batch and tp in assigned:
                 await self._seek(tp, batch[0].offset)
+                log.info(
+                    "%s: %d record(s) fetched during a rebalance will be read again from offset %d",
+                    tp,
+                    len(batch),
+                    batch[0].offset,
+                )
 
     async def _deliver_each(self, tp: TP, records: Sequence[Any]) -> None:
         """Faust's per-message path for one partition's records, as its own loop does it."""

@@ -82,8 +82,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     continue
                 if not self.flow_active:
                     # Fetched while a rebalance stopped the flow: dropped, as Faust's
-                    # getmany drops them, and read again from where they start.
-                    await self._rewind(records)
+                    # getmany drops them, and routed ones read again from where they start.
+                    await self._rewind({tp: b for tp, b in records.items() if tp.topic in routes})
                     continue
                 routed: dict[str, dict[TP, Sequence[Any]]] = {}
                 for tp, batch in records.items():
@@ -111,6 +111,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def _rewind(self, records: Mapping[TP, Sequence[Any]]) -> None:
         """Put each still assigned partition's position back at its first dropped record.
+
+        Routed topics only, whose route checks each partition's continuity (a skipped
+        record is read back at the partition's next one); changelogs keep Faust's own
+        recovery seeks, which this must not undo.
 
         The rebalance's seek (``perform_seek``) moves only the partitions that have a
         committed offset. Without this, a partition with none (new after the input grew,

@@ -5,14 +5,16 @@ under load (2 -> 6 while a producer writes with Kafka's default partitioner), th
 is followed: from the rebalance that the growth brings, every input record takes the
 repartition hop to its key's state partition; a second worker started after the growth
 takes its share of both the input and the state; a worker killed (SIGKILL) or frozen
-(SIGSTOP past its session timeout, then SIGCONT) during the growth loses and double
-counts nothing. Nothing is dead-lettered, no batch fails, and every key's totals, every
-window and every final result equal DuckDB SQL over the same events.
+(SIGSTOP past its session timeout, then SIGCONT), or the broker restarted, during the
+growth loses and double counts nothing. Nothing is dead-lettered, no batch fails, and
+every key's totals, every window and every final result equal DuckDB SQL over the same
+events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +25,7 @@ import pytest
 
 from app.datagen import DatasetShape, generate
 from app.settings import KappaSettings
+from tests.support.cluster import own_cluster
 from tests.support.datasets import HOURLY
 from tests.support.hop import assert_hop_equals_batch, closers, produce_placed
 from tests.support.kafka import create_topics, grow_topic, partition_counts, produce_events
@@ -34,6 +37,9 @@ pytestmark = pytest.mark.broker
 GROWTH = DatasetShape(events=12_000, keys=150, span_ms=2 * 86_400_000, seed=182)
 # A metadata refresh, a rebalance and a second worker's start on a busy machine.
 GROWN_TIMEOUT_S = 180
+# The restart test's own broker: below Linux's ephemeral range, as own_cluster asks, and
+# no other test's port.
+RESTART_PORT = 23092
 
 
 def _produce_and_count(
@@ -56,7 +62,9 @@ def _input_owned(worker: WorkerProcess) -> list[int]:
 
 class Load:
     """GROWTH's events produced keyed by their key from a thread; ``reached(fraction)``
-    waits until that share of them is being produced."""
+    waits until that share of them is being produced. The producer is idempotent and
+    waits up to two minutes for a broker (its sends are retried across a restart, and
+    none is written twice)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.events: list[dict[str, Any]] = list(generate(GROWTH))
@@ -65,7 +73,16 @@ class Load:
             2 * len(self.events) // 3: threading.Event(),
         }
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(produce_placed(bootstrap, topic, self.events, self._keyed))
+            target=lambda: asyncio.run(
+                produce_placed(
+                    bootstrap,
+                    topic,
+                    self.events,
+                    self._keyed,
+                    enable_idempotence=True,
+                    request_timeout_ms=120_000,
+                )
+            )
         )
         self._thread.start()
 
@@ -183,9 +200,10 @@ def _two_workers_in_growth(
     make_spec: Callable[..., Path],
     kappa_env: Callable[..., dict[str, str]],
     start_worker: Callable[[dict[str, str]], WorkerProcess],
+    after_growth: Callable[[], None] = lambda: None,
 ) -> tuple[WorkerProcess, WorkerProcess, Load]:
     """Two workers sharing the input (an 8 s session timeout) and the load, two thirds
-    produced, with the input grown 2 -> 6 at one third."""
+    produced, with the input grown 2 -> 6 at one third and ``after_growth`` done at once."""
     spec = make_spec(lateness="10d", retention="400d")
     fast = {"KAPPA_SESSION_TIMEOUT": "8"}
     first = start_worker(kappa_env(spec, partitions=2, KAPPA_WORKER_NAME="a", **fast))
@@ -195,6 +213,7 @@ def _two_workers_in_growth(
     load = Load(bootstrap, topic)
     load.reached(1)
     asyncio.run(grow_topic(bootstrap, topic, 6))
+    after_growth()
     load.reached(2)
     return first, second, load
 
@@ -242,3 +261,63 @@ def test_a_zombie_during_growth_loses_and_double_counts_nothing(
     second.wait_until(lambda: _input_owned(second) != [], GROWN_TIMEOUT_S, "its share again")
     load.finish()
     _closed_and_equal([first, second], bootstrap, unique, load, tmp_path)
+
+
+def _broker_gone(worker: WorkerProcess) -> bool:
+    """The worker's own queries to Kafka go unanswered."""
+    status, body = worker.get("/api/status")
+    return status == 200 and body["kafka_answered"] is False
+
+
+def test_a_broker_restart_during_growth_loses_and_double_counts_nothing(
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Two workers on a broker of the test's own; the input grows 2 -> 6 under load and
+    the broker is stopped at once, before the workers have followed the growth, then
+    started again on the same data while the producer and the workers keep running:
+    they follow the growth after the restart, and nothing is lost, counted twice or
+    dead-lettered."""
+    with own_cluster(kafka_settings, tmp_path, nodes=1, port=RESTART_PORT) as (
+        cluster,
+        bootstrap,
+    ):
+        workers: list[WorkerProcess] = []
+
+        def start(env: dict[str, str]) -> WorkerProcess:
+            workers.append(start_worker(env))
+            return workers[-1]
+
+        def restart() -> None:
+            cluster.stop()
+            for worker in workers:
+                worker.wait_until(
+                    functools.partial(_broker_gone, worker), 60, "the worker to find it gone"
+                )
+            cluster.start()
+
+        first, _, load = _two_workers_in_growth(
+            bootstrap,
+            f"test-input-{unique}",
+            make_spec,
+            functools.partial(kappa_env, KAPPA_BOOTSTRAP_SERVERS=bootstrap),
+            start,
+            after_growth=restart,
+        )
+
+        def shared() -> bool:
+            owned = [_input_owned(worker) for worker in workers]
+            return [] not in owned and sum(map(len, owned)) == 6
+
+        first.wait_until(shared, GROWN_TIMEOUT_S, "the two workers to share the grown input")
+        load.finish()
+        assert asyncio.run(partition_counts(bootstrap))[f"test-input-{unique}"] == 6
+        _closed_and_equal(workers, bootstrap, unique, load, tmp_path)
+        for worker in workers:
+            assert worker.proc is not None
+            assert worker.proc.poll() is None, "a worker has exited"
+            assert worker.stop() == 0  # cleanly, while its broker is up

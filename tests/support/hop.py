@@ -25,12 +25,21 @@ CLOSER_AFTER_MS = 40 * DAY
 
 
 async def produce_placed(
-    bootstrap: str, topic: str, events: Iterable[dict[str, Any]], place: Placement
+    bootstrap: str,
+    topic: str,
+    events: Iterable[dict[str, Any]],
+    place: Placement,
+    **options: Any,
 ) -> int:
     """Produce ``events`` keyed and partitioned as ``place`` says; the producer sees a
-    grown topic within a second (its metadata is refreshed that often)."""
+    grown topic within a second (its metadata is refreshed that often). ``options`` are
+    more of AIOKafkaProducer's."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=10, acks="all", metadata_max_age_ms=1000
+        bootstrap_servers=bootstrap,
+        linger_ms=10,
+        acks="all",
+        metadata_max_age_ms=1000,
+        **options,
     )
     await producer.start()
     sent = 0

@@ -5,7 +5,10 @@ as it does Chromium), from a data directory under ``KAPPA_HOME/postgres``, on
 ``127.0.0.1:KAPPA_POSTGRES_PORT``, with trust authentication for the local user
 ``kappa`` and a database ``kappa``. ``initdb`` refuses to run as root, so as root every
 server command runs as Debian's ``postgres`` system user, which owns the data directory.
-Nothing here runs when ``KAPPA_POSTGRES_URL`` points at an existing server.
+That user must enter every directory above it; when root's checkout sits in a private
+directory (root's home, ``mktemp -d``), the cluster lives under the system's temporary
+directory instead and ``KAPPA_HOME/postgres`` links to it. Nothing here runs when
+``KAPPA_POSTGRES_URL`` points at an existing server.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +75,10 @@ class LocalPostgres:
                 hint="unset KAPPA_POSTGRES_URL to use a local PostgreSQL",
             )
         self.settings = settings
-        self.root = (settings.home / "postgres").resolve()
+        self._place(settings.home / "postgres")
+
+    def _place(self, root: Path) -> None:
+        self.root = root.resolve()  # through the link a private checkout leaves
         self.data_dir = self.root / "data"
         self.log_file = self.root / "postgres.log"
 
@@ -96,9 +103,8 @@ class LocalPostgres:
         if self._pid() is not None:
             return self.status()
         bindir = server_bindir()
-        self.root.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._own(self.root)
+            self._create_root()
             self._run(
                 bindir / "initdb",
                 "-D",
@@ -152,30 +158,28 @@ class LocalPostgres:
     def _as_server_user(self) -> list[str]:
         return ["runuser", "-u", SERVER_USER, "--"] if os.geteuid() == 0 else []
 
-    def _own(self, path: Path) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(path, SERVER_USER, SERVER_USER)
-            self._check_reachable(path)
+    def _create_root(self) -> None:
+        """The cluster's directory, owned by the server user when run as root."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            return
+        if not self._server_user_enters(self.root):
+            # A private parent (root's home, `mktemp -d`) shuts the server user out, and
+            # opening it up is not ours to do: the cluster moves to a directory of its own
+            # under the system's temporary directory, and KAPPA_HOME/postgres links to it.
+            link = self.settings.home / "postgres"
+            shutil.rmtree(self.root)  # no cluster in it: PG_VERSION is missing
+            outside = Path(tempfile.mkdtemp(prefix="kappa-postgres-", dir="/var/tmp"))
+            outside.chmod(0o755)
+            link.symlink_to(outside, target_is_directory=True)
+            self._place(link)
+        shutil.chown(self.root, SERVER_USER, SERVER_USER)
 
-    def _check_reachable(self, path: Path) -> None:
-        """The server user must enter every directory above ``path``; a private one
-        (``mktemp -d`` makes them 0700) would otherwise fail initdb with a bare
-        "Permission denied"."""
+    def _server_user_enters(self, path: Path) -> bool:
         entered = subprocess.run(
             [*self._as_server_user(), "test", "-x", str(path)], capture_output=True, check=False
         )
-        if entered.returncode == 0:
-            return
-        closed = next(
-            (parent for parent in reversed(path.parents) if not parent.stat().st_mode & 0o001),
-            path,
-        )
-        raise PostgresError(
-            f"the server runs as the {SERVER_USER!r} system user, which cannot enter {closed}"
-            f" on the way to {path}",
-            hint=f"let it through (`chmod o+x {closed}`), or set KAPPA_HOME to a directory"
-            f" the {SERVER_USER!r} user can reach",
-        )
+        return entered.returncode == 0
 
     def _run(self, program: Path, *args: str) -> None:
         done = subprocess.run(

@@ -198,11 +198,27 @@ class EventParser:
         """Validate a live record: JSON bytes holding one object. Only the fields the
         spec reads are decoded (``agents.record_fields``), unless the record needs the
         whole decode to say what is wrong with it."""
-        if raw is not None and self._whole_below <= len(raw) <= self._max_bytes:
+        if raw is not None:
+            event = self.parse_used(raw)
+            if event is not None:
+                return event
+        return self.parse_fields(self._decode(raw))
+
+    def parse_used(self, raw: bytes) -> Event | None:
+        """``parse_bytes``'s answer from the fields the spec reads alone, or None when
+        ``parse_bytes`` decodes the record whole: a short record (orjson reads it whole
+        faster), an oversized one, or one whose fields need the whole decode. Raises
+        Rejected as ``parse_bytes`` does."""
+        if self._whole_below <= len(raw) <= self._max_bytes:
             used = self._used_fields.decode(raw)
             if used is not None:
                 return self._event(used, LazyRecord(raw))
-        return self.parse_fields(self._decode(raw))
+        return None
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record ``parse_bytes`` accepts (``max_record_bytes``)."""
+        return self._max_bytes
 
     def _decode(self, raw: bytes | None) -> dict[str, Any]:
         if raw is None:

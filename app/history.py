@@ -93,6 +93,16 @@ class HistoryRow:
     detail: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class JsonLines:
+    """Consecutive lines of a JSON Lines file as read, line terminators and blank lines
+    included, not decoded: line ``i`` is row ``first_row_number + i``. A reader that
+    needs the row as ``rows()`` gives it decodes it with ``decode_json_line``."""
+
+    first_row_number: int
+    lines: list[bytes]
+
+
 class RowBlock:
     """Good CSV rows decoded at once: one string column per header column.
 
@@ -216,14 +226,19 @@ class HistoryFile:
         for item in self.batches():
             if isinstance(item, RowBlock):
                 yield from item.rows()
+            elif isinstance(item, JsonLines):
+                for row_number, line in enumerate(item.lines, item.first_row_number):
+                    if not line.isspace():  # a blank line is no row
+                        yield decode_json_line(row_number, line)
             else:
                 yield item
 
-    def batches(self) -> Generator[RowBlock | HistoryRow, None, None]:
+    def batches(self) -> Generator[RowBlock | JsonLines | HistoryRow, None, None]:
         """Stream the rows in file order, as ``rows()`` does, but good CSV rows come in
-        blocks decoded column by column (``RowBlock``), which costs no Python per row.
-        Bad rows, CSV rows the block decoder leaves to the csv module, and JSON Lines and
-        Parquet rows come one by one.
+        blocks decoded column by column (``RowBlock``), which costs no Python per row,
+        and JSON Lines in blocks of lines not decoded yet (``JsonLines``), which the
+        reader decodes as it needs. Bad rows, CSV rows the block decoder leaves to the
+        csv module, and Parquet rows come one by one.
         """
         self._bytes_done = 0
         if self.size_bytes == 0:
@@ -236,7 +251,7 @@ class HistoryFile:
                     if self.format == "csv":
                         yield from self._csv_items(lines)
                     else:
-                        yield from self._jsonl_rows(lines)
+                        yield from _json_line_blocks(lines)
         except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
             raise HistoryError(
                 f"{self.path} is damaged or unreadable after {self.bytes_read} bytes: {exc}"
@@ -379,21 +394,6 @@ class HistoryFile:
             yield good_rows()
         return row_number
 
-    def _jsonl_rows(self, lines: Iterable[bytes]) -> Iterator[HistoryRow]:
-        loads = orjson.loads
-        for row_number, line in enumerate(lines, 1):
-            try:
-                fields = loads(line)
-            except orjson.JSONDecodeError as exc:
-                if not line.isspace():
-                    yield _undecodable_json(row_number, line.rstrip(_EOL), exc)
-                continue
-            if type(fields) is dict:
-                yield HistoryRow(row_number, fields, line.rstrip(_EOL), None, None)
-            else:
-                detail = f"expected a JSON object, got {_JSON_TYPES[type(fields)]}"
-                yield HistoryRow(row_number, None, line.rstrip(_EOL), "not_an_object", detail)
-
     def _read_parquet_schema(self) -> None:
         if self.size_bytes == 0:
             return
@@ -477,6 +477,27 @@ def _format_of(path: Path) -> Format:
             "Rename the file or pass --format csv|jsonl|parquet"
         )
     return fmt
+
+
+def _json_line_blocks(lines: io.BufferedIOBase) -> Iterator[JsonLines]:
+    """The lines in blocks of about CSV_BLOCK_BYTES (split in C, not one by one)."""
+    row_number = 1
+    while block := lines.readlines(CSV_BLOCK_BYTES):
+        yield JsonLines(row_number, block)
+        row_number += len(block)
+
+
+def decode_json_line(row_number: int, line: bytes) -> HistoryRow:
+    """A non-blank JSON Lines line (its terminator may be on it) as ``rows()`` gives it."""
+    raw = line.rstrip(_EOL)
+    try:
+        fields = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return _undecodable_json(row_number, raw, exc)
+    if type(fields) is dict:
+        return HistoryRow(row_number, fields, raw, None, None)
+    detail = f"expected a JSON object, got {_JSON_TYPES[type(fields)]}"
+    return HistoryRow(row_number, None, raw, "not_an_object", detail)
 
 
 def _undecodable_json(row_number: int, raw: bytes, exc: orjson.JSONDecodeError) -> HistoryRow:

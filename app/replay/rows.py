@@ -3,7 +3,16 @@
 Good rows come as ``GoodRows`` (keys, event times and, when asked, the records' values)
 in file order; bad rows as ``BadRow`` with the reason, the detail and their raw bytes.
 Validation is the pipeline's own (``EventParser``): blocks of CSV rows go through
-``parse_columns``, other rows through ``parse_fields``.
+``parse_columns``, JSON Lines rows through what the worker runs on a record's bytes
+(``parse_used``, else the whole decode and ``parse_fields``), other rows through
+``parse_fields``.
+
+A JSON Lines row's value is the line's own bytes, not the decoded object written again:
+the worker reads those bytes with ``parse_bytes``, which is ``parse_used`` or else
+``parse_fields`` of their whole decode, i.e. exactly what was computed here, so its key,
+time and values are the replay's. A line longer than ``max_record_bytes`` is the
+exception: the worker refuses such a record, so it gets the object written by orjson,
+as it always did.
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ import pyarrow.compute as pc
 
 from agents.event_columns import parse_columns
 from agents.events import EventParser, Rejected
-from app.history import HistoryFile, RowBlock
+from app.history import HistoryFile, JsonLines, RowBlock, decode_json_line
 
 # Good rows read one by one are handed on in batches of this many.
 ROWS_PER_BATCH = 8192
 # What orjson escapes in a string; a text holding none is written as it is.
 _JSON_ESCAPED = r'[\x00-\x1f"\\]'
+_EOL = b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,21 @@ def read_rows(
         return rows
 
     for item in history.batches():
+        if isinstance(item, JsonLines):
+            for number, line in enumerate(item.lines, item.first_row_number):
+                if line.isspace():
+                    continue  # a blank line is no row
+                row = _json_row(parser, file, number, line)
+                if isinstance(row, BadRow):
+                    yield row
+                    continue
+                keys.append(row[0])
+                times.append(row[1])
+                if with_values:
+                    values.append(row[2])
+                if len(keys) >= ROWS_PER_BATCH:
+                    yield batch()
+            continue
         if isinstance(item, RowBlock):
             if keys:
                 yield batch()
@@ -93,6 +118,26 @@ def read_rows(
             yield batch()
     if keys:
         yield batch()
+
+
+def _json_row(
+    parser: EventParser, file: str, number: int, line: bytes
+) -> tuple[str, int, bytes] | BadRow:
+    """A JSON Lines row's (key, event time, value for the input topic), or why it is bad."""
+    raw = line.rstrip(_EOL)
+    try:
+        event = parser.parse_used(raw)
+        value = raw
+        if event is None:
+            row = decode_json_line(number, line)
+            if row.fields is None:
+                return BadRow(file, number, row.error or "bad_row", row.detail or "", raw)
+            event = parser.parse_fields(row.fields)
+            if len(raw) > parser.max_record_bytes:
+                value = orjson.dumps(row.fields)
+    except Rejected as why:
+        return BadRow(file, number, why.reason, why.detail, raw)
+    return event.key, event.ts_ms, value
 
 
 def json_rows(table: pa.Table) -> pa.BinaryArray:

@@ -135,3 +135,70 @@ def test_good_rows_are_left_without_values_when_not_asked_for(tmp_path: Path) ->
     opened = open_history(path, required_fields=["customer_id", "ts"])
     items = list(read_rows(opened, PARSER, with_values=False))
     assert all(item.values is None for item in items if isinstance(item, GoodRows))
+
+
+def _wide(**fields: Any) -> bytes:
+    """A JSON line wide enough that the worker decodes only the fields the spec reads."""
+    filler = {"note": "gift — please wrap " * 4, "meta": {"tags": ["a", "b"], "n": 1}}
+    return orjson.dumps({**filler, **fields})
+
+
+JSON_LINES = [
+    _wide(customer_id="c1", ts="2024-01-01T00:00:00", amount=1.1),  # extra unknown fields
+    b'{"customer_id": "c2",  "ts": 1704067260, "amount": 3e2, "x": [1, {"y": null}]}  ',
+    _wide(customer_id="c3", ts="2024-01-01T00:02:00", amount="twelve"),  # wrong type
+    _wide(customer_id=True, ts="2024-01-01T00:03:00", amount=1),  # a boolean key
+    _wide(customer_id={"id": 4}, ts="2024-01-01T00:04:00", amount=1),  # a nested key
+    b'{"customer_id": "c5", "ts": ',  # cut short, in the middle of the file
+    b"[1, 2]",
+    b'{"customer_id": "c\xe9", "ts": 1704067500, "amount": 1}',  # not UTF-8
+    b'{"customer_id": "\\ud800", "ts": 1704067500, "amount": 1}',  # a lone surrogate
+    b"   ",
+    _wide(customer_id="c6", ts="2024-01-01T00:06:00", amount=2, customer=1).replace(
+        b'"customer":1', b'"customer_id":"c6-last"'
+    ),  # the key twice: the last one counts
+    _wide(customer_id=7, ts=1704067620.5, amount=0).replace(
+        b'"amount":0', b'"amount":18446744073709551616'
+    ),  # an integer beyond 64 bits
+    _wide(customer_id="c8", ts="2024-01-01T00:08:00Z", amount=None, pad="p" * 300),  # long
+    b'{"customer_id":"c9","ts":"2024-01-01T00:09:00","amount":0.1}\r',
+]
+
+
+@pytest.mark.parametrize("name", ["h.jsonl", "h.jsonl.gz"])
+def test_json_lines_go_to_kafka_as_they_are_read_by_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A line's own bytes are the record's value; what the worker makes of them is what
+    # the replay did before, when it decoded each line whole and wrote it again.
+    monkeypatch.setattr(PARSER, "_max_bytes", 400)  # the long line is oversized
+    data = b"\n".join(JSON_LINES) + b"\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    want_good, want_bad = row_by_row(path)
+    good, bad = by_read_rows(path)
+    assert bad == want_bad
+    assert [(number, reason) for number, reason, _, _ in bad] == [
+        (3, "non_numeric"),
+        (4, "bad_key"),
+        (5, "bad_key"),
+        (6, "malformed_json"),
+        (7, "not_an_object"),
+        (8, "bad_encoding"),
+        (9, "malformed_json"),
+    ]
+    assert [(key, ts) for key, ts, _ in good] == [(key, ts) for key, ts, _ in want_good]
+    assert [key for key, _, _ in good] == ["c1", "c2", "c6-last", "7", "c8", "c9"]
+    lines = {line.rstrip(b"\r"): line for line in JSON_LINES}
+    for (key, ts, value), (_, _, before) in zip(good, want_good, strict=True):
+        if len(value) > 400:  # the worker refuses it, as it refused it before
+            assert value == before
+            with pytest.raises(Rejected, match="oversized"):
+                PARSER.parse_bytes(value)
+            continue
+        assert value in lines
+        worker = PARSER.parse_bytes(value)
+        was = PARSER.parse_fields(orjson.loads(before))
+        assert (worker.key, worker.ts_ms, worker.values) == (key, ts, was.values)
+        assert (was.key, was.ts_ms) == (key, ts)
+        assert dict(worker.fields) == orjson.loads(before)

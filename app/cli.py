@@ -368,7 +368,8 @@ def replay(
 ) -> None:
     """Replay history FILES (CSV, JSON Lines, Parquet; .gz too) into the pipeline.
 
-    Every file is read twice. The first pass checks every row and produces nothing: if
+    Every file is read once, in two passes. The first checks every row and produces
+    nothing, keeping the rows in temporary files (TMPDIR) for the second: if
     more rows are bad than --max-bad-rows accepts (none by default), the replay stops
     there. Unless --order-by-time, it also warns when events would come out late for
     the pipeline's lateness, and says how many. The second pass produces the good rows

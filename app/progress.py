@@ -24,7 +24,8 @@ console = Console(stderr=True)
 
 class RichProgress:
     """Bytes read drive the bar and the ETA (row counts are unknown up front). A replay
-    reads its files twice (a check, then the replay), so the bar counts both passes."""
+    runs in two passes (a check of the files, then the replay of what the check kept),
+    so the bar counts both, each in bytes of the files."""
 
     def __init__(self) -> None:
         self._progress = Progress(

@@ -1,17 +1,20 @@
 """``kappa replay``: history files become a bounded stream on the pipeline's input topic.
 
-A replay reads the files twice, streaming them, never loading them whole:
+A replay reads the files once, streaming them, never loading them whole, in two passes:
 
 1. The check validates every row and produces nothing. It counts the bad rows and,
    unless the replay orders by time, folds kappa's lateness policy over the events in
    the order they would be produced (``app/replay/check.py``). If there are more bad
    rows than ``max_bad_rows`` accepts (none by default), the replay stops with
    ``TooManyBadRows``, having produced nothing. If events would be late, it warns.
-2. The second pass produces each good row with its key set to the event's key (so
-   Kafka's default partitioner puts it on the same partition as the key's live events),
-   its event time as the record timestamp and the row as a JSON object as its value.
-   Bad rows go to the dead-letter topic, like bad live records, and are listed in the
-   report at the end.
+   The rows it validated are kept in temporary files (``app/replay/checked.py``; with
+   ``order_by_time``, the good ones in the external sort), so that the files are read,
+   decompressed and decoded once.
+2. The production sends each good row with its key set to the event's key (so Kafka's
+   default partitioner puts it on the same partition as the key's live events), its
+   event time as the record timestamp and the row as a JSON object as its value (a JSON
+   Lines row: the line itself, ``app/replay/rows.py``). Bad rows go to the dead-letter
+   topic, like bad live records, and are listed in the report at the end.
 
 Before producing anything, a replay reads its ledger (``app/replay/guard.py``): a file
 already replayed into the same topic is refused unless ``force``, and a replay id that
@@ -50,6 +53,7 @@ from app.history import ExternalSort, HistoryError, HistoryFile, open_history
 from app.history_formats import Format
 from app.kafka_client import client_options, offset_ranges
 from app.replay.check import BadRowLimit, Disorder
+from app.replay.checked import CheckedRows
 from app.replay.guard import Guard, guard
 from app.replay.into_history import before_cut, check_history_replay, clear_unsealed_history, seal
 from app.replay.ledger import Checkpoint, describe_file, ledger_key
@@ -256,11 +260,18 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     report = run.report
     options = client_options(settings)
     history = run.spec.history
+    tmp_dir = Path(tempfile.gettempdir())
+    checked = CheckedRows(tmp_dir)
+    sort = (
+        ExternalSort(chunk_rows=run.options.sort_chunk_rows, tmp_dir=tmp_dir)
+        if run.options.order_by_time
+        else None
+    )
     try:
         await run.control("running")
-        await run.check(partitions)
+        await run.check(partitions, checked, sort)
         starts = None if history is None else await clear_unsealed_history(options, run.names)
-        await run.produce(partitions)
+        await run.produce(partitions, checked, sort)
         await producer.flush()
         report.seconds = time.monotonic() - run.started
         if history is not None and starts is not None:
@@ -284,6 +295,10 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
             await asyncio.shield(asyncio.wait_for(failed, FAILED_CONTROL_TIMEOUT_S))
         raise
     finally:
+        # The temporary files vanish when closed.
+        checked.close()
+        if sort is not None:
+            sort.close()
         await producer.stop()
 
 
@@ -319,24 +334,38 @@ class _Replay:
         self.sender: PartitionBatches | None = None
         self.dead_sequencer = Sequencer()
         self.total_bytes = sum(f.size_bytes for f in files)
-        self.bytes_before = 0  # bytes of the passes and files done
+        self.bytes_before = 0  # bytes of the files the check has done
         self.phase = "checking"
         self.started = time.monotonic()
         self._progress_at = self._control_at = self.started
 
-    async def check(self, partitions: int) -> None:
-        """The first pass: count the bad rows and the events that would be late."""
+    async def check(
+        self,
+        partitions: int,
+        checked: CheckedRows | None = None,
+        sort: ExternalSort | None = None,
+    ) -> None:
+        """The first pass: count the bad rows and the events that would be late. The rows
+        are kept for the production in ``checked`` (the good ones in ``sort`` if given);
+        a dry run keeps none."""
         report, options = self.report, self.options
         disorder = None if options.order_by_time else Disorder(self.spec.lateness_ms)
         for history in self.files:
-            for item in read_rows(history, self.parser, with_values=False):
+            for item in read_rows(history, self.parser, with_values=checked is not None):
+                done = self.bytes_before + history.bytes_read
                 if isinstance(item, BadRow):
                     report.note_bad(item)
+                    if checked is not None:
+                        checked.add_bad(item)
                 else:
                     report.rows += len(item.keys)
                     if disorder is not None:
                         disorder.add(partitions_of(item.keys, partitions), item.ts_ms)
-                await self._tick(history)
+                    if sort is not None:
+                        sort.add(_packed(item))
+                    elif checked is not None:
+                        checked.add_good(item, done)
+                await self._tick(done)
             self.bytes_before += history.size_bytes
         if disorder is not None:
             report.would_be_late = disorder.late
@@ -345,8 +374,11 @@ class _Replay:
         if disorder is not None and disorder.late:
             self.progress.warn(late_warning(disorder))
 
-    async def produce(self, partitions: int) -> None:
-        """The second pass: good rows to the input topic, bad rows to the dead-letter topic."""
+    async def produce(
+        self, partitions: int, checked: CheckedRows, sort: ExternalSort | None
+    ) -> None:
+        """The second pass, over the rows the check kept: good rows to the input topic
+        (from ``sort`` if given), bad rows to the dead-letter topic."""
         assert self.producer is not None
         self.phase = "producing"
         # The ledger hears of the replay once the check has passed (a replay stopped by
@@ -358,55 +390,26 @@ class _Replay:
             self.report.resumed = True
             self.progress.resuming(sender.sequencer.to_skip + self.dead_sequencer.to_skip)
         limiter = RateLimiter(self.options.rate)
-        dead_letters = 0
-        good = self.report.rows - self.report.bad_rows
-        sort = (
-            ExternalSort(
-                chunk_rows=self.options.sort_chunk_rows, tmp_dir=Path(tempfile.gettempdir())
-            )
-            if self.options.order_by_time
-            else None
-        )
-        try:
-            for history in self.files:
-                for item in read_rows(history, self.parser, with_values=True):
-                    if isinstance(item, BadRow):
-                        await self._dead_letter(item, partitions)
-                        dead_letters += 1
-                    elif sort is not None:
-                        sort.add(_packed(item))
-                    else:
-                        await self._send(sender, limiter, item, partitions)
-                    await self._tick(history)
-                self.bytes_before += history.size_bytes
-            if sort is not None:
-                # The sort spills to unnamed temporary files that vanish when closed.
-                merged = sort.merged()
-                while chunk := list(islice(merged, ROWS_PER_BATCH)):
-                    await self._send(sender, limiter, _unpacked(chunk), partitions)
-                    await self._tick(None)
-            await sender.flush()
-            # The offsets of the input that workers compare their progress with; a
-            # history's progress is in the seam report instead (agents/history_seam.py).
-            if self.spec.history is None:
-                self.report.end_offsets = self._end_offsets()
-        finally:
-            if sort is not None:
-                sort.close()
-        self.progress.advance(self.bytes_before, self.report.produced)
-        skipped = sender.sequencer.total_skipped
-        self.report.skipped = skipped + self.dead_sequencer.total_skipped
-        left_to_live = self.report.after_cut or 0
-        if (
-            dead_letters != self.report.bad_rows
-            or self.report.produced + skipped + left_to_live != good
-        ):
-            raise ReplayError(
-                f"the files changed while they were replayed: the check found {good:,} good "
-                f"and {self.report.bad_rows:,} bad rows, the replay produced "
-                f"{self.report.produced + skipped:,} events and {dead_letters:,} dead letters",
-                hint="replay files that nothing writes to while they are replayed",
-            )
+        checked_bytes = self.bytes_before  # the progress bar counts both passes
+        for row in checked.bad():
+            await self._dead_letter(row, partitions)
+            await self._tick(checked_bytes)
+        if sort is not None:
+            merged = sort.merged()
+            while chunk := list(islice(merged, ROWS_PER_BATCH)):
+                await self._send(sender, limiter, _unpacked(chunk), partitions)
+                await self._tick(checked_bytes)
+        else:
+            for rows, done in checked.good():
+                await self._send(sender, limiter, rows, partitions)
+                await self._tick(checked_bytes + done)
+        await sender.flush()
+        # The offsets of the input that workers compare their progress with; a
+        # history's progress is in the seam report instead (agents/history_seam.py).
+        if self.spec.history is None:
+            self.report.end_offsets = self._end_offsets()
+        self.progress.advance(2 * checked_bytes, self.report.produced)
+        self.report.skipped = sender.sequencer.total_skipped + self.dead_sequencer.total_skipped
 
     async def _send(
         self, sender: PartitionBatches, limiter: RateLimiter, rows: GoodRows, partitions: int
@@ -484,13 +487,13 @@ class _Replay:
             p: end for p, (end, rows) in self._checkpoints()[self.names.input_topic].items() if rows
         }
 
-    async def _tick(self, history: HistoryFile | None) -> None:
-        """Tell the progress bar, and now and then the control topic, how far we are."""
+    async def _tick(self, done_bytes: int) -> None:
+        """Tell the progress bar (``done_bytes`` of both passes), and now and then the
+        control topic, how far we are."""
         now = time.monotonic()
         if now - self._progress_at >= PROGRESS_EVERY_S:
             self._progress_at = now
-            done = self.bytes_before + (history.bytes_read if history is not None else 0)
-            self.progress.advance(done, self.report.produced)
+            self.progress.advance(done_bytes, self.report.produced)
         if self.producer is not None and now - self._control_at >= CONTROL_EVERY_S:
             self._control_at = now
             await self.control("running")

@@ -162,3 +162,34 @@ def test_records_are_keyed_partitioned_stamped_and_ordered_as_each_row(
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         got[record.partition].append((record.key, record.timestamp, record.value))
     assert got == want
+
+
+def test_json_lines_are_produced_as_they_are_in_the_file(
+    tmp_path: Path,
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    unique: str,
+) -> None:
+    # Wide lines (fields the spec does not read, nested, non-ASCII, spaces, CRLF) and a
+    # short one: each record's value is its line, keyed and stamped as the line's own event.
+    events = list(generate(DatasetShape(events=2_000, keys=100, seed=5)))
+    lines = []
+    for i, event in enumerate(events):
+        extra = {"note": "gift — wrap" * (i % 4), "meta": {"tags": ["a"], "n": i}, "x": i / 3}
+        line = orjson.dumps({**extra, **event} if i % 2 else event)
+        lines.append(line.replace(b",", b", ") if i % 3 == 0 else line)
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    run_kappa(kappa_env(make_spec(), partitions=3), "replay", str(path))
+
+    want: dict[int, list[tuple[bytes, int, bytes]]] = {0: [], 1: [], 2: []}
+    for event, line in zip(events, lines, strict=True):
+        key = event["customer_id"].encode()
+        ts = datetime_to_ms(datetime.fromisoformat(event["ts"]))
+        want[default_partition(key, 3)].append((key, ts, line))
+    records = asyncio.run(read_all(kafka_settings.bootstrap, f"test-input-{unique}"))
+    got: dict[int, list[tuple[bytes, int, bytes]]] = {0: [], 1: [], 2: []}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        got[record.partition].append((record.key, record.timestamp, record.value))
+    assert got == want

@@ -136,43 +136,20 @@ def test_a_replay_out_of_time_order_says_how_many_events_will_be_late(
     assert "late" not in ordered.stderr + ordered.stdout
 
 
-def test_records_are_keyed_partitioned_stamped_and_ordered_as_each_row(
-    tmp_path: Path,
-    kafka_settings: KappaSettings,
-    make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    unique: str,
-) -> None:
+def _csv_history(tmp_path: Path) -> tuple[Path, list[tuple[str, str, bytes]]]:
+    """A CSV history, and each row's (key, time, value as a per-row replay writes it)."""
     events = list(generate(DatasetShape(events=5_000, keys=300, seed=4)))
     path = tmp_path / "history.csv.gz"
     write(iter(events), path)
-    run_kappa(kappa_env(make_spec(), partitions=3), "replay", str(path))
-
     write(iter(events), tmp_path / "plain.csv")
     with open(tmp_path / "plain.csv", newline="") as plain:
         rows = list(csv.DictReader(plain))
-    want: dict[int, list[tuple[bytes, int, bytes]]] = {0: [], 1: [], 2: []}
-    for row in rows:  # each row on its own, in file order
-        key = row["customer_id"].encode()
-        ts = datetime_to_ms(datetime.fromisoformat(row["ts"]))
-        want[default_partition(key, 3)].append((key, ts, orjson.dumps(row)))
-
-    records = asyncio.run(read_all(kafka_settings.bootstrap, f"test-input-{unique}"))
-    got: dict[int, list[tuple[bytes, int, bytes]]] = {0: [], 1: [], 2: []}
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        got[record.partition].append((record.key, record.timestamp, record.value))
-    assert got == want
+    return path, [(row["customer_id"], row["ts"], orjson.dumps(row)) for row in rows]
 
 
-def test_json_lines_are_produced_as_they_are_in_the_file(
-    tmp_path: Path,
-    kafka_settings: KappaSettings,
-    make_spec: Callable[..., Path],
-    kappa_env: Callable[..., dict[str, str]],
-    unique: str,
-) -> None:
-    # Wide lines (fields the spec does not read, nested, non-ASCII, spaces, CRLF) and a
-    # short one: each record's value is its line, keyed and stamped as the line's own event.
+def _json_lines_history(tmp_path: Path) -> tuple[Path, list[tuple[str, str, bytes]]]:
+    """Wide lines (fields the spec does not read, nested, non-ASCII, spaces, CRLF) and
+    short ones; each line's value is the line itself."""
     events = list(generate(DatasetShape(events=2_000, keys=100, seed=5)))
     lines = []
     for i, event in enumerate(events):
@@ -181,13 +158,27 @@ def test_json_lines_are_produced_as_they_are_in_the_file(
         lines.append(line.replace(b",", b", ") if i % 3 == 0 else line)
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    return path, [
+        (event["customer_id"], event["ts"], line) for event, line in zip(events, lines, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("history", [_csv_history, _json_lines_history], ids=["csv", "jsonl"])
+def test_records_are_keyed_partitioned_stamped_and_ordered_as_each_row(
+    history: Callable[[Path], tuple[Path, list[tuple[str, str, bytes]]]],
+    tmp_path: Path,
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    unique: str,
+) -> None:
+    path, rows = history(tmp_path)
     run_kappa(kappa_env(make_spec(), partitions=3), "replay", str(path))
 
     want: dict[int, list[tuple[bytes, int, bytes]]] = {0: [], 1: [], 2: []}
-    for event, line in zip(events, lines, strict=True):
-        key = event["customer_id"].encode()
-        ts = datetime_to_ms(datetime.fromisoformat(event["ts"]))
-        want[default_partition(key, 3)].append((key, ts, line))
+    for key, ts, value in rows:  # each row on its own, in file order
+        ms = datetime_to_ms(datetime.fromisoformat(ts))
+        want[default_partition(key.encode(), 3)].append((key.encode(), ms, value))
     records = asyncio.run(read_all(kafka_settings.bootstrap, f"test-input-{unique}"))
     got: dict[int, list[tuple[bytes, int, bytes]]] = {0: [], 1: [], 2: []}
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):

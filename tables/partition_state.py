@@ -296,7 +296,14 @@ class TablePartitionState:
         put = self._put_newest.get(window)
         if put is None or start_ms > put:
             self._put_newest[window] = start_ms
-        self._changed_windows.setdefault(window, {}).setdefault(start_ms, set()).add(key)
+        # Not setdefault: its new dict and set would be built on every call.
+        changed = self._changed_windows.get(window)
+        if changed is None:
+            changed = self._changed_windows[window] = {}
+        keys = changed.get(start_ms)
+        if keys is None:
+            keys = changed[start_ms] = set()
+        keys.add(key)
 
     def delete_window(self, window: str, start_ms: int, key: str) -> None:
         """Deleted at the next store, with the closed windows (a session that moved)."""

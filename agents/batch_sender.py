@@ -51,7 +51,13 @@ class BatchSender:
                 max_batch_size=MAX_BATCH_BYTES,
                 max_request_size=MAX_BATCH_BYTES,
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                # Its client was made before the broker refused: close it, or the failed
+                # start leaves an "Unclosed AIOKafkaProducer" behind its own error.
+                await producer.stop()
+                raise
             self._producer = producer
 
     def discard(self) -> None:

@@ -102,7 +102,7 @@ def main() -> None:
                 ("quix derive+filter", quix_derive, PROCESSED, processed),
             ]
             for name, worker, path, progress in measures:
-                seconds, _ = time_workers([worker], path, progress, args.events)
+                seconds = time_workers([worker], path, progress, args.events).seconds
                 rates.setdefault(name, []).append(args.events / seconds)
                 print(f"run {index + 1}: {name}: {args.events / seconds:,.0f} ev/s", flush=True)
         medians = {name: statistics.median(values) for name, values in rates.items()}

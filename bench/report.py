@@ -90,9 +90,18 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
     result["hop_over_quix_unkeyed"] = (
         figures["hop_topic_to_tables_eps"] / figures["quix_unkeyed_eps"]
     )
+    per_cpu = "events_per_cpu_s"
+    result["topic_to_tables_over_quix_per_cpu"] = (
+        figures[f"topic_to_tables_{per_cpu}"] / figures[f"quix_{per_cpu}"]
+    )
     if "baseline_topic_to_tables_eps" in figures:
         result["topic_to_tables_over_baseline"] = (
             figures["topic_to_tables_eps"] / figures["baseline_topic_to_tables_eps"]
+        )
+        # Steadier than the rates on a shared machine: CPU time does not count the
+        # time another process held the cores.
+        result["topic_to_tables_over_baseline_per_cpu"] = (
+            figures[f"topic_to_tables_{per_cpu}"] / figures[f"baseline_topic_to_tables_{per_cpu}"]
         )
     return result
 
@@ -161,24 +170,28 @@ LANES = [  # (lane, kappa's rate and peak RSS, Quix's rate and peak RSS)
 
 def _lanes(result: Sections, workloads: list[Workload]) -> None:
     """Keyed input (kappa's direct lane) beside unkeyed input (its hop), each with
-    Quix on the same events, and every process's peak RSS."""
+    Quix on the same events: rates, events per CPU second (the steadier figure on a
+    shared machine) and every process's peak RSS."""
     print("-- keyed input (direct lane) and unkeyed input (hop), topic → tables")
     print(
-        f"{'workload':<16}{'input':<10}{'kappa':>15}{'RSS':>9}{'Quix':>15}{'RSS':>9}"
-        f"{'÷ Quix':>8}{'÷ keyed':>9}"
+        f"{'workload':<16}{'input':<10}{'kappa':>15}{'per CPU s':>11}{'RSS':>9}"
+        f"{'Quix':>15}{'per CPU s':>11}{'RSS':>9}{'÷ Quix':>8}{'÷ keyed':>9}{'per CPU s':>11}"
     )
     for workload in workloads:
         figures = result[workload.name]
         keyed = figures["topic_to_tables_eps"]
+        keyed_cpu = figures["topic_to_tables_events_per_cpu_s"]
         for lane, kappa, peer_name in LANES:
             if f"{kappa}_eps" not in figures:
                 continue
             rate, quix = figures[f"{kappa}_eps"], figures[f"{peer_name}_eps"]
+            per_cpu = figures[f"{kappa}_events_per_cpu_s"]
             print(
-                f"{workload.name:<16}{lane:<10}{rate:>10,.0f} ev/s"
+                f"{workload.name:<16}{lane:<10}{rate:>10,.0f} ev/s{per_cpu:>11,.0f}"
                 f"{figures[f'{kappa}_peak_rss_mb']:>6,.0f} MB"
-                f"{quix:>10,.0f} ev/s{figures[f'{peer_name}_peak_rss_mb']:>6,.0f} MB"
-                f"{rate / quix:>8.2f}{rate / keyed:>9.2f}"
+                f"{quix:>10,.0f} ev/s{figures[f'{peer_name}_events_per_cpu_s']:>11,.0f}"
+                f"{figures[f'{peer_name}_peak_rss_mb']:>6,.0f} MB"
+                f"{rate / quix:>8.2f}{rate / keyed:>9.2f}{per_cpu / keyed_cpu:>11.2f}"
             )
 
 

@@ -39,10 +39,10 @@ def _group(pipeline: BenchPipeline, data: Path, events: int, names: list[str]) -
         wait_settled(workers, procs, fresh.partitions)
         log = fresh.work / f"replay-{fresh.run}.log"
         replay = fresh.replay(data, log)
-        seconds, peaks = watch(workers, procs, "/api/status", kappa_distinct_events, events)
+        timed = watch(workers, procs, "/api/status", kappa_distinct_events, events)
         if replay.wait() != 0:
             raise RuntimeError(log.read_text())
-        return seconds, max(peaks)
+        return timed.seconds, max(timed.peak_rss)
     finally:
         stop(procs)
 
@@ -63,10 +63,9 @@ def one_partition(pipeline: BenchPipeline, data: Path, events: int) -> dict[str,
     log = single.work / f"replay-{single.run}.log"
     if single.replay(data, log).wait() != 0:
         raise RuntimeError(log.read_text())
-    seconds, (peak,) = time_workers(
-        [single.worker(1)], "/api/status", kappa_distinct_events, events
-    )
-    return {"one_partition_eps": events / seconds, "one_partition_peak_rss_mb": peak / MB}
+    timed = time_workers([single.worker(1)], "/api/status", kappa_distinct_events, events)
+    (peak,) = timed.peak_rss
+    return {"one_partition_eps": events / timed.seconds, "one_partition_peak_rss_mb": peak / MB}
 
 
 def measure(pipeline: BenchPipeline, data: Path, events: int) -> dict[str, float]:

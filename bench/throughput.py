@@ -152,10 +152,9 @@ def file_to_tables(pipeline: BenchPipeline, data: Path, events: int) -> dict[str
     }
 
 
-def peer_rate(worker: Worker, events: int) -> tuple[float, int]:
-    """A peer's events/s over the full input topic, and its peak RSS in bytes."""
-    seconds, (rss,) = time_workers([worker], "/processed", processed, events)
-    return events / seconds, rss
+def peer_figures(prefix: str, worker: Worker, events: int) -> dict[str, float]:
+    """A peer's figures over the full input topic."""
+    return time_workers([worker], "/processed", processed, events).figures(prefix, events)
 
 
 def longest_stall(status: Any) -> float:
@@ -200,21 +199,17 @@ def run_once(
             keys = session_check.sample(wanted)
             kappa_sessions.update(session_check.kappa_sessions(workers[0], keys, workload))
 
-    kappa_s, (kappa_rss,) = time_workers(
-        [pipeline.worker(2)], "/api/status", progress, events, read_sessions
-    )
+    kappa = time_workers([pipeline.worker(2)], "/api/status", progress, events, read_sessions)
+    figures |= kappa.figures("topic_to_tables", events)
     if baseline is not None:
         before = run_from(pipeline.worker(3, "baseline"), baseline)
-        before_s, (before_rss,) = time_workers(
-            [before], "/api/status", kappa_distinct_events, events
-        )
-        figures["baseline_topic_to_tables_eps"] = events / before_s
-        figures["baseline_topic_to_tables_peak_rss_mb"] = before_rss / MB
+        before_timed = time_workers([before], "/api/status", kappa_distinct_events, events)
+        figures |= before_timed.figures("baseline_topic_to_tables", events)
     figures.update(unkeyed.measure(pipeline, events))
     naive = pipeline.peer([sys.executable, "-m", "bench.naive_faust"], "naive")
-    naive_eps, naive_rss = peer_rate(naive, events)
+    figures |= peer_figures("naive_faust", naive, events)
     quix = pipeline.peer([str(peer.python()), "-m", "bench.quix_peer"], "quix")
-    quix_eps, quix_rss = peer_rate(quix, events)
+    figures |= peer_figures("quix", quix, events)
     options = client_options(settings)
     if workload.sessions:
         quix_sessions = session_check.quix_sessions(options, pipeline.topic)
@@ -228,13 +223,7 @@ def run_once(
         **figures,
         "p_consume_eps": consumed / consume_s,
         "p_decode_eps": decoded / decode_s,
-        "naive_faust_eps": naive_eps,
-        "naive_faust_peak_rss_mb": naive_rss / MB,
-        "quix_eps": quix_eps,
-        "quix_peak_rss_mb": quix_rss / MB,
-        "topic_to_tables_eps": events / kappa_s,
-        "topic_to_tables_peak_rss_mb": kappa_rss / MB,
-        **stage_shares(last[0], kappa_s),
+        **stage_shares(last[0], kappa.seconds),
         "topic_to_tables_longest_stall_s": longest_stall(last[0]),
         "duckdb_s": anchor.duckdb_seconds(data, workload),
     }, pipeline

@@ -27,7 +27,6 @@ from agents.partitions import expected_partition
 from app.kafka_client import client_options, offset_ranges
 from bench import peer
 from bench.workers import (
-    MB,
     BenchPipeline,
     Seen,
     kappa_distinct_events,
@@ -102,13 +101,10 @@ def measure(pipeline: BenchPipeline, events: int) -> dict[str, float]:
         )
     )
     assert copied == events, (copied, events)
-    kappa_s, (kappa_rss,) = time_workers([unkeyed.worker(1)], "/api/status", hop_applied, events)
+    kappa = time_workers([unkeyed.worker(1)], "/api/status", hop_applied, events)
     quix = unkeyed.peer([str(peer.python()), "-m", "bench.quix_peer"], "quix-unkeyed")
     quix = replace(quix, env={**quix.env, "BENCH_GROUP_BY": "customer_id"})
-    quix_s, (quix_rss,) = time_workers([quix], "/processed", processed, events)
     return {
-        "hop_topic_to_tables_eps": events / kappa_s,
-        "hop_topic_to_tables_peak_rss_mb": kappa_rss / MB,
-        "quix_unkeyed_eps": events / quix_s,
-        "quix_unkeyed_peak_rss_mb": quix_rss / MB,
+        **kappa.figures("hop_topic_to_tables", events),
+        **time_workers([quix], "/processed", processed, events).figures("quix_unkeyed", events),
     }

@@ -218,13 +218,34 @@ def answer(port: int, path: str) -> Any | None:
         return None
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A timed run of a group of workers: the seconds from their first processed event
+    to their last, and each worker's peak RSS (bytes) and CPU seconds (all its threads)
+    spent from just before its first event to the end. Events per CPU second tell two
+    runs apart on a machine whose load changes between them, where events/s cannot."""
+
+    seconds: float
+    peak_rss: list[int]
+    cpu_s: list[float]
+
+    def figures(self, prefix: str, events: int) -> dict[str, float]:
+        """One worker's events/s, events per CPU second and peak RSS (MB), ``prefix_*``."""
+        (rss,), (cpu_s,) = self.peak_rss, self.cpu_s
+        return {
+            f"{prefix}_eps": events / self.seconds,
+            f"{prefix}_events_per_cpu_s": events / cpu_s,
+            f"{prefix}_peak_rss_mb": rss / MB,
+        }
+
+
 def time_workers(
     workers: Sequence[Worker],
     path: str,
     progress: Progress,
     events: int,
     then: Callable[[Sequence[Worker]], None] | None = None,
-) -> tuple[float, list[int]]:
+) -> Timed:
     """Start ``workers`` over a topic that already holds ``events`` events, and ``watch``
     them; ``then``, if given, is called with them once they are done, before they stop
     (to read their results)."""
@@ -244,22 +265,28 @@ def watch(
     path: str,
     progress: Progress,
     events: int,
-) -> tuple[float, list[int]]:
-    """Poll running workers until ``progress`` reaches ``events``. Returns the seconds
-    from their first processed event to their last, as their own clocks saw them (so the
+) -> Timed:
+    """Poll running workers until ``progress`` reaches ``events``. The seconds are from
+    their first processed event to their last, as their own clocks saw them (so the
     poll interval adds no error, and a tiny run that ends between two polls is still
-    timed), and each worker's peak RSS in bytes."""
-    memories = [psutil.Process(proc.pid) for proc in procs]
+    timed); the CPU seconds count from the last poll that saw no event processed (or
+    the first poll, when a worker was quicker than it)."""
+    processes = [psutil.Process(proc.pid) for proc in procs]
     peaks = [0] * len(procs)
+    idle_cpu: list[float] | None = None
     while True:
-        peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, memories, strict=True)]
+        peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, processes, strict=True)]
+        cpu = [_cpu_seconds(process) for process in processes]
         seen = progress([answer(worker.port, path) for worker in workers])
+        if seen.events == 0 or idle_cpu is None:
+            idle_cpu = cpu
         if seen.events >= events:
             if seen.first_at is None or seen.last_at is None:
                 raise RuntimeError(
                     f"the workers processed {seen.events} events but report no times"
                 )
-            return seen.last_at - seen.first_at, peaks
+            used = [_cpu_seconds(p) - idle for p, idle in zip(processes, idle_cpu, strict=True)]
+            return Timed(seen.last_at - seen.first_at, peaks, used)
         for worker, proc in zip(workers, procs, strict=True):
             if proc.poll() is not None:
                 raise RuntimeError(worker.log.read_text()[-3000:])
@@ -290,3 +317,8 @@ def wait_owned(port: int, partitions: int, proc: subprocess.Popen[bytes], log: P
         if proc.poll() is not None:
             raise RuntimeError(log.read_text()[-3000:])
         time.sleep(0.3)
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)

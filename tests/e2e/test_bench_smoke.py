@@ -43,6 +43,12 @@ THROUGHPUT = (
     "hop_topic_to_tables_peak_rss_mb",
     "quix_unkeyed_eps",
     "quix_unkeyed_peak_rss_mb",
+    # events per CPU second of each worker: the figure a shared machine cannot skew
+    "topic_to_tables_events_per_cpu_s",
+    "hop_topic_to_tables_events_per_cpu_s",
+    "naive_faust_events_per_cpu_s",
+    "quix_events_per_cpu_s",
+    "quix_unkeyed_events_per_cpu_s",
 )
 # The longest the worker's event loop was held at once: always some, never unknown.
 STALLS = ("file_to_tables_longest_stall_s", "topic_to_tables_longest_stall_s")
@@ -62,6 +68,7 @@ RATIOS = (
     "file_to_tables_eps_over_quix",
     "hop_over_direct",
     "hop_over_quix_unkeyed",
+    "topic_to_tables_over_quix_per_cpu",
 )
 WORKLOADS = ["keys16", "hopping1m", "sessions100"]
 # The sessions workload's cross-check (bench.session_check): it raises, failing the run,

@@ -74,6 +74,9 @@ class PartitionProcessor:
         self.partition = partition
         self.progress = state.get_progress() or PartitionProgress()
         self._stamped = config.stamped  # first/last: each event's stamp is needed
+        # Asked for each key of a batch: built once.
+        self._paned = config.paned
+        self._sessions = config.sessions
         # Counted in the store here, then as keys and windows come and go, for the
         # metrics; keys are never deleted (totals are kept for ever). Open windows stay
         # in the store: the windows a watermark closes are one range of it.
@@ -220,7 +223,7 @@ class PartitionProcessor:
         )
         # Per pane (one per window an event is in): its events (ascending per source).
         by_pane: dict[tuple[int, int], list[Sourced]] = {}
-        windows = config.paned
+        windows = self._paned
         on_time: list[Sourced] = []
         for item in items:
             source, offset, event, behind = item
@@ -241,7 +244,7 @@ class PartitionProcessor:
             self._add_rows(open_window, rows, direct)
             self.state.put_window(name, start, key, open_window)
         if on_time:
-            for sessions in config.sessions:
+            for sessions in self._sessions:
                 self._apply_sessions(key, record, sessions, on_time, direct)
         self.state.put_key(key, record)
 

@@ -126,6 +126,7 @@ def _two_terms(values: Sequence[float]) -> list[float]:
 
 Sum = float | tuple[float, ...]
 _WIDTH = 4  # cells per value field: non-null count, min, max, exact sum
+_EMPTY_FIELD = (0, None, None, 0.0)  # a field's cells before its first value
 
 
 def _packed(terms: list[float]) -> Sum:
@@ -164,13 +165,18 @@ class Agg:
     def __init__(self, cells: list[Any], extras: dict[str, Extra] | None = None) -> None:
         self._cells = cells
         self._extras = extras or {}
-        self._stamped = any(extra.stamped for extra in self._extras.values())
+        # Without extras (the usual case, and a new window's), no generator is built.
+        self._stamped = bool(extras) and any(extra.stamped for extra in self._extras.values())
 
     @classmethod
     def empty(cls, n_values: int, metrics: Sequence[str] = ()) -> Agg:
         """An aggregate of no events, with the extras that ``metrics`` need."""
-        extras = {name: EXTRAS[name].empty(n_values) for name in extras_for(tuple(metrics))}
-        return cls([0, *[0, None, None, 0.0] * n_values], extras)
+        names = extras_for(tuple(metrics))
+        if not names:  # every new key and window of the usual metrics
+            return cls([0, *_EMPTY_FIELD * n_values])
+        return cls(
+            [0, *_EMPTY_FIELD * n_values], {name: EXTRAS[name].empty(n_values) for name in names}
+        )
 
     @property
     def stamped(self) -> bool:
@@ -295,7 +301,7 @@ class Agg:
             return aggs[0]
         first = aggs[0]
         out = cls(
-            [0, *[0, None, None, 0.0] * first.width],
+            [0, *_EMPTY_FIELD * first.width],
             {name: EXTRAS[name].empty(first.width) for name in first._extras},
         )
         for agg in aggs:

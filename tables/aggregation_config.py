@@ -80,9 +80,11 @@ class SharedResults:
         if found is None:
             config = self.config
             result = agg.result(config.value_names, config.metrics)
-            # Its members, without the braces: '"count":3,"values":{...}'.
-            found = self._by_agg[id(agg)] = (agg, result, orjson.dumps(result)[1:-1])
-        _, result, members = found
+            # What follows the head: ',"count":3,"values":{...}}', or '}' for no members.
+            encoded = orjson.dumps(result)
+            tail = b"," + encoded[1:] if len(encoded) > 2 else b"}"
+            found = self._by_agg[id(agg)] = (agg, result, tail)
+        _, result, tail = found
         out = WindowResult(key, window.name, start, end, True, result)
         key_json = self._keys.get(key)
         if key_json is None:
@@ -95,6 +97,5 @@ class SharedResults:
             head = out.head()
             del head["key"]
             instance = self._instances[(window.name, start)] = orjson.dumps(head)[1:-1]
-        parts = (b'{"key":', key_json, b",", instance, b"," if members else b"", members, b"}")
-        out.json_bytes = b"".join(parts)
+        out.json_bytes = b"".join((b'{"key":', key_json, b",", instance, tail))
         return out

@@ -115,6 +115,16 @@ class TableBuffer:
                 return
             yield decode(raw_key), decode(raw_value)
 
+    def last_key(self, lo: str, hi: str) -> str | None:
+        """The greatest stored key (pending writes excluded) whose JSON text sorts in
+        [``lo``, ``hi``): one backward seek."""
+        low, high = _json_bounds(lo, hi)
+        for raw_key in self._db().keys(backwards=True, from_key=high):
+            if raw_key >= high:
+                continue  # the seek lands on ``high`` itself when it is stored
+            return decode(raw_key) if raw_key >= low else None
+        return None
+
     def range_keys(self, lo: str, hi: str) -> Iterator[str]:
         """The keys of ``range_items``, without reading their values."""
         low, high = _json_bounds(lo, hi)

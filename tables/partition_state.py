@@ -119,6 +119,19 @@ class DecodedRecords(Generic[R]):
         records[key] = record  # now the most recently used
         return record
 
+    def get_unstored(self, key: str) -> R | None:
+        """``get`` of a record known to be in no store: one created since the last
+        write, or none (the store's buffer and RocksDB are not read)."""
+        if key in self.deleted:
+            return None
+        records = self._records
+        record = records.pop(key, None)
+        if record is None:
+            self._absent.add(key)
+            return None
+        records[key] = record  # now the most recently used
+        return record
+
     def put(self, key: str, record: R) -> None:
         self._records.pop(key, None)
         self._records[key] = record
@@ -187,6 +200,15 @@ class TablePartitionState:
         # the start up to which every pane is taken out (the store's range below it
         # holds only deleted records until the next store, or none).
         self._changed_windows: dict[str, dict[int, set[str]]] = {}
+        # Per window: the newest start (a session's: end) that a record of it in the
+        # store (RocksDB, or writes pending or staged) may have, read from RocksDB once,
+        # then raised at each write by the newest start put since (``_put_newest``). A
+        # newer record can only be in memory, created since the last write: on many keys
+        # almost every event opens its window, and its read skips RocksDB. Only this
+        # state writes the partition's store while it lives (Faust's recovery runs before
+        # it is built, and a rebalance or a failed batch drops it).
+        self._stored_newest: dict[str, int | None] = {}
+        self._put_newest: dict[str, int] = {}
         self._closed_to: dict[str, int] = {}
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
@@ -211,6 +233,11 @@ class TablePartitionState:
         """
         self.windows.write(self.window_deletes)
         self._changed_windows.clear()
+        for window, start in self._put_newest.items():
+            stored = self._newest_stored(window)
+            if stored is None or start > stored:
+                self._stored_newest[window] = start
+        self._put_newest.clear()
         self.keys.write()
         return [
             [self.closed, self.meta, self.windows.buffer],
@@ -248,11 +275,35 @@ class TablePartitionState:
         self.keys.put(key, record)
 
     def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None:
+        newest = self._newest_stored(window)
+        if newest is None or start_ms > newest:
+            return self.windows.get_unstored(window_key(window, start_ms, key))
         return self.windows.get(window_key(window, start_ms, key))
+
+    def _newest_stored(self, window: str) -> int | None:
+        """The newest start a stored record of ``window`` may have; None if none is."""
+        try:
+            return self._stored_newest[window]
+        except KeyError:
+            last = self.windows.buffer.last_key(f"{window}{SEP}", f"{window}{SEP}~")
+            newest = self._stored_newest[window] = (
+                None if last is None else parse_window_key(last)[1]
+            )
+            return newest
 
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None:
         self.windows.put(window_key(window, start_ms, key), record)
-        self._changed_windows.setdefault(window, {}).setdefault(start_ms, set()).add(key)
+        put = self._put_newest.get(window)
+        if put is None or start_ms > put:
+            self._put_newest[window] = start_ms
+        # Not setdefault: its new dict and set would be built on every call.
+        changed = self._changed_windows.get(window)
+        if changed is None:
+            changed = self._changed_windows[window] = {}
+        keys = changed.get(start_ms)
+        if keys is None:
+            keys = changed[start_ms] = set()
+        keys.add(key)
 
     def delete_window(self, window: str, start_ms: int, key: str) -> None:
         """Deleted at the next store, with the closed windows (a session that moved)."""

@@ -37,8 +37,13 @@ class OutputStage:
             offset = late.offset - base  # the record's own offset in ``topic``
             key, value = late_record(topic, late.source, offset, event, late.watermark)
             await self._send(self.names.late_topic, partition, key, value)
-        for result in outcome.closed:
-            await self._send(self.names.results_topic, partition, *result_record(result))
+        if outcome.closed:
+            # One look-up for them all: a many-keyed batch closes about a window per event.
+            topic = self.names.results_topic
+            to = output_partition(partition, await self.sender.partition_count(topic))
+            add = self.sender.add
+            for result in outcome.closed:
+                add(topic, to, *result_record(result))
 
     async def dead_letter(self, record: Any, reason: str, detail: str) -> None:
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}

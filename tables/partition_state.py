@@ -103,32 +103,22 @@ class DecodedRecords(Generic[R]):
         # pipeline's records all have the same shape.
         self.record_bytes = 0
 
-    def get(self, key: str) -> R | None:
+    def get(self, key: str, *, may_be_stored: bool = True) -> R | None:
+        """The record of ``key``: from memory, else from the store's buffer and RocksDB,
+        which ``may_be_stored=False`` skips for a record known to be in no store (one
+        created since the last write, or none)."""
         if key in self.deleted:
             return None
         records = self._records
         record = records.pop(key, None)
         if record is None:
-            state = self.buffer.get(key)
+            state = self.buffer.get(key) if may_be_stored else None
             if state is None:
                 self._absent.add(key)
                 return None
             record = self._from_state(state)
             if not self.record_bytes:
                 self.record_bytes = decoded_bytes(record)
-        records[key] = record  # now the most recently used
-        return record
-
-    def get_unstored(self, key: str) -> R | None:
-        """``get`` of a record known to be in no store: one created since the last
-        write, or none (the store's buffer and RocksDB are not read)."""
-        if key in self.deleted:
-            return None
-        records = self._records
-        record = records.pop(key, None)
-        if record is None:
-            self._absent.add(key)
-            return None
         records[key] = record  # now the most recently used
         return record
 
@@ -277,7 +267,7 @@ class TablePartitionState:
     def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None:
         newest = self._newest_stored(window)
         if newest is None or start_ms > newest:
-            return self.windows.get_unstored(window_key(window, start_ms, key))
+            return self.windows.get(window_key(window, start_ms, key), may_be_stored=False)
         return self.windows.get(window_key(window, start_ms, key))
 
     def _newest_stored(self, window: str) -> int | None:

@@ -290,10 +290,10 @@ async def test_a_window_newer_than_any_stored_is_read_from_memory_only(
     tables: Tables,
 ) -> None:
     """A window whose start is past every stored one of its window is not read from
-    RocksDB (``get_unstored``); the bound, read from the store once, rises with each
-    store, so a record stored since is found again once the cache has dropped it, and a
-    new state over the same store finds every stored record, whatever window names share
-    a prefix."""
+    RocksDB (``get(..., may_be_stored=False)``); the bound, read from the store once,
+    rises with each store, so a record stored since is found again once the cache has
+    dropped it, and a new state over the same store finds every stored record, whatever
+    window names share a prefix."""
 
     def stored_as(found: OpenWindow | None) -> object:
         return None if found is None else found.to_state()

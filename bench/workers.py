@@ -269,16 +269,19 @@ def watch(
     """Poll running workers until ``progress`` reaches ``events``. The seconds are from
     their first processed event to their last, as their own clocks saw them (so the
     poll interval adds no error, and a tiny run that ends between two polls is still
-    timed); the CPU seconds count from the last poll that saw no event processed (or
-    the first poll, when a worker was quicker than it)."""
+    timed); the CPU seconds count from the last poll before any of them began its first
+    event (or from their start, start-up included, when one was quicker than the first
+    poll). That poll is told by the reported first event's time, not by the count of
+    events: a count can read 0 after the work (the hop's, while Kafka does not answer
+    its offset queries), and counting from there would leave almost no CPU."""
     processes = [psutil.Process(proc.pid) for proc in procs]
     peaks = [0] * len(procs)
-    idle_cpu: list[float] | None = None
+    idle_cpu = [0.0] * len(procs)
     while True:
         peaks = [max(p, m.memory_info().rss) for p, m in zip(peaks, processes, strict=True)]
         cpu = [_cpu_seconds(process) for process in processes]
         seen = progress([answer(worker.port, path) for worker in workers])
-        if seen.events == 0 or idle_cpu is None:
+        if seen.first_at is None:
             idle_cpu = cpu
         if seen.events >= events:
             if seen.first_at is None or seen.last_at is None:

@@ -12,7 +12,9 @@ each of the fetch's partitions, in offset order, the records go through:
    repartition topic (``HopStage``);
 3. **aggregate** (``AggregateStage``): the partition's direct events applied in one
    ``PartitionProcessor.apply``;
-4. **outputs** (``OutputStage``): its late events and closed windows' results queued.
+4. **outputs** (``OutputStage``): its late events and closed windows' results queued;
+   a watermark move that closes more windows than the write-back buffer holds closes
+   the rest in steps, the state stored between them (``_queue``).
 
 The repartition topic's fetches come here too (the hop lane): continuity on its own
 checkpoint, then ``RouteStage.unpack``, aggregate (fenced by the events' source input
@@ -52,7 +54,7 @@ from agents.events import Event, EventParser
 from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.names import PipelineNames
-from agents.processor import PartitionProcessor
+from agents.processor import BatchOutcome, PartitionProcessor
 from agents.stages.aggregate import AggregateStage
 from agents.stages.flush import CommitPolicy, Flusher
 from agents.stages.gaps import GapRepair
@@ -110,7 +112,7 @@ class BatchLoop:
         # A version with a cut has no hop (see agents.stages.route).
         self.route = RouteStage(parser, partitions, self.stats, hop=seam is None)
         self.hop = HopStage(names.repartition_topic, partitions, sender)
-        self.aggregate = AggregateStage(config, new_state)
+        self.aggregate = AggregateStage(config, new_state, policy.buffer_bytes)
         self.outputs = OutputStage(names, sender, self.stats)
         # With an idle timeout, quiet partitions' clocks move on at the timer.
         self.idle = None if clocks is None else IdleStage(clocks, self.aggregate)
@@ -211,7 +213,7 @@ class BatchLoop:
             return
         await self.sender.start()
         for partition, outcome in await self.idle.advance(self.owned_states()):
-            await self.outputs.queue(partition, outcome, self.names.input_topic, 0)
+            await self._queue(partition, outcome, self.names.input_topic, 0)
 
     async def on_revoked(self) -> None:
         """A rebalance: store what is applied, commit, and forget every partition
@@ -350,10 +352,22 @@ class BatchLoop:
         last = base + records[-1].offset
         outcome = self.aggregate.apply(partition, events, last, len(records))
         source = self.names.input_topic if live else self.names.history_topic
-        await self.outputs.queue(partition, outcome, source, base)
+        await self._queue(partition, outcome, source, base)
         stages = self.stats.stages
         stages.decode += decoded - started
         stages.aggregate += time.monotonic() - decoded
+
+    async def _queue(self, partition: int, outcome: BatchOutcome, topic: str, base: int) -> None:
+        """Queue what applying to ``partition`` reported (``OutputStage.queue``), then
+        close what its watermark left to close, a step at a time: each step stops at the
+        write-back buffer's budget, and what it closed is stored before the next."""
+        await self.outputs.queue(partition, outcome, topic, base)
+        processor = self.aggregate.processor(partition)
+        while processor.closing:
+            if self.flusher.due(caught_up=False):
+                await self.flusher.flush(commit=False)
+            await asyncio.sleep(0)
+            await self.outputs.queue(partition, self.aggregate.close_step(partition), topic, base)
 
     def _direct_lane(self, partition: int) -> bool:
         """Whether the input partition's records may be applied here: decided at its first
@@ -404,7 +418,7 @@ class BatchLoop:
             outcome = self.aggregate.apply_hop(
                 partition, unpacked.events, unpacked.sources, chunk[-1].offset, len(chunk)
             )
-            await self.outputs.queue(partition, outcome, self.names.input_topic, 0)
+            await self._queue(partition, outcome, self.names.input_topic, 0)
             self.stats.stages.decode += decoded - decoding
             self.stats.stages.aggregate += time.monotonic() - decoded
 

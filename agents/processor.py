@@ -68,11 +68,24 @@ class Outcome:
 class PartitionProcessor:
     """Applies one partition's events, in offset order, to that partition's state."""
 
-    def __init__(self, config: AggregationConfig, state: PartitionState, partition: int) -> None:
+    def __init__(
+        self,
+        config: AggregationConfig,
+        state: PartitionState,
+        partition: int,
+        close_bytes: int | None = None,
+    ) -> None:
         self.config = config
         self.state = state
         self.partition = partition
         self.progress = state.get_progress() or PartitionProgress()
+        # A closing step stops once the state holds this many bytes of unstored changes
+        # (``close_step``); None closes all at once.
+        self._close_bytes = close_bytes
+        # The watermark whose windows are not all closed yet. A stored state may hold a
+        # closing that a crash cut short between two steps: the first step finds what is
+        # left (nothing, mostly, at the cost of one empty range read per window).
+        self._closing_to: int | None = self.watermark
         self._stamped = config.stamped  # first/last: each event's stamp is needed
         # Asked for each key of a batch: built once.
         self._paned = config.paned
@@ -189,15 +202,36 @@ class PartitionProcessor:
         return outcome
 
     def _move_clock(self, high: int) -> list[WindowResult]:
-        """The partition's maximum event time becomes ``high``: the windows its watermark
-        closes, after it expires what the retention lets go."""
+        """The partition's maximum event time becomes ``high``: the first step of closing
+        the windows its watermark closes (``close_step``)."""
         progress = self.progress
         progress.max_event_ms = high
-        after = high - self.config.lateness_ms
-        closed = self._close(after)
-        self._expire(after)
+        self._closing_to = high - self.config.lateness_ms
+        closed = self.close_step()
         # Written only when the watermark moves: the maximum is all it must keep.
         self.state.put_progress(progress)
+        return closed
+
+    @property
+    def closing(self) -> bool:
+        """Whether windows the watermark has passed are left to close (``close_step``)."""
+        return self._closing_to is not None
+
+    def close_step(self) -> list[WindowResult]:
+        """Close the windows the watermark has passed, oldest first, until the state holds
+        ``close_bytes`` of unstored changes; then, once all are closed, expire what the
+        retention lets go. The caller stores the state between steps, so the memory a
+        closing takes is bounded by that budget, not by the windows one watermark move
+        closes (a day of hopping windows over a million keys). Each step leaves the
+        stores as a smaller move of the watermark would: the events they hold are all
+        applied, and a window not closed yet holds no event that is not late."""
+        watermark = self._closing_to
+        if watermark is None:
+            return []
+        closed: list[WindowResult] = []
+        if self._close(watermark, closed):
+            self._closing_to = None
+            self._expire(watermark)
         return closed
 
     def _apply_key(
@@ -287,40 +321,83 @@ class PartitionProcessor:
         if merges:
             record.sessions[name] = [(merge.first, merge.last) for merge in merges]
 
-    def _close(self, watermark: int) -> list[WindowResult]:
-        """Close every window that ends at or before ``watermark`` and has not closed
-        yet, merged from its panes: one range of the store per window definition, so a
-        window left open by a crash closes too. The panes no open window uses are taken
-        out (deleted at the next store)."""
-        closed: list[WindowResult] = []
-        state = self.state
+    def _close(self, watermark: int, closed: list[WindowResult]) -> bool:
+        """Close windows that end at or before ``watermark`` and have not closed yet,
+        into ``closed``, until the budget is spent; whether none is left. Sessions close
+        all at once. Each paned window definition closes by spans of consecutive starts
+        (``_close_span``), one range of the store each, from the first start that holds
+        an event: 1 start, then as many as the bytes the last span took per start say
+        the budget has left room for (at least 1, at most twice the last span: a
+        window's first starts hold fewer panes), so a few small windows still close in
+        one range, and a big closing passes the budget by about one span's windows."""
         for sessions in self.config.sessions:
             self._close_sessions(sessions, watermark, closed)
         results = SharedResults(self.config)
+        budget = self._close_bytes
+        state = self.state
         for window in self.config.paned:
             last = window.last_closed_start(watermark)
-            # Stored with the closed results, so that a window whose first panes were
-            # deleted after it closed is never closed again (from the rest) after a crash.
-            after = state.get_closed_through(window.name)
-            if after is not None and not window.starts_between(after + 1, last + 1):
-                continue
-            read_to, expire_to = window.pane_bounds(last)
-            panes = state.take_panes(window.name, read_to, expire_to)
-            # The last start itself, not the bound: equal however the events were batched.
-            state.put_closed_through(window.name, (window.starts(last) or [last])[-1])
-            self._open_windows -= sum(
-                len(keys) for pane, keys in panes.items() if pane <= expire_to
-            )
-            due = _merge_panes(window, panes, after, last)
-            for start in sorted(due):
-                found = due[start]
-                end = window.end(start)
-                for key in sorted(found):
-                    result = results.final(key, window, start, end, found[key])
-                    state.put_closed(result)
-                    closed.append(result)
-                self._list_closed(bucket_id(window, start), found)
-        return closed
+            span = 1
+            while True:
+                # Stored with the closed results, so that a window whose first panes were
+                # deleted after it closed is never closed again (from the rest) after a
+                # crash.
+                after = state.get_closed_through(window.name)
+                if after is not None and not window.starts_between(after + 1, last + 1):
+                    break
+                if budget is None:
+                    self._close_span(window, after, last, results, closed)
+                    continue
+                held = state.held_bytes()
+                if closed and held >= budget:
+                    return False
+                self._close_span(
+                    window, after, self._span_end(window, after, last, span), results, closed
+                )
+                took = state.held_bytes() - held
+                room = span * (budget - held - took) // took if took > 0 else span * 2
+                span = max(1, min(span * 2, room))
+        return True
+
+    def _span_end(self, window: PanedKind, after: int | None, last: int, span: int) -> int:
+        """The last start of a span of ``span`` starts that close next: from the first
+        start after ``after`` whose window holds a stored pane (or ``last``, if none does)."""
+        read_to = window.pane_bounds(last)[0]
+        first = self.state.first_pane(window.name, read_to)
+        if first is None:
+            return last
+        starts = [s for s in window.starts(first) if after is None or s > after]
+        if not starts:
+            return last
+        following = window.starts_between(starts[0], last + 1)
+        return following[min(span, len(following)) - 1] if following else last
+
+    def _close_span(
+        self,
+        window: PanedKind,
+        after: int | None,
+        last: int,
+        results: SharedResults,
+        closed: list[WindowResult],
+    ) -> None:
+        """Close ``window``'s instances starting in ``(after, last]``, merged from their
+        panes: one range of the store, so a window left open by a crash closes too. The
+        panes no open window uses are taken out (deleted at the next store)."""
+        state = self.state
+        read_to, expire_to = window.pane_bounds(last)
+        panes = state.take_panes(window.name, read_to, expire_to)
+        # The last start itself, not the bound: equal however the events were batched.
+        state.put_closed_through(window.name, (window.starts(last) or [last])[-1])
+        self._open_windows -= sum(len(keys) for pane, keys in panes.items() if pane <= expire_to)
+        due = _merge_panes(window, panes, after, last)
+        for start in sorted(due):
+            found = due[start]
+            end = window.end(start)
+            for key in sorted(found):
+                result = results.final(key, window, start, end, found[key])
+                state.put_closed(result)
+                closed.append(result)
+            self._list_closed(bucket_id(window, start), found)
 
     def _close_sessions(self, window: Sessions, watermark: int, closed: list[WindowResult]) -> None:
         """Close every session that ends at or before ``watermark``: one range of the

@@ -36,6 +36,7 @@ import orjson
 from agents.events import Event
 from agents.processor import PartitionProcessor
 from agents.spec import parse_spec
+from agents.stages.flush import CommitPolicy
 from app.settings import KappaSettings
 from app.worker import pipeline_options
 from bench.collection import TimedCollection
@@ -175,7 +176,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         datadir=str(args.datadir),
     )
     tables = PipelineTables.declare(app, 1, options.store, options.key_cache_bytes)
-    processor = PartitionProcessor(config, tables.partition_state(PARTITION), PARTITION)
+    policy = options.commit
+    processor = PartitionProcessor(
+        config, tables.partition_state(PARTITION), PARTITION, policy.buffer_bytes
+    )
     sender = ForgettingSender()
     sample_every = max(1, args.keys // args.sample) if args.sample else 0
     fold = SampleFold([(w.name, w.size_ms, w.step_ms) for w in config.paned])
@@ -196,12 +200,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if sample_every and int(key[1:]) % sample_every == 0:
             fold.add(key, ts, value)
         if len(chunk) == args.chunk:
-            held = apply(processor, chunk)
+            apply(processor, chunk)
             chunk = []
             collection.tick()
-            if held >= options.commit.events:
-                await store_batch([processor.state], sender)  # type: ignore[list-item]
-                rocksdb_peak = max(rocksdb_peak, tables.rocksdb.usage())
+            # As the batch loop: a store when due, and between the steps of a closing.
+            while True:
+                if due(processor, policy):
+                    await store_batch([processor.state], sender)  # type: ignore[list-item]
+                    rocksdb_peak = max(rocksdb_peak, tables.rocksdb.usage())
+                if not processor.closing:
+                    break
+                processor.close_step()
             if args.progress and offset % (args.chunk * 100) == args.chunk * 100 - 1:
                 print(
                     f"{offset + 1:,} events, peak RSS {vm_hwm_bytes() / 2**20:.0f} MB",
@@ -210,7 +219,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
     if chunk:
         apply(processor, chunk)
-    await store_batch([processor.state], sender)  # type: ignore[list-item]
+    while True:
+        await store_batch([processor.state], sender)  # type: ignore[list-item]
+        if not processor.closing:
+            break
+        processor.close_step()
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     collection.finish()
@@ -246,12 +259,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def apply(processor: PartitionProcessor, chunk: list[tuple[int, Event]]) -> int:
-    """Apply a chunk and checkpoint it, as the aggregate stage does; the held changes."""
+def apply(processor: PartitionProcessor, chunk: list[tuple[int, Event]]) -> None:
+    """Apply a chunk and checkpoint it, as the aggregate stage does."""
     processor.apply(chunk)
     processor.checkpoint(chunk[-1][0])
-    held: int = processor.state.held_changes()  # type: ignore[attr-defined]
-    return held
+
+
+def due(processor: PartitionProcessor, policy: CommitPolicy) -> bool:
+    """Whether the flusher would store now (``Flusher.due``, but for the time and the
+    outputs, which this run has none of): by the held changes or their bytes."""
+    state = processor.state
+    held: int = state.held_changes()  # type: ignore[attr-defined]
+    return held >= policy.events or state.held_bytes() >= policy.buffer_bytes
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -49,6 +49,8 @@ class PartitionState(Protocol):
     def take_panes(
         self, window: str, read_to: int, expire_to: int
     ) -> dict[int, dict[str, OpenWindow]]: ...
+    def first_pane(self, window: str, read_to: int) -> int | None: ...
+    def held_bytes(self) -> int: ...
     def get_closed_through(self, window: str) -> int | None: ...
     def put_closed_through(self, window: str, last_start_ms: int) -> None: ...
     def get_progress(self) -> PartitionProgress | None: ...
@@ -334,6 +336,24 @@ class TablePartitionState:
         if closed_to is None or expire_to > closed_to:
             self._closed_to[window] = expire_to
         return by_start
+
+    def first_pane(self, window: str, read_to: int) -> int | None:
+        """The start of the first pane of ``window`` not taken out yet, if one starts at
+        or before ``read_to``: one seek of the store, with the batch's changes."""
+        closed_to = self._closed_to.get(window)
+        lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
+        windows = self.windows
+        first = None
+        for stored in windows.buffer.range_keys(lo, window_prefix(window, read_to + 1)):
+            if stored not in windows.deleted:
+                first = parse_window_key(stored)[1]
+                break
+        changed = [
+            start
+            for start, keys in self._changed_windows.get(window, {}).items()
+            if keys and start <= read_to and (closed_to is None or start > closed_to)
+        ]
+        return min([*changed, *([] if first is None else [first])], default=None)
 
     def get_closed_through(self, window: str) -> int | None:
         last: int | None = self.meta.get(closed_through_key(self.partition, window))

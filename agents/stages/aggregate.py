@@ -14,10 +14,16 @@ from tables.partition_state import TablePartitionState
 
 class AggregateStage:
     def __init__(
-        self, config: AggregationConfig, new_state: Callable[[int], TablePartitionState]
+        self,
+        config: AggregationConfig,
+        new_state: Callable[[int], TablePartitionState],
+        close_bytes: int | None,
     ) -> None:
         self.config = config
         self.new_state = new_state
+        # The write-back buffer's budget: a closing step stops there (``close_step``);
+        # None closes all at once.
+        self.close_bytes = close_bytes
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
         # Partitions applied since the last store, with their last applied offset: of
@@ -38,7 +44,7 @@ class AggregateStage:
         if processor is None:
             state = self.states[partition] = self.new_state(partition)
             processor = self.processors[partition] = PartitionProcessor(
-                self.config, state, partition
+                self.config, state, partition, self.close_bytes
             )
             self.received[partition] = time.monotonic()
         return processor
@@ -85,6 +91,13 @@ class AggregateStage:
         """Move a quiet partition's clock (``PartitionProcessor.advance_idle``); stored at
         the next flush, its checkpoints unchanged."""
         outcome = self.processor(partition).advance_idle(max_event_ms)
+        self.advanced.add(partition)
+        return outcome
+
+    def close_step(self, partition: int) -> BatchOutcome:
+        """The partition's next closing step (``PartitionProcessor.close_step``); stored at
+        the next flush, its checkpoints unchanged."""
+        outcome = BatchOutcome(closed=self.processor(partition).close_step())
         self.advanced.add(partition)
         return outcome
 

@@ -100,7 +100,7 @@ class World:
     """Two state partitions on real tables, an idle stage over them and fake clocks."""
 
     def __init__(self, tables: PipelineTables) -> None:
-        self.aggregate = AggregateStage(config(spec()), tables.partition_state)
+        self.aggregate = AggregateStage(config(spec()), tables.partition_state, None)
         self.sender = AcknowledgingSender()
         self.clocks = ChangelogClocks(tables.meta.changelog_topic.get_topic_name())
         self.now_s = 1000.0  # the monotonic clock
@@ -183,7 +183,7 @@ async def test_an_idle_advance_is_stored_as_idle_and_no_other_partition_takes_it
     await world.store()
 
     assert world.clocks.clocks[1] == StoredClock(H0 + 3 * HOUR, WALL + TIMEOUT, idle=True)
-    reopened = AggregateStage(config(spec()), tables.partition_state).processor(1)
+    reopened = AggregateStage(config(spec()), tables.partition_state, None).processor(1)
     assert reopened.progress.idle
     assert reopened.progress.max_event_ms == H0 + 3 * HOUR
     # Partition 0 goes quiet too, and partition 1's clock is an idle advance, not

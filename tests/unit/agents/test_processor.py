@@ -91,6 +91,13 @@ class DictState:
                     del self.windows[window_key(name, start, key)]
         return found
 
+    def first_pane(self, window: str, read_to: int) -> int | None:
+        starts = [start for (name, start, _), _ in self.iter_windows() if name == window]
+        return min([start for start in starts if start <= read_to], default=None)
+
+    def held_bytes(self) -> int:
+        return 0  # every change is stored as it is made
+
     def get_closed_through(self, window: str) -> int | None:
         raw = self.closed_through.get(window)
         return None if raw is None else int(orjson.loads(raw))

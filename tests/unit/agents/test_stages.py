@@ -184,13 +184,13 @@ def apply(aggregate: AggregateStage, offsets: range) -> None:
 
 
 def test_nothing_applied_is_never_due(tables: PipelineTables) -> None:
-    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    aggregate = AggregateStage(config(spec()), tables.partition_state, None)
     policy = flusher(aggregate, events=1)
     assert not policy.due(caught_up=True)
 
 
 def test_a_flush_is_due_when_caught_up_or_after_enough_records(tables: PipelineTables) -> None:
-    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    aggregate = AggregateStage(config(spec()), tables.partition_state, None)
     policy = flusher(aggregate, events=10)
     apply(aggregate, range(0, 4))
     assert aggregate.unstored == {0: 3}
@@ -203,7 +203,7 @@ def test_a_flush_is_due_when_caught_up_or_after_enough_records(tables: PipelineT
 def test_a_flush_is_due_when_the_write_back_buffer_reaches_its_budget(
     tables: PipelineTables,
 ) -> None:
-    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    aggregate = AggregateStage(config(spec()), tables.partition_state, None)
     apply(aggregate, range(0, 1))
     one_key = aggregate.held_bytes()  # a key record and its open window
     assert one_key > 0
@@ -218,7 +218,7 @@ def test_a_flush_is_due_when_the_write_back_buffer_reaches_its_budget(
 def test_a_flush_is_due_when_the_outputs_in_flight_reach_their_budget(
     tables: PipelineTables,
 ) -> None:
-    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    aggregate = AggregateStage(config(spec()), tables.partition_state, None)
     sender = BatchSender({})
     policy = flusher(aggregate, events=10**9, outputs_bytes=100, sender=sender)
     apply(aggregate, range(0, 1))
@@ -229,7 +229,7 @@ def test_a_flush_is_due_when_the_outputs_in_flight_reach_their_budget(
 
 
 def test_taking_the_unstored_changes_leaves_nothing_due(tables: PipelineTables) -> None:
-    aggregate = AggregateStage(config(spec()), tables.partition_state)
+    aggregate = AggregateStage(config(spec()), tables.partition_state, None)
     policy = flusher(aggregate, events=1)
     apply(aggregate, range(0, 3))
     states, offsets, hopped = aggregate.take_unstored()

@@ -1,0 +1,127 @@
+"""Closing in bounded steps (``PartitionProcessor.close_step``) on real RocksDB stores:
+a watermark move that closes thousands of hopping windows closes them a budget at a
+time, stored between steps, with every result equal to a plain Python fold's, none
+published twice, and the rest closed by a new processor after a crash between steps."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from pathlib import Path
+
+from agents.events import Event
+from agents.processor import PartitionProcessor
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import TablePartitionState, store_batch
+from tables.records import WindowResult
+from tables.windows import aligned_window
+from tests.support.stores import AcknowledgingSender, offline_tables
+
+SIZE, STEP = 4, 1  # ms: windows of 4 panes, every pane
+CONFIG = AggregationConfig(
+    value_names=("x",),
+    metrics=("count", "sum"),
+    windows=(aligned_window(f"{SIZE}/{STEP}", SIZE, STEP),),
+    lateness_ms=50,  # the events at 0..9 close nothing; the one at 100 closes them all
+    retention_ms=1_000_000,
+)
+KEYS = [f"k{i:03d}" for i in range(300)]
+# Bytes of unstored changes a closing step stops at: a few starts' windows here.
+BUDGET = 1_000_000
+Closed = dict[tuple[str, int], tuple[int, float]]
+
+
+def events() -> list[tuple[int, Event]]:
+    """Every key's events at times 0..9 with values whose naive sums are inexact, then
+    one event at 100 that closes every window holding them (13 starts of 300 keys)."""
+    rng = random.Random(11)
+    rows = [Event(key, ts, (rng.uniform(-1e6, 1e6),), {}) for ts in range(10) for key in KEYS]
+    rows.append(Event("later", 100, (0.1,), {}))
+    return list(enumerate(rows))
+
+
+def folded(batch: list[tuple[int, Event]]) -> Closed:
+    """Per (key, start) of a window ending at or before the watermark (50): its count
+    and exact sum."""
+    values: dict[tuple[str, int], list[float]] = {}
+    for _, event in batch:
+        for start in range(event.ts_ms - SIZE + 1, event.ts_ms + 1):
+            if start + SIZE <= 50:
+                value = event.values[0]
+                assert value is not None
+                values.setdefault((event.key, start), []).append(value)
+    return {window: (len(vs), math.fsum(vs)) for window, vs in values.items()}
+
+
+def as_closed(results: list[WindowResult]) -> Closed:
+    closed: Closed = {}
+    for result in results:
+        window = (result.key, result.start_ms)
+        assert window not in closed, f"{window} published twice"
+        x = result.result["values"]["x"]
+        closed[window] = (result.result["count"], x["sum"])
+    return closed
+
+
+def close_all(
+    processor: PartitionProcessor, state: TablePartitionState, steps: int | None
+) -> tuple[list[WindowResult], int, int]:
+    """Up to ``steps`` closing steps (all, for None), each stored; the results, the steps
+    taken and the most unstored bytes a step left."""
+    results: list[WindowResult] = []
+    taken = peak = 0
+    while processor.closing and (steps is None or taken < steps):
+        results += processor.close_step()
+        taken += 1
+        peak = max(peak, state.held_bytes())
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+    return results, taken, peak
+
+
+def test_a_big_closing_takes_bounded_steps_with_every_result_exact(tmp_path: Path) -> None:
+    batch = events()
+    expected = folded(batch)
+    assert len(expected) == 13 * len(KEYS)
+    peaks = {}
+    for budget in (None, BUDGET):
+        with offline_tables(tmp_path / str(budget)) as tables:
+            state = tables.partition_state(0)
+            processor = PartitionProcessor(CONFIG, state, 0, budget)
+            # The events, stored; then the one that moves the clock past their windows.
+            applied = processor.apply(batch[:-1])
+            asyncio.run(store_batch([state], AcknowledgingSender()))
+            applied.closed += processor.apply(batch[-1:]).closed
+            peak = state.held_bytes()
+            processor.checkpoint(batch[-1][0])
+            asyncio.run(store_batch([state], AcknowledgingSender()))
+            rest, steps, step_peak = close_all(processor, state, None)
+            peaks[budget] = max(peak, step_peak)
+            assert as_closed(applied.closed + rest) == expected
+            if budget is None:
+                assert steps == 0  # all closed with the move of the clock
+            else:
+                assert steps >= 2
+            assert state.first_pane(CONFIG.paned[0].name, 99) is None
+    # The budget bounds the closing's memory: it passes it by at most one span's
+    # windows, where closing all at once takes four times as much.
+    assert peaks[BUDGET] <= 2 * BUDGET
+    assert peaks[None] >= 3 * BUDGET
+
+
+def test_a_crash_between_steps_leaves_the_rest_to_close_once(tmp_path: Path) -> None:
+    batch = events()
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(0)
+        processor = PartitionProcessor(CONFIG, state, 0, BUDGET)
+        before = processor.apply(batch).closed
+        processor.checkpoint(batch[-1][0])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        stored_steps, _, _ = close_all(processor, state, 2)
+        assert processor.closing
+        # The crash: the processor and its state go; a new one starts from the stores.
+        state = tables.partition_state(0)
+        reopened = PartitionProcessor(CONFIG, state, 0, BUDGET)
+        assert reopened.closing
+        rest, _, _ = close_all(reopened, state, None)
+        assert as_closed(before + stored_steps + rest) == folded(batch)

@@ -82,6 +82,9 @@ class PartitionProcessor:
         # A closing step stops once the state holds this many bytes of unstored changes
         # (``close_step``); None closes all at once.
         self._close_bytes = close_bytes
+        # About the unstored bytes one closed pane adds (measured at each range closed):
+        # how many panes' keys the next range of a closing takes.
+        self._pane_bytes = 2048
         # The watermark whose windows are not all closed yet. A stored state may hold a
         # closing that a crash cut short between two steps: the first step finds what is
         # left (nothing, mostly, at the cost of one empty range read per window).
@@ -324,12 +327,15 @@ class PartitionProcessor:
     def _close(self, watermark: int, closed: list[WindowResult]) -> bool:
         """Close windows that end at or before ``watermark`` and have not closed yet,
         into ``closed``, until the budget is spent; whether none is left. Sessions close
-        all at once. Each paned window definition closes by spans of consecutive starts
-        (``_close_span``), one range of the store each, from the first start that holds
-        an event: 1 start, then as many as the bytes the last span took per start say
-        the budget has left room for (at least 1, at most twice the last span: a
-        window's first starts hold fewer panes), so a few small windows still close in
-        one range, and a big closing passes the budget by about one span's windows."""
+        all at once.
+
+        Each paned window definition closes by spans of consecutive starts, from the
+        first start that holds a pane, each span cut into ranges of keys
+        (``_close_span``): 1 start, then as many as the budget has room for by the bytes
+        the last span took per start (at most twice as many: a window's first starts
+        hold fewer panes), and as many keys as it has room for by the bytes per pane.
+        A few small windows still close in one range of the store; a big closing passes
+        the budget by about one range's windows."""
         for sessions in self.config.sessions:
             self._close_sessions(sessions, watermark, closed)
         results = SharedResults(self.config)
@@ -339,22 +345,30 @@ class PartitionProcessor:
             last = window.last_closed_start(watermark)
             span = 1
             while True:
+                # A closing cut short between two ranges of keys goes on first: its
+                # windows all end at or before a watermark the stored panes have passed.
+                cursor = state.get_close_cursor(window.name)
                 # Stored with the closed results, so that a window whose first panes were
                 # deleted after it closed is never closed again (from the rest) after a
                 # crash.
                 after = state.get_closed_through(window.name)
-                if after is not None and not window.starts_between(after + 1, last + 1):
+                if cursor is None and (
+                    after is not None and not window.starts_between(after + 1, last + 1)
+                ):
                     break
                 if budget is None:
-                    self._close_span(window, after, last, results, closed)
+                    self._close_span(window, after, last, None, results, closed)
                     continue
                 held = state.held_bytes()
                 if closed and held >= budget:
                     return False
-                self._close_span(
-                    window, after, self._span_end(window, after, last, span), results, closed
+                to = cursor[0] if cursor else self._span_end(window, after, last, span)
+                panes = self._close_span(
+                    window, after, to, (budget - held) // self._pane_bytes, results, closed
                 )
                 took = state.held_bytes() - held
+                if panes:
+                    self._pane_bytes = max(1, took // panes)
                 room = span * (budget - held - took) // took if took > 0 else span * 2
                 span = max(1, min(span * 2, room))
         return True
@@ -377,17 +391,29 @@ class PartitionProcessor:
         window: PanedKind,
         after: int | None,
         last: int,
+        limit: int | None,
         results: SharedResults,
         closed: list[WindowResult],
-    ) -> None:
+    ) -> int:
         """Close ``window``'s instances starting in ``(after, last]``, merged from their
-        panes: one range of the store, so a window left open by a crash closes too. The
-        panes no open window uses are taken out (deleted at the next store)."""
+        panes, for the keys after the stored cursor's, about ``limit`` panes' worth (all,
+        for None); the panes read. The panes no open window uses are taken out (deleted
+        at the next store). Until the span's last key, the cursor is stored with the
+        results instead of the closed bound."""
         state = self.state
         read_to, expire_to = window.pane_bounds(last)
-        panes = state.take_panes(window.name, read_to, expire_to)
-        # The last start itself, not the bound: equal however the events were batched.
-        state.put_closed_through(window.name, (window.starts(last) or [last])[-1])
+        cursor = state.get_close_cursor(window.name)
+        after_key = None if cursor is None else cursor[1]
+        panes, last_key = state.take_panes(
+            window.name, read_to, expire_to, after_key, None if limit is None else max(limit, 1)
+        )
+        if last_key is not None:
+            state.put_close_cursor(window.name, last, last_key)
+        else:
+            if cursor is not None:
+                state.put_close_cursor(window.name, last, None)
+            # The last start itself, not the bound: equal however the events were batched.
+            state.put_closed_through(window.name, (window.starts(last) or [last])[-1])
         self._open_windows -= sum(len(keys) for pane, keys in panes.items() if pane <= expire_to)
         due = _merge_panes(window, panes, after, last)
         for start in sorted(due):
@@ -398,6 +424,7 @@ class PartitionProcessor:
                 state.put_closed(result)
                 closed.append(result)
             self._list_closed(bucket_id(window, start), found)
+        return sum(map(len, panes.values()))
 
     def _close_sessions(self, window: Sessions, watermark: int, closed: list[WindowResult]) -> None:
         """Close every session that ends at or before ``watermark``: one range of the
@@ -407,7 +434,7 @@ class PartitionProcessor:
         again."""
         state = self.state
         name = window.name
-        by_end = state.take_panes(name, watermark, watermark)
+        by_end, _ = state.take_panes(name, watermark, watermark)
         self._open_windows -= sum(len(keys) for keys in by_end.values())
         for end in sorted(by_end):
             found = by_end[end]

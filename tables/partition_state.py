@@ -12,10 +12,13 @@ decoded in memory; the rest stay in RocksDB.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
+
+import orjson
 
 from tables.faust_store import ChangelogSender, Encoded, TableBuffer
 from tables.records import (
@@ -26,6 +29,7 @@ from tables.records import (
     WindowResult,
     bucket_keys_key,
     bucket_keys_prefix,
+    close_cursor_key,
     closed_key,
     closed_prefix,
     closed_through_key,
@@ -47,9 +51,16 @@ class PartitionState(Protocol):
     def put_window(self, window: str, start_ms: int, key: str, record: OpenWindow) -> None: ...
     def delete_window(self, window: str, start_ms: int, key: str) -> None: ...
     def take_panes(
-        self, window: str, read_to: int, expire_to: int
-    ) -> dict[int, dict[str, OpenWindow]]: ...
+        self,
+        window: str,
+        read_to: int,
+        expire_to: int,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[dict[int, dict[str, OpenWindow]], str | None]: ...
     def first_pane(self, window: str, read_to: int) -> int | None: ...
+    def get_close_cursor(self, window: str) -> tuple[int, str] | None: ...
+    def put_close_cursor(self, window: str, last_start_ms: int, key: str | None) -> None: ...
     def held_bytes(self) -> int: ...
     def get_closed_through(self, window: str) -> int | None: ...
     def put_closed_through(self, window: str, last_start_ms: int) -> None: ...
@@ -303,39 +314,135 @@ class TablePartitionState:
         self._changed_windows.get(window, {}).get(start_ms, set()).discard(key)
 
     def take_panes(
-        self, window: str, read_to: int, expire_to: int
-    ) -> dict[int, dict[str, OpenWindow]]:
-        """Every stored pane of ``window`` starting at or before ``read_to``, by start
-        and key; those starting at or before ``expire_to`` (at most ``read_to``) are
-        taken out: deleted at the next store.
+        self,
+        window: str,
+        read_to: int,
+        expire_to: int,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[dict[int, dict[str, OpenWindow]], str | None]:
+        """The stored panes of ``window`` starting at or before ``read_to``, by start and
+        key; those starting at or before ``expire_to`` (at most ``read_to``) are taken
+        out: deleted at the next store. With the batch's changes read over them.
 
-        One range of the window-major store, from where the last taking out stopped,
-        with the batch's changes read over it."""
+        Without a ``limit``, every such pane: one range of the window-major store, from
+        where the last taking out stopped. With one, the panes of the keys after
+        ``after_key``, a key's panes all together, until about ``limit`` panes are
+        taken; with the last key taken, or None when no key is left."""
         closed_to = self._closed_to.get(window)
         lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
         hi = window_prefix(window, read_to + 1)
         windows = self.windows
+        changed = self._changed_windows.get(window, {})
+        starts = [start for start in changed if start <= read_to]
+        taken: Iterator[tuple[int, str, OpenWindow]]
+        if limit is None or (
+            after_key is None
+            and sum(1 for _ in itertools.islice(windows.buffer.range_keys(lo, hi), limit + 1))
+            + sum(len(changed[start]) for start in starts)
+            <= limit
+        ):
+            taken, last_key = self._all_panes(window, lo, hi, starts), None
+        else:
+            taken, last_key = self._key_panes(window, lo, hi, starts, after_key, limit)
         by_start: dict[int, dict[str, OpenWindow]] = {}
+        for start, key, record in taken:
+            by_start.setdefault(start, {})[key] = record
+            if start <= expire_to:
+                windows.delete(window_key(window, start, key))
+                changed_keys = changed.get(start)
+                if changed_keys is not None:
+                    changed_keys.discard(key)
+        if last_key is None:
+            # A pane kept for later windows stays changed: a later closing reads it too.
+            for start in starts:
+                if start <= expire_to:
+                    changed.pop(start, None)
+            if closed_to is None or expire_to > closed_to:
+                self._closed_to[window] = expire_to
+        return by_start, last_key
+
+    def _all_panes(
+        self, window: str, lo: str, hi: str, starts: list[int]
+    ) -> Iterator[tuple[int, str, OpenWindow]]:
+        """Every pane in [``lo``, ``hi``), stored or changed in the batch (those of the
+        changed ``starts``): ``(start, key, record)``."""
+        windows = self.windows
+        changed = self._changed_windows.get(window, {})
         for stored, state in windows.buffer.range_items(lo, hi):
             if stored in windows.deleted:
                 continue
             _, start, key = parse_window_key(stored)
-            by_start.setdefault(start, {})[key] = OpenWindow.from_state(state)
+            if key not in changed.get(start, ()):
+                yield start, key, OpenWindow.from_state(state)
+        for start in starts:
+            for key in list(changed[start]):
+                yield start, key, self._changed_pane(window, start, key)
+
+    def _key_panes(
+        self,
+        window: str,
+        lo: str,
+        hi: str,
+        starts: list[int],
+        after_key: str | None,
+        limit: int,
+    ) -> tuple[Iterator[tuple[int, str, OpenWindow]], str | None]:
+        """The panes in [``lo``, ``hi``) of the keys after ``after_key``, in the store's
+        key order (a key's JSON text), a key's panes together, until ``limit`` panes are
+        taken at a key's end: one seek per stored pane start, and their ranges merged.
+        With the last key taken, or None when no key is left."""
+        windows = self.windows
         changed = self._changed_windows.get(window, {})
-        for start in [start for start in changed if start <= read_to]:
-            # A pane kept for later windows stays changed: a later closing reads it too.
-            changed_keys = changed.pop(start) if start <= expire_to else changed[start]
-            for key in changed_keys:
-                record = windows.get(window_key(window, start, key))
-                assert record is not None, "a pane changed in the batch is decoded"
-                by_start.setdefault(start, {})[key] = record
-        for start, keys in by_start.items():
-            if start <= expire_to:
-                for key in keys:
-                    windows.delete(window_key(window, start, key))
-        if closed_to is None or expire_to > closed_to:
-            self._closed_to[window] = expire_to
-        return by_start
+        pane_starts: set[int] = set(starts)
+        while (first := next(windows.buffer.range_keys(lo, hi), None)) is not None:
+            start = parse_window_key(first)[1]
+            pane_starts.add(start)
+            lo = window_prefix(window, start + 1)
+
+        # Keys compare as the store orders them: by their JSON text. The range from
+        # ``after_key`` holds keys that extend it with a character sorting before the
+        # closing quote, taken already: those at or before it are skipped.
+        after = b"" if after_key is None else orjson.dumps(after_key)
+
+        def stored(start: int) -> Iterator[tuple[bytes, int, str, OpenWindow | None]]:
+            begin = window_key(window, start, after_key or "")
+            mine = changed.get(start, set())
+            for stored_key, state in windows.buffer.range_items(
+                begin, window_prefix(window, start + 1)
+            ):
+                if stored_key in windows.deleted:
+                    continue
+                key = parse_window_key(stored_key)[2]
+                text = orjson.dumps(key)
+                if text > after and key not in mine:
+                    yield text, start, key, OpenWindow.from_state(state)
+
+        def fresh(start: int) -> Iterator[tuple[bytes, int, str, OpenWindow | None]]:
+            for text, key in sorted((orjson.dumps(key), key) for key in changed[start]):
+                if text > after:
+                    yield text, start, key, None
+
+        merged = heapq.merge(
+            *(stored(start) for start in sorted(pane_starts)),
+            *(fresh(start) for start in starts),
+            key=lambda item: item[0],
+        )
+        taken: list[tuple[int, str, OpenWindow]] = []
+        last: bytes | None = None
+        last_key: str | None = None
+        for text, start, key, record in merged:
+            if text != last:
+                if len(taken) >= limit:
+                    return iter(taken), last_key
+                last, last_key = text, key
+            taken.append((start, key, record or self._changed_pane(window, start, key)))
+        return iter(taken), None
+
+    def _changed_pane(self, window: str, start: int, key: str) -> OpenWindow:
+        record = self.windows.get(window_key(window, start, key))
+        assert record is not None, "a pane changed in the batch is decoded"
+        return record
 
     def first_pane(self, window: str, read_to: int) -> int | None:
         """The start of the first pane of ``window`` not taken out yet, if one starts at
@@ -354,6 +461,18 @@ class TablePartitionState:
             if keys and start <= read_to and (closed_to is None or start > closed_to)
         ]
         return min([*changed, *([] if first is None else [first])], default=None)
+
+    def get_close_cursor(self, window: str) -> tuple[int, str] | None:
+        cursor = self.meta.get(close_cursor_key(self.partition, window))
+        return None if cursor is None else (int(cursor[0]), str(cursor[1]))
+
+    def put_close_cursor(self, window: str, last_start_ms: int, key: str | None) -> None:
+        """Where a closing cut into key ranges stands (None: it is not)."""
+        name = close_cursor_key(self.partition, window)
+        if key is None:
+            self.meta.delete(name)
+        else:
+            self.meta.put(name, [last_start_ms, key])
 
     def get_closed_through(self, window: str) -> int | None:
         last: int | None = self.meta.get(closed_through_key(self.partition, window))

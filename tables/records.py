@@ -22,6 +22,7 @@ Key layout (Faust tables ``keys``, ``windows``, ``closed`` and ``meta``):
 | ``meta`` | ``progress_key(partition)`` | ``PartitionProgress.to_state()`` |
 | ``meta`` | ``bucket_keys_key(partition, bucket_id)`` | the keys of a closed window instance |
 | ``meta`` | ``closed_through_key(partition, window)`` | its last ``last_closed_start`` |
+| ``meta`` | ``close_cursor_key(partition, window)`` | a closing cut into key ranges |
 
 ``windows`` is window-major: its keys sort by window, then start, then key, so the open
 windows that a watermark closes are one range of the store. A session is stored there
@@ -102,6 +103,12 @@ def progress_record(key: bytes | None, value: bytes | None) -> tuple[int, Partit
 def closed_through_key(partition: int, window: str) -> str:
     """The ``meta`` table's key of the bound up to which a window's instances closed."""
     return f"closed/{partition}/{window}"
+
+
+def close_cursor_key(partition: int, window: str) -> str:
+    """The ``meta`` table's key of a closing cut into ranges of keys: the last start of
+    the span of a window's instances being closed, and the last key closed in it."""
+    return f"closing/{partition}/{window}"
 
 
 def bucket_keys_prefix(partition: int) -> str:

@@ -125,3 +125,82 @@ def test_a_crash_between_steps_leaves_the_rest_to_close_once(tmp_path: Path) -> 
         assert reopened.closing
         rest, _, _ = close_all(reopened, state, None)
         assert as_closed(before + stored_steps + rest) == folded(batch)
+
+
+# Two hopping windows (20 ms every 10) whose many keys close together: cut into ranges
+# of keys. The second pane of the window at 0 is kept for the next window, so a range
+# read again would publish its keys twice. The keys include extensions of others by
+# characters that sort before JSON's closing quote (" " and "!"), escaped ones and
+# non-ASCII, which the store orders by their JSON text.
+HOPPING = AggregationConfig(
+    value_names=("x",),
+    metrics=("count", "sum"),
+    windows=(aligned_window("20/10", 20, 10),),
+    lateness_ms=10,  # the events at 1..12 close nothing; the one at 30 closes -10 and 0
+    retention_ms=1_000_000,
+)
+TRICKY = ["ab", "ab ", "ab!", 'ab"', "ab\\", "ab\t", "abc", "ab\u00e9", "ab\U0001f600", "a"]
+# Each "t<i>" has two such extensions, which sort before it: a range of keys ending at it
+# has taken them already.
+MANY_KEYS = TRICKY + [f"t{i}{suffix}" for i in range(1000) for suffix in ("", " ", "!")]
+
+
+def one_window_events() -> list[tuple[int, Event]]:
+    """Three events per key in the panes at 0 and 10, then one at 30 that closes the
+    windows at -10 and 0."""
+    rng = random.Random(5)
+    rows = [Event(key, ts, (rng.uniform(-1e9, 1e9),), {}) for ts in (1, 7, 12) for key in MANY_KEYS]
+    rows.append(Event("closer", 30, (0.5,), {}))
+    return list(enumerate(rows))
+
+
+def one_window_folded(batch: list[tuple[int, Event]]) -> Closed:
+    """Per (key, start) of a window [s, s + 20) with s a multiple of 10 ending at or
+    before 20: its count and exact sum."""
+    values: dict[tuple[str, int], list[float]] = {}
+    for _, event in batch:
+        for start in (event.ts_ms // 10 * 10 - 10, event.ts_ms // 10 * 10):
+            if start + 20 <= 20:
+                value = event.values[0]
+                assert value is not None
+                values.setdefault((event.key, start), []).append(value)
+    return {window: (len(vs), math.fsum(vs)) for window, vs in values.items()}
+
+
+def test_one_window_of_many_keys_closes_by_ranges_of_keys(tmp_path: Path) -> None:
+    batch = one_window_events()
+    budget = 300_000
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(0)
+        processor = PartitionProcessor(HOPPING, state, 0, budget)
+        processor.apply(batch[:-1])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        first = processor.apply(batch[-1:]).closed
+        peak = state.held_bytes()
+        processor.checkpoint(batch[-1][0])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        rest, steps, step_peak = close_all(processor, state, None)
+        assert as_closed(first + rest) == one_window_folded(batch)
+        assert steps >= 3
+        assert max(peak, step_peak) <= 2 * budget
+        assert state.get_close_cursor("20/10") is None
+        assert state.first_pane("20/10", 9) is None
+
+
+def test_a_crash_within_one_window_closes_each_key_once(tmp_path: Path) -> None:
+    batch = one_window_events()
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(0)
+        processor = PartitionProcessor(HOPPING, state, 0, 300_000)
+        processor.apply(batch[:-1])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        before = processor.apply(batch[-1:]).closed
+        processor.checkpoint(batch[-1][0])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        stored_steps, _, _ = close_all(processor, state, 1)
+        assert state.get_close_cursor("20/10") is not None  # cut between two key ranges
+        # The crash: a new processor from the stores.
+        state = tables.partition_state(0)
+        reopened = PartitionProcessor(HOPPING, state, 0, 300_000)
+        rest, _, _ = close_all(reopened, state, None)
+        assert as_closed(before + stored_steps + rest) == one_window_folded(batch)

@@ -62,6 +62,7 @@ class DictState:
         self.progress: bytes | None = None
         self.buckets: dict[str, bytes] = {}
         self.closed_through: dict[str, bytes] = {}
+        self.cursors: dict[str, bytes] = {}
 
     def get_key(self, key: str) -> KeyRecord | None:
         raw = self.keys.get(key)
@@ -81,15 +82,38 @@ class DictState:
         self.windows.pop(window_key(window, start_ms, key), None)
 
     def take_panes(
-        self, window: str, read_to: int, expire_to: int
-    ) -> dict[int, dict[str, OpenWindow]]:
+        self,
+        window: str,
+        read_to: int,
+        expire_to: int,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[dict[int, dict[str, OpenWindow]], str | None]:
+        panes = sorted(
+            (orjson.dumps(key), start, key, record)
+            for (name, start, key), record in self.iter_windows()
+            if name == window
+            and start <= read_to
+            and (after_key is None or orjson.dumps(key) > orjson.dumps(after_key))
+        )
         found: dict[int, dict[str, OpenWindow]] = {}
-        for (name, start, key), record in self.iter_windows():
-            if name == window and start <= read_to:
-                found.setdefault(start, {})[key] = record
-                if start <= expire_to:
-                    del self.windows[window_key(name, start, key)]
-        return found
+        for taken, (text, start, key, record) in enumerate(panes):
+            if limit is not None and taken >= limit and text != panes[taken - 1][0]:
+                return found, panes[taken - 1][2]
+            found.setdefault(start, {})[key] = record
+            if start <= expire_to:
+                del self.windows[window_key(window, start, key)]
+        return found, None
+
+    def get_close_cursor(self, window: str) -> tuple[int, str] | None:
+        raw = self.cursors.get(window)
+        return None if raw is None else (int(orjson.loads(raw)[0]), str(orjson.loads(raw)[1]))
+
+    def put_close_cursor(self, window: str, last_start_ms: int, key: str | None) -> None:
+        if key is None:
+            self.cursors.pop(window, None)
+        else:
+            self.cursors[window] = orjson.dumps([last_start_ms, key])
 
     def first_pane(self, window: str, read_to: int) -> int | None:
         starts = [start for (name, start, _), _ in self.iter_windows() if name == window]

@@ -181,7 +181,7 @@ def closing_batch(state: TablePartitionState) -> None:
     state.put_window("1h", 0, "a", window(3, 1.5))
     state.put_window("1h", HOUR_MS, "a", window(3, 2.5))
     state.put_closed(result("a", 0))
-    assert list(state.take_panes("1h", 0, 0)) == [0]
+    assert list(state.take_panes("1h", 0, 0)[0]) == [0]
     state.put_bucket_keys("1h@0", ["a"])
     state.put_key("a", record(3))
     state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
@@ -240,14 +240,14 @@ async def test_closing_takes_one_range_of_the_store_and_the_batchs_windows(
     def fences(found: dict[int, dict[str, OpenWindow]]) -> dict[int, dict[str, int]]:
         return {start: {k: w.fence.own for k, w in keys.items()} for start, keys in found.items()}
 
-    assert fences(state.take_panes("1h", 0, 0)) == {
+    assert fences(state.take_panes("1h", 0, 0)[0]) == {
         -HOUR_MS: {"a": 1},
         0: {"b": 7, "c": 3, "d": 8},
     }
     assert state.get_window("1h", 0, "b") is None
-    assert fences(state.take_panes("1h", 0, 0)) == {}
+    assert fences(state.take_panes("1h", 0, 0)[0]) == {}
     state.put_window("1h", 2 * HOUR_MS, "e", window(9, 9.0))
-    assert fences(state.take_panes("1h", 2 * HOUR_MS, 2 * HOUR_MS)) == {
+    assert fences(state.take_panes("1h", 2 * HOUR_MS, 2 * HOUR_MS)[0]) == {
         HOUR_MS: {"a": 4},
         2 * HOUR_MS: {"e": 9},
     }
@@ -270,13 +270,13 @@ async def test_taking_panes_reads_past_the_expiry_bound_and_keeps_those_panes(
     def fences(found: dict[int, dict[str, OpenWindow]]) -> dict[int, dict[str, int]]:
         return {start: {k: w.fence.own for k, w in keys.items()} for start, keys in found.items()}
 
-    assert fences(state.take_panes("1d/1h", 2 * HOUR_MS, 0)) == {
+    assert fences(state.take_panes("1d/1h", 2 * HOUR_MS, 0)[0]) == {
         0: {"a": 1},
         HOUR_MS: {"a": 2},
         2 * HOUR_MS: {"b": 3},
     }
     assert state.get_window("1d/1h", 0, "a") is None
-    assert fences(state.take_panes("1d/1h", 2 * HOUR_MS, HOUR_MS)) == {
+    assert fences(state.take_panes("1d/1h", 2 * HOUR_MS, HOUR_MS)[0]) == {
         HOUR_MS: {"a": 2},
         2 * HOUR_MS: {"b": 3},
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from agents.events import Event
 from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig, SharedResults
-from tables.partition_state import PartitionState
+from tables.partition_state import PartitionState, result_bytes
 from tables.records import (
     KeyRecord,
     OpenWindow,
@@ -85,6 +85,7 @@ class PartitionProcessor:
         # About the unstored bytes one closed pane adds (measured at each range closed):
         # how many panes' keys the next range of a closing takes.
         self._pane_bytes = 2048
+        self._result_bytes = 0
         # The watermark whose windows are not all closed yet. A stored state may hold a
         # closing that a crash cut short between two steps: the first step finds what is
         # left (nothing, mostly, at the cost of one empty range read per window).
@@ -359,19 +360,26 @@ class PartitionProcessor:
                 if budget is None:
                     self._close_span(window, after, last, None, results, closed)
                     continue
-                held = state.held_bytes()
+                held = self._closing_bytes(closed)
                 if closed and held >= budget:
                     return False
                 to = cursor[0] if cursor else self._span_end(window, after, last, span)
                 panes = self._close_span(
                     window, after, to, (budget - held) // self._pane_bytes, results, closed
                 )
-                took = state.held_bytes() - held
+                took = self._closing_bytes(closed) - held
                 if panes:
                     self._pane_bytes = max(1, took // panes)
                 room = span * (budget - held - took) // took if took > 0 else span * 2
                 span = max(1, min(span * 2, room))
         return True
+
+    def _closing_bytes(self, closed: list[WindowResult]) -> int:
+        """The unstored changes' bytes, and the step's results not queued yet (their
+        size measured on the step's first)."""
+        if closed and not self._result_bytes:
+            self._result_bytes = result_bytes(closed[0])
+        return self.state.held_bytes() + len(closed) * self._result_bytes
 
     def _span_end(self, window: PanedKind, after: int | None, last: int, span: int) -> int:
         """The last start of a span of ``span`` starts that close next: from the first

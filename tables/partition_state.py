@@ -82,16 +82,33 @@ class PartitionState(Protocol):
 HELD_KEY_BYTES = 160
 
 
+def deep_bytes(value: Any) -> int:
+    """The bytes a value of lists, tuples, dicts and scalars takes in Python, counting
+    each part as its own (shared parts count once per place)."""
+    if isinstance(value, list | tuple):
+        return sys.getsizeof(value) + sum(deep_bytes(item) for item in value)
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(
+            deep_bytes(key) + deep_bytes(item) for key, item in value.items()
+        )
+    return 0 if value is None else sys.getsizeof(value)
+
+
 def decoded_bytes(record: KeyRecord | OpenWindow) -> int:
     """The bytes a decoded record takes in Python, measured on its state's containers
     (the decoded record is as many floats, ints and lists)."""
+    return sys.getsizeof(record) + deep_bytes(record.to_state()) + HELD_KEY_BYTES
 
-    def size(value: Any) -> int:
-        if isinstance(value, list | tuple):
-            return sys.getsizeof(value) + sum(size(item) for item in value)
-        return 0 if value is None else sys.getsizeof(value)
 
-    return sys.getsizeof(record) + size(record.to_state()) + HELD_KEY_BYTES
+def result_bytes(result: WindowResult) -> int:
+    """The bytes a closed window's result takes in Python until it is queued: the
+    object, its key, its result and its encoding."""
+    return (
+        sys.getsizeof(result)
+        + sys.getsizeof(result.key)
+        + deep_bytes(result.result)
+        + sys.getsizeof(result.encoded)
+    )
 
 
 class DecodedRecords(Generic[R]):

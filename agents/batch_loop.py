@@ -112,7 +112,7 @@ class BatchLoop:
         # A version with a cut has no hop (see agents.stages.route).
         self.route = RouteStage(parser, partitions, self.stats, hop=seam is None)
         self.hop = HopStage(names.repartition_topic, partitions, sender)
-        self.aggregate = AggregateStage(config, new_state, policy.buffer_bytes)
+        self.aggregate = AggregateStage(config, new_state, policy.buffer_bytes, APPLY_SLICE_S)
         self.outputs = OutputStage(names, sender, self.stats)
         # With an idle timeout, quiet partitions' clocks move on at the timer.
         self.idle = None if clocks is None else IdleStage(clocks, self.aggregate)
@@ -359,8 +359,9 @@ class BatchLoop:
 
     async def _queue(self, partition: int, outcome: BatchOutcome, topic: str, base: int) -> None:
         """Queue what applying to ``partition`` reported (``OutputStage.queue``), then
-        close what its watermark left to close, a step at a time: each step stops at the
-        write-back buffer's budget, and what it closed is stored before the next."""
+        close what its watermark left to close, a step at a time, with the event loop
+        yielded between steps: each step stops at the write-back buffer's budget or a
+        slice's time, and a store is made between them when due."""
         await self.outputs.queue(partition, outcome, topic, base)
         processor = self.aggregate.processor(partition)
         while processor.closing:

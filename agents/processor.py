@@ -9,6 +9,7 @@ RocksDB-backed Faust tables and the unit tests with dicts. The records it keeps 
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ class PartitionProcessor:
         state: PartitionState,
         partition: int,
         close_bytes: int | None = None,
+        close_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.state = state
@@ -82,9 +84,12 @@ class PartitionProcessor:
         # A closing step stops once the state holds this many bytes of unstored changes
         # (``close_step``); None closes all at once.
         self._close_bytes = close_bytes
+        # And once it has taken this long (the event loop waits for it); None: no bound.
+        self._close_seconds = close_seconds
         # About the unstored bytes one closed pane adds (measured at each range closed):
         # how many panes' keys the next range of a closing takes.
         self._pane_bytes = 2048
+        self._pane_seconds = 2e-5
         self._result_bytes = 0
         # The watermark whose windows are not all closed yet. A stored state may hold a
         # closing that a crash cut short between two steps: the first step finds what is
@@ -327,20 +332,23 @@ class PartitionProcessor:
 
     def _close(self, watermark: int, closed: list[WindowResult]) -> bool:
         """Close windows that end at or before ``watermark`` and have not closed yet,
-        into ``closed``, until the budget is spent; whether none is left. Sessions close
+        into ``closed``, until the budget (bytes, and time) is spent; whether none is
+        left. Sessions close
         all at once.
 
         Each paned window definition closes by spans of consecutive starts, from the
         first start that holds a pane, each span cut into ranges of keys
         (``_close_span``): 1 start, then as many as the budget has room for by the bytes
         the last span took per start (at most twice as many: a window's first starts
-        hold fewer panes), and as many keys as it has room for by the bytes per pane.
+        hold fewer panes), and as many keys as it has room for by the bytes and the
+        time per pane.
         A few small windows still close in one range of the store; a big closing passes
         the budget by about one range's windows."""
         for sessions in self.config.sessions:
             self._close_sessions(sessions, watermark, closed)
         results = SharedResults(self.config)
         budget = self._close_bytes
+        deadline = None if self._close_seconds is None else time.monotonic() + self._close_seconds
         state = self.state
         for window in self.config.paned:
             last = window.last_closed_start(watermark)
@@ -361,15 +369,18 @@ class PartitionProcessor:
                     self._close_span(window, after, last, None, results, closed)
                     continue
                 held = self._closing_bytes(closed)
-                if closed and held >= budget:
+                began = time.monotonic()
+                if closed and (held >= budget or (deadline is not None and began >= deadline)):
                     return False
+                limit = (budget - held) // self._pane_bytes
+                if deadline is not None:
+                    limit = min(limit, int((deadline - began) / self._pane_seconds))
                 to = cursor[0] if cursor else self._span_end(window, after, last, span)
-                panes = self._close_span(
-                    window, after, to, (budget - held) // self._pane_bytes, results, closed
-                )
+                panes = self._close_span(window, after, to, limit, results, closed)
                 took = self._closing_bytes(closed) - held
                 if panes:
                     self._pane_bytes = max(1, took // panes)
+                    self._pane_seconds = max(1e-7, (time.monotonic() - began) / panes)
                 room = span * (budget - held - took) // took if took > 0 else span * 2
                 span = max(1, min(span * 2, room))
         return True

@@ -18,12 +18,15 @@ class AggregateStage:
         config: AggregationConfig,
         new_state: Callable[[int], TablePartitionState],
         close_bytes: int | None,
+        close_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.new_state = new_state
         # The write-back buffer's budget: a closing step stops there (``close_step``);
         # None closes all at once.
         self.close_bytes = close_bytes
+        # How long a closing step may hold the event loop (a slice's time).
+        self.close_seconds = close_seconds
         self.processors: dict[int, PartitionProcessor] = {}
         self.states: dict[int, TablePartitionState] = {}
         # Partitions applied since the last store, with their last applied offset: of
@@ -44,7 +47,7 @@ class AggregateStage:
         if processor is None:
             state = self.states[partition] = self.new_state(partition)
             processor = self.processors[partition] = PartitionProcessor(
-                self.config, state, partition, self.close_bytes
+                self.config, state, partition, self.close_bytes, self.close_seconds
             )
             self.received[partition] = time.monotonic()
         return processor

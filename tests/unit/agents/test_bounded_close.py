@@ -204,3 +204,20 @@ def test_a_crash_within_one_window_closes_each_key_once(tmp_path: Path) -> None:
         reopened = PartitionProcessor(HOPPING, state, 0, 300_000)
         rest, _, _ = close_all(reopened, state, None)
         assert as_closed(before + stored_steps + rest) == one_window_folded(batch)
+
+
+def test_a_step_stops_at_its_time_budget(tmp_path: Path) -> None:
+    """With no time to spare, each step closes one range of keys (at least one key's
+    windows), and the steps together close every window exactly."""
+    batch = events()[-41:]  # the last 40 keys' events at 9, and the one at 100
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(0)
+        processor = PartitionProcessor(CONFIG, state, 0, BUDGET, close_seconds=0.0)
+        processor.apply(batch[:-1])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        first = processor.apply(batch[-1:]).closed
+        assert processor.closing
+        assert 0 < len(first) < 4 * 40
+        rest, steps, _ = close_all(processor, state, None)
+        assert steps >= 10
+        assert as_closed(first + rest) == folded(batch)

@@ -440,10 +440,10 @@ class TablePartitionState:
                 if text > after:
                     yield text, start, key, None
 
+        # Items compare by their key's text, then (one pane per start) by their start.
         merged = heapq.merge(
             *(stored(start) for start in sorted(pane_starts)),
             *(fresh(start) for start in starts),
-            key=lambda item: item[0],
         )
         taken: list[tuple[int, str, OpenWindow]] = []
         last: bytes | None = None

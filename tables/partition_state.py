@@ -352,24 +352,23 @@ class TablePartitionState:
         windows = self.windows
         changed = self._changed_windows.get(window, {})
         starts = [start for start in changed if start <= read_to]
-        taken: Iterator[tuple[int, str, OpenWindow]]
         if limit is None or (
             after_key is None
             and sum(1 for _ in itertools.islice(windows.buffer.range_keys(lo, hi), limit + 1))
             + sum(len(changed[start]) for start in starts)
             <= limit
         ):
-            taken, last_key = self._all_panes(window, lo, hi, starts), None
+            by_start = self._take_all(window, lo, hi, starts, expire_to)
+            last_key = None
         else:
-            taken, last_key = self._key_panes(window, lo, hi, starts, after_key, limit)
-        by_start: dict[int, dict[str, OpenWindow]] = {}
-        for start, key, record in taken:
-            by_start.setdefault(start, {})[key] = record
-            if start <= expire_to:
-                windows.delete(window_key(window, start, key))
+            by_start, last_key = self._take_keys(window, lo, hi, starts, after_key, limit)
+            for start, keys in by_start.items():
                 changed_keys = changed.get(start)
-                if changed_keys is not None:
-                    changed_keys.discard(key)
+                if start <= expire_to:
+                    for key in keys:
+                        windows.delete(window_key(window, start, key))
+                        if changed_keys is not None:
+                            changed_keys.discard(key)
         if last_key is None:
             # A pane kept for later windows stays changed: a later closing reads it too.
             for start in starts:
@@ -379,24 +378,29 @@ class TablePartitionState:
                 self._closed_to[window] = expire_to
         return by_start, last_key
 
-    def _all_panes(
-        self, window: str, lo: str, hi: str, starts: list[int]
-    ) -> Iterator[tuple[int, str, OpenWindow]]:
+    def _take_all(
+        self, window: str, lo: str, hi: str, starts: list[int], expire_to: int
+    ) -> dict[int, dict[str, OpenWindow]]:
         """Every pane in [``lo``, ``hi``), stored or changed in the batch (those of the
-        changed ``starts``): ``(start, key, record)``."""
+        changed ``starts``), by start and key; those up to ``expire_to`` deleted."""
         windows = self.windows
-        changed = self._changed_windows.get(window, {})
+        by_start: dict[int, dict[str, OpenWindow]] = {}
         for stored, state in windows.buffer.range_items(lo, hi):
             if stored in windows.deleted:
                 continue
             _, start, key = parse_window_key(stored)
-            if key not in changed.get(start, ()):
-                yield start, key, OpenWindow.from_state(state)
+            by_start.setdefault(start, {})[key] = OpenWindow.from_state(state)
+        changed = self._changed_windows.get(window, {})
         for start in starts:
-            for key in list(changed[start]):
-                yield start, key, self._changed_pane(window, start, key)
+            for key in changed[start]:
+                by_start.setdefault(start, {})[key] = self._changed_pane(window, start, key)
+        for start, keys in by_start.items():
+            if start <= expire_to:
+                for key in keys:
+                    windows.delete(window_key(window, start, key))
+        return by_start
 
-    def _key_panes(
+    def _take_keys(
         self,
         window: str,
         lo: str,
@@ -404,11 +408,11 @@ class TablePartitionState:
         starts: list[int],
         after_key: str | None,
         limit: int,
-    ) -> tuple[Iterator[tuple[int, str, OpenWindow]], str | None]:
-        """The panes in [``lo``, ``hi``) of the keys after ``after_key``, in the store's
-        key order (a key's JSON text), a key's panes together, until ``limit`` panes are
-        taken at a key's end: one seek per stored pane start, and their ranges merged.
-        With the last key taken, or None when no key is left."""
+    ) -> tuple[dict[int, dict[str, OpenWindow]], str | None]:
+        """The panes in [``lo``, ``hi``) of the keys after ``after_key``, by start and key,
+        taken in the store's key order (a key's JSON text), a key's panes together,
+        until ``limit`` panes are taken at a key's end: one seek per stored pane start,
+        and their ranges merged. With the last key taken, or None when no key is left."""
         windows = self.windows
         changed = self._changed_windows.get(window, {})
         pane_starts: set[int] = set(starts)
@@ -445,16 +449,19 @@ class TablePartitionState:
             *(stored(start) for start in sorted(pane_starts)),
             *(fresh(start) for start in starts),
         )
-        taken: list[tuple[int, str, OpenWindow]] = []
+        by_start: dict[int, dict[str, OpenWindow]] = {}
         last: bytes | None = None
         last_key: str | None = None
-        for text, start, key, record in merged:
+        for taken, (text, start, key, record) in enumerate(merged):
             if text != last:
-                if len(taken) >= limit:
-                    return iter(taken), last_key
+                if taken >= limit:
+                    return by_start, last_key
                 last, last_key = text, key
-            taken.append((start, key, record or self._changed_pane(window, start, key)))
-        return iter(taken), None
+            panes = by_start.get(start)
+            if panes is None:
+                panes = by_start[start] = {}
+            panes[key] = record or self._changed_pane(window, start, key)
+        return by_start, None
 
     def _changed_pane(self, window: str, start: int, key: str) -> OpenWindow:
         record = self.windows.get(window_key(window, start, key))

@@ -366,7 +366,8 @@ class PartitionProcessor:
                 ):
                     break
                 if budget is None:
-                    self._close_span(window, after, last, None, results, closed)
+                    to = cursor[0] if cursor else last
+                    self._close_span(window, after, to, cursor, None, results, closed)
                     continue
                 held = self._closing_bytes(closed)
                 began = time.monotonic()
@@ -376,7 +377,7 @@ class PartitionProcessor:
                 if deadline is not None:
                     limit = min(limit, int((deadline - began) / self._pane_seconds))
                 to = cursor[0] if cursor else self._span_end(window, after, last, span)
-                panes = self._close_span(window, after, to, limit, results, closed)
+                panes = self._close_span(window, after, to, cursor, limit, results, closed)
                 took = self._closing_bytes(closed) - held
                 if panes:
                     self._pane_bytes = max(1, took // panes)
@@ -410,18 +411,18 @@ class PartitionProcessor:
         window: PanedKind,
         after: int | None,
         last: int,
+        cursor: tuple[int, str] | None,
         limit: int | None,
         results: SharedResults,
         closed: list[WindowResult],
     ) -> int:
         """Close ``window``'s instances starting in ``(after, last]``, merged from their
-        panes, for the keys after the stored cursor's, about ``limit`` panes' worth (all,
+        panes, for the keys after the stored ``cursor``'s, about ``limit`` panes' worth (all,
         for None); the panes read. The panes no open window uses are taken out (deleted
         at the next store). Until the span's last key, the cursor is stored with the
         results instead of the closed bound."""
         state = self.state
         read_to, expire_to = window.pane_bounds(last)
-        cursor = state.get_close_cursor(window.name)
         after_key = None if cursor is None else cursor[1]
         panes, last_key = state.take_panes(
             window.name, read_to, expire_to, after_key, None if limit is None else max(limit, 1)

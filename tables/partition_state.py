@@ -347,7 +347,7 @@ class TablePartitionState:
         ``after_key``, a key's panes all together, until about ``limit`` panes are
         taken; with the last key taken, or None when no key is left."""
         closed_to = self._closed_to.get(window)
-        lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
+        lo = self._untaken_from(window)
         hi = window_prefix(window, read_to + 1)
         windows = self.windows
         changed = self._changed_windows.get(window, {})
@@ -468,11 +468,16 @@ class TablePartitionState:
         assert record is not None, "a pane changed in the batch is decoded"
         return record
 
+    def _untaken_from(self, window: str) -> str:
+        """Where ``window``'s panes not taken out yet start in the window-major store."""
+        closed_to = self._closed_to.get(window)
+        return f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
+
     def first_pane(self, window: str, read_to: int) -> int | None:
         """The start of the first pane of ``window`` not taken out yet, if one starts at
         or before ``read_to``: one seek of the store, with the batch's changes."""
         closed_to = self._closed_to.get(window)
-        lo = f"{window}{SEP}" if closed_to is None else window_prefix(window, closed_to + 1)
+        lo = self._untaken_from(window)
         windows = self.windows
         first = None
         for stored in windows.buffer.range_keys(lo, window_prefix(window, read_to + 1)):

@@ -197,23 +197,30 @@ class BatchLoop:
                 if history is not None and history.seam.sealed and not self.app.in_recovery:
                     await self.sender.start()
                     await history.idle_histories(self.owned_partitions())
-                await self._advance_idle()
+                await self._advance_quiet()
                 await self.flusher.on_timer()
             except Exception:
                 log.exception("a timed store or commit failed; the next one retries")
 
-    async def _advance_idle(self) -> None:
-        """Move the clocks of the owned partitions that are idle, and queue what that
-        closed (stored by the flush that follows). Never during a rebalance (the
-        assignment it reads may be the old one) or while a store is being recovered, nor
-        before a cut's history is sealed (it holds live records back)."""
-        if self.idle is None or self.app.rebalancing or self.app.in_recovery:
+    async def _advance_quiet(self) -> None:
+        """Move the clocks of the owned partitions that are idle, and go on with the
+        closing a crash, stop or rebalance cut short on those no record has reached since
+        (their processors are started here: a stored state resumes its closing when
+        built); queue what that closed (stored by the flush that follows). Never during a
+        rebalance (the assignment it reads may be the old one) or while a store is being
+        recovered, nor before a cut's history is sealed (it holds live records back)."""
+        if self.app.rebalancing or self.app.in_recovery:
             return
         if self.history is not None and not self.history.seam.sealed:
             return
         await self.sender.start()
-        for partition, outcome in await self.idle.advance(self.owned_states()):
-            await self._queue(partition, outcome, self.names.input_topic, 0)
+        owned = self.owned_states()
+        moved = dict(await self.idle.advance(owned)) if self.idle is not None else {}
+        topic = self.names.input_topic
+        for partition in sorted(owned):
+            outcome = moved.get(partition)
+            if outcome is not None or self.aggregate.processor(partition).closing:
+                await self._queue(partition, outcome or BatchOutcome(), topic, 0)
 
     async def on_revoked(self) -> None:
         """A rebalance: store what is applied, commit, and forget every partition

@@ -4,11 +4,13 @@ and counters, with times in ISO-8601 next to epoch milliseconds."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
 from agents.pipeline import WiredPipeline
+from agents.processor import PartitionProcessor
 from app.input_progress import read_input_progress
 from app.kafka_client import OffsetQueries
 from app.kafka_outage import OUTAGE
@@ -49,13 +51,13 @@ def state_sizes(pipeline: WiredPipeline, owned: set[int]) -> dict[int, dict[str,
     }
 
 
-def idle_partitions(pipeline: WiredPipeline, owned: set[int]) -> list[int]:
-    """The owned partitions whose clock is an idle advance's (``idle_timeout``)."""
+def partitions_where(
+    pipeline: WiredPipeline, owned: set[int], test: Callable[[PartitionProcessor], bool]
+) -> list[int]:
+    """The owned partitions whose processor has started and passes ``test``."""
     processors = pipeline.batches.processors
     return [
-        p
-        for p in sorted(owned)
-        if (processor := processors.get(p)) is not None and processor.progress.idle
+        p for p in sorted(owned) if (processor := processors.get(p)) is not None and test(processor)
     ]
 
 
@@ -107,7 +109,13 @@ async def status(
         "newest_event_times": {str(p): newest for p, (_, newest) in times.items()},
         # With an idle_timeout: the partitions whose watermark an idle advance moved, until
         # their next record.
-        "idle_partitions": idle_partitions(pipeline, states),
+        "idle_partitions": partitions_where(pipeline, states, lambda p: p.progress.idle),
+        # Those with windows their watermark passed left to close (in steps,
+        # PartitionProcessor.close_step; until then queries read them from their panes,
+        # not final). A partition is listed in "state" once its processor has started
+        # (at its first record, or the first commit interval after it is assigned), and
+        # only then here.
+        "closing": partitions_where(pipeline, states, lambda p: p.closing),
         "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
         # The repartition hop's aggregate lane: its topic, the state partitions this
         # worker owns, the last offset of each whose effects are stored, the topic's end

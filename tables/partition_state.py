@@ -23,6 +23,7 @@ import orjson
 from tables.faust_store import ChangelogSender, Encoded, TableBuffer
 from tables.records import (
     SEP,
+    ClosingProgress,
     KeyRecord,
     OpenWindow,
     PartitionProgress,
@@ -509,6 +510,9 @@ class TablePartitionState:
 
     def put_closed_through(self, window: str, last_start_ms: int) -> None:
         self.meta.put(closed_through_key(self.partition, window), last_start_ms)
+
+    def closing_progress(self, window: str) -> ClosingProgress:
+        return ClosingProgress(self.get_closed_through(window), self.get_close_cursor(window))
 
     def get_progress(self) -> PartitionProgress | None:
         state = self.progress.get(progress_key(self.partition))

@@ -85,23 +85,28 @@ class StateQueries:
         self, key: str, partition: int, windows: Sequence[WindowKind], start: int, end: int
     ) -> list[dict[str, Any]]:
         """The key's windows of ``windows`` starting in [start, end), by window and start:
-        closed ones while they are retained, open ones (merged from their panes)."""
+        closed ones while they are retained, the others (merged from their panes) up to
+        the newest event."""
         watermark = self.partition_watermark(partition)
-        lateness = self.config.lateness_ms
+        newest = None if watermark is None else watermark + self.config.lateness_ms
+        state = self._live_state(partition) or self.tables.partition_state(partition)
         results: list[tuple[str, int, WindowResult | dict[str, Any]]] = []
         for window in windows:
             if isinstance(window, Sessions):
                 results += self._sessions(key, partition, window, start, end)
                 continue
             assert isinstance(window, PanedKind), "a window is paned or sessions"
+            # By how far its closing went, not by the watermark: a window the watermark
+            # has passed is whole in its panes until its closing step comes.
+            progress = state.closing_progress(window.name)
             for s in window.starts_between(start, end):
                 # Closed first: after a crash, a window may have closed (and its first
                 # panes gone) at a watermark newer than the one stored.
                 found: WindowResult | dict[str, Any] | None = self.closed(
                     key, partition, window.name, s
                 )
-                open_now = watermark is not None and window.may_be_open(s, watermark, lateness)
-                if found is None and open_now:
+                unclosed = newest is not None and s <= newest and not progress.covers(s, key)
+                if found is None and unclosed:
                     agg = self.open_window(key, partition, window, s)
                     if agg is not None:
                         found = self.config.result(key, window, s, window.end(s), agg, False)

@@ -111,6 +111,28 @@ def close_cursor_key(partition: int, window: str) -> str:
     return f"closing/{partition}/{window}"
 
 
+@dataclass(frozen=True, slots=True)
+class ClosingProgress:
+    """How far a window's closing has gone (its ``meta`` records): every instance up to
+    ``closed_through``, and in the span up to ``cursor``'s start, the keys up to its key
+    (in the store's order, a key's JSON text). A window the watermark has passed but its
+    closing has not reached yet is still whole in its panes: queries read it there."""
+
+    closed_through: int | None
+    cursor: tuple[int, str] | None
+
+    def covers(self, start_ms: int, key: str) -> bool:
+        """Whether the key's instance starting at ``start_ms`` has closed."""
+        if self.closed_through is not None and start_ms <= self.closed_through:
+            return True
+        cursor = self.cursor
+        return (
+            cursor is not None
+            and start_ms <= cursor[0]
+            and orjson.dumps(key) <= orjson.dumps(cursor[1])
+        )
+
+
 def bucket_keys_prefix(partition: int) -> str:
     """The ``meta`` table's keys of a partition's closed window instances start so."""
     return f"bucket/{partition}/"

@@ -96,12 +96,6 @@ class AlignedWindows(PanedKind):
         last = local_day(hi - 1, self.zone) // step * step
         return day_starts(range(first, last + 1, step), self.zone)
 
-    def may_be_open(self, start: int, watermark: int, lateness_ms: int) -> bool:
-        """It ends after the watermark and starts at or before the newest event (a zoned
-        day may last longer than its nominal 24 hours, so those get a day's margin)."""
-        margin = DAY_MS if self.zone is not None else 0
-        return watermark - self.size_ms - margin < start <= watermark + lateness_ms
-
     def assign_sql(self, columns: str) -> str:
         name = self.name.replace("'", "''")
         if self.zone is None:

@@ -93,8 +93,3 @@ class PanedKind(WindowKind):
     @abstractmethod
     def starts_between(self, lo: int, hi: int) -> Sequence[int]:
         """Ascending starts ``s`` of the windows with ``lo <= s < hi`` (for queries)."""
-
-    @abstractmethod
-    def may_be_open(self, start: int, watermark: int, lateness_ms: int) -> bool:
-        """Whether the window starting at ``start`` may still be open at ``watermark``:
-        queries read it from the open windows, else from the closed results."""

@@ -1,4 +1,5 @@
-"""``kill -9`` a worker in the middle of a replay, restart it: nothing lost, nothing twice.
+"""``kill -9`` a worker in the middle of a replay, or of closing windows, restart it:
+nothing lost, nothing twice.
 
 The worker is killed while ``kappa replay`` is still producing (slowed with ``--rate``),
 and restarts on the same state dir, or on an empty one (rebuilt from the changelogs). In
@@ -19,8 +20,14 @@ from typing import Any
 import pytest
 
 from app.datagen import generate, write
-from tests.support.datasets import CRASH, HOURLY
+from tests.support.datasets import (
+    CRASH,
+    HOPPING_BACKLOG_WINDOWS,
+    HOURLY,
+    ONE_DAY_MANY_KEYS,
+)
 from tests.support.harness import Harness
+from tests.support.hop import closers
 from tests.support.invariant import assert_equals_batch
 from tests.support.worker import run_kappa
 
@@ -83,4 +90,39 @@ def test_kill_minus_nine_mid_replay_then_restart(
     second.wait_ready(partitions=2)
     assert_equals_batch(
         [second], kappa.settings.bootstrap, kappa.unique, path, events, HOURLY, SESSIONS
+    )
+
+
+def test_kill_minus_nine_mid_closing_then_restart_closes_the_rest(kappa: Harness) -> None:
+    """One event far after a day of hopping windows on 4,000 keys closes them all: in
+    steps of a 1 MB write-back buffer, each stored with the input's checkpoint. The
+    worker is killed between two steps, after the last record's checkpoint is stored,
+    and restarted with no record to come: it resumes the closing by itself, and every
+    window closes once, equal to DuckDB's."""
+    events: list[dict[str, Any]] = list(generate(ONE_DAY_MANY_KEYS))
+    events += closers(events, 1)
+    path = kappa.tmp_path / "history.csv"
+    write(iter(events), path)
+    env = kappa.env(
+        kappa.make_spec(windows='{ size = "1d", step = "1h" }', retention="60d"),
+        partitions=1,
+        KAPPA_WRITE_BACK_BUFFER_MB="1",
+        KAPPA_SESSION_TIMEOUT="8",
+    )
+    first = kappa.start_worker(env)
+    first.wait_ready(partitions=1)
+    run_kappa(env, "replay", str(path))
+
+    def cut_short() -> bool:
+        body = first.get("/api/status")[1]
+        stored: int | None = body["processed_offsets"].get("0")
+        return stored == len(events) - 1 and body["closing"] == [0]
+
+    first.wait_until(cut_short, 120, "the last record stored mid-closing", poll_s=0.02)
+    first.kill()
+
+    second = kappa.start_worker(env)
+    second.wait_ready(partitions=1)
+    assert_equals_batch(
+        [second], kappa.settings.bootstrap, kappa.unique, path, events, HOPPING_BACKLOG_WINDOWS
     )

@@ -39,6 +39,9 @@ PARQUET = DatasetShape(events=2_000, keys=30, seed=9)
 # fills fetches taking seconds to apply in one go.
 HOPPING_BACKLOG = DatasetShape(events=16_000, keys=2_000, span_ms=5 * DAY, seed=41)
 HOPPING_BACKLOG_WINDOWS: list[Window] = [("1d/1h", DAY, HOUR)]
+# tests/integration/test_crash.py: a day of hopping windows on many keys, closed all by
+# one later event (about 150k window results), in steps that a crash can cut short.
+ONE_DAY_MANY_KEYS = DatasetShape(events=16_000, keys=4_000, span_ms=DAY, seed=43)
 
 COMPARED: dict[str, tuple[DatasetShape, list[Window]]] = {
     "equivalence": (EQUIVALENCE, EQUIVALENCE_WINDOWS),
@@ -48,4 +51,5 @@ COMPARED: dict[str, tuple[DatasetShape, list[Window]]] = {
     "to shuffle": (TO_SHUFFLE, HOURLY),
     "parquet": (PARQUET, HOURLY),
     "hopping backlog": (HOPPING_BACKLOG, HOPPING_BACKLOG_WINDOWS),
+    "one day, many keys": (ONE_DAY_MANY_KEYS, HOPPING_BACKLOG_WINDOWS),
 }

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.oracle import batch_results, session_results
-from tests.support.results import api_results, topic_finals, wait_processed
+from tests.support.results import api_results, topic_finals, wait_processed, window_differences
 from tests.support.times import DAY, ms
 from tests.support.worker import WorkerProcess
 
@@ -32,7 +32,7 @@ def assert_equals_batch(
         workers, set(want_totals), min(times) - 2 * DAY, max(times) + 2 * DAY
     )
     assert totals == want_totals, _differences(totals, want_totals)
-    assert got_windows.keys() == want_windows.keys()
+    assert got_windows.keys() == want_windows.keys(), window_differences(got_windows, want_windows)
     assert got_windows == want_windows
     finals = topic_finals(bootstrap, f"kappa.t{unique}.v1.window-results")
     assert finals, "no window closed"

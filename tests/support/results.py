@@ -102,13 +102,43 @@ def hop_offsets(workers: list[WorkerProcess]) -> tuple[str | None, dict[int, int
 def wait_processed(
     workers: list[WorkerProcess], bootstrap: str, topic: str, timeout: float = 300
 ) -> None:
-    """Until the workers together have processed every record now in ``topic``, and
-    then every record the route stages sent on through the repartition hop."""
+    """Until the workers together have processed every record now in ``topic``, then
+    every record the route stages sent on through the repartition hop, and then until
+    every state partition has closed the windows its watermark passed."""
     deadline = time.monotonic() + timeout
     _wait_offsets(workers, bootstrap, topic, deadline, processed_offsets)
     hop_topic, _ = hop_offsets(workers)
     if hop_topic is not None:
         _wait_offsets(workers, bootstrap, hop_topic, deadline, lambda w: hop_offsets(w)[1])
+    while (unsettled := unsettled_partitions(workers)) != set():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"state partitions not started or still closing windows: {unsettled}\n"
+                + workers[0].log_tail()
+            )
+        time.sleep(0.5)
+
+
+def unsettled_partitions(workers: list[WorkerProcess]) -> set[int] | None:
+    """The state partitions that no worker has started (``status.state``) or whose
+    watermark passed windows not closed yet (``status.closing``); None when no worker
+    answered. A worker that does not answer (frozen, or busy past the HTTP timeout)
+    is asked again at the next poll."""
+    partitions: int | None = None
+    started: set[int] = set()
+    closing: set[int] = set()
+    for worker in workers:
+        try:
+            status, body = worker.get("/api/status")
+        except OSError:
+            continue
+        if status == 200:
+            partitions = body["partitions"]
+            started |= {int(p) for p in body["state"]}
+            closing |= set(body["closing"])
+    if partitions is None:
+        return None
+    return (set(range(partitions)) - started) | closing
 
 
 def _wait_offsets(
@@ -136,3 +166,10 @@ def _wait_offsets(
                 + workers[0].log_tail()
             )
         time.sleep(0.5)
+
+
+def window_differences(got: dict[WindowKey, Any], want: dict[WindowKey, Any]) -> str:
+    """Which windows one side lists and the other does not, a few of each."""
+    missing = sorted(want.keys() - got.keys())
+    extra = sorted(got.keys() - want.keys())
+    return f"{len(missing)} missing, e.g. {missing[:5]}; {len(extra)} extra, e.g. {extra[:5]}"

@@ -14,6 +14,7 @@ from agents.events import Event
 from agents.processor import PartitionProcessor
 from tables.aggregation_config import AggregationConfig
 from tables.partition_state import TablePartitionState, store_batch
+from tables.queries import StateQueries
 from tables.records import WindowResult
 from tables.windows import aligned_window
 from tests.support.stores import AcknowledgingSender, offline_tables
@@ -221,3 +222,39 @@ def test_a_step_stops_at_its_time_budget(tmp_path: Path) -> None:
         rest, steps, _ = close_all(processor, state, None)
         assert steps >= 10
         assert as_closed(first + rest) == folded(batch)
+
+
+def test_between_steps_a_query_finds_every_window_whole(tmp_path: Path) -> None:
+    """A window the watermark has passed is read from its panes until a step closes it,
+    then from its result: between any two steps, held or stored, a query finds each of
+    a key's windows once, exact, final exactly when it was published."""
+    batch = one_window_events()
+    expected = one_window_folded(batch)
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(0)
+        processor = PartitionProcessor(HOPPING, state, 0, 300_000)
+        processor.apply(batch[:-1])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        published = as_closed(processor.apply(batch[-1:]).closed)
+        processor.checkpoint(batch[-1][0])
+        watermark = processor.watermark
+        live = StateQueries(tables, HOPPING, lambda p: state, lambda p: watermark)
+        stored = StateQueries(tables, HOPPING, lambda p: None, lambda p: None)
+        steps = 0
+        while True:
+            for queries in (live, stored) if steps else (live,):
+                found: dict[tuple[str, int], tuple[int, float]] = {}
+                for key in MANY_KEYS:
+                    for result in queries.windows(key, 0, HOPPING.windows, -10, 10):
+                        window = (key, result["start_ms"])
+                        assert window not in found
+                        assert result["final"] == (window in published), window
+                        found[window] = (result["count"], result["values"]["x"]["sum"])
+                assert found == expected
+            if not processor.closing:
+                break
+            published.update(as_closed(processor.close_step()))
+            steps += 1
+            asyncio.run(store_batch([state], AcknowledgingSender()))
+        assert steps >= 3
+        assert published == expected

@@ -33,12 +33,15 @@ ATTEMPTS = 5  # reads of a key whose records keep arriving, before its windows a
 @dataclass
 class WorkerView:
     """The version's workers' statuses, merged: per partition, its watermark and the
-    last input offset processed (-1: none)."""
+    last input offset processed (-1: none), and the partitions whose processor has
+    started and closed every window its watermark passed (a watermark move closes its
+    windows in steps: until they are done, which of them are final is not known)."""
 
     urls: list[str]
     owner: dict[int, str] = field(default_factory=dict)
     watermarks: dict[int, int | None] = field(default_factory=dict)
     processed: dict[int, int] = field(default_factory=dict)
+    done_closing: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -90,6 +93,7 @@ class WorkerApi:
                 view.watermarks[int(p)] = watermark
             for p, offset in body["processed_offsets"].items():
                 view.processed[int(p)] = max(view.processed.get(int(p), -1), int(offset))
+            view.done_closing |= {int(p) for p in body["state"]} - set(body["closing"])
         return view
 
     async def keys(self) -> set[str]:

@@ -13,8 +13,9 @@ Pure: no I/O. Three things are compared:
 What a moving watermark makes uncertain is not compared: the version's watermark of a
 partition is known to lie between what its status said before the API was asked and
 after. A window is required to be final (or expired, gone from the API) only when the
-first watermark says so, and required to be open (or retained) only when the second
-does; in between it is skipped, and counted as such. A key the version has not reached
+first watermark says so and the partition had closed every window that watermark passed
+(they close in steps), and required to be open (or retained) only when the second
+watermark does; in between it is skipped, and counted as such. A key the version has not reached
 yet (all its records after the last processed offset) is pending, not missing.
 """
 
@@ -194,6 +195,12 @@ def _bracket(view: WorkerView, partition: int) -> int | None:
     return view.watermarks.get(partition)
 
 
+def _closed_bracket(view: WorkerView, partition: int) -> int | None:
+    """The watermark every window ending before it had closed (and expired, past the
+    retention) at: the partition's, once it closed all its watermark passed."""
+    return view.watermarks.get(partition) if partition in view.done_closing else None
+
+
 def _at_least(watermark: int | None, instant: int) -> bool:
     return watermark is not None and watermark >= instant
 
@@ -230,7 +237,7 @@ def _compare_windows(
             tally.skipped += 1
             continue
         p = expected.partition
-        low, high = _bracket(before, p), _bracket(after, p)
+        low, high = _closed_bracket(before, p), _bracket(after, p)
         gone_for_sure = _at_least(low, expected.end_ms + retention)
         kept_for_sure = not _at_least(high, expected.end_ms + retention)
         if body is None:
@@ -274,7 +281,7 @@ def _compare_results(
             out.differences.append(_with(base, kind="extra", actual=_result_of(body)))
             continue
         if body is None:
-            if _at_least(_bracket(before, expected.partition), expected.end_ms):
+            if _at_least(_closed_bracket(before, expected.partition), expected.end_ms):
                 tally.missing += 1
                 out.differences.append(
                     _with(base, kind="missing", expected=flatten(expected.result))

@@ -292,7 +292,7 @@ class BatchLoop:
                 await self._partition_batch(partition, batch)
             else:
                 await self._routed_batch(partition, batch)
-            caught_up = caught_up and batch[-1].offset + 1 >= self._highwater(tp)
+            caught_up = caught_up and self._caught_up(tp, batch[-1].offset)
         if self.flusher.due(caught_up):
             await self.flusher.flush(commit=False)
         return taken
@@ -460,6 +460,13 @@ class BatchLoop:
         which Faust assigns with the tables' changelogs (both have N partitions)."""
         return self.owned(self.names.repartition_topic)
 
-    def _highwater(self, tp: TP) -> int:
-        highwater: int | None = self.app.consumer.highwater(tp)
-        return -1 if highwater is None else highwater
+    def _caught_up(self, tp: TP, offset: int) -> bool:
+        """Whether ``offset`` is the last record of ``tp`` the consumer knows of. A
+        rebalance can take the partition away while its fetch is applied (the batch
+        yields between slices and closing steps): then it has no highwater, and the
+        revocation, which waits for this batch, stores what it applied."""
+        consumer = self.app.consumer
+        if tp not in consumer.assignment():
+            return False
+        highwater: int | None = consumer.highwater(tp)
+        return offset + 1 >= (-1 if highwater is None else highwater)

@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.oracle import batch_results, session_results
-from tests.support.results import api_results, topic_finals, wait_processed, window_differences
+from tests.support.results import (
+    api_results,
+    key_differences,
+    topic_finals,
+    wait_processed,
+    window_differences,
+)
 from tests.support.times import DAY, ms
 from tests.support.worker import WorkerProcess
 
@@ -31,19 +37,9 @@ def assert_equals_batch(
     totals, got_windows, final = api_results(
         workers, set(want_totals), min(times) - 2 * DAY, max(times) + 2 * DAY
     )
-    assert totals == want_totals, _differences(totals, want_totals)
+    assert totals == want_totals, key_differences(totals, want_totals)
     assert got_windows.keys() == want_windows.keys(), window_differences(got_windows, want_windows)
     assert got_windows == want_windows
     finals = topic_finals(bootstrap, f"kappa.t{unique}.v1.window-results")
     assert finals, "no window closed"
     assert finals == {k: v for k, v in got_windows.items() if final[k]}
-
-
-def _differences(got: dict[str, Any], want: dict[str, Any]) -> str:
-    """Which keys differ and by how many events: lost ones show as a negative count."""
-    keys = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
-    shown = ", ".join(
-        f"{k}: {got.get(k, {}).get('count', 0) - want.get(k, {}).get('count', 0):+d}"
-        for k in keys[:20]
-    )
-    return f"{len(keys)} of {len(want)} keys differ (events got - want): {shown}"

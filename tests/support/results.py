@@ -173,3 +173,13 @@ def window_differences(got: dict[WindowKey, Any], want: dict[WindowKey, Any]) ->
     missing = sorted(want.keys() - got.keys())
     extra = sorted(got.keys() - want.keys())
     return f"{len(missing)} missing, e.g. {missing[:5]}; {len(extra)} extra, e.g. {extra[:5]}"
+
+
+def key_differences(got: dict[str, Any], want: dict[str, Any]) -> str:
+    """Which keys differ and by how many events: lost ones show as a negative count."""
+    keys = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+    shown = ", ".join(
+        f"{k}: {got.get(k, {}).get('count', 0) - want.get(k, {}).get('count', 0):+d}"
+        for k in keys[:20]
+    )
+    return f"{len(keys)} of {len(want)} keys differ (events got - want): {shown}"

@@ -112,6 +112,7 @@ class AppStandIn:
     def __init__(self) -> None:
         self.assignor = self
         self.consumer = self
+        self.assigned = {TP(TOPIC, PARTITION)}
 
     def assigned_actives(self) -> set[TP]:
         return {TP(TOPIC, PARTITION), TP(PipelineNames(spec()).repartition_topic, PARTITION)}
@@ -119,7 +120,12 @@ class AppStandIn:
     def topic_partitions(self, topic: str) -> int:
         return 1
 
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
     def highwater(self, tp: TP) -> int:
+        # As aiokafka's consumer: only an assigned partition has one.
+        assert tp in self.assigned, "Partition is not assigned"
         return 10**9
 
 
@@ -399,4 +405,23 @@ async def test_a_batch_cancelled_between_slices_is_dropped_whole_and_read_again(
     live = partition.loop.live_state(PARTITION)
     assert live is not None
     partition.state = live
+    assert partition.applied() == applied_offsets(range(5, 30))
+
+
+async def test_a_partition_revoked_while_its_fetch_is_applied_ends_the_batch_cleanly(
+    state: TablePartitionState,
+) -> None:
+    """A rebalance can take the input partition from the consumer between two slices of
+    its fetch: the batch still ends without an error, everything applied."""
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(30)))
+    partition.loop.slices = SliceSizer(target_s=0.0, first=1)
+    app = partition.loop.app
+    assert isinstance(app, AppStandIn)
+    batch = asyncio.create_task(
+        partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 30))})
+    )
+    await asyncio.sleep(0)
+    app.assigned = set()  # revoked mid-batch
+    await batch
+    assert partition.loop.aggregate.unstored == {PARTITION: 29}  # not dropped
     assert partition.applied() == applied_offsets(range(5, 30))

@@ -105,8 +105,12 @@ class StateQueries:
                 found: WindowResult | dict[str, Any] | None = self.closed(
                     key, partition, window.name, s
                 )
-                unclosed = newest is not None and s <= newest and not progress.covers(s, key)
-                if found is None and unclosed:
+                if (
+                    found is None
+                    and newest is not None
+                    and s <= newest
+                    and not progress.covers(s, key)  # only asked when nothing closed is found
+                ):
                     agg = self.open_window(key, partition, window, s)
                     if agg is not None:
                         found = self.config.result(key, window, s, window.end(s), agg, False)

@@ -195,7 +195,6 @@ class BatchLoop:
                 # Never read a store that is being recovered; the next tick will.
                 history = self.history
                 if history is not None and history.seam.sealed and not self.app.in_recovery:
-                    await self.sender.start()
                     await history.idle_histories(self.owned_partitions())
                 await self._advance_quiet()
                 await self.flusher.on_timer()
@@ -213,7 +212,6 @@ class BatchLoop:
             return
         if self.history is not None and not self.history.seam.sealed:
             return
-        await self.sender.start()
         owned = self.owned_states()
         moved = dict(await self.idle.advance(owned)) if self.idle is not None else {}
         topic = self.names.input_topic
@@ -274,7 +272,6 @@ class BatchLoop:
         # read a store that is being recovered.
         if self.app.in_recovery:
             await self.app.tables.wait_until_recovery_completed()
-        await self.sender.start()
         stats = self.stats
         caught_up = True
         taken = 0

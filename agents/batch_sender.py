@@ -36,9 +36,12 @@ class BatchSender:
         self.waited_s = 0.0
         self._queued: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self.queued_bytes = 0  # keys and values queued: the outputs in flight
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        if self._producer is None:
+        async with self._starting:  # one producer, however many callers need it at once
+            if self._producer is not None:
+                return
             producer = AIOKafkaProducer(
                 **self._options,
                 acks="all",
@@ -73,7 +76,8 @@ class BatchSender:
     async def partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
-            count = self._partitions[topic] = len(await self._ensure().partitions_for(topic))
+            producer = await self._started()
+            count = self._partitions[topic] = len(await producer.partitions_for(topic))
         return count
 
     def add(
@@ -98,7 +102,7 @@ class BatchSender:
         self.queued_bytes = 0
         if not queued:
             return {}
-        producer = self._ensure()
+        producer = await self._started()
         futures: list[tuple[tuple[str, int], asyncio.Future[Any]]] = []
         for (topic, partition), records in queued.items():
             batch = producer.create_batch()
@@ -118,12 +122,14 @@ class BatchSender:
 
     async def _submit(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
         batch.close()  # so that no other send can append to it
-        future: asyncio.Future[Any] = await self._ensure().send_batch(
+        future: asyncio.Future[Any] = await (await self._started()).send_batch(
             batch, topic, partition=partition
         )
         return future
 
-    def _ensure(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise RuntimeError("BatchSender.start() has not been called")
+    async def _started(self) -> AIOKafkaProducer:
+        """The producer, started at the first need of it: a worker with nothing to send
+        needs no Kafka (a timer tick during an outage must not fail for it)."""
+        await self.start()
+        assert self._producer is not None
         return self._producer

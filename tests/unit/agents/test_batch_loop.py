@@ -108,6 +108,7 @@ class AppStandIn:
     caught up, so no flush is due)."""
 
     in_recovery = False
+    rebalancing = False
 
     def __init__(self) -> None:
         self.assignor = self
@@ -425,3 +426,29 @@ async def test_a_partition_revoked_while_its_fetch_is_applied_ends_the_batch_cle
     await batch
     assert partition.loop.aggregate.unstored == {PARTITION: 29}  # not dropped
     assert partition.applied() == applied_offsets(range(5, 30))
+
+
+class UnreachableSender(QueueingSender):
+    """Kafka down: starting a producer fails, as aiokafka's does."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        raise ConnectionError("Unable to bootstrap")
+
+
+async def test_a_quiet_timer_with_nothing_to_close_starts_no_producer(
+    state: TablePartitionState,
+) -> None:
+    """The commit-interval timer on an owned partition with no closing left and no idle
+    advance sends nothing, so it must not need Kafka: during an outage it would fail on
+    every tick (CI found this as an ERROR per tick while Kafka was stopped)."""
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(5)))
+    sender = UnreachableSender()
+    partition.loop.sender = sender
+    await partition.loop._advance_quiet()
+    assert not partition.loop.aggregate.processor(PARTITION).closing
+    assert sender.starts == 0

@@ -7,17 +7,20 @@ callback per message, which profiling showed to be most of the worker's time. He
 batch of records becomes aiokafka ``BatchBuilder``s, one per partition, submitted with
 ``send_batch`` and awaited together: a few microseconds per record.
 
-The producer is kappa's own, idempotent, with ``acks=all``; its lifetime is the agent's, so it is
-started before the first batch and stopped after the last one.
+The producer is kappa's own, idempotent, with ``acks=all``; it is started when the first
+record is sent (a worker with nothing to send needs no Kafka) and stopped with the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+
+from tables.faust_store import Appended
 
 Headers = list[tuple[str, bytes]]
 # Below the broker's default message.max.bytes (1 MiB), with room for batch overhead.
@@ -92,33 +95,31 @@ class BatchSender:
         self._queued.setdefault((topic, partition), []).append((key, value, headers or []))
         self.queued_bytes += len(key or b"") + len(value or b"")
 
-    async def send(self) -> dict[tuple[str, int], int]:
-        """Submit every queued record and wait until Kafka has acknowledged them all.
-
-        Returns, per (topic, partition), the offset of the first record of the last
-        batch sent there: a lower bound of the last record's offset.
-        """
+    async def send(self) -> dict[tuple[str, int], Appended]:
+        """Submit every queued record and wait until Kafka has acknowledged them all;
+        where each (topic, partition)'s records landed."""
         queued, self._queued = self._queued, {}
         self.queued_bytes = 0
         if not queued:
             return {}
         producer = await self._started()
-        futures: list[tuple[tuple[str, int], asyncio.Future[Any]]] = []
+        # Per partition, each batch's acknowledgement and record count, in order.
+        submitted: dict[tuple[str, int], list[tuple[asyncio.Future[Any], int]]] = {}
         for (topic, partition), records in queued.items():
-            batch = producer.create_batch()
+            batches = submitted[topic, partition] = []
+            batch, count = producer.create_batch(), 0
             for key, value, headers in records:
                 # A fresh batch always takes its first record, whatever its size.
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    futures.append(
-                        ((topic, partition), await self._submit(batch, topic, partition))
-                    )
-                    batch = producer.create_batch()
+                    batches.append((await self._submit(batch, topic, partition), count))
+                    batch, count = producer.create_batch(), 0
                     batch.append(timestamp=None, key=key, value=value, headers=headers)
-            futures.append(((topic, partition), await self._submit(batch, topic, partition)))
+                count += 1
+            batches.append((await self._submit(batch, topic, partition), count))
         started = time.perf_counter()
-        done = await asyncio.gather(*(future for _, future in futures))
+        await asyncio.gather(*(f for batches in submitted.values() for f, _ in batches))
         self.waited_s += time.perf_counter() - started
-        return {tp: metadata.offset for (tp, _), metadata in zip(futures, done, strict=True)}
+        return {tp: _appended(batches) for tp, batches in submitted.items()}
 
     async def _submit(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
         batch.close()  # so that no other send can append to it
@@ -133,3 +134,12 @@ class BatchSender:
         await self.start()
         assert self._producer is not None
         return self._producer
+
+
+def _appended(batches: list[tuple[asyncio.Future[Any], int]]) -> Appended:
+    """Where a partition's acknowledged batches landed (each acknowledgement carries its
+    batch's base offset)."""
+    bases = [(future.result().offset, count) for future, count in batches]
+    gapless = all(base + count == after for (base, count), (after, _) in pairwise(bases))
+    last_base, last_count = bases[-1]
+    return Appended(bases[0][0], last_base + last_count - 1, gapless)

@@ -41,6 +41,7 @@ from app.settings import KappaSettings
 from app.worker import pipeline_options
 from bench.collection import TimedCollection
 from tables.aggregation_config import AggregationConfig
+from tables.faust_store import Appended
 from tables.partition_state import store_batch
 from tables.pipeline_tables import STORE_URL, PipelineTables
 
@@ -62,8 +63,11 @@ class ForgettingSender:
     def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         self._queued[(topic, partition)] += 1
 
-    async def send(self) -> dict[tuple[str, int], int]:
-        acked = {tp: self._next[tp] for tp in self._queued}
+    async def send(self) -> dict[tuple[str, int], Appended]:
+        acked = {
+            tp: Appended(self._next[tp], self._next[tp] + n - 1, True)
+            for tp, n in self._queued.items()
+        }
         for tp, n in self._queued.items():
             self._next[tp] += n
         self._queued.clear()

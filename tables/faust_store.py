@@ -13,7 +13,9 @@ internals; a Faust upgrade is checked against this module and its tests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
@@ -23,13 +25,26 @@ from faust.types import TP
 
 from tables import json_bytes
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where one send's records landed in a topic partition: the offsets of its first
+    and last, and whether they are all there is between them (``gapless``: nobody
+    else's record came in between)."""
+
+    first: int
+    last: int
+    gapless: bool
+
 
 class ChangelogSender(Protocol):
     """Sends queued records as acknowledged batches (``agents.batch_sender.BatchSender``)."""
 
     def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None: ...
 
-    async def send(self) -> dict[tuple[str, int], int]: ...
+    async def send(self) -> dict[tuple[str, int], Appended]: ...
 
 
 _DELETED: Final = object()
@@ -69,6 +84,7 @@ class TableBuffer:
         # The staged writes, readable until they are in RocksDB: between ``stage`` and
         # ``commit`` (while Kafka acknowledges) a read must not see the older value.
         self._staged_values: dict[str, Any] = {}
+        self._foreign_seen = False  # told once: see ``commit``
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
@@ -159,19 +175,45 @@ class TableBuffer:
         self._staged_values, self.pending = self.pending, {}
         self.pending_bytes = 0
 
-    def commit(self, acked: dict[tuple[str, int], int]) -> None:
+    def commit(self, acked: dict[tuple[str, int], Appended]) -> None:
         """Write the acknowledged changes to RocksDB, and record, as Faust does, how far
         the changelog holds them, so a restart on the same state dir recovers only what
         comes after. Written only once acknowledged, the local store never holds what
-        its changelog lacks: a failed send leaves both as they were."""
+        its changelog lacks: a failed send leaves both as they were.
+
+        The recorded offset moves only over what this store has applied: when the
+        changelog got records from elsewhere since (another worker's, while this one was
+        frozen past its session and thought the partition still its own), it stays
+        where it was, so the next assignment recovers those records too, in the
+        changelog's order. Moving it past them would skip them for good."""
         batch, self._staged = self._staged, None
         if batch is None:
             return
         self._db().write(batch)
         self._staged_values = {}
-        offset = acked.get((self.changelog, self.partition))
-        if offset is not None:
-            self.store.set_persisted_offset(TP(self.changelog, self.partition), offset)
+        appended = acked.get((self.changelog, self.partition))
+        if appended is None:
+            return
+        tp = TP(self.changelog, self.partition)
+        held = self.store.persisted_offset(tp)
+        expected = 0 if held is None else held + 1
+        if appended.gapless and appended.first == expected:
+            self.store.set_persisted_offset(tp, appended.last)
+        elif not self._foreign_seen:
+            self._foreign_seen = True
+            log.warning(
+                "changelog %s[%d]: this worker's records landed at offsets %d-%d, not "
+                "right after offset %s, the last its store holds: another worker wrote "
+                "to this state partition meanwhile (one of the two had been fenced out "
+                "of the group while it thought the partition its own). The store stays "
+                "marked current up to there, so it recovers the other worker's records "
+                "when next assigned",
+                self.changelog,
+                self.partition,
+                appended.first,
+                appended.last,
+                "none" if held is None else held,
+            )
 
 
 class RocksDBBudget:

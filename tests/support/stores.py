@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from tables.faust_store import Appended
 from tables.pipeline_tables import STORE_URL, PipelineTables, StoreOptions
 
 # Nothing ever connects: the app is not started.
@@ -52,9 +53,9 @@ class SendFailed(Exception):
 
 class AcknowledgingSender:
     """A ``ChangelogSender`` that records what is sent and acknowledges it at once, as
-    ``BatchSender`` does: per (topic, partition), the offset of the first record of the
-    send, offsets growing as a log's. With ``fail_on`` = n, its n-th ``send`` (from 1)
-    raises and acknowledges nothing."""
+    ``BatchSender`` does: per (topic, partition), where the send's records landed,
+    offsets growing as a log's. With ``fail_on`` = n, its n-th ``send`` (from 1)
+    raises and acknowledges nothing. ``foreign`` appends another worker's records."""
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.fail_on = fail_on
@@ -67,20 +68,25 @@ class AcknowledgingSender:
     def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         self.queued.append((topic, partition, key, value))
 
-    async def send(self) -> dict[tuple[str, int], int]:
+    def foreign(self, topic: str, partition: int, records: int) -> None:
+        """``records`` records appended to the partition by someone else."""
+        tp = (topic, partition)
+        self._next_offset[tp] = self._next_offset.get(tp, 0) + records
+
+    async def send(self) -> dict[tuple[str, int], Appended]:
         queued, self.queued = self.queued, []
         self.attempts += 1
         if self.attempts == self.fail_on:
             raise SendFailed(f"send {self.attempts} fails")
-        acked: dict[tuple[str, int], int] = {}
+        first: dict[tuple[str, int], int] = {}
         for topic, partition, _, _ in queued:
             tp = (topic, partition)
             offset = self._next_offset.get(tp, 0)
-            acked.setdefault(tp, offset)
+            first.setdefault(tp, offset)
             self._next_offset[tp] = offset + 1
         if queued:
             self.sends.append(queued)
-        return acked
+        return {tp: Appended(at, self._next_offset[tp] - 1, True) for tp, at in first.items()}
 
     def changelog_events(self, topic: str) -> list[Any]:
         """The acknowledged records of ``topic`` as the changelog events Faust's recovery

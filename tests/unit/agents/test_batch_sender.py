@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from agents import batch_sender
 from agents.batch_sender import MAX_BATCH_BYTES, BatchSender
+from tables.faust_store import Appended
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 # More than a record's framing in a batch (lengths, deltas and attributes as varints).
@@ -49,6 +50,8 @@ class AcknowledgingProducer(AIOKafkaProducer):  # type: ignore[misc]
         self.options = options
         self.sent: list[SentBatch] = []
         self._next_offset: dict[tuple[str, int], int] = {}
+        # Another producer's records, appended to a partition after its n-th batch here.
+        self.foreign_after: dict[tuple[str, int], tuple[int, int]] = {}
         AcknowledgingProducer.made.append(self)
 
     async def start(self) -> None:
@@ -61,6 +64,9 @@ class AcknowledgingProducer(AIOKafkaProducer):  # type: ignore[misc]
         self.sent.append(SentBatch(topic, partition, batch.size(), records))
         base = self._next_offset.get((topic, partition), 0)
         self._next_offset[(topic, partition)] = base + len(records)
+        after, foreign = self.foreign_after.get((topic, partition), (-1, 0))
+        if len(_in(self, topic, partition)) == after:
+            self._next_offset[(topic, partition)] += foreign
         acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         acknowledged.set_result(SimpleNamespace(offset=base))
         return acknowledged
@@ -104,7 +110,7 @@ async def test_a_partitions_records_that_fit_go_as_one_batch() -> None:
     queued: list[Record] = [(f"k{n}".encode(), f"v{n}".encode(), []) for n in range(500)]
     for key, value, _ in queued:
         sender.add("out", 3, key, value)
-    assert await sender.send() == {("out", 3): 0}
+    assert await sender.send() == {("out", 3): Appended(0, 499, gapless=True)}
     (batch,) = producer.sent
     assert (batch.topic, batch.partition, batch.records) == ("out", 3, queued)
     await sender.stop()
@@ -122,8 +128,26 @@ async def test_records_beyond_the_limit_are_split_in_order_none_lost() -> None:
     assert len(batches) == 3
     assert all(batch.size <= MAX_BATCH_BYTES for batch in batches)
     assert _records(batches) == queued
-    # The offset of the last batch's first record: a lower bound of the last one's.
-    assert acked == {("out", 0): len(_records(batches[:-1]))}
+    assert acked == {("out", 0): Appended(0, 249, gapless=True)}
+    await sender.stop()
+
+
+@pytest.mark.usefixtures("producer_offline")
+async def test_another_producers_records_between_two_batches_are_a_gap() -> None:
+    """Records another worker appended to the partition between two of this send's
+    batches: the send's span covers them, and it says it is not gapless."""
+    sender, producer = await _started()
+    producer.foreign_after[("changelog", 0)] = (1, 3)
+    value = b"x" * 10_000
+    for n in range(150):  # two batches
+        sender.add("changelog", 0, f"{n:04}".encode(), value)
+    sender.add("changelog", 1, b"k", b"v")
+    acked = await sender.send()
+    assert len(_in(producer, "changelog", 0)) == 2
+    assert acked == {
+        ("changelog", 0): Appended(0, 152, gapless=False),
+        ("changelog", 1): Appended(0, 0, gapless=True),
+    }
     await sender.stop()
 
 
@@ -155,7 +179,7 @@ async def test_topics_and_partitions_are_batched_apart_with_headers_and_tombston
         queued[(topic, partition)].append(record)
         sender.add(topic, partition, record[0], record[1], record[2] or None)
     acked = await sender.send()
-    assert acked == {place: 0 for place in places}
+    assert acked == {place: Appended(0, 9, gapless=True) for place in places}
     for place in places:
         (batch,) = _in(producer, *place)
         assert batch.records == queued[place]
@@ -231,5 +255,5 @@ async def _send_and_check(sizes: list[tuple[int, int]]) -> None:
             )
         for batch in batches:
             assert batch.size <= MAX_BATCH_BYTES or len(batch.records) == 1
-        assert acked[("out", partition)] == len(_records(batches[:-1]))
+        assert acked[("out", partition)] == Appended(0, len(records) - 1, gapless=True)
     await sender.stop()

@@ -23,7 +23,7 @@ from faust.serializers import codecs
 from faust.types import TP
 
 from tables.aggregates import Agg
-from tables.faust_store import Encoded, TableBuffer, decode, encode
+from tables.faust_store import Appended, Encoded, TableBuffer, decode, encode
 from tables.records import (
     KeyRecord,
     OpenWindow,
@@ -103,7 +103,9 @@ def _persisted(table: Any) -> int | None:
     return offset
 
 
-async def _store(buffer: TableBuffer, sender: AcknowledgingSender) -> dict[tuple[str, int], int]:
+async def _store(
+    buffer: TableBuffer, sender: AcknowledgingSender
+) -> dict[tuple[str, int], Appended]:
     """Stage, send and commit, as ``store_batch`` does for one buffer."""
     buffer.stage(sender)
     acked = await sender.send()
@@ -170,7 +172,8 @@ async def test_a_stored_change_reaches_rocksdb_and_the_changelog_once_acknowledg
     buffer.commit(acked)
     assert table.get("a") == [1, "ü"]
     assert table.get("b") == {"final": True}  # an Encoded value is stored as it is
-    assert _persisted(table) == acked[(changelog, PARTITION)] == 0
+    assert acked[(changelog, PARTITION)] == Appended(0, 1, gapless=True)
+    assert _persisted(table) == 1  # the last record stored
     assert sorted(buffer.items()) == [("a", [1, "ü"]), ("b", {"final": True})]
     assert buffer.get("b") == {"final": True}
 
@@ -190,7 +193,7 @@ async def test_a_delete_is_a_tombstone_on_the_changelog_and_removes_the_stored_v
     assert sender.sends[-1] == [(_changelog(table), PARTITION, encode("a"), None)]
     assert table.get("a") is None
     assert dict(buffer.items()) == {"b": 2}
-    assert _persisted(table) == acked[(_changelog(table), PARTITION)] == 2
+    assert _persisted(table) == acked[(_changelog(table), PARTITION)].last == 2
 
 
 async def test_a_failed_send_leaves_the_store_as_it_was(table: Any) -> None:
@@ -215,7 +218,7 @@ def test_a_commit_with_nothing_staged_writes_nothing(table: Any) -> None:
     sender = AcknowledgingSender()
     buffer.stage(sender)  # nothing pending: nothing queued
     assert sender.queued == []
-    buffer.commit({(_changelog(table), PARTITION): 7})
+    buffer.commit({(_changelog(table), PARTITION): Appended(7, 7, gapless=True)})
     assert _persisted(table) is None
     assert list(buffer.items()) == []
 
@@ -231,6 +234,45 @@ async def test_the_partitions_of_a_table_are_apart(table: Any) -> None:
     assert dict(ours.items()) == {"a": 1}
     assert dict(other.items()) == {"z": 26}
     assert other.get("a") is None
+
+
+async def test_the_stored_offset_never_passes_records_another_worker_wrote(
+    table: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker frozen past its session timeout still thinks it owns the partition; when
+    it resumes, its writes land after those of the worker that took over. Its store has
+    not applied the other's records: were its stored offset to move past them, its next
+    recovery would start after them and skip them for good."""
+    buffer = TableBuffer(table, PARTITION)
+    sender = AcknowledgingSender()
+    changelog = _changelog(table)
+    buffer.put("a", 1)
+    buffer.put("b", 1)
+    await _store(buffer, sender)  # offsets 0-1
+    assert _persisted(table) == 1
+    sender.foreign(changelog, PARTITION, records=3)  # the other worker's: offsets 2-4
+    for value in (2, 3):
+        buffer.put("a", value)
+        acked = await _store(buffer, sender)
+        assert acked[(changelog, PARTITION)].first > 2
+        # Recovery starts at the stored offset (Faust seeks there): offset 2 is read.
+        assert _persisted(table) == 1
+    assert table.get("a") == 3  # what this worker wrote, stored all the same
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings  # once, not at every store
+    assert f"changelog {changelog}[{PARTITION}]" in warnings[0]
+    assert "landed at offsets 5-5, not right after offset 1" in warnings[0]
+
+
+async def test_a_gap_inside_one_send_keeps_the_stored_offset_too(table: Any) -> None:
+    """Another worker's records between two record batches of one send (``gapless`` is
+    false): the store has not applied them either."""
+    buffer = TableBuffer(table, PARTITION)
+    buffer.put("a", 1)
+    buffer.stage(AcknowledgingSender())
+    buffer.commit({(_changelog(table), PARTITION): Appended(0, 9, gapless=False)})
+    assert table.get("a") == 1
+    assert _persisted(table) is None  # recovery reads the changelog from its start
 
 
 async def test_the_changelog_rebuilds_the_same_store_through_fausts_recovery(

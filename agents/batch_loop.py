@@ -124,6 +124,7 @@ class BatchLoop:
             self.aggregate,
             self.hop,
             sender,
+            gaps,
             self.stats,
             self.owned,
             streamed_too,

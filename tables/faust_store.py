@@ -14,7 +14,7 @@ internals; a Faust upgrade is checked against this module and its tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -45,6 +45,20 @@ class ChangelogSender(Protocol):
     def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None: ...
 
     async def send(self) -> dict[tuple[str, int], Appended]: ...
+
+
+class ChangelogReader(Protocol):
+    """Reads a range of a changelog partition (``agents.gap_reader.GapReader``)."""
+
+    def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[list[Any]]:
+        """The records with ``start <= offset < end``, a fetch at a time."""
+        ...
+
+
+# Rounds of rewriting before a store gives up until its next write: each round finds only
+# what the other worker wrote during the previous one, and that worker stops at its next
+# commit, which the group refuses.
+REWRITE_ROUNDS = 5
 
 
 _DELETED: Final = object()
@@ -84,7 +98,9 @@ class TableBuffer:
         # The staged writes, readable until they are in RocksDB: between ``stage`` and
         # ``commit`` (while Kafka acknowledges) a read must not see the older value.
         self._staged_values: dict[str, Any] = {}
-        self._foreign_seen = False  # told once: see ``commit``
+        # The changelog range (first and last offset) that may hold another worker's
+        # records, after this store's last ``commit``; None when it holds only its own.
+        self.foreign: tuple[int, int] | None = None
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
@@ -181,39 +197,110 @@ class TableBuffer:
         comes after. Written only once acknowledged, the local store never holds what
         its changelog lacks: a failed send leaves both as they were.
 
-        The recorded offset moves only over what this store has applied: when the
-        changelog got records from elsewhere since (another worker's, while this one was
-        frozen past its session and thought the partition still its own), it stays
-        where it was, so the next assignment recovers those records too, in the
-        changelog's order. Moving it past them would skip them for good."""
+        The recorded offset moves only over a gapless run of this store's own records
+        right after it. Records from elsewhere in between (another worker's, while one of
+        the two was frozen past its session and still thought the partition its own)
+        are left to ``rewrite_foreign``: moving past them would make the next recovery
+        on this state dir skip them for good."""
         batch, self._staged = self._staged, None
         if batch is None:
             return
         self._db().write(batch)
         self._staged_values = {}
         appended = acked.get((self.changelog, self.partition))
-        if appended is None:
+        if appended is not None:
+            self._advance(appended, self._recorded() + 1)
+
+    def _recorded(self) -> int:
+        """The last changelog offset this store is recorded as holding (-1: none)."""
+        held = self.store.persisted_offset(TP(self.changelog, self.partition))
+        return -1 if held is None else int(held)
+
+    def _advance(self, appended: Appended, after: int) -> bool:
+        """Record the changelog as held up to ``appended``'s last record if nothing but
+        this store's records came from ``after`` on; else note the range to rewrite."""
+        if appended.gapless and appended.first == after:
+            self.store.set_persisted_offset(TP(self.changelog, self.partition), appended.last)
+            self.foreign = None
+            return True
+        self.foreign = (after, appended.last)
+        return False
+
+    async def foreign_keys(self, reader: ChangelogReader) -> set[bytes]:
+        """The keys of every record in the ``foreign`` range."""
+        assert self.foreign is not None
+        first, last = self.foreign
+        keys: set[bytes] = set()
+        async for records in reader.read(self.changelog, self.partition, first, last + 1):
+            keys.update(record.key for record in records)
+        return keys
+
+    def stage_rewrite(self, sender: ChangelogSender, keys: set[bytes]) -> None:
+        """Queue each key's stored value (a tombstone where none is stored), so that it
+        is the changelog's last record of the key."""
+        db = self._db()
+        for raw_key in sorted(keys):
+            sender.add(self.changelog, self.partition, raw_key, db.get(raw_key))
+
+    def rewritten(self, acked: dict[tuple[str, int], Appended]) -> bool:
+        """Whether the rewrite just acknowledged was the last record after the
+        ``foreign`` range; if so the changelog, read to its end, gives this store's
+        values again, and the recorded offset moves past it all."""
+        assert self.foreign is not None
+        _, last = self.foreign
+        appended = acked.get((self.changelog, self.partition))
+        if appended is None:  # no keys: the range held nothing this store must answer
+            self.store.set_persisted_offset(TP(self.changelog, self.partition), last)
+            self.foreign = None
+            return True
+        return self._advance(appended, last + 1)
+
+
+async def rewrite_foreign(
+    buffers: Sequence[TableBuffer], sender: ChangelogSender, reader: ChangelogReader
+) -> None:
+    """Make each buffer's changelog end with its store's values again, after another
+    worker's records: read the keys of those records and write this store's value of
+    each after them.
+
+    Two workers can write one state partition at once: one frozen past its session
+    timeout, resumed, stores the batch it was in before it learns that the partition
+    moved (its commit is then refused). Each record of the changelog is one key's whole
+    value, so a recovery, which takes the last record of each key, would mix the two
+    workers' states, counting events twice or losing them. Both workers rewrite what
+    the other wrote in between; whichever writes last leaves the changelog equal to its
+    own store, which is consistent (its progress record with its key records), and a
+    recovery reads on from that progress."""
+    pending = {(b.changelog, b.partition): b for b in buffers if b.foreign is not None}
+    for _ in range(REWRITE_ROUNDS):
+        if not pending:
             return
-        tp = TP(self.changelog, self.partition)
-        held = self.store.persisted_offset(tp)
-        expected = 0 if held is None else held + 1
-        if appended.gapless and appended.first == expected:
-            self.store.set_persisted_offset(tp, appended.last)
-        elif not self._foreign_seen:
-            self._foreign_seen = True
+        for buffer in pending.values():
+            assert buffer.foreign is not None
+            first, last = buffer.foreign
+            keys = await buffer.foreign_keys(reader)
             log.warning(
-                "changelog %s[%d]: this worker's records landed at offsets %d-%d, not "
-                "right after offset %s, the last its store holds: another worker wrote "
-                "to this state partition meanwhile (one of the two had been fenced out "
-                "of the group while it thought the partition its own). The store stays "
-                "marked current up to there, so it recovers the other worker's records "
-                "when next assigned",
-                self.changelog,
-                self.partition,
-                appended.first,
-                appended.last,
-                "none" if held is None else held,
+                "changelog %s[%d]: offsets %d-%d hold records another worker wrote to "
+                "this state partition (one of the two was fenced out of the group while "
+                "it thought the partition its own); rewriting their %d keys with this "
+                "worker's values",
+                buffer.changelog,
+                buffer.partition,
+                first,
+                last,
+                len(keys),
             )
+            buffer.stage_rewrite(sender, keys)
+        acked = await sender.send()
+        pending = {tp: b for tp, b in pending.items() if not b.rewritten(acked)}
+    for buffer in pending.values():
+        log.warning(
+            "changelog %s[%d] is still being written by another worker after %d rounds "
+            "of rewriting; its recorded offset stays, and its next store rewrites again",
+            buffer.changelog,
+            buffer.partition,
+            REWRITE_ROUNDS,
+        )
 
 
 class RocksDBBudget:

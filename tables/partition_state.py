@@ -569,13 +569,17 @@ class TablePartitionState:
         return self.windows.buffer.count()
 
 
-async def store_batch(states: Sequence[TablePartitionState], sender: ChangelogSender) -> None:
+async def store_batch(
+    states: Sequence[TablePartitionState], sender: ChangelogSender
+) -> list[TableBuffer]:
     """Store a batch's state changes, step by step (see ``TablePartitionState.steps``).
 
     Each step goes, for every partition at once, to the changelogs as one record batch
     per partition and, once Kafka has acknowledged it, to RocksDB in one write batch
-    per store; then the next step starts.
+    per store; then the next step starts. Returns the buffers whose changelogs got
+    another worker's records in between, for ``faust_store.rewrite_foreign``.
     """
+    foreign: list[TableBuffer] = []
     for step in zip(*(state.steps() for state in states), strict=True):
         buffers = [buffer for group in step for buffer in group if buffer.pending]
         if not buffers:
@@ -585,3 +589,6 @@ async def store_batch(states: Sequence[TablePartitionState], sender: ChangelogSe
         acked = await sender.send()
         for buffer in buffers:
             buffer.commit(acked)
+            if buffer.foreign is not None:
+                foreign.append(buffer)
+    return foreign

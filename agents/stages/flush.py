@@ -20,10 +20,12 @@ from typing import Any
 from faust.types import TP
 
 from agents.batch_sender import BatchSender
+from agents.gap_reader import GapReader
 from agents.history_seam import HistorySeam
 from agents.stages.aggregate import AggregateStage
 from agents.stages.hop import HopStage
 from agents.stats import WorkerStats
+from tables.faust_store import rewrite_foreign
 from tables.partition_state import store_batch
 
 
@@ -47,6 +49,7 @@ class Flusher:
         aggregate: AggregateStage,
         hop: HopStage,
         sender: BatchSender,
+        gaps: GapReader,
         stats: WorkerStats,
         owned: Callable[[str], set[int]],
         streamed_too: Callable[[], bool],
@@ -59,6 +62,7 @@ class Flusher:
         self.aggregate = aggregate
         self.hop = hop
         self.sender = sender
+        self.gaps = gaps  # reads back another worker's changelog records to rewrite
         self.stats = stats
         self.owned = owned
         self.streamed_too = streamed_too
@@ -111,7 +115,7 @@ class Flusher:
         await self.sender.send()
         routed = self.hop.take_queued()
         states, unstored, hopped = self.aggregate.take_unstored()
-        await store_batch(states, self.sender)
+        await rewrite_foreign(await store_batch(states, self.sender), self.sender, self.gaps)
         self._flushed_at = time.monotonic()
         self.stats.flushes += 1
         # Counted before the offsets show as stored, so a reader who sees them sees the

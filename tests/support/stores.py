@@ -11,7 +11,7 @@ than through kappa's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,11 +28,14 @@ UNREACHABLE_BROKER = "kafka://127.0.0.1:9"
 
 
 @contextmanager
-def offline_tables(datadir: Path, partitions: int = 2) -> Iterator[PipelineTables]:
+def offline_tables(
+    datadir: Path, partitions: int = 2, app_id: str | None = None
+) -> Iterator[PipelineTables]:
     """The pipeline's tables as the worker declares them (``PipelineTables.declare``), on
-    an app that is never started, stored under ``datadir``."""
+    an app that is never started, stored under ``datadir``. Two with one ``app_id``
+    share their changelogs' names: two workers of one pipeline."""
     app = faust.App(
-        f"kappa-unit-{uuid.uuid4().hex[:8]}",
+        app_id or f"kappa-unit-{uuid.uuid4().hex[:8]}",
         broker=UNREACHABLE_BROKER,
         store=STORE_URL,
         datadir=str(datadir),
@@ -55,7 +58,8 @@ class AcknowledgingSender:
     """A ``ChangelogSender`` that records what is sent and acknowledges it at once, as
     ``BatchSender`` does: per (topic, partition), where the send's records landed,
     offsets growing as a log's. With ``fail_on`` = n, its n-th ``send`` (from 1)
-    raises and acknowledges nothing. ``foreign`` appends another worker's records."""
+    raises and acknowledges nothing. It is a ``ChangelogReader`` of its logs too, where
+    ``foreign`` appends another worker's records."""
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.fail_on = fail_on
@@ -63,15 +67,17 @@ class AcknowledgingSender:
         # Every acknowledged send's records, in order: one list per send.
         self.sends: list[list[tuple[str, int, bytes, bytes | None]]] = []
         self.attempts = 0
-        self._next_offset: dict[tuple[str, int], int] = {}
+        # Each partition's log: its records' keys and values, the offset their index.
+        self.logs: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
 
     def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         self.queued.append((topic, partition, key, value))
 
-    def foreign(self, topic: str, partition: int, records: int) -> None:
-        """``records`` records appended to the partition by someone else."""
-        tp = (topic, partition)
-        self._next_offset[tp] = self._next_offset.get(tp, 0) + records
+    def foreign(
+        self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]
+    ) -> None:
+        """``records`` appended to the partition by someone else."""
+        self.logs.setdefault((topic, partition), []).extend(records)
 
     async def send(self) -> dict[tuple[str, int], Appended]:
         queued, self.queued = self.queued, []
@@ -79,31 +85,36 @@ class AcknowledgingSender:
         if self.attempts == self.fail_on:
             raise SendFailed(f"send {self.attempts} fails")
         first: dict[tuple[str, int], int] = {}
-        for topic, partition, _, _ in queued:
-            tp = (topic, partition)
-            offset = self._next_offset.get(tp, 0)
-            first.setdefault(tp, offset)
-            self._next_offset[tp] = offset + 1
+        for topic, partition, key, value in queued:
+            log = self.logs.setdefault((topic, partition), [])
+            first.setdefault((topic, partition), len(log))
+            log.append((key, value))
         if queued:
             self.sends.append(queued)
-        return {tp: Appended(at, self._next_offset[tp] - 1, True) for tp, at in first.items()}
+        return {tp: Appended(at, len(self.logs[tp]) - 1, True) for tp, at in first.items()}
 
-    def changelog_events(self, topic: str) -> list[Any]:
-        """The acknowledged records of ``topic`` as the changelog events Faust's recovery
-        hands to ``Store.apply_changelog_batch``."""
-        events: list[Any] = []
-        offsets: dict[int, int] = {}
-        for sent in self.sends:
-            for record_topic, partition, key, value in sent:
-                if record_topic != topic:
-                    continue
-                offset = offsets[partition] = offsets.get(partition, -1) + 1
-                message = SimpleNamespace(
+    async def read(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> AsyncIterator[list[Any]]:
+        log = self.logs.get((topic, partition), [])
+        yield [
+            SimpleNamespace(offset=offset, key=key, value=value)
+            for offset, (key, value) in enumerate(log[start:end], start)
+        ]
+
+    def changelog_events(self, topic: str, partition: int, start: int = 0) -> list[Any]:
+        """The partition's records from ``start`` on as the changelog events Faust's
+        recovery hands to ``Store.apply_changelog_batch``."""
+        log = self.logs.get((topic, partition), [])
+        return [
+            SimpleNamespace(
+                message=SimpleNamespace(
                     tp=TP(topic, partition),
                     partition=partition,
                     offset=offset,
                     key=key,
                     value=value,
                 )
-                events.append(SimpleNamespace(message=message))
-        return events
+            )
+            for offset, (key, value) in enumerate(log[start:], start)
+        ]

@@ -18,6 +18,7 @@ from aiokafka.structs import ConsumerRecord
 
 from agents.batch_sender import BatchSender
 from agents.events import EventParser
+from agents.gap_reader import GapReader
 from agents.hop import source_headers
 from agents.spec import PipelineSpec, parse_spec
 from agents.stages.aggregate import AggregateStage
@@ -170,6 +171,7 @@ def flusher(
         aggregate=aggregate,
         hop=HopStage("kappa.orders.v1.repartition", PARTITIONS, sender),
         sender=sender,
+        gaps=GapReader({}),  # never asked: only this process writes the changelogs
         stats=WorkerStats(),
         owned=lambda _topic: set(),
         streamed_too=lambda: False,

@@ -236,13 +236,13 @@ async def test_the_partitions_of_a_table_are_apart(table: Any) -> None:
     assert other.get("a") is None
 
 
-async def test_the_stored_offset_never_passes_records_another_worker_wrote(
-    table: Any, caplog: pytest.LogCaptureFixture
+async def test_the_recorded_offset_never_passes_records_another_worker_wrote(
+    table: Any,
 ) -> None:
     """A worker frozen past its session timeout still thinks it owns the partition; when
     it resumes, its writes land after those of the worker that took over. Its store has
-    not applied the other's records: were its stored offset to move past them, its next
-    recovery would start after them and skip them for good."""
+    not applied the other's records: were its recorded offset to move past them, its
+    next recovery would start after them and skip them for good."""
     buffer = TableBuffer(table, PARTITION)
     sender = AcknowledgingSender()
     changelog = _changelog(table)
@@ -250,21 +250,18 @@ async def test_the_stored_offset_never_passes_records_another_worker_wrote(
     buffer.put("b", 1)
     await _store(buffer, sender)  # offsets 0-1
     assert _persisted(table) == 1
-    sender.foreign(changelog, PARTITION, records=3)  # the other worker's: offsets 2-4
-    for value in (2, 3):
-        buffer.put("a", value)
-        acked = await _store(buffer, sender)
-        assert acked[(changelog, PARTITION)].first > 2
-        # Recovery starts at the stored offset (Faust seeks there): offset 2 is read.
-        assert _persisted(table) == 1
-    assert table.get("a") == 3  # what this worker wrote, stored all the same
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1, warnings  # once, not at every store
-    assert f"changelog {changelog}[{PARTITION}]" in warnings[0]
-    assert "landed at offsets 5-5, not right after offset 1" in warnings[0]
+    assert buffer.foreign is None
+    sender.foreign(changelog, PARTITION, [(encode("c"), encode(7))] * 3)  # offsets 2-4
+    buffer.put("a", 2)
+    acked = await _store(buffer, sender)
+    assert acked[(changelog, PARTITION)] == Appended(5, 5, gapless=True)
+    assert table.get("a") == 2  # stored all the same
+    # Recovery starts at the recorded offset (Faust seeks there): offset 2 is read.
+    assert _persisted(table) == 1
+    assert buffer.foreign == (2, 5)
 
 
-async def test_a_gap_inside_one_send_keeps_the_stored_offset_too(table: Any) -> None:
+async def test_a_gap_inside_one_send_is_foreign_too(table: Any) -> None:
     """Another worker's records between two record batches of one send (``gapless`` is
     false): the store has not applied them either."""
     buffer = TableBuffer(table, PARTITION)
@@ -273,6 +270,7 @@ async def test_a_gap_inside_one_send_keeps_the_stored_offset_too(table: Any) -> 
     buffer.commit({(_changelog(table), PARTITION): Appended(0, 9, gapless=False)})
     assert table.get("a") == 1
     assert _persisted(table) is None  # recovery reads the changelog from its start
+    assert buffer.foreign == (0, 9)
 
 
 async def test_the_changelog_rebuilds_the_same_store_through_fausts_recovery(
@@ -295,7 +293,7 @@ async def test_the_changelog_rebuilds_the_same_store_through_fausts_recovery(
     with offline_tables(tmp_path / "recovered") as tables:
         recovered = tables.keys
         recovered.data.apply_changelog_batch(
-            sender.changelog_events(changelog), to_key=lambda k: k, to_value=lambda v: v
+            sender.changelog_events(changelog, PARTITION), to_key=lambda k: k, to_value=lambda v: v
         )
         rebuilt = dict(TableBuffer(recovered, PARTITION).items())
     assert rebuilt == kept == {"k1": [1, {"v": 1 / 3}], "k2": [2, {"v": 2 / 3}], "overwritten": 2}

@@ -214,12 +214,64 @@ class BatchLoop:
         if self.history is not None and not self.history.seam.sealed:
             return
         owned = self.owned_states()
+        await self._catch_up_with_group(owned)
         moved = dict(await self.idle.advance(owned)) if self.idle is not None else {}
         topic = self.names.input_topic
         for partition in sorted(owned):
             outcome = moved.get(partition)
             if outcome is not None or self.aggregate.processor(partition).closing:
                 await self._queue(partition, outcome or BatchOutcome(), topic, 0)
+
+    async def _catch_up_with_group(self, owned: set[int]) -> None:
+        """Apply what the group committed past a state's checkpoint, read from Kafka.
+
+        A state is stored before its offsets are committed, so a recovered state is not
+        behind them, unless another worker's older state was the last written to the
+        changelogs (a zombie's: ``tables.faust_store.rewrite_foreign``). The consumer
+        starts at the committed offset and never fetches the records in between; the
+        partition's next record would find the gap (``GapRepair.follow``), but a
+        partition may get none. A version with a cut counts its direct lane's offsets
+        through its history (``HistorySeam``), and is not caught up here."""
+        assigned = self.app.consumer.assignment()
+        for partition in sorted(owned):
+            hop = TP(self.names.repartition_topic, partition)
+            if hop in assigned and self.route.hop:
+                await self._catch_up(hop, self.aggregate.hop_applied(partition), self._hop_batch)
+            # With custom agents on the input, Faust commits it as they acknowledge, ahead
+            # of the state (docs/custom-agents.md): its next fetch brings the records.
+            direct = TP(self.names.input_topic, partition)
+            if (
+                direct in assigned
+                and self.history is None
+                and not self.streamed_too()
+                and self._direct_lane(partition)
+            ):
+                applied = self.aggregate.applied(partition)
+                await self._catch_up(direct, applied, self._partition_batch)
+
+    async def _catch_up(
+        self,
+        tp: TP,
+        applied: int,
+        apply: Callable[[int, Sequence[Any]], Awaitable[None]],
+    ) -> None:
+        committed = self.app.consumer.committed_offset(tp)
+        if committed is None or committed <= applied + 1:
+            return
+        records: list[Any] = []
+        async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, committed):
+            records.extend(fetched)
+        log.warning(
+            "%s: its state was recovered at offset %d, behind the group's committed offset "
+            "%d (another worker's older state was the last written to the changelogs); "
+            "read %d record(s) from Kafka to apply",
+            tp,
+            applied,
+            committed,
+            len(records),
+        )
+        if records:
+            await apply(tp.partition, records)
 
     async def on_revoked(self) -> None:
         """A rebalance: store what is applied, commit, and forget every partition

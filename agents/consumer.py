@@ -70,6 +70,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """
         return await self._commit_offsets(offsets)
 
+    def committed_offset(self, tp: TP) -> int | None:
+        """The group's committed offset of an assigned partition (the next offset to
+        read), as Faust read it at the assignment or committed it since."""
+        committed: int | None = self._committed_offset.get(tp)
+        return committed
+
     async def _drain_messages(self, fetcher: Any) -> None:
         routes = _ROUTES.get(self.app, {})
         consumer_should_stop = self._stopped.is_set

@@ -114,6 +114,10 @@ class AppStandIn:
         self.assignor = self
         self.consumer = self
         self.assigned = {TP(TOPIC, PARTITION)}
+        self.committed: dict[TP, int] = {}  # the group's, the next offset to read
+
+    def committed_offset(self, tp: TP) -> int | None:
+        return self.committed.get(tp)
 
     def assigned_actives(self) -> set[TP]:
         return {TP(TOPIC, PARTITION), TP(PipelineNames(spec()).repartition_topic, PARTITION)}
@@ -452,3 +456,35 @@ async def test_a_quiet_timer_with_nothing_to_close_starts_no_producer(
     await partition.loop._advance_quiet()
     assert not partition.loop.aggregate.processor(PARTITION).closing
     assert sender.starts == 0
+
+
+async def test_a_state_recovered_behind_the_groups_committed_offset_reads_up_to_it(
+    state: TablePartitionState,
+) -> None:
+    """The changelogs ended with another worker's older state (a zombie's), and no record
+    comes to the partition: the timer reads what the group committed past the
+    checkpoint from Kafka and applies it."""
+    partition = Partition(checkpointed(state, 4), LogStandIn(range(40)))
+    app = partition.loop.app
+    assert isinstance(app, AppStandIn)
+    app.committed[TP(TOPIC, PARTITION)] = 30
+    await partition.loop._advance_quiet()
+    assert partition.log.reads == [(5, 30)]
+    live = partition.loop.live_state(PARTITION)
+    assert live is not None
+    partition.state = live
+    assert partition.applied() == applied_offsets(range(5, 30))
+    await partition.loop._advance_quiet()
+    assert partition.log.reads == [(5, 30)], "caught up: nothing read again"
+
+
+async def test_a_state_at_the_groups_committed_offset_reads_nothing(
+    state: TablePartitionState,
+) -> None:
+    partition = Partition(checkpointed(state, 29), LogStandIn(range(40)))
+    app = partition.loop.app
+    assert isinstance(app, AppStandIn)
+    app.committed[TP(TOPIC, PARTITION)] = 30
+    await partition.loop._advance_quiet()
+    assert partition.log.reads == []
+    assert partition.applied()["count"] == 0

@@ -282,8 +282,8 @@ async def rewrite_foreign(
             log.warning(
                 "changelog %s[%d]: offsets %d-%d hold records another worker wrote to "
                 "this state partition (one of the two was fenced out of the group while "
-                "it thought the partition its own); rewriting their %d keys with this "
-                "worker's values",
+                "it thought the partition its own); writing this worker's values of the %d "
+                "keys recorded there again after them",
                 buffer.changelog,
                 buffer.partition,
                 first,

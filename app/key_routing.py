@@ -38,17 +38,32 @@ class KeyRouter:
             for host, topics in self.app.assignor.table_metadata(changelog).items()
         }
 
+    def _unless_recovering(self, view: View, key: str, partition: int) -> Response | None:
+        """None (this worker answers), unless its stores are being rebuilt from their
+        changelogs after an assignment: a key read then may be missing or old."""
+        if not self.app.in_recovery:
+            return None
+        return view.error(
+            503,
+            f"partition {partition} of key {key!r} is being recovered from its changelogs "
+            "after a rebalance; retry shortly",
+            key=key,
+            partition=partition,
+        )
+
     async def answer_elsewhere(
         self, view: View, request: Request, key: str, partition: int, owned: set[int]
     ) -> Response | None:
         """The owner's answer when another worker (or the active version) owns
         ``partition``; None when this worker answers."""
         if request.headers.get(ROUTED_HEADER):
-            return None if partition in owned else _no_owner(view, key, partition)
+            if partition in owned:
+                return self._unless_recovering(view, key, partition)
+            return _no_owner(view, key, partition)
         version = self.versions.forward_to()
         if version is None:
             if partition in owned:
-                return None
+                return self._unless_recovering(view, key, partition)
             owner = next((h for h, ps in self.owners().items() if partition in ps), None)
         else:
             try:

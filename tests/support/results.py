@@ -29,12 +29,7 @@ def api_results(
     windows: dict[WindowKey, dict[str, Any]] = {}
     final: dict[WindowKey, bool] = {}
     for key in sorted(keys):
-        for worker in workers:
-            status, body = worker.get(f"/api/keys/{key}")
-            if status == 200:
-                break
-        else:
-            raise AssertionError(f"no worker knows key {key!r}: {body}")
+        worker, body = _owner_answer(workers, f"/api/keys/{key}")
         totals[key] = body["totals"]
         status, body = worker.get(f"/api/keys/{key}/windows?from={t_from}&to={t_to}")
         assert status == 200, body
@@ -44,6 +39,22 @@ def api_results(
             windows[wkey] = _shape(window)
             final[wkey] = window["final"]
     return totals, windows, final
+
+
+def _owner_answer(
+    workers: list[WorkerProcess], path: str, timeout: float = 120
+) -> tuple[WorkerProcess, dict[str, Any]]:
+    """The first worker's 200 answer to ``path``; asked again while the answers are 503
+    (a partition without an owner, or being recovered, during a rebalance)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = [(worker, *worker.get(path)) for worker in workers]
+        for worker, status, body in answers:
+            if status == 200:
+                return worker, body
+        if not any(status == 503 for _, status, _ in answers) or time.monotonic() > deadline:
+            raise AssertionError(f"no worker answers {path}: {[a[1:] for a in answers]}")
+        time.sleep(0.5)
 
 
 def results_over(

@@ -29,10 +29,8 @@ def api_results(
     windows: dict[WindowKey, dict[str, Any]] = {}
     final: dict[WindowKey, bool] = {}
     for key in sorted(keys):
-        worker, body = _owner_answer(workers, f"/api/keys/{key}")
-        totals[key] = body["totals"]
-        status, body = worker.get(f"/api/keys/{key}/windows?from={t_from}&to={t_to}")
-        assert status == 200, body
+        totals[key] = _owner_answer(workers, f"/api/keys/{key}")["totals"]
+        body = _owner_answer(workers, f"/api/keys/{key}/windows?from={t_from}&to={t_to}")
         for window in body["windows"]:
             wkey = (key, window["window"], window["start_ms"])
             assert wkey not in windows, f"window {wkey} listed twice"
@@ -41,19 +39,20 @@ def api_results(
     return totals, windows, final
 
 
-def _owner_answer(
-    workers: list[WorkerProcess], path: str, timeout: float = 120
-) -> tuple[WorkerProcess, dict[str, Any]]:
+def _owner_answer(workers: list[WorkerProcess], path: str, timeout: float = 120) -> dict[str, Any]:
     """The first worker's 200 answer to ``path``; asked again while the answers are 503
     (a partition without an owner, or being recovered, during a rebalance)."""
     deadline = time.monotonic() + timeout
     while True:
-        answers = [(worker, *worker.get(path)) for worker in workers]
-        for worker, status, body in answers:
+        answers: list[tuple[int, Any]] = []
+        for worker in workers:
+            status, body = worker.get(path)
             if status == 200:
-                return worker, body
-        if not any(status == 503 for _, status, _ in answers) or time.monotonic() > deadline:
-            raise AssertionError(f"no worker answers {path}: {[a[1:] for a in answers]}")
+                answer: dict[str, Any] = body
+                return answer
+            answers.append((status, body))
+        if not any(status == 503 for status, _ in answers) or time.monotonic() > deadline:
+            raise AssertionError(f"no worker answers {path}: {answers}")
         time.sleep(0.5)
 
 

@@ -111,22 +111,15 @@ class BatchSender:
             for key, value, headers in records:
                 # A fresh batch always takes its first record, whatever its size.
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    batches.append((await self._submit(batch, topic, partition), count))
+                    batches.append((await _submit(producer, batch, topic, partition), count))
                     batch, count = producer.create_batch(), 0
                     batch.append(timestamp=None, key=key, value=value, headers=headers)
                 count += 1
-            batches.append((await self._submit(batch, topic, partition), count))
+            batches.append((await _submit(producer, batch, topic, partition), count))
         started = time.perf_counter()
         await asyncio.gather(*(f for batches in submitted.values() for f, _ in batches))
         self.waited_s += time.perf_counter() - started
         return {tp: _appended(batches) for tp, batches in submitted.items()}
-
-    async def _submit(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
-        batch.close()  # so that no other send can append to it
-        future: asyncio.Future[Any] = await (await self._started()).send_batch(
-            batch, topic, partition=partition
-        )
-        return future
 
     async def _started(self) -> AIOKafkaProducer:
         """The producer, started at the first need of it: a worker with nothing to send
@@ -134,6 +127,14 @@ class BatchSender:
         await self.start()
         assert self._producer is not None
         return self._producer
+
+
+async def _submit(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+) -> asyncio.Future[Any]:
+    batch.close()  # so that no other send can append to it
+    future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+    return future
 
 
 def _appended(batches: list[tuple[asyncio.Future[Any], int]]) -> Appended:

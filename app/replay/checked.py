@@ -11,6 +11,7 @@ the same bytes as the check's.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -77,9 +78,13 @@ class CheckedRows:
             yield BadRow(file, row_number, reason, detail, read(raw_size))
 
     def close(self) -> None:
-        self._finish()
-        self._good.close()
-        self._bad.close()
+        """Releases the files. What they held is no longer wanted, so a write that fails
+        on the way out (the full disk that ended the check) must not hide why it ended."""
+        with contextlib.suppress(OSError):
+            self._finish()
+        for file in (self._good, self._bad):
+            with contextlib.suppress(OSError):
+                file.close()  # closed even when its last flush fails
 
     def _finish(self) -> None:
         if self._writer is not None:

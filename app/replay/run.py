@@ -59,6 +59,7 @@ from app.replay.into_history import before_cut, check_history_replay, clear_unse
 from app.replay.ledger import Checkpoint, describe_file, ledger_key
 from app.replay.resume import Sequencer, seq_headers
 from app.replay.rows import ROWS_PER_BATCH, BadRow, GoodRows, read_rows
+from app.replay.scratch import scratch_writes
 from app.replay.sender import PartitionBatches
 from app.settings import KappaSettings
 from app.topics import ensure_topics
@@ -247,6 +248,9 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
             partitions=partitions,
             force=replay_options.force,
         )
+    tmp_dir = Path(tempfile.gettempdir())
+    with scratch_writes(tmp_dir):
+        checked = CheckedRows(tmp_dir)
     producer = AIOKafkaProducer(
         **client_options(settings),
         acks="all",
@@ -255,13 +259,15 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
         max_batch_size=MAX_BATCH_BYTES,
         max_request_size=MAX_BATCH_BYTES,
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        checked.close()
+        raise
     run.producer = producer
     report = run.report
     options = client_options(settings)
     history = run.spec.history
-    tmp_dir = Path(tempfile.gettempdir())
-    checked = CheckedRows(tmp_dir)
     sort = (
         ExternalSort(chunk_rows=run.options.sort_chunk_rows, tmp_dir=tmp_dir)
         if run.options.order_by_time
@@ -269,7 +275,8 @@ async def _check_and_produce(settings: KappaSettings, run: _Replay) -> None:
     )
     try:
         await run.control("running")
-        await run.check(partitions, checked, sort)
+        with scratch_writes(tmp_dir):
+            await run.check(partitions, checked, sort)
         starts = None if history is None else await clear_unsealed_history(options, run.names)
         await run.produce(partitions, checked, sort)
         await producer.flush()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import random
+import resource
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,6 +116,52 @@ def test_replay_refuses_bad_files_before_producing_anything(
         offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [f"test-input-{unique}"])
     )
     assert all(end == 0 for _, end in ranges.get(f"test-input-{unique}", {}).values())
+
+
+def test_replay_out_of_temporary_space_says_where_and_produces_nothing(
+    tmp_path: Path,
+    kafka_settings: KappaSettings,
+    make_spec: Callable[..., Path],
+    kappa_env: Callable[..., dict[str, str]],
+    unique: str,
+) -> None:
+    """The check keeps its rows in temporary files; a full disk under them (here the
+    process's file-size limit, which fails writes as a full disk does) is named, with
+    TMPDIR as the way out, and the replay run again with room produces every row."""
+    rng = random.Random(7)
+    lines = [
+        f"c{rng.randrange(10**9)},2024-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:"
+        f"{i % 60:02d}Z,{rng.uniform(0, 1e6)!r},{rng.randrange(100)}"
+        for i in range(40_000)
+    ]
+    history = _write(
+        tmp_path / "orders.csv",
+        ("customer_id,ts,amount,quantity\n" + "\n".join(lines) + "\n").encode(),
+    )
+    env = kappa_env(make_spec())
+    limit = 256 * 1024  # well below the checked rows' compressed size (about 1.5 MB)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "replay", str(history)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "no room to write the replay's temporary files in" in done.stderr
+    assert "nothing was produced" in done.stderr
+    assert "set TMPDIR" in done.stderr
+    assert "Traceback" not in done.stderr
+    topic = f"test-input-{unique}"
+    ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
+    assert sum(end for _, end in ranges.get(topic, {}).values()) == 0
+
+    again = kappa_cli(env, "replay", str(history))
+    assert again.returncode == 0, again.stderr
+    ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
+    assert sum(end for _, end in ranges[topic].values()) == len(lines)
 
 
 def test_bad_pipeline_spec_names_the_field(tmp_path: Path) -> None:

@@ -591,7 +591,10 @@ class ExternalSort:
 
     def close(self) -> None:
         for _, run in self._runs:
-            run.close()
+            # Not wanted any more: a full disk failing a run's last flush must not hide
+            # the error that ended the sort.
+            with contextlib.suppress(OSError):
+                run.close()
         self._runs = []
         self._chunk = []
 

@@ -118,7 +118,13 @@ def test_replay_refuses_bad_files_before_producing_anything(
     assert all(end == 0 for _, end in ranges.get(f"test-input-{unique}", {}).values())
 
 
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--order-by-time", "--sort-chunk-rows", "5000"]],
+    ids=["checked rows", "sorted runs"],
+)
 def test_replay_out_of_temporary_space_says_where_and_produces_nothing(
+    options: list[str],
     tmp_path: Path,
     kafka_settings: KappaSettings,
     make_spec: Callable[..., Path],
@@ -141,7 +147,7 @@ def test_replay_out_of_temporary_space_says_where_and_produces_nothing(
     env = kappa_env(make_spec())
     limit = 256 * 1024  # well below the checked rows' compressed size (about 1.5 MB)
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "replay", str(history)],
+        [sys.executable, "-m", "app.cli", "replay", *options, str(history)],
         env=env,
         capture_output=True,
         text=True,
@@ -158,7 +164,7 @@ def test_replay_out_of_temporary_space_says_where_and_produces_nothing(
     ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
     assert sum(end for _, end in ranges.get(topic, {}).values()) == 0
 
-    again = kappa_cli(env, "replay", str(history))
+    again = kappa_cli(env, "replay", *options, str(history))
     assert again.returncode == 0, again.stderr
     ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
     assert sum(end for _, end in ranges[topic].values()) == len(lines)

@@ -57,7 +57,7 @@ from typing import Any, Literal
 import orjson
 
 from agents.errors import KappaError
-from agents.expressions import Run
+from agents.expression_types import Run
 from agents.field_types import READERS
 from agents.iso_times import IsoTimes
 from agents.record_fields import LazyRecord, UsedFields

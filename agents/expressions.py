@@ -29,12 +29,12 @@ import difflib
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
+from agents.expression_types import Compiled, ExpressionError, Row, Run, SqlType
 from agents.sql_values import (
     DATE_PARTS,
     Uncomputable,
@@ -44,10 +44,6 @@ from agents.sql_values import (
     remainder,
     round_digits,
 )
-
-SqlType = Literal["DOUBLE", "BIGINT", "VARCHAR", "BOOLEAN", "TIMESTAMP", "NULL"]
-Row = Mapping[str, Any]
-Run = Callable[[Row], Any]
 
 NUMERIC = ("BIGINT", "DOUBLE")
 _DATE_FUNCTIONS = [part.upper() for part in DATE_PARTS if len(part) > 3]  # not dow, doy
@@ -61,21 +57,6 @@ _CASTS: dict[str, tuple[str, ...]] = {
 }
 _CAST_NAMES = {"DOUBLE": "DOUBLE", "BIGINT": "BIGINT", "TEXT": "VARCHAR", "VARCHAR": "VARCHAR",
                "BOOLEAN": "BOOLEAN", "FLOAT8": "DOUBLE", "INT8": "BIGINT"}  # fmt: skip
-
-
-class ExpressionError(ValueError):
-    """An expression that cannot be used; the message says where and what to write."""
-
-
-@dataclass(frozen=True, slots=True)
-class Compiled:
-    """A checked expression: its type, its closure and its DuckDB SQL."""
-
-    type: SqlType
-    run: Run
-    sql: str
-    error_sql: str
-    fields: frozenset[str]  # the fields it reads
 
 
 def compile_expression(text: str, columns: Mapping[str, SqlType]) -> Compiled:

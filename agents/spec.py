@@ -37,7 +37,7 @@ from pydantic_core import ErrorDetails, core_schema
 from agents.cut import HistoryCut
 from agents.durations import UNITS_MS, format_duration, parse_duration
 from agents.errors import ConfigError
-from agents.expressions import Compiled, ExpressionError, SqlType, compile_expression
+from agents.expression_types import Compiled, ExpressionError, SqlType
 from tables.aggregates import KNOWN_METRICS, METRICS, Metric
 from tables.windows import PanedKind, Sessions, WindowKind, aligned_window
 
@@ -437,6 +437,9 @@ class PipelineSpec(BaseModel):
 
 
 def _compile(text: str, types: Mapping[str, SqlType], where: str) -> Compiled:
+    # Imported here: sqlglot loads only for a spec that has expressions.
+    from agents.expressions import compile_expression
+
     try:
         return compile_expression(text, types)
     except ExpressionError as exc:

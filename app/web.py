@@ -22,7 +22,6 @@ from app.key_routing import VERSION_HEADER, KeyRouter
 from app.query_params import BadParameter, int_param, window_range
 from app.replay.tracker import ReplayTracker
 from app.settings import KappaSettings
-from app.sink.status import sink_status
 from app.status import status
 from app.versions.status import VersionStatus
 
@@ -153,6 +152,10 @@ def register_views(
         """The pipeline's PostgreSQL sink: its views' version and each version's lag."""
 
         async def get(self, request: Request) -> Response:
+            # Imported here: psycopg (about 24 MB) loads once the sink is first asked
+            # about, not in every worker.
+            from app.sink.status import sink_status
+
             try:
                 body = await sink_status(settings, spec.name, offsets)
             except KafkaError as exc:

@@ -46,7 +46,7 @@ from agents.errors import ReplayError
 from agents.events import EventParser
 from agents.names import PipelineNames
 from agents.outputs import dead_letter_headers
-from agents.partitions import partitions_of
+from agents.partition_columns import partitions_of
 from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.history import ExternalSort, HistoryError, HistoryFile, open_history

@@ -25,7 +25,7 @@ from aiokafka import TopicPartition
 
 from agents.events import EventParser, Rejected
 from agents.gap_reader import GapReader
-from agents.partitions import partitions_of
+from agents.partition_columns import partitions_of
 from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.kafka_client import client_options, offset_ranges

@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from agents.errors import KappaError
 from agents.names import PipelineNames
-from agents.partitions import partitions_of
+from agents.partition_columns import partitions_of
 from agents.seam_record import SeamRecord
 from agents.spec import PipelineSpec
 from app.exit_codes import ExitCode

@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.expressions import Compiled, SqlType, compile_expression
+from agents.expression_types import Compiled, SqlType
+from agents.expressions import compile_expression
 from agents.sql_values import Uncomputable, timestamp
 
 COLUMNS: dict[str, SqlType] = {

@@ -7,7 +7,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.partitions import default_partition, partitions_of
+from agents.partition_columns import partitions_of
+from agents.partitions import default_partition
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.partitions import default_partition, partitions_of
+from agents.partition_columns import partitions_of
+from agents.partitions import default_partition
 from app.replay.check import BadRowLimit, Disorder
 
 

@@ -112,10 +112,7 @@ def test_replay_refuses_bad_files_before_producing_anything(
     assert done.returncode == 1
     assert message in done.stderr
     assert "nothing was produced" in done.stderr
-    ranges = asyncio.run(
-        offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [f"test-input-{unique}"])
-    )
-    assert all(end == 0 for _, end in ranges.get(f"test-input-{unique}", {}).values())
+    assert _records_in(kafka_settings, f"test-input-{unique}") == 0
 
 
 @pytest.mark.parametrize(
@@ -160,14 +157,11 @@ def test_replay_out_of_temporary_space_says_where_and_produces_nothing(
     assert "nothing was produced" in done.stderr
     assert "set TMPDIR" in done.stderr
     assert "Traceback" not in done.stderr
-    topic = f"test-input-{unique}"
-    ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
-    assert sum(end for _, end in ranges.get(topic, {}).values()) == 0
+    assert _records_in(kafka_settings, f"test-input-{unique}") == 0
 
     again = kappa_cli(env, "replay", *options, str(history))
     assert again.returncode == 0, again.stderr
-    ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
-    assert sum(end for _, end in ranges[topic].values()) == len(lines)
+    assert _records_in(kafka_settings, f"test-input-{unique}") == len(lines)
 
 
 def test_bad_pipeline_spec_names_the_field(tmp_path: Path) -> None:
@@ -180,6 +174,11 @@ def test_bad_pipeline_spec_names_the_field(tmp_path: Path) -> None:
     done = kappa_cli(env, "replay", str(spec))
     assert done.returncode == 1
     assert "windows[0].step" in done.stderr
+
+
+def _records_in(kafka_settings: KappaSettings, topic: str) -> int:
+    ranges = asyncio.run(offset_ranges({"bootstrap_servers": kafka_settings.bootstrap}, [topic]))
+    return sum(end for _, end in ranges.get(topic, {}).values())
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -70,6 +70,9 @@ from tables.partition_state import TablePartitionState
 
 __all__ = ["BatchLoop", "CommitPolicy"]
 
+# Applies a partition's records (of the input, or of the repartition topic).
+ApplyRecords = Callable[[int, Sequence[Any]], Awaitable[None]]
+
 log = logging.getLogger(__name__)
 
 # After a failed batch, before the next one: a broker that is gone is not hammered.
@@ -230,34 +233,52 @@ class BatchLoop:
         changelogs (a zombie's: ``tables.faust_store.rewrite_foreign``). The consumer
         starts at the committed offset and never fetches the records in between; the
         partition's next record would find the gap (``GapRepair.follow``), but a
-        partition may get none. A version with a cut counts its direct lane's offsets
-        through its history (``HistorySeam``), and is not caught up here."""
-        assigned = self.app.consumer.assignment()
+        partition may get none."""
         for partition in sorted(owned):
-            hop = TP(self.names.repartition_topic, partition)
-            if hop in assigned and self.route.hop:
-                await self._catch_up(hop, self.aggregate.hop_applied(partition), self._hop_batch)
-            # With custom agents on the input, Faust commits it as they acknowledge, ahead
-            # of the state (docs/custom-agents.md): its next fetch brings the records.
-            direct = TP(self.names.input_topic, partition)
-            if (
-                direct in assigned
-                and self.history is None
-                and not self.streamed_too()
-                and self._direct_lane(partition)
-            ):
-                applied = self.aggregate.applied(partition)
-                await self._catch_up(direct, applied, self._partition_batch)
+            for tp, applied, apply in self._behind_group(partition):
+                await self._catch_up(tp, applied, apply)
+
+    def behind_group(self, partition: int) -> bool:
+        """Whether the partition's state was recovered behind the group's committed
+        offsets: until the commit-interval timer catches it up, a key read would see
+        the older state."""
+        return bool(self._behind_group(partition))
+
+    def _behind_group(self, partition: int) -> list[tuple[TP, int, ApplyRecords]]:
+        """The partition's lanes whose applied offset is behind the group's committed
+        one: (topic partition, applied offset, how to apply the records in between). A
+        version with a cut counts its direct lane's offsets through its history
+        (``HistorySeam``), and is not caught up here."""
+        assigned = self.app.consumer.assignment()
+        lanes: list[tuple[TP, int, ApplyRecords]] = []
+        hop = TP(self.names.repartition_topic, partition)
+        if hop in assigned and self.route.hop:
+            lanes.append((hop, self.aggregate.hop_applied(partition), self._hop_batch))
+        # With custom agents on the input, Faust commits it as they acknowledge, ahead of
+        # the state (docs/custom-agents.md): its next fetch brings the records.
+        direct = TP(self.names.input_topic, partition)
+        if (
+            direct in assigned
+            and self.history is None
+            and not self.streamed_too()
+            and self._direct_lane(partition)
+        ):
+            lanes.append((direct, self.aggregate.applied(partition), self._partition_batch))
+        return [
+            (tp, applied, apply)
+            for tp, applied, apply in lanes
+            if (committed := self.app.consumer.committed_offset(tp)) is not None
+            and committed > applied + 1
+        ]
 
     async def _catch_up(
         self,
         tp: TP,
         applied: int,
-        apply: Callable[[int, Sequence[Any]], Awaitable[None]],
+        apply: ApplyRecords,
     ) -> None:
         committed = self.app.consumer.committed_offset(tp)
-        if committed is None or committed <= applied + 1:
-            return
+        assert committed is not None  # _behind_group found it
         records: list[Any] = []
         async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, committed):
             records.extend(fetched)

@@ -6,6 +6,8 @@ any worker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 import faust
 from aiokafka.errors import KafkaError
@@ -23,12 +25,20 @@ VERSION_HEADER = "X-Kappa-Version"
 
 class KeyRouter:
     def __init__(
-        self, app: faust.App, changelog: str, worker_name: str, versions: VersionStatus
+        self,
+        app: faust.App,
+        changelog: str,
+        worker_name: str,
+        versions: VersionStatus,
+        behind_group: Callable[[int], bool],
     ) -> None:
         self.app = app
         self.changelog = changelog
         self.worker_name = worker_name
         self.versions = versions
+        # Whether a partition's state was recovered behind the group's committed offsets
+        # (agents.batch_loop.BatchLoop.behind_group).
+        self.behind_group = behind_group
 
     def owners(self) -> dict[str, list[int]]:
         """Which worker (by advertised URL) owns which partitions."""
@@ -40,13 +50,20 @@ class KeyRouter:
 
     def _unless_recovering(self, view: View, key: str, partition: int) -> Response | None:
         """None (this worker answers), unless its stores are being rebuilt from their
-        changelogs after an assignment: a key read then may be missing or old."""
-        if not self.app.in_recovery:
+        changelogs after an assignment, or were rebuilt behind what the group had
+        committed: a key read then may be missing or old."""
+        if self.app.in_recovery:
+            why = "is being recovered from its changelogs after a rebalance"
+        elif self.behind_group(partition):
+            why = (
+                "was recovered behind the group's committed offsets (another worker's older "
+                "state was the last written) and catches up within a commit interval"
+            )
+        else:
             return None
         return view.error(
             503,
-            f"partition {partition} of key {key!r} is being recovered from its changelogs "
-            "after a rebalance; retry shortly",
+            f"partition {partition} of key {key!r} {why}; retry shortly",
             key=key,
             partition=partition,
         )

@@ -73,7 +73,11 @@ def register_views(
 ) -> None:
     spec, state = pipeline.spec, pipeline.queries
     router = KeyRouter(
-        app, pipeline.tables.ownership_changelog, settings.resolved_worker_name, versions
+        app,
+        pipeline.tables.ownership_changelog,
+        settings.resolved_worker_name,
+        versions,
+        pipeline.behind_group,
     )
 
     async def routed(view: View, request: Request, key: str) -> Response | None:

@@ -468,8 +468,10 @@ async def test_a_state_recovered_behind_the_groups_committed_offset_reads_up_to_
     app = partition.loop.app
     assert isinstance(app, AppStandIn)
     app.committed[TP(TOPIC, PARTITION)] = 30
+    assert partition.loop.behind_group(PARTITION), "key reads answer 503 until caught up"
     await partition.loop._advance_quiet()
     assert partition.log.reads == [(5, 30)]
+    assert not partition.loop.behind_group(PARTITION)
     live = partition.loop.live_state(PARTITION)
     assert live is not None
     partition.state = live
@@ -485,6 +487,7 @@ async def test_a_state_at_the_groups_committed_offset_reads_nothing(
     app = partition.loop.app
     assert isinstance(app, AppStandIn)
     app.committed[TP(TOPIC, PARTITION)] = 30
+    assert not partition.loop.behind_group(PARTITION)
     await partition.loop._advance_quiet()
     assert partition.log.reads == []
     assert partition.applied()["count"] == 0

@@ -33,10 +33,12 @@ class ViewStandIn:
         return {"status": status, "error": reason, **fields}
 
 
-def _router(in_recovery: bool) -> KeyRouter:
+def _router(in_recovery: bool, behind: frozenset[int] = frozenset()) -> KeyRouter:
     app: Any = AppStandIn(in_recovery)
     versions: Any = VersionsStandIn()
-    return KeyRouter(app, "kappa.orders.v1-keys-changelog", "worker-a", versions)
+    return KeyRouter(
+        app, "kappa.orders.v1-keys-changelog", "worker-a", versions, behind.__contains__
+    )
 
 
 @pytest.mark.parametrize("routed", [False, True])
@@ -60,3 +62,25 @@ async def test_while_its_stores_are_recovered_the_owner_says_retry(routed: bool)
         "key": "c1",
         "partition": 3,
     }
+
+
+@pytest.mark.parametrize("routed", [False, True])
+async def test_a_state_recovered_behind_the_group_says_retry_until_caught_up(
+    routed: bool,
+) -> None:
+    """Recovered from another worker's older state, the owner's stores are behind what
+    the group committed until the commit-interval timer applies the rest: a read then
+    would be old. Other partitions answer."""
+    view: Any = ViewStandIn()
+    request: Any = RequestStandIn(routed)
+    router = _router(False, behind=frozenset({3}))
+    answer: Any = await router.answer_elsewhere(view, request, "c1", 3, {3, 4})
+    assert answer == {
+        "status": 503,
+        "error": "partition 3 of key 'c1' was recovered behind the group's committed offsets "
+        "(another worker's older state was the last written) and catches up within a commit "
+        "interval; retry shortly",
+        "key": "c1",
+        "partition": 3,
+    }
+    assert await router.answer_elsewhere(view, request, "c2", 4, {3, 4}) is None

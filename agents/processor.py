@@ -482,8 +482,7 @@ class PartitionProcessor:
         """Keep the closed instances' ``entries`` (keys; a closed session's key and start)
         until the bucket expires. Closing again after a crash adds to those stored the
         first time."""
-        state = self.state
-        state.put_bucket_keys(bucket, sorted(set(entries).union(state.get_bucket_keys(bucket))))
+        self.state.add_bucket_keys(bucket, sorted(entries))
         if bucket not in self._closed_ids:
             self._closed_ids.add(bucket)
             heapq.heappush(self._closed, (self._expiry_ms(bucket), bucket))

@@ -28,6 +28,8 @@ from tables.records import (
     OpenWindow,
     PartitionProgress,
     WindowResult,
+    bucket_chunk_key,
+    bucket_chunks_prefix,
     bucket_keys_key,
     bucket_keys_prefix,
     close_cursor_key,
@@ -41,6 +43,12 @@ from tables.records import (
 )
 
 R = TypeVar("R", KeyRecord, OpenWindow)
+
+# The most JSON bytes one chunk of a closed window instance's keys holds. Each chunk is
+# one changelog record, which must stay below Kafka's message.max.bytes (1 MB by
+# default) however many keys closed; and a closing in steps adds a chunk per step rather
+# than rewriting one list of every key closed so far (quadratic in the keys).
+BUCKET_CHUNK_BYTES = 256 * 1024
 
 
 class PartitionState(Protocol):
@@ -71,7 +79,7 @@ class PartitionState(Protocol):
     def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None: ...
     def delete_closed(self, key: str, window: str, start_ms: int) -> None: ...
     def get_bucket_keys(self, bucket: str) -> list[str]: ...
-    def put_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
+    def add_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
     def delete_bucket_keys(self, bucket: str) -> None: ...
     def count_keys(self) -> int: ...
     def count_open_windows(self) -> int: ...
@@ -231,6 +239,11 @@ class TablePartitionState:
         self._stored_newest: dict[str, int | None] = {}
         self._put_newest: dict[str, int] = {}
         self._closed_to: dict[str, int] = {}
+        # Per window closing in steps: its span's bounds and the starts of its panes.
+        self._closing_starts: dict[str, tuple[tuple[str, str], set[int]]] = {}
+        # Per closed window instance listed since this state was built: the index of its
+        # next chunk of keys.
+        self._next_chunk: dict[str, int] = {}
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
         # The partition's progress record lives in ``meta`` too, but is written last.
@@ -371,6 +384,7 @@ class TablePartitionState:
                         if changed_keys is not None:
                             changed_keys.discard(key)
         if last_key is None:
+            self._closing_starts.pop(window, None)
             # A pane kept for later windows stays changed: a later closing reads it too.
             for start in starts:
                 if start <= expire_to:
@@ -416,11 +430,10 @@ class TablePartitionState:
         and their ranges merged. With the last key taken, or None when no key is left."""
         windows = self.windows
         changed = self._changed_windows.get(window, {})
-        pane_starts: set[int] = set(starts)
-        while (first := next(windows.buffer.range_keys(lo, hi), None)) is not None:
-            start = parse_window_key(first)[1]
-            pane_starts.add(start)
-            lo = window_prefix(window, start + 1)
+        pane_starts = self._span_starts(window, lo, hi)
+        # Kept with the span's (in place): the batch's changed panes are in RocksDB after
+        # the next store, where the later steps read them.
+        pane_starts.update(starts)
 
         # Keys compare as the store orders them: by their JSON text. The range from
         # ``after_key`` holds keys that extend it with a character sorting before the
@@ -463,6 +476,25 @@ class TablePartitionState:
                 panes = by_start[start] = {}
             panes[key] = record or self._changed_pane(window, start, key)
         return by_start, None
+
+    def _span_starts(self, window: str, lo: str, hi: str) -> set[int]:
+        """The starts of ``window``'s panes in [``lo``, ``hi``), read from RocksDB (one
+        seek per start) at the closing's first step, then kept with the starts changed
+        since: every later step reads the same span, and the same seeks would skip the
+        deletions of every pane the earlier steps took (RocksDB keeps them until it
+        compacts), quadratic in the keys. No pane is written in a span while it closes:
+        its events are behind the watermark, late."""
+        found = self._closing_starts.get(window)
+        if found is not None and found[0] == (lo, hi):
+            return found[1]
+        starts: set[int] = set()
+        probe = lo
+        while (first := next(self.windows.buffer.range_keys(probe, hi), None)) is not None:
+            start = parse_window_key(first)[1]
+            starts.add(start)
+            probe = window_prefix(window, start + 1)
+        self._closing_starts[window] = ((lo, hi), starts)
+        return starts
 
     def _changed_pane(self, window: str, start: int, key: str) -> OpenWindow:
         record = self.windows.get(window_key(window, start, key))
@@ -544,13 +576,52 @@ class TablePartitionState:
         return [result for result in results if result is not None]
 
     def get_bucket_keys(self, bucket: str) -> list[str]:
-        return list(self.meta.get(bucket_keys_key(self.partition, bucket)) or [])
+        """Every key listed for a closed window instance: in its own record (a bucket an
+        earlier kappa listed in one record), then its chunks', in order. A key listed
+        again by a closing repeated after a crash appears twice."""
+        listed = list(self.meta.get(bucket_keys_key(self.partition, bucket)) or [])
+        for chunk in self._bucket_chunks(bucket):
+            listed.extend(self.meta.get(chunk) or [])
+        return listed
 
-    def put_bucket_keys(self, bucket: str, keys: list[str]) -> None:
-        self.meta.put(bucket_keys_key(self.partition, bucket), keys)
+    def add_bucket_keys(self, bucket: str, keys: list[str]) -> None:
+        """List ``keys`` for a closed window instance, after those listed already: in new
+        chunks of at most ``BUCKET_CHUNK_BYTES``."""
+        marker = bucket_keys_key(self.partition, bucket)
+        if self.meta.get(marker) is None:
+            self.meta.put(marker, [])
+        index = self._next_chunk.get(bucket)
+        if index is None:
+            chunks = self._bucket_chunks(bucket)
+            index = int(chunks[-1].rsplit("/", 1)[1]) + 1 if chunks else 0
+        chunk: list[str] = []
+        size = 0
+        for key in keys:
+            length = len(orjson.dumps(key)) + 1
+            if chunk and size + length > BUCKET_CHUNK_BYTES:
+                self.meta.put(bucket_chunk_key(self.partition, bucket, index), chunk)
+                index, chunk, size = index + 1, [], 0
+            chunk.append(key)
+            size += length
+        if chunk:
+            self.meta.put(bucket_chunk_key(self.partition, bucket, index), chunk)
+            index += 1
+        self._next_chunk[bucket] = index
 
     def delete_bucket_keys(self, bucket: str) -> None:
+        for chunk in self._bucket_chunks(bucket):
+            self.meta.delete(chunk)
         self.meta.delete(bucket_keys_key(self.partition, bucket))
+        self._next_chunk.pop(bucket, None)
+
+    def _bucket_chunks(self, bucket: str) -> list[str]:
+        """The ``meta`` keys of a closed window instance's chunks, stored or written (or
+        deleted) since the last store, in order."""
+        prefix = bucket_chunks_prefix(self.partition, bucket)
+        past = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        stored = self.meta.range_keys(prefix, past)
+        held = (name for name in self.meta.held_keys() if name.startswith(prefix))
+        return sorted({*stored, *held})
 
     def iter_buckets(self) -> Iterator[str]:
         prefix = bucket_keys_prefix(self.partition)

@@ -20,7 +20,8 @@ Key layout (Faust tables ``keys``, ``windows``, ``closed`` and ``meta``):
 | ``windows`` | ``window_key(window, pane_start_ms, key)`` | ``OpenWindow.to_state()`` |
 | ``closed`` | ``closed_key(key, window, start_ms)`` | the result's JSON object |
 | ``meta`` | ``progress_key(partition)`` | ``PartitionProgress.to_state()`` |
-| ``meta`` | ``bucket_keys_key(partition, bucket_id)`` | the keys of a closed window instance |
+| ``meta`` | ``bucket_keys_key(partition, bucket_id)`` | a closed window instance: ``[]`` |
+| ``meta`` | ``bucket_chunk_key(partition, bucket_id, n)`` | a chunk of the instance's keys |
 | ``meta`` | ``closed_through_key(partition, window)`` | its last ``last_closed_start`` |
 | ``meta`` | ``close_cursor_key(partition, window)`` | a closing cut into key ranges |
 
@@ -141,6 +142,18 @@ def bucket_keys_prefix(partition: int) -> str:
 def bucket_keys_key(partition: int, bucket: str) -> str:
     """The ``meta`` table's key of the keys that have a closed window instance."""
     return f"{bucket_keys_prefix(partition)}{bucket}"
+
+
+def bucket_chunks_prefix(partition: int, bucket: str) -> str:
+    """The ``meta`` table's keys of the chunks listing a closed window instance's keys
+    start so (outside ``bucket_keys_prefix``'s range: ``bucket/`` sorts before ``bucketk``)."""
+    return f"bucketkeys/{partition}/{bucket}/"
+
+
+def bucket_chunk_key(partition: int, bucket: str, index: int) -> str:
+    """The ``meta`` table's key of chunk ``index`` of a closed window instance's keys;
+    fixed-width, so that chunks sort by index."""
+    return f"{bucket_chunks_prefix(partition, bucket)}{index:08d}"
 
 
 def bucket_id(window: WindowKind, start: int) -> str:

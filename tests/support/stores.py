@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from agents.batch_sender import MAX_BATCH_BYTES
 from tables.faust_store import Appended
 from tables.pipeline_tables import STORE_URL, PipelineTables, StoreOptions
 
@@ -84,6 +85,10 @@ class AcknowledgingSender:
         self.attempts += 1
         if self.attempts == self.fail_on:
             raise SendFailed(f"send {self.attempts} fails")
+        # As the broker refuses a record above its message.max.bytes (1 MB by default).
+        for topic, _, key, value in queued:
+            if len(key) + len(value or b"") > MAX_BATCH_BYTES:
+                raise SendFailed(f"a record of {topic} is too large for Kafka: {key[:60]!r}")
         first: dict[tuple[str, int], int] = {}
         for topic, partition, key, value in queued:
             log = self.logs.setdefault((topic, partition), [])

@@ -157,8 +157,8 @@ class DictState:
         raw = self.buckets.get(bucket)
         return [] if raw is None else list(orjson.loads(raw))
 
-    def put_bucket_keys(self, bucket: str, keys: list[str]) -> None:
-        self.buckets[bucket] = orjson.dumps(keys)
+    def add_bucket_keys(self, bucket: str, keys: list[str]) -> None:
+        self.buckets[bucket] = orjson.dumps(self.get_bucket_keys(bucket) + keys)
 
     def delete_bucket_keys(self, bucket: str) -> None:
         self.buckets.pop(bucket, None)

@@ -23,6 +23,7 @@ from tables.records import (
     PartitionProgress,
     SourceFence,
     WindowResult,
+    bucket_chunk_key,
     bucket_keys_key,
     closed_key,
     progress_key,
@@ -82,7 +83,7 @@ def test_reads_see_the_batchs_writes_before_they_are_stored(tables: Tables) -> N
     a = record(5, 1.25)
     state.put_key("a", a)
     state.put_progress(PartitionProgress(max_event_ms=1_000, offset=5))
-    state.put_bucket_keys("1h@0", ["a", "b"])
+    state.add_bucket_keys("1h@0", ["a", "b"])
     assert state.get_key("a") is a
     assert state.get_progress() == PartitionProgress(max_event_ms=1_000, offset=5)
     assert state.get_bucket_keys("1h@0") == ["a", "b"]
@@ -95,14 +96,14 @@ def test_reads_see_the_batchs_writes_before_they_are_stored(tables: Tables) -> N
 async def test_the_closed_buckets_are_read_from_their_own_keys_only(tables: Tables) -> None:
     state = tables.state()
     for bucket in ("1h@0", "1d/1h@-3600000", "1h@7200000"):
-        state.put_bucket_keys(bucket, ["a", "b"])
+        state.add_bucket_keys(bucket, ["a", "b"])
     state.put_closed_through("1h", 0)
     state.put_progress(PartitionProgress(max_event_ms=HOUR_MS, offset=3))
     await store_batch([state], AcknowledgingSender())
     # Another partition's buckets and meta records, before and after this one's in the store.
     for partition in (PARTITION - 1, PARTITION + 1, 10 * PARTITION):
         other = tables.tables.partition_state(partition)
-        other.put_bucket_keys(f"1h@{partition}", ["c"])
+        other.add_bucket_keys(f"1h@{partition}", ["c"])
         other.put_closed_through("1h", partition)
         await store_batch([other], AcknowledgingSender())
 
@@ -114,7 +115,7 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     state.put_key("a", record(7, 2.5, 0.1))
     closed = result("a", 0)
     state.put_closed(closed)
-    state.put_bucket_keys("1h@0", ["a"])
+    state.add_bucket_keys("1h@0", ["a"])
     state.put_progress(PartitionProgress(max_event_ms=HOUR_MS + 600_000, offset=7))
     await store_batch([state], AcknowledgingSender())
 
@@ -122,7 +123,8 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     assert stored is not None
     assert stored.to_state() == record(7, 2.5, 0.1).to_state()
     assert tables.closed.get(closed_key("a", "1h", 0)) == closed.as_json()
-    assert tables.meta.get(bucket_keys_key(PARTITION, "1h@0")) == ["a"]
+    assert tables.meta.get(bucket_keys_key(PARTITION, "1h@0")) == []
+    assert tables.meta.get(bucket_chunk_key(PARTITION, "1h@0", 0)) == ["a"]
     assert tables.meta.get(progress_key(PARTITION)) == [HOUR_MS + 600_000, 7]
     # A fresh view of the partition (as after a restart) reads it all from RocksDB.
     again = tables.state()
@@ -182,7 +184,7 @@ def closing_batch(state: TablePartitionState) -> None:
     state.put_window("1h", HOUR_MS, "a", window(3, 2.5))
     state.put_closed(result("a", 0))
     assert list(state.take_panes("1h", 0, 0)[0]) == [0]
-    state.put_bucket_keys("1h@0", ["a"])
+    state.add_bucket_keys("1h@0", ["a"])
     state.put_key("a", record(3))
     state.put_progress(PartitionProgress(max_event_ms=0, offset=3))
 
@@ -195,8 +197,9 @@ async def test_the_steps_are_closed_and_open_windows_keys_deletions_then_progres
     closing_batch(state)
     await store_batch([state], sender)
     topics = [[topic for topic, *_ in sent] for sent in sender.sends]
+    # Step 2's meta records: the closed bucket's own, and its first chunk of keys.
     assert [sorted(step) for step in topics] == [
-        sorted([tables.changelog(n) for n in ("closed", "meta", "windows", "windows")]),
+        sorted([tables.changelog(n) for n in ("closed", "meta", "meta", "windows", "windows")]),
         [tables.changelog("keys")],
         [tables.changelog("windows")],
         [tables.changelog("meta")],

@@ -1,0 +1,127 @@
+"""A window instance closed for many keys on one partition, on real RocksDB stores: its
+list of keys (kept for expiry) is stored in chunks, each a changelog record that Kafka
+accepts (``AcknowledgingSender`` refuses a record above 1 MB, as the broker does), and a
+closing in steps writes each key once rather than rewriting the list at every step.
+Expiry then deletes every closed result and every chunk, before and after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agents.events import Event
+from agents.processor import PartitionProcessor
+from tables.aggregation_config import AggregationConfig
+from tables.partition_state import BUCKET_CHUNK_BYTES, TablePartitionState, store_batch
+from tables.records import bucket_chunks_prefix, bucket_keys_key
+from tables.windows import aligned_window
+from tests.support.stores import AcknowledgingSender, offline_tables
+
+SIZE = 10  # ms: one tumbling window, [0, 10)
+RETENTION = 100
+CONFIG = AggregationConfig(
+    value_names=("x",),
+    metrics=("count", "sum"),
+    windows=(aligned_window(f"{SIZE}", SIZE, SIZE),),
+    lateness_ms=0,
+    retention_ms=RETENTION,
+)
+# Listed in one record, these keys' JSON would be about 1.3 MB: over Kafka's limit.
+KEYS = [f"customer-{i:07d}" for i in range(70_000)]
+LISTED_BYTES = sum(len(orjson.dumps(key)) + 1 for key in KEYS)
+# Bytes of unstored changes a closing step stops at: many steps, each listing its keys.
+BUDGET = 2_000_000
+PARTITION = 0
+
+
+def stored_meta_keys(state: TablePartitionState) -> list[str]:
+    """The ``meta`` keys stored for the bucket of window [0, 10): its own and its chunks'."""
+    own = bucket_keys_key(PARTITION, "10@0")
+    chunks = bucket_chunks_prefix(PARTITION, "10@0")
+    names = [name for name, _ in state.meta.range_items(own, own + "~") if name == own]
+    return names + [name for name, _ in state.meta.range_items(chunks, chunks + "~")]
+
+
+@pytest.mark.parametrize(
+    ("budget", "one_batch"),
+    [(None, False), (BUDGET, False), (BUDGET, True)],
+    ids=["all at once", "in steps", "in steps, opened in the closing batch"],
+)
+def test_a_window_closed_for_many_keys_lists_them_in_chunks_kafka_accepts(
+    tmp_path: Path, budget: int | None, one_batch: bool
+) -> None:
+    assert LISTED_BYTES > 1_000_000
+    sender = AcknowledgingSender()
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(PARTITION)
+        processor = PartitionProcessor(CONFIG, state, PARTITION, budget)
+        events = [(i, Event(key, i * SIZE // len(KEYS), (0.1,), {})) for i, key in enumerate(KEYS)]
+        # Rising times: none late. Then an event at 10 closes [0, 10) for every key, in
+        # steps of the budget; in the events' own batch, the panes are stored between
+        # the steps, not before the first.
+        closing = [(len(KEYS), Event("later", 10, (0.2,), {}))]
+        if one_batch:
+            events += closing
+        else:
+            processor.apply(events)
+            asyncio.run(store_batch([state], sender))
+        results = processor.apply(events if one_batch else closing).closed
+        processor.checkpoint(len(KEYS))
+        asyncio.run(store_batch([state], sender))
+        steps = 0
+        while processor.closing:
+            results += processor.close_step()
+            asyncio.run(store_batch([state], sender))
+            steps += 1
+        assert steps >= 3 if budget else steps == 0
+        assert sorted(result.key for result in results) == KEYS
+
+        bucket = "10@0"
+        assert sorted(state.get_bucket_keys(bucket)) == KEYS
+        chunks = [
+            (key, value)
+            for send in sender.sends
+            for topic, _, key, value in send
+            if topic.endswith("meta-changelog") and key.startswith(b'"bucketkeys/')
+        ]
+        assert len(chunks) >= 5
+        assert all(value is not None and len(value) <= BUCKET_CHUNK_BYTES for _, value in chunks)
+        # Each key written once: the chunks hold the list's bytes, not a list per step.
+        assert sum(len(value or b"") for _, value in chunks) <= LISTED_BYTES + 2 * len(chunks)
+
+        # A restart: a new processor reads the closed bucket from the stores, and expires
+        # it once the watermark passes the window's end plus the retention.
+        state = tables.partition_state(PARTITION)
+        processor = PartitionProcessor(CONFIG, state, PARTITION, budget)
+        assert state.get_closed(KEYS[-1], "10", 0) is not None
+        late = len(KEYS) + 1
+        processor.apply([(late, Event("later", SIZE + RETENTION, (0.3,), {}))])
+        processor.checkpoint(late)
+        asyncio.run(store_batch([state], sender))
+        assert all(state.get_closed(key, "10", 0) is None for key in KEYS)
+        assert stored_meta_keys(state) == []
+        assert list(state.iter_buckets()) == [f"10@{SIZE}"]  # "later"'s window, closed
+
+
+def test_keys_listed_before_chunks_are_read_and_expired_with_the_new_chunks(
+    tmp_path: Path,
+) -> None:
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(PARTITION)
+        # A bucket written by an earlier kappa: its keys in the bucket's own record.
+        state.meta.put(bucket_keys_key(PARTITION, "10@0"), ["a", "b"])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        state = tables.partition_state(PARTITION)
+        state.add_bucket_keys("10@0", ["c"])
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        state = tables.partition_state(PARTITION)
+        state.add_bucket_keys("10@0", ["d"])  # after the stored chunk, not over it
+        assert state.get_bucket_keys("10@0") == ["a", "b", "c", "d"]
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        state.delete_bucket_keys("10@0")
+        assert state.get_bucket_keys("10@0") == []
+        asyncio.run(store_batch([state], AcknowledgingSender()))
+        assert stored_meta_keys(tables.partition_state(PARTITION)) == []

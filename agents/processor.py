@@ -31,6 +31,10 @@ from tables.records import (
 from tables.watermark import expired, expiry_ms, is_late, watermark_of
 from tables.windows import PanedKind, Sessions, WindowKind
 
+# The memory one deletion of a closed result takes until the store (its key in the
+# closed table's pending writes): an expiry step stops at the closing's byte budget.
+DELETION_BYTES = 200
+
 # An event of a batch: (source input partition, offset, event, the watermark it is
 # behind if it is late, else None).
 Sourced = tuple[int, int, Event, int | None]
@@ -238,9 +242,9 @@ class PartitionProcessor:
         if watermark is None:
             return []
         closed: list[WindowResult] = []
-        if self._close(watermark, closed):
+        deadline = None if self._close_seconds is None else time.monotonic() + self._close_seconds
+        if self._close(watermark, closed, deadline) and self._expire(watermark, deadline):
             self._closing_to = None
-            self._expire(watermark)
         return closed
 
     def _apply_key(
@@ -330,7 +334,7 @@ class PartitionProcessor:
         if merges:
             record.sessions[name] = [(merge.first, merge.last) for merge in merges]
 
-    def _close(self, watermark: int, closed: list[WindowResult]) -> bool:
+    def _close(self, watermark: int, closed: list[WindowResult], deadline: float | None) -> bool:
         """Close windows that end at or before ``watermark`` and have not closed yet,
         into ``closed``, until the budget (bytes, and time) is spent; whether none is
         left. Sessions close
@@ -348,7 +352,6 @@ class PartitionProcessor:
             self._close_sessions(sessions, watermark, closed)
         results = SharedResults(self.config)
         budget = self._close_bytes
-        deadline = None if self._close_seconds is None else time.monotonic() + self._close_seconds
         state = self.state
         for window in self.config.paned:
             last = window.last_closed_start(watermark)
@@ -498,23 +501,36 @@ class PartitionProcessor:
     def _expiry_ms(self, bucket: str) -> int:
         return expiry_ms(self._bucket_end(bucket)[1], self.config.retention_ms)
 
-    def _expire(self, watermark: int) -> None:
-        """Drop closed windows whose retention has passed; oldest first (the heap's)."""
+    def _expire(self, watermark: int, deadline: float | None) -> bool:
+        """Drop closed windows whose retention has passed, oldest first (the heap's), a
+        chunk of a window instance's keys at a time, until the step's budget (its bytes,
+        its time) is spent; whether none is left. A window instance closed for a million
+        keys expires over many steps, each stored before the next."""
         buckets = self._closed
         retention = self.config.retention_ms
+        budget = self._close_bytes
+        state = self.state
+        deletions = 0
         while buckets:
             window, end = self._bucket_end(buckets[0][1])
             if not expired(end, retention, watermark):
                 break
-            _, bucket = heapq.heappop(buckets)
+            bucket = buckets[0][1]
+            while (entries := state.take_bucket_chunk(bucket)) is not None:
+                for entry in entries:
+                    if isinstance(window, Sessions):
+                        key, start = parse_session_entry(entry)
+                    else:
+                        key, start = entry, parse_bucket_id(bucket)[1]
+                    state.delete_closed(key, window.name, start)
+                deletions += len(entries)
+                if (budget is not None and deletions * DELETION_BYTES >= budget) or (
+                    deadline is not None and time.monotonic() >= deadline
+                ):
+                    return False
+            heapq.heappop(buckets)
             self._closed_ids.discard(bucket)
-            for entry in self.state.get_bucket_keys(bucket):
-                if isinstance(window, Sessions):
-                    key, start = parse_session_entry(entry)
-                else:
-                    key, start = entry, parse_bucket_id(bucket)[1]
-                self.state.delete_closed(key, window.name, start)
-            self.state.delete_bucket_keys(bucket)
+        return True
 
 
 def _merged(parts: list[OpenWindow]) -> OpenWindow:

@@ -78,9 +78,8 @@ class PartitionState(Protocol):
     def put_closed(self, result: WindowResult) -> None: ...
     def get_closed(self, key: str, window: str, start_ms: int) -> dict[str, Any] | None: ...
     def delete_closed(self, key: str, window: str, start_ms: int) -> None: ...
-    def get_bucket_keys(self, bucket: str) -> list[str]: ...
     def add_bucket_keys(self, bucket: str, keys: list[str]) -> None: ...
-    def delete_bucket_keys(self, bucket: str) -> None: ...
+    def take_bucket_chunk(self, bucket: str) -> list[str] | None: ...
     def count_keys(self) -> int: ...
     def count_open_windows(self) -> int: ...
     def iter_buckets(self) -> Iterator[str]: ...
@@ -575,15 +574,6 @@ class TablePartitionState:
         results = (self.closed.get(name) for name in {*stored, *held})
         return [result for result in results if result is not None]
 
-    def get_bucket_keys(self, bucket: str) -> list[str]:
-        """Every key listed for a closed window instance: in its own record (a bucket an
-        earlier kappa listed in one record), then its chunks', in order. A key listed
-        again by a closing repeated after a crash appears twice."""
-        listed = list(self.meta.get(bucket_keys_key(self.partition, bucket)) or [])
-        for chunk in self._bucket_chunks(bucket):
-            listed.extend(self.meta.get(chunk) or [])
-        return listed
-
     def add_bucket_keys(self, bucket: str, keys: list[str]) -> None:
         """List ``keys`` for a closed window instance, after those listed already: in new
         chunks of at most ``BUCKET_CHUNK_BYTES``."""
@@ -608,11 +598,25 @@ class TablePartitionState:
             index += 1
         self._next_chunk[bucket] = index
 
-    def delete_bucket_keys(self, bucket: str) -> None:
+    def take_bucket_chunk(self, bucket: str) -> list[str] | None:
+        """The next keys listed for a closed window instance, taken out of the listing
+        (deleted at the next store); None when none is left, and then the instance's own
+        record is deleted too. A bucket an earlier kappa listed in its own record gives
+        that list first. A key listed again by a closing repeated after a crash may come
+        twice."""
+        marker = bucket_keys_key(self.partition, bucket)
+        own = self.meta.get(marker)
+        if own:
+            self.meta.put(marker, [])
+            return list(own)
         for chunk in self._bucket_chunks(bucket):
-            self.meta.delete(chunk)
-        self.meta.delete(bucket_keys_key(self.partition, bucket))
+            keys = self.meta.get(chunk)
+            if keys is not None:
+                self.meta.delete(chunk)
+                return list(keys)
+        self.meta.delete(marker)
         self._next_chunk.pop(bucket, None)
+        return None
 
     def _bucket_chunks(self, bucket: str) -> list[str]:
         """The ``meta`` keys of a closed window instance's chunks, stored or written (or

@@ -60,7 +60,7 @@ class DictState:
         self.windows: dict[str, bytes] = {}  # by window_key
         self.closed: dict[WinId, bytes] = {}
         self.progress: bytes | None = None
-        self.buckets: dict[str, bytes] = {}
+        self.buckets: dict[str, tuple[bytes, ...]] = {}  # each a list of chunks
         self.closed_through: dict[str, bytes] = {}
         self.cursors: dict[str, bytes] = {}
 
@@ -153,15 +153,15 @@ class DictState:
     def delete_closed(self, key: str, window: str, start_ms: int) -> None:
         self.closed.pop((key, window, start_ms), None)
 
-    def get_bucket_keys(self, bucket: str) -> list[str]:
-        raw = self.buckets.get(bucket)
-        return [] if raw is None else list(orjson.loads(raw))
-
     def add_bucket_keys(self, bucket: str, keys: list[str]) -> None:
-        self.buckets[bucket] = orjson.dumps(self.get_bucket_keys(bucket) + keys)
+        self.buckets[bucket] = (*self.buckets.get(bucket, ()), orjson.dumps(keys))
 
-    def delete_bucket_keys(self, bucket: str) -> None:
-        self.buckets.pop(bucket, None)
+    def take_bucket_chunk(self, bucket: str) -> list[str] | None:
+        chunks = self.buckets.pop(bucket, ())
+        if not chunks:
+            return None
+        self.buckets[bucket] = chunks[1:]
+        return list(orjson.loads(chunks[0]))
 
     def iter_buckets(self) -> Iterator[str]:
         return iter(list(self.buckets))
@@ -183,7 +183,11 @@ class DictState:
             "windows": dict(self.windows),
             "closed": dict(self.closed),
             "progress": self.progress,
-            "buckets": dict(self.buckets),
+            # What is listed, however the batches cut it into chunks.
+            "buckets": {
+                bucket: orjson.dumps(sorted({k for chunk in chunks for k in orjson.loads(chunk)}))
+                for bucket, chunks in self.buckets.items()
+            },
             "closed_through": dict(self.closed_through),
         }
 

@@ -86,9 +86,9 @@ def test_reads_see_the_batchs_writes_before_they_are_stored(tables: Tables) -> N
     state.add_bucket_keys("1h@0", ["a", "b"])
     assert state.get_key("a") is a
     assert state.get_progress() == PartitionProgress(max_event_ms=1_000, offset=5)
-    assert state.get_bucket_keys("1h@0") == ["a", "b"]
-    state.delete_bucket_keys("1h@0")
-    assert state.get_bucket_keys("1h@0") == []
+    assert state.take_bucket_chunk("1h@0") == ["a", "b"]
+    assert state.take_bucket_chunk("1h@0") is None
+    assert list(state.iter_buckets()) == []
     assert tables.stored_key("a") is None
     assert tables.meta.get(progress_key(PARTITION)) is None
 

@@ -524,7 +524,8 @@ class PartitionProcessor:
                         key, start = entry, parse_bucket_id(bucket)[1]
                     state.delete_closed(key, window.name, start)
                 deletions += len(entries)
-                if (budget is not None and deletions * DELETION_BYTES >= budget) or (
+                held = state.held_bytes() + deletions * DELETION_BYTES
+                if (budget is not None and held >= budget) or (
                     deadline is not None and time.monotonic() >= deadline
                 ):
                     return False

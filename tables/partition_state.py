@@ -241,8 +241,10 @@ class TablePartitionState:
         # Per window closing in steps: its span's bounds and the starts of its panes.
         self._closing_starts: dict[str, tuple[tuple[str, str], set[int]]] = {}
         # Per closed window instance listed since this state was built: the index of its
-        # next chunk of keys.
+        # next chunk of keys; and per instance listed or taken from, the chunks this
+        # state wrote or deleted (only this state writes them while it lives).
         self._next_chunk: dict[str, int] = {}
+        self._held_chunks: dict[str, set[str]] = {}
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
         # The partition's progress record lives in ``meta`` too, but is written last.
@@ -577,26 +579,33 @@ class TablePartitionState:
     def add_bucket_keys(self, bucket: str, keys: list[str]) -> None:
         """List ``keys`` for a closed window instance, after those listed already: in new
         chunks of at most ``BUCKET_CHUNK_BYTES``."""
-        marker = bucket_keys_key(self.partition, bucket)
-        if self.meta.get(marker) is None:
-            self.meta.put(marker, [])
         index = self._next_chunk.get(bucket)
         if index is None:
-            chunks = self._bucket_chunks(bucket)
-            index = int(chunks[-1].rsplit("/", 1)[1]) + 1 if chunks else 0
+            marker = bucket_keys_key(self.partition, bucket)
+            if self.meta.get(marker) is None:
+                self.meta.put(marker, [])
+                index = 0  # a new listing (sessions make one per end: no read for it)
+            else:
+                chunks = self._bucket_chunks(bucket)
+                index = int(chunks[-1].rsplit("/", 1)[1]) + 1 if chunks else 0
         chunk: list[str] = []
         size = 0
         for key in keys:
             length = len(orjson.dumps(key)) + 1
             if chunk and size + length > BUCKET_CHUNK_BYTES:
-                self.meta.put(bucket_chunk_key(self.partition, bucket, index), chunk)
+                self._put_chunk(bucket, index, chunk)
                 index, chunk, size = index + 1, [], 0
             chunk.append(key)
             size += length
         if chunk:
-            self.meta.put(bucket_chunk_key(self.partition, bucket, index), chunk)
+            self._put_chunk(bucket, index, chunk)
             index += 1
         self._next_chunk[bucket] = index
+
+    def _put_chunk(self, bucket: str, index: int, keys: list[str]) -> None:
+        name = bucket_chunk_key(self.partition, bucket, index)
+        self.meta.put(name, keys)
+        self._held_chunks.setdefault(bucket, set()).add(name)
 
     def take_bucket_chunk(self, bucket: str) -> list[str] | None:
         """The next keys listed for a closed window instance, taken out of the listing
@@ -613,19 +622,21 @@ class TablePartitionState:
             keys = self.meta.get(chunk)
             if keys is not None:
                 self.meta.delete(chunk)
+                self._held_chunks.setdefault(bucket, set()).add(chunk)
                 return list(keys)
         self.meta.delete(marker)
         self._next_chunk.pop(bucket, None)
+        self._held_chunks.pop(bucket, None)
         return None
 
     def _bucket_chunks(self, bucket: str) -> list[str]:
         """The ``meta`` keys of a closed window instance's chunks, stored or written (or
-        deleted) since the last store, in order."""
+        deleted) by this state, in order: one seek of the store, never a scan of every
+        held write (a batch closing sessions lists thousands of buckets)."""
         prefix = bucket_chunks_prefix(self.partition, bucket)
         past = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         stored = self.meta.range_keys(prefix, past)
-        held = (name for name in self.meta.held_keys() if name.startswith(prefix))
-        return sorted({*stored, *held})
+        return sorted({*stored, *self._held_chunks.get(bucket, ())})
 
     def iter_buckets(self) -> Iterator[str]:
         prefix = bucket_keys_prefix(self.partition)

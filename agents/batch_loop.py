@@ -203,7 +203,13 @@ class BatchLoop:
                 await self._advance_quiet()
                 await self.flusher.on_timer()
             except Exception:
-                log.exception("a timed store or commit failed; the next one retries")
+                # As after a failed batch: a store cut short left writes staged for
+                # RocksDB that the next store would stage over.
+                self.drop()
+                log.exception(
+                    "a timed store or commit failed; its unstored changes are dropped and "
+                    "read again from Kafka, and the next one retries"
+                )
 
     async def _advance_quiet(self) -> None:
         """Move the clocks of the owned partitions that are idle, and go on with the

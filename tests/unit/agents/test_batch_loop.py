@@ -32,6 +32,7 @@ from agents.names import PipelineNames
 from agents.spec import PipelineSpec, parse_spec
 from agents.stages.slices import SliceSizer
 from tables.aggregation_config import AggregationConfig
+from tables.faust_store import Appended
 from tables.partition_state import TablePartitionState, store_batch
 from tables.pipeline_tables import PipelineTables
 from tables.records import PartitionProgress
@@ -158,6 +159,7 @@ class Partition:
         state: TablePartitionState,
         log: LogStandIn,
         tables: PipelineTables | None = None,
+        sender: BatchSender | None = None,
     ) -> None:
         """With ``tables``, each processor gets a new state over them, as in the worker
         (so that a dropped batch's unstored changes are gone); else always ``state``."""
@@ -179,7 +181,7 @@ class Partition:
             new_state=lambda partition: (
                 state if tables is None else tables.partition_state(partition)
             ),
-            sender=QueueingSender({}),
+            sender=sender or QueueingSender({}),
             gaps=log,
             policy=CommitPolicy(
                 interval_s=3600, events=10**9, buffer_bytes=2**40, outputs_bytes=2**40
@@ -491,3 +493,54 @@ async def test_a_state_at_the_groups_committed_offset_reads_nothing(
     await partition.loop._advance_quiet()
     assert partition.log.reads == []
     assert partition.applied()["count"] == 0
+
+
+class FailingStoreSender(QueueingSender):
+    """Acknowledges each send at once, as Kafka would (offsets growing per partition),
+    except its ``fail_on``-th, which fails as a send does when Kafka goes away."""
+
+    def __init__(self, fail_on: int) -> None:
+        super().__init__({})
+        self.fail_on = fail_on
+        self.sends = 0
+        self.ends: dict[tuple[str, int], int] = {}
+
+    async def send(self) -> dict[tuple[str, int], Appended]:
+        queued, self._queued = self._queued, {}
+        self.queued_bytes = 0
+        if not queued:
+            return {}
+        self.sends += 1
+        if self.sends == self.fail_on:
+            raise ConnectionError("Kafka went away")
+        acked = {}
+        for tp, sent in queued.items():
+            first = self.ends.get(tp, 0)
+            self.ends[tp] = first + len(sent)
+            acked[tp] = Appended(first, first + len(sent) - 1, True)
+        return acked
+
+
+async def test_a_timed_store_that_fails_drops_the_unstored_changes_like_a_failed_batch(
+    tables: PipelineTables,
+) -> None:
+    """The commit-interval timer stores what a backlog left unstored. When a step of
+    that store fails, its writes staged for RocksDB were never written; a state kept
+    after it would stage the next store over them and lose them. So, as after a failed
+    batch, every processor is dropped, and the records are read again from Kafka."""
+    stored = checkpointed(tables.partition_state(PARTITION), 4)
+    await store_batch([stored], AcknowledgingSender())
+    # The first store's second step (the key records) fails; every later send succeeds.
+    sender = FailingStoreSender(fail_on=2)
+    partition = Partition(stored, LogStandIn(range(30)), tables, sender)
+    await partition.fetch(range(5, 10))
+    await partition.loop.on_timer()
+    assert partition.loop.processors == {}
+    assert partition.loop.aggregate.unstored == {}
+    assert sender.sends == 2
+    assert tables.partition_state(PARTITION).get_key(KEY) is None  # nothing stored
+    await partition.fetch(range(10, 15))  # the gap 5..9 is read again, then applied
+    assert partition.log.reads == [(5, 10)]
+    await partition.loop.on_timer()
+    partition.state = tables.partition_state(PARTITION)
+    assert partition.applied() == applied_offsets(range(5, 15))

@@ -110,11 +110,12 @@ async def status(
         # With an idle_timeout: the partitions whose watermark an idle advance moved, until
         # their next record.
         "idle_partitions": partitions_where(pipeline, states, lambda p: p.progress.idle),
-        # Those with windows their watermark passed left to close (in steps,
-        # PartitionProcessor.close_step; until then queries read them from their panes,
-        # not final). A partition is listed in "state" once its processor has started
-        # (at its first record, or the first commit interval after it is assigned), and
-        # only then here.
+        # Those with windows their watermark passed left to close, or closed windows their
+        # retention passed left to delete (in steps, PartitionProcessor.close_step; until
+        # then queries read a window not closed yet from its panes, not final, and a
+        # closed one until it is deleted). A partition is listed in "state" once its
+        # processor has started (at its first record, or the first commit interval after
+        # it is assigned), and only then here.
         "closing": partitions_where(pipeline, states, lambda p: p.closing),
         "processed_offsets": {str(p): o for p, o in sorted(progress.processed.items())},
         # The repartition hop's aggregate lane: its topic, the state partitions this

@@ -149,6 +149,11 @@ class BatchLoop:
         )
         # Per input partition since the assignment: whether it takes the direct lane.
         self._direct: dict[int, bool] = {}
+        # Per topic partition since the assignment: the offset after the last record
+        # handed to this worker. A failed batch or store drops what was applied; the
+        # records are past the consumer's position then, so a partition that gets no more
+        # would not see them again until a restart: the timer reads them back.
+        self._fetched: dict[TP, int] = {}
         self._returned_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -168,6 +173,9 @@ class BatchLoop:
             await self.history.hand_back(self.app.consumer, records)  # no live record first
             self._returned_at = time.monotonic()
             return
+        for tp, fetched in records.items():
+            if fetched:
+                self._fetched[tp] = max(self._fetched.get(tp, 0), fetched[-1].offset + 1)
         try:
             async with self._lock:
                 taken = await self._batch(records)
@@ -207,8 +215,8 @@ class BatchLoop:
                 # RocksDB that the next store would stage over.
                 self.drop()
                 log.exception(
-                    "a timed store or commit failed; its unstored changes are dropped and "
-                    "read again from Kafka, and the next one retries"
+                    "a timed store or commit failed; its unstored changes are dropped, and "
+                    "the next tick reads their records again from Kafka"
                 )
 
     async def _advance_quiet(self) -> None:
@@ -223,7 +231,7 @@ class BatchLoop:
         if self.history is not None and not self.history.seam.sealed:
             return
         owned = self.owned_states()
-        await self._catch_up_with_group(owned)
+        await self._catch_up(owned)
         moved = dict(await self.idle.advance(owned)) if self.idle is not None else {}
         topic = self.names.input_topic
         for partition in sorted(owned):
@@ -231,30 +239,46 @@ class BatchLoop:
             if outcome is not None or self.aggregate.processor(partition).closing:
                 await self._queue(partition, outcome or BatchOutcome(), topic, 0)
 
-    async def _catch_up_with_group(self, owned: set[int]) -> None:
-        """Apply what the group committed past a state's checkpoint, read from Kafka.
+    async def _catch_up(self, owned: set[int]) -> None:
+        """Apply, read from Kafka, the records a state is behind: those the group
+        committed past its checkpoint, and those this worker was handed since the
+        assignment but dropped (a failed batch, a failed timed store).
 
         A state is stored before its offsets are committed, so a recovered state is not
         behind them, unless another worker's older state was the last written to the
-        changelogs (a zombie's: ``tables.faust_store.rewrite_foreign``). The consumer
-        starts at the committed offset and never fetches the records in between; the
-        partition's next record would find the gap (``GapRepair.follow``), but a
-        partition may get none."""
+        changelogs (a zombie's: ``tables.faust_store.rewrite_foreign``). Either way the
+        consumer's position is past those records; the partition's next record would
+        find the gap (``GapRepair.follow``), but a partition may get none."""
         for partition in sorted(owned):
-            for tp, applied, apply in self._behind_group(partition):
-                await self._catch_up(tp, applied, apply)
+            for tp, applied, end, apply in self._behind(partition):
+                records: list[Any] = []
+                async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, end):
+                    records.extend(fetched)
+                log.warning(
+                    "%s: its state is at offset %d, behind offset %d (the group's committed "
+                    "offset past a state recovered from another worker's older changelog "
+                    "records, or records whose changes a failure dropped); read %d "
+                    "record(s) from Kafka to apply",
+                    tp,
+                    applied,
+                    end,
+                    len(records),
+                )
+                if records:
+                    await apply(tp.partition, records)
 
-    def behind_group(self, partition: int) -> bool:
-        """Whether the partition's state was recovered behind the group's committed
-        offsets: until the commit-interval timer catches it up, a key read would see
-        the older state."""
-        return bool(self._behind_group(partition))
+    def behind(self, partition: int) -> bool:
+        """Whether the partition's state is behind records it must read again from Kafka
+        (``_catch_up``): until the commit-interval timer catches it up, a key read would
+        see an older state."""
+        return bool(self._behind(partition))
 
-    def _behind_group(self, partition: int) -> list[tuple[TP, int, ApplyRecords]]:
+    def _behind(self, partition: int) -> list[tuple[TP, int, int, ApplyRecords]]:
         """The partition's lanes whose applied offset is behind the group's committed
-        one: (topic partition, applied offset, how to apply the records in between). A
-        version with a cut counts its direct lane's offsets through its history
-        (``HistorySeam``), and is not caught up here."""
+        one or what this worker was handed: (topic partition, applied offset, the offset
+        to read up to, how to apply the records in between). A version with a cut counts
+        its direct lane's offsets through its history (``HistorySeam``), and is not
+        caught up here."""
         assigned = self.app.consumer.assignment()
         lanes: list[tuple[TP, int, ApplyRecords]] = []
         hop = TP(self.names.repartition_topic, partition)
@@ -270,35 +294,12 @@ class BatchLoop:
             and self._direct_lane(partition)
         ):
             lanes.append((direct, self.aggregate.applied(partition), self._partition_batch))
-        return [
-            (tp, applied, apply)
-            for tp, applied, apply in lanes
-            if (committed := self.app.consumer.committed_offset(tp)) is not None
-            and committed > applied + 1
-        ]
-
-    async def _catch_up(
-        self,
-        tp: TP,
-        applied: int,
-        apply: ApplyRecords,
-    ) -> None:
-        committed = self.app.consumer.committed_offset(tp)
-        assert committed is not None  # _behind_group found it
-        records: list[Any] = []
-        async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, committed):
-            records.extend(fetched)
-        log.warning(
-            "%s: its state was recovered at offset %d, behind the group's committed offset "
-            "%d (another worker's older state was the last written to the changelogs); "
-            "read %d record(s) from Kafka to apply",
-            tp,
-            applied,
-            committed,
-            len(records),
-        )
-        if records:
-            await apply(tp.partition, records)
+        behind = []
+        for tp, applied, apply in lanes:
+            end = max(self.app.consumer.committed_offset(tp) or 0, self._fetched.get(tp, 0))
+            if end > applied + 1:
+                behind.append((tp, applied, end, apply))
+        return behind
 
     async def on_revoked(self) -> None:
         """A rebalance: store what is applied, commit, and forget every partition
@@ -312,6 +313,7 @@ class BatchLoop:
                 self.drop()
                 self.hop.forget()
                 self._direct.clear()
+                self._fetched.clear()
 
     async def on_stop(self) -> None:
         """A clean stop: store what is applied, so a restart re-reads nothing."""

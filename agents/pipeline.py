@@ -189,10 +189,10 @@ class WiredPipeline:
         """The state partitions assigned to this worker (its keys' queries)."""
         return self.batches.owned_states()
 
-    def behind_group(self, partition: int) -> bool:
-        """Whether the partition's state was recovered behind the group's committed
-        offsets, not caught up yet (``BatchLoop.behind_group``)."""
-        return self.batches.behind_group(partition)
+    def behind(self, partition: int) -> bool:
+        """Whether the partition's state is behind records it must read again from
+        Kafka, not caught up yet (``BatchLoop.behind``)."""
+        return self.batches.behind(partition)
 
     def applied_offset(self, partition: int) -> int:
         """The partition's last applied (virtual) offset, running or stored; -1 for none."""

@@ -30,15 +30,15 @@ class KeyRouter:
         changelog: str,
         worker_name: str,
         versions: VersionStatus,
-        behind_group: Callable[[int], bool],
+        behind: Callable[[int], bool],
     ) -> None:
         self.app = app
         self.changelog = changelog
         self.worker_name = worker_name
         self.versions = versions
-        # Whether a partition's state was recovered behind the group's committed offsets
-        # (agents.batch_loop.BatchLoop.behind_group).
-        self.behind_group = behind_group
+        # Whether a partition's state is behind records it must read again from Kafka
+        # (agents.batch_loop.BatchLoop.behind).
+        self.behind = behind
 
     def owners(self) -> dict[str, list[int]]:
         """Which worker (by advertised URL) owns which partitions."""
@@ -50,14 +50,16 @@ class KeyRouter:
 
     def _unless_recovering(self, view: View, key: str, partition: int) -> Response | None:
         """None (this worker answers), unless its stores are being rebuilt from their
-        changelogs after an assignment, or were rebuilt behind what the group had
-        committed: a key read then may be missing or old."""
+        changelogs after an assignment, or are behind records the worker must read
+        again (rebuilt behind what the group had committed, or changes a failure
+        dropped): a key read then may be missing or old."""
         if self.app.in_recovery:
             why = "is being recovered from its changelogs after a rebalance"
-        elif self.behind_group(partition):
+        elif self.behind(partition):
             why = (
-                "was recovered behind the group's committed offsets (another worker's older "
-                "state was the last written) and catches up within a commit interval"
+                "is behind records it reads again from Kafka (its state was recovered behind "
+                "the group's committed offsets, or a failed store dropped its unstored "
+                "changes) and catches up within a commit interval"
             )
         else:
             return None

@@ -77,7 +77,7 @@ def register_views(
         pipeline.tables.ownership_changelog,
         settings.resolved_worker_name,
         versions,
-        pipeline.behind_group,
+        pipeline.behind,
     )
 
     async def routed(view: View, request: Request, key: str) -> Response | None:

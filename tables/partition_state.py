@@ -242,7 +242,8 @@ class TablePartitionState:
         self._closing_starts: dict[str, tuple[tuple[str, str], set[int]]] = {}
         # Per closed window instance listed since this state was built: the index of its
         # next chunk of keys; and per instance listed or taken from, the chunks this
-        # state wrote or deleted (only this state writes them while it lives).
+        # state wrote or deleted since its last store (only this state writes them while
+        # it lives).
         self._next_chunk: dict[str, int] = {}
         self._held_chunks: dict[str, set[str]] = {}
         self.closed = TableBuffer(closed, partition)
@@ -274,6 +275,8 @@ class TablePartitionState:
                 self._stored_newest[window] = start
         self._put_newest.clear()
         self.keys.write()
+        # In RocksDB once stored (a store that fails drops this state).
+        self._held_chunks.clear()
         return [
             [self.closed, self.meta, self.windows.buffer],
             [self.keys.buffer],

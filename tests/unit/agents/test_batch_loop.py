@@ -106,7 +106,7 @@ class QueueingSender(BatchSender):
 class AppStandIn:
     """What ``BatchLoop.on_records`` asks Faust: no recovery, the one input partition
     assigned with its state partition (the direct lane), and its end far ahead (never
-    caught up, so no flush is due)."""
+    caught up, so no flush is due, unless ``end`` says otherwise)."""
 
     in_recovery = False
     rebalancing = False
@@ -116,6 +116,7 @@ class AppStandIn:
         self.consumer = self
         self.assigned = {TP(TOPIC, PARTITION)}
         self.committed: dict[TP, int] = {}  # the group's, the next offset to read
+        self.end = 10**9  # the input partition's end offset
 
     def committed_offset(self, tp: TP) -> int | None:
         return self.committed.get(tp)
@@ -132,7 +133,7 @@ class AppStandIn:
     def highwater(self, tp: TP) -> int:
         # As aiokafka's consumer: only an assigned partition has one.
         assert tp in self.assigned, "Partition is not assigned"
-        return 10**9
+        return self.end
 
 
 def spec() -> PipelineSpec:
@@ -470,10 +471,10 @@ async def test_a_state_recovered_behind_the_groups_committed_offset_reads_up_to_
     app = partition.loop.app
     assert isinstance(app, AppStandIn)
     app.committed[TP(TOPIC, PARTITION)] = 30
-    assert partition.loop.behind_group(PARTITION), "key reads answer 503 until caught up"
+    assert partition.loop.behind(PARTITION), "key reads answer 503 until caught up"
     await partition.loop._advance_quiet()
     assert partition.log.reads == [(5, 30)]
-    assert not partition.loop.behind_group(PARTITION)
+    assert not partition.loop.behind(PARTITION)
     live = partition.loop.live_state(PARTITION)
     assert live is not None
     partition.state = live
@@ -489,7 +490,7 @@ async def test_a_state_at_the_groups_committed_offset_reads_nothing(
     app = partition.loop.app
     assert isinstance(app, AppStandIn)
     app.committed[TP(TOPIC, PARTITION)] = 30
-    assert not partition.loop.behind_group(PARTITION)
+    assert not partition.loop.behind(PARTITION)
     await partition.loop._advance_quiet()
     assert partition.log.reads == []
     assert partition.applied()["count"] == 0
@@ -527,20 +528,47 @@ async def test_a_timed_store_that_fails_drops_the_unstored_changes_like_a_failed
     """The commit-interval timer stores what a backlog left unstored. When a step of
     that store fails, its writes staged for RocksDB were never written; a state kept
     after it would stage the next store over them and lose them. So, as after a failed
-    batch, every processor is dropped, and the records are read again from Kafka."""
+    batch, every processor is dropped; and since the partition may get no more records
+    (which would find the gap), the next tick reads the dropped ones back from Kafka."""
     stored = checkpointed(tables.partition_state(PARTITION), 4)
     await store_batch([stored], AcknowledgingSender())
     # The first store's second step (the key records) fails; every later send succeeds.
     sender = FailingStoreSender(fail_on=2)
     partition = Partition(stored, LogStandIn(range(30)), tables, sender)
-    await partition.fetch(range(5, 10))
+    await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
     await partition.loop.on_timer()
+    assert sender.sends == 2
     assert partition.loop.processors == {}
     assert partition.loop.aggregate.unstored == {}
-    assert sender.sends == 2
     assert tables.partition_state(PARTITION).get_key(KEY) is None  # nothing stored
-    await partition.fetch(range(10, 15))  # the gap 5..9 is read again, then applied
+    assert partition.loop.behind(PARTITION), "key reads answer 503 until caught up"
+    await partition.loop.on_timer()  # reads 5..9 again, applies and stores them
     assert partition.log.reads == [(5, 10)]
-    await partition.loop.on_timer()
+    assert not partition.loop.behind(PARTITION)
     partition.state = tables.partition_state(PARTITION)
-    assert partition.applied() == applied_offsets(range(5, 15))
+    assert partition.applied() == applied_offsets(range(5, 10))
+    await partition.loop.on_timer()
+    assert partition.log.reads == [(5, 10)], "caught up: nothing read again"
+
+
+async def test_a_failed_batch_on_a_partition_that_gets_no_more_records_is_read_back(
+    tables: PipelineTables,
+) -> None:
+    """A caught-up fetch is stored at once; when that store fails, the batch is dropped
+    and its records are past the consumer's position. No record follows to reveal the
+    gap: the commit-interval timer reads them back."""
+    stored = checkpointed(tables.partition_state(PARTITION), 4)
+    await store_batch([stored], AcknowledgingSender())
+    sender = FailingStoreSender(fail_on=1)
+    partition = Partition(stored, LogStandIn(range(10)), tables, sender)
+    app = partition.loop.app
+    assert isinstance(app, AppStandIn)
+    app.end = 10  # the fetch reaches the partition's end: caught up, stored at once
+    await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
+    assert sender.sends == 1
+    assert partition.loop.processors == {}
+    assert partition.loop.behind(PARTITION)
+    await partition.loop.on_timer()
+    assert partition.log.reads == [(5, 10)]
+    partition.state = tables.partition_state(PARTITION)
+    assert partition.applied() == applied_offsets(range(5, 10))

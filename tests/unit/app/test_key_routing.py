@@ -77,9 +77,9 @@ async def test_a_state_recovered_behind_the_group_says_retry_until_caught_up(
     answer: Any = await router.answer_elsewhere(view, request, "c1", 3, {3, 4})
     assert answer == {
         "status": 503,
-        "error": "partition 3 of key 'c1' was recovered behind the group's committed offsets "
-        "(another worker's older state was the last written) and catches up within a commit "
-        "interval; retry shortly",
+        "error": "partition 3 of key 'c1' is behind records it reads again from Kafka (its "
+        "state was recovered behind the group's committed offsets, or a failed store dropped "
+        "its unstored changes) and catches up within a commit interval; retry shortly",
         "key": "c1",
         "partition": 3,
     }

@@ -252,8 +252,21 @@ class BatchLoop:
         for partition in sorted(owned):
             for tp, applied, end, apply in self._behind(partition):
                 records: list[Any] = []
-                async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, end):
-                    records.extend(fetched)
+                try:
+                    async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, end):
+                        records.extend(fetched)
+                except Exception as exc:
+                    # Expected while Kafka is out of reach, which is logged once on its own
+                    # (app.kafka_outage): one line, no traceback, every tick until it is back.
+                    log.warning(
+                        "%s: reading offsets %d to %d back from Kafka failed (%s); the next "
+                        "tick retries",
+                        tp,
+                        applied + 1,
+                        end - 1,
+                        exc,
+                    )
+                    continue
                 log.warning(
                     "%s: its state is at offset %d, behind offset %d (the group's committed "
                     "offset past a state recovered from another worker's older changelog "

@@ -121,6 +121,9 @@ class AppStandIn:
     def committed_offset(self, tp: TP) -> int | None:
         return self.committed.get(tp)
 
+    async def commit_stored(self, offsets: dict[TP, int]) -> None:
+        self.committed.update(offsets)
+
     def assigned_actives(self) -> set[TP]:
         return {TP(TOPIC, PARTITION), TP(PipelineNames(spec()).repartition_topic, PARTITION)}
 
@@ -227,6 +230,12 @@ def tables(tmp_path: Path) -> Iterator[PipelineTables]:
 @pytest.fixture
 def state(tables: PipelineTables) -> TablePartitionState:
     return tables.partition_state(PARTITION)
+
+
+def app_of(partition: Partition) -> AppStandIn:
+    app = partition.loop.app
+    assert isinstance(app, AppStandIn)
+    return app
 
 
 def checkpointed(state: TablePartitionState, offset: int) -> TablePartitionState:
@@ -530,14 +539,15 @@ async def test_a_timed_store_that_fails_drops_the_unstored_changes_like_a_failed
     after it would stage the next store over them and lose them. So, as after a failed
     batch, every processor is dropped; and since the partition may get no more records
     (which would find the gap), the next tick reads the dropped ones back from Kafka."""
+    # The timer's store fails at its second step (the key records), send 3; every
+    # other send succeeds.
+    sender = FailingStoreSender(fail_on=3)
     stored = checkpointed(tables.partition_state(PARTITION), 4)
-    await store_batch([stored], AcknowledgingSender())
-    # The first store's second step (the key records) fails; every later send succeeds.
-    sender = FailingStoreSender(fail_on=2)
+    await store_batch([stored], sender)
     partition = Partition(stored, LogStandIn(range(30)), tables, sender)
     await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
     await partition.loop.on_timer()
-    assert sender.sends == 2
+    assert sender.sends == 3
     assert partition.loop.processors == {}
     assert partition.loop.aggregate.unstored == {}
     assert tables.partition_state(PARTITION).get_key(KEY) is None  # nothing stored
@@ -545,6 +555,8 @@ async def test_a_timed_store_that_fails_drops_the_unstored_changes_like_a_failed
     await partition.loop.on_timer()  # reads 5..9 again, applies and stores them
     assert partition.log.reads == [(5, 10)]
     assert not partition.loop.behind(PARTITION)
+    assert partition.loop.processors != {}, "stored, not dropped"
+    assert app_of(partition).committed == {TP(TOPIC, PARTITION): 10}
     partition.state = tables.partition_state(PARTITION)
     assert partition.applied() == applied_offsets(range(5, 10))
     await partition.loop.on_timer()
@@ -557,18 +569,56 @@ async def test_a_failed_batch_on_a_partition_that_gets_no_more_records_is_read_b
     """A caught-up fetch is stored at once; when that store fails, the batch is dropped
     and its records are past the consumer's position. No record follows to reveal the
     gap: the commit-interval timer reads them back."""
+    sender = FailingStoreSender(fail_on=2)  # the batch's store, after the checkpoint's
     stored = checkpointed(tables.partition_state(PARTITION), 4)
-    await store_batch([stored], AcknowledgingSender())
-    sender = FailingStoreSender(fail_on=1)
+    await store_batch([stored], sender)
     partition = Partition(stored, LogStandIn(range(10)), tables, sender)
-    app = partition.loop.app
-    assert isinstance(app, AppStandIn)
-    app.end = 10  # the fetch reaches the partition's end: caught up, stored at once
+    app_of(partition).end = 10  # the fetch reaches the end: caught up, stored at once
     await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
-    assert sender.sends == 1
+    assert sender.sends == 2
     assert partition.loop.processors == {}
     assert partition.loop.behind(PARTITION)
     await partition.loop.on_timer()
     assert partition.log.reads == [(5, 10)]
+    assert partition.loop.processors != {}, "stored, not dropped"
+    partition.state = tables.partition_state(PARTITION)
+    assert partition.applied() == applied_offsets(range(5, 10))
+
+
+class OutageLog(LogStandIn):
+    """The log, out of reach for its first ``down`` reads."""
+
+    def __init__(self, held: Sequence[int], down: int) -> None:
+        super().__init__(held)
+        self.down = down
+
+    async def read(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> AsyncIterator[list[Any]]:
+        if self.down:
+            self.down -= 1
+            raise ConnectionError("Unable to bootstrap from 127.0.0.1:9")
+        async for fetched in super().read(topic, partition, start, end):
+            yield fetched
+
+
+async def test_reading_back_during_an_outage_logs_a_line_per_tick_and_retries(
+    tables: PipelineTables, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = FailingStoreSender(fail_on=2)
+    stored = checkpointed(tables.partition_state(PARTITION), 4)
+    await store_batch([stored], sender)
+    partition = Partition(stored, OutageLog(range(10), down=2), tables, sender)
+    app_of(partition).end = 10
+    await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agents.batch_loop"):
+        await partition.loop.on_timer()
+        await partition.loop.on_timer()
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)] * 2
+    assert all("the next tick retries" in r.getMessage() for r in caplog.records)
+    assert partition.loop.behind(PARTITION)
+    await partition.loop.on_timer()  # Kafka is back
+    assert not partition.loop.behind(PARTITION)
     partition.state = tables.partition_state(PARTITION)
     assert partition.applied() == applied_offsets(range(5, 10))

@@ -150,10 +150,12 @@ class BatchLoop:
         # Per input partition since the assignment: whether it takes the direct lane.
         self._direct: dict[int, bool] = {}
         # Per topic partition since the assignment: the offset after the last record
-        # handed to this worker. A failed batch or store drops what was applied; the
-        # records are past the consumer's position then, so a partition that gets no more
-        # would not see them again until a restart: the timer reads them back.
+        # handed to this worker; and, when a failed batch or store dropped what was
+        # applied, that offset as it stood then. The dropped records are past the
+        # consumer's position, so a partition that gets no more would not see them again
+        # until a restart: the timer reads them back (``_catch_up``).
         self._fetched: dict[TP, int] = {}
+        self._dropped: dict[TP, int] = {}
         self._returned_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -232,7 +234,10 @@ class BatchLoop:
             return
         owned = self.owned_states()
         await self._catch_up(owned)
-        moved = dict(await self.idle.advance(owned)) if self.idle is not None else {}
+        # A partition still behind (its records could not be read back) is not idle: its
+        # clock waits for them, or windows would close without them.
+        quiet = {partition for partition in owned if not self.behind(partition)}
+        moved = dict(await self.idle.advance(quiet)) if self.idle is not None else {}
         topic = self.names.input_topic
         for partition in sorted(owned):
             outcome = moved.get(partition)
@@ -241,8 +246,8 @@ class BatchLoop:
 
     async def _catch_up(self, owned: set[int]) -> None:
         """Apply, read from Kafka, the records a state is behind: those the group
-        committed past its checkpoint, and those this worker was handed since the
-        assignment but dropped (a failed batch, a failed timed store).
+        committed past its checkpoint, and those whose changes a failed batch or a failed
+        timed store dropped (up to the last record handed to this worker then).
 
         A state is stored before its offsets are committed, so a recovered state is not
         behind them, unless another worker's older state was the last written to the
@@ -288,7 +293,7 @@ class BatchLoop:
 
     def _behind(self, partition: int) -> list[tuple[TP, int, int, ApplyRecords]]:
         """The partition's lanes whose applied offset is behind the group's committed
-        one or what this worker was handed: (topic partition, applied offset, the offset
+        one or what a failure dropped: (topic partition, applied offset, the offset
         to read up to, how to apply the records in between). A version with a cut counts
         its direct lane's offsets through its history (``HistorySeam``), and is not
         caught up here."""
@@ -309,7 +314,7 @@ class BatchLoop:
             lanes.append((direct, self.aggregate.applied(partition), self._partition_batch))
         behind = []
         for tp, applied, apply in lanes:
-            end = max(self.app.consumer.committed_offset(tp) or 0, self._fetched.get(tp, 0))
+            end = max(self.app.consumer.committed_offset(tp) or 0, self._dropped.get(tp, 0))
             if end > applied + 1:
                 behind.append((tp, applied, end, apply))
         return behind
@@ -327,6 +332,7 @@ class BatchLoop:
                 self.hop.forget()
                 self._direct.clear()
                 self._fetched.clear()
+                self._dropped.clear()
 
     async def on_stop(self) -> None:
         """A clean stop: store what is applied, so a restart re-reads nothing."""
@@ -338,7 +344,10 @@ class BatchLoop:
             await self.idle.clocks.stop()
 
     def drop(self) -> None:
-        """Forget every processor and unstored change; the stores stay as they were."""
+        """Forget every processor and unstored change; the stores stay as they were, and
+        the records handed so far are read back if no later one reveals the gap."""
+        for tp, end in self._fetched.items():
+            self._dropped[tp] = max(self._dropped.get(tp, 0), end)
         self.aggregate.drop()
         self.hop.drop()
         self.sender.discard()

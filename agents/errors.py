@@ -16,7 +16,9 @@ every layer above can import it:
     ├── Rejected            a record that cannot become an event (agents.events)
     ├── HistoryError        a history file that cannot be read (app.history)
     ├── BadParameter        a query parameter the API cannot use (app.query_params)
-    └── RecoveryStalled     table recovery stopped making progress (app.recovery_watchdog)
+    ├── RecoveryStalled     table recovery stopped making progress (app.recovery_watchdog)
+    └── ReadStalled         a read of a range from Kafka stopped making progress
+                            (agents.gap_reader)
 """
 
 from __future__ import annotations
@@ -57,3 +59,8 @@ class PartitionsChanged(KappaError):
 class Refused(KappaError):
     """A command refused to act, because acting would count events twice, lose them, or
     leave readers without a version; nothing was changed."""
+
+
+class ReadStalled(KappaError):
+    """A read of a partition's range from Kafka got no further for a while (Kafka out of
+    reach): given up, so that its caller does not hold the worker through an outage."""

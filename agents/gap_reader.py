@@ -13,26 +13,45 @@ records (transaction markers, records removed by retention) reads as empty.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.errors import ReadStalled
+
+# A read whose position has not moved for this long gives up: with Kafka out of reach,
+# aiokafka's getmany returns nothing, for ever, and the caller (a batch, the timer's
+# catch-up) would hold the batch loop through the outage. The caller retries.
+STALL_S = 10.0
+
 
 class GapReader:
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], stall_s: float = STALL_S) -> None:
         self._options = options
         self._consumer: AIOKafkaConsumer | None = None
+        self._stall_s = stall_s
 
     async def read(
         self, topic: str, partition: int, start: int, end: int
     ) -> AsyncIterator[list[Any]]:
-        """The records with ``start <= offset < end``, in offset order, a fetch at a time."""
+        """The records with ``start <= offset < end``, in offset order, a fetch at a time.
+        Raises ReadStalled when no fetch moves the position for ``stall_s``."""
         consumer = await self._ensure()
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         consumer.seek(tp, start)
-        while await consumer.position(tp) < end:
+        reached, moved_at = start, time.monotonic()
+        while (position := await consumer.position(tp)) < end:
+            if position > reached:
+                reached, moved_at = position, time.monotonic()
+            elif time.monotonic() - moved_at > self._stall_s:
+                raise ReadStalled(
+                    f"reading {topic}[{partition}] offsets {start} to {end - 1} from Kafka got "
+                    f"no further than {position} in {self._stall_s:.0f} s",
+                    hint="check that Kafka is reachable; the worker retries the read",
+                )
             fetched = await consumer.getmany(tp, timeout_ms=1000)
             records = [r for r in fetched.get(tp, []) if start <= r.offset < end]
             if records:

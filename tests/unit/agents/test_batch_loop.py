@@ -622,3 +622,26 @@ async def test_reading_back_during_an_outage_logs_a_line_per_tick_and_retries(
     assert not partition.loop.behind(PARTITION)
     partition.state = tables.partition_state(PARTITION)
     assert partition.applied() == applied_offsets(range(5, 10))
+
+
+async def test_a_fetch_being_applied_is_not_behind(tables: PipelineTables) -> None:
+    """Only what a failure dropped is read back: between the slices of a fetch the
+    partition is not behind (key queries answer it), nor does a timer tick then read
+    the fetch again from Kafka."""
+    sender = FailingStoreSender(fail_on=0)  # every send succeeds
+    stored = checkpointed(tables.partition_state(PARTITION), 4)
+    await store_batch([stored], sender)
+    partition = Partition(stored, LogStandIn(range(30)), tables, sender)
+    partition.loop.slices = SliceSizer(target_s=0.0, first=1)
+    fetch = {TP(TOPIC, PARTITION): records(range(5, 30))}
+    batch = asyncio.create_task(partition.loop.on_records(fetch))
+    for _ in range(10):  # a few one-record slices
+        await asyncio.sleep(0)
+    assert 4 < partition.loop.aggregate.unstored[PARTITION] < 29  # mid-batch
+    assert not partition.loop.behind(PARTITION)
+    await partition.loop.on_timer()  # waits for the batch's lock, then stores it
+    await batch
+    assert partition.log.reads == []
+    assert partition.loop.processors != {}, "stored, not dropped"
+    partition.state = tables.partition_state(PARTITION)
+    assert partition.applied() == applied_offsets(range(5, 30))

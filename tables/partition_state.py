@@ -637,16 +637,13 @@ class TablePartitionState:
         deleted) by this state, in order: one seek of the store, never a scan of every
         held write (a batch closing sessions lists thousands of buckets)."""
         prefix = bucket_chunks_prefix(self.partition, bucket)
-        past = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        stored = self.meta.range_keys(prefix, past)
+        stored = self.meta.range_keys(prefix, _past(prefix))
         return sorted({*stored, *self._held_chunks.get(bucket, ())})
 
     def iter_buckets(self) -> Iterator[str]:
         prefix = bucket_keys_prefix(self.partition)
-        # Their keys alone, one range of the store: each value lists a bucket's keys, all
-        # the keys that closed a window within the retention.
-        past = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        for key in self.meta.range_keys(prefix, past):
+        # Their keys alone, one range of the store (each value is a bucket's marker).
+        for key in self.meta.range_keys(prefix, _past(prefix)):
             yield key[len(prefix) :]
 
     def count_keys(self) -> int:
@@ -656,6 +653,11 @@ class TablePartitionState:
     def count_open_windows(self) -> int:
         """The stored open windows of this partition, counted in its RocksDB store."""
         return self.windows.buffer.count()
+
+
+def _past(prefix: str) -> str:
+    """The first key after every key that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 async def store_batch(

@@ -235,8 +235,10 @@ class BatchLoop:
         owned = self.owned_states()
         await self._catch_up(owned)
         # A partition still behind (its records could not be read back) is not idle: its
-        # clock waits for them, or windows would close without them.
-        quiet = {partition for partition in owned if not self.behind(partition)}
+        # clock waits for them, or windows would close without them. Records still to be
+        # routed may be any state partition's, so none is idle while some are.
+        routing = bool(self._route_behind())
+        quiet = {p for p in owned if not routing and not self.behind(p)}
         moved = dict(await self.idle.advance(quiet)) if self.idle is not None else {}
         topic = self.names.input_topic
         for partition in sorted(owned):
@@ -247,43 +249,57 @@ class BatchLoop:
     async def _catch_up(self, owned: set[int]) -> None:
         """Apply, read from Kafka, the records a state is behind: those the group
         committed past its checkpoint, and those whose changes a failed batch or a failed
-        timed store dropped (up to the last record handed to this worker then).
+        timed store dropped (up to the last record handed to this worker then); and route
+        again the records of a route lane whose hop records such a failure dropped.
 
         A state is stored before its offsets are committed, so a recovered state is not
         behind them, unless another worker's older state was the last written to the
         changelogs (a zombie's: ``tables.faust_store.rewrite_foreign``). Either way the
         consumer's position is past those records; the partition's next record would
         find the gap (``GapRepair.follow``), but a partition may get none."""
-        for partition in sorted(owned):
-            for tp, applied, end, apply in self._behind(partition):
-                records: list[Any] = []
-                try:
-                    async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, end):
-                        records.extend(fetched)
-                except Exception as exc:
-                    # Expected while Kafka is out of reach, which is logged once on its own
-                    # (app.kafka_outage): one line, no traceback, every tick until it is back.
-                    log.warning(
-                        "%s: reading offsets %d to %d back from Kafka failed (%s); the next "
-                        "tick retries",
-                        tp,
-                        applied + 1,
-                        end - 1,
-                        exc,
-                    )
-                    continue
+        lanes = [lane for partition in sorted(owned) for lane in self._behind(partition)]
+        for tp, applied, end, apply in lanes + self._route_behind():
+            records: list[Any] = []
+            try:
+                async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, end):
+                    records.extend(fetched)
+            except Exception as exc:
+                # Expected while Kafka is out of reach, which is logged once on its own
+                # (app.kafka_outage): one line, no traceback, every tick until it is back.
                 log.warning(
-                    "%s: its state is at offset %d, behind offset %d (the group's committed "
-                    "offset past a state recovered from another worker's older changelog "
-                    "records, or records whose changes a failure dropped); read %d "
-                    "record(s) from Kafka to apply",
+                    "%s: reading offsets %d to %d back from Kafka failed (%s); the next "
+                    "tick retries",
                     tp,
-                    applied,
-                    end,
-                    len(records),
+                    applied + 1,
+                    end - 1,
+                    exc,
                 )
-                if records:
-                    await apply(tp.partition, records)
+                continue
+            log.warning(
+                "%s: applied up to offset %d, behind offset %d (the group's committed "
+                "offset past a state recovered from another worker's older changelog "
+                "records, or records whose changes a failure dropped); read %d "
+                "record(s) from Kafka to apply",
+                tp,
+                applied,
+                end,
+                len(records),
+            )
+            if records:
+                await apply(tp.partition, records)
+
+    def _route_behind(self) -> list[tuple[TP, int, int, ApplyRecords]]:
+        """The input partitions on the route lane whose records a failure dropped before
+        Kafka acknowledged their hop records: (topic partition, last acknowledged offset,
+        the offset to read up to, how to route the records in between)."""
+        behind: list[tuple[TP, int, int, ApplyRecords]] = []
+        for partition, direct in sorted(self._direct.items()):
+            tp = TP(self.names.input_topic, partition)
+            acked = self.hop.acked.get(partition)
+            end = self._dropped.get(tp, 0)
+            if not direct and acked is not None and end > acked + 1:
+                behind.append((tp, acked, end, self._routed_batch))
+        return behind
 
     def behind(self, partition: int) -> bool:
         """Whether the partition's state is behind records it must read again from Kafka

@@ -28,6 +28,7 @@ from agents.batch_sender import BatchSender
 from agents.errors import StateLost
 from agents.events import EventParser
 from agents.gap_reader import GapReader
+from agents.hop import source_of
 from agents.names import PipelineNames
 from agents.spec import PipelineSpec, parse_spec
 from agents.stages.slices import SliceSizer
@@ -514,6 +515,7 @@ class FailingStoreSender(QueueingSender):
         self.fail_on = fail_on
         self.sends = 0
         self.ends: dict[tuple[str, int], int] = {}
+        self.delivered: list[tuple[tuple[str, int], Any]] = []  # (topic partition, headers)
 
     async def send(self) -> dict[tuple[str, int], Appended]:
         queued, self._queued = self._queued, {}
@@ -528,6 +530,7 @@ class FailingStoreSender(QueueingSender):
             first = self.ends.get(tp, 0)
             self.ends[tp] = first + len(sent)
             acked[tp] = Appended(first, first + len(sent) - 1, True)
+            self.delivered.extend((tp, headers) for _, _, headers in sent)
         return acked
 
 
@@ -645,3 +648,35 @@ async def test_a_fetch_being_applied_is_not_behind(tables: PipelineTables) -> No
     assert partition.loop.processors != {}, "stored, not dropped"
     partition.state = tables.partition_state(PARTITION)
     assert partition.applied() == applied_offsets(range(5, 30))
+
+
+class GrownInputApp(AppStandIn):
+    """The input has grown to 2 partitions past the version's N of 1: its records take
+    the route lane, through the hop."""
+
+    def topic_partitions(self, topic: str) -> int:
+        return 2
+
+
+async def test_routed_records_whose_hop_records_a_failure_dropped_are_routed_again(
+    tables: PipelineTables,
+) -> None:
+    """On the route lane an input partition's progress is its acknowledged hop records.
+    A flush that fails drops what it routed, and those records are past the consumer's
+    position: with no later record to reveal the gap, the commit-interval timer reads
+    them back and routes them again."""
+    sender = FailingStoreSender(fail_on=1)  # the batch's flush of its hop records
+    partition = Partition(tables.partition_state(PARTITION), LogStandIn(range(10)), tables, sender)
+    app = GrownInputApp()
+    app.end = 10  # the fetch reaches the end: caught up, flushed at once
+    partition.loop.app = app
+    await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
+    assert sender.sends == 1 and sender.delivered == []
+    hop = PipelineNames(spec()).repartition_topic
+    await partition.loop.on_timer()
+    assert partition.log.reads == [(5, 10)]
+    assert [(tp, source_of(headers)) for tp, headers in sender.delivered] == [
+        ((hop, PARTITION), (PARTITION, offset)) for offset in range(5, 10)
+    ]
+    await partition.loop.on_timer()
+    assert partition.log.reads == [(5, 10)], "acknowledged: nothing read again"

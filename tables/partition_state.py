@@ -241,13 +241,16 @@ class TablePartitionState:
         # Per window closing in steps: its span's bounds and the starts of its panes.
         self._closing_starts: dict[str, tuple[tuple[str, str], set[int]]] = {}
         # Per closed window instance listed since this state was built: the index of its
-        # next chunk of keys; and per instance listed or taken from, the chunks this
-        # state wrote or deleted since its last store (only this state writes them while
-        # it lives).
+        # next chunk of keys; and per instance listed, the chunks this state wrote since
+        # its last store (only this state writes them while it lives).
         self._next_chunk: dict[str, int] = {}
         self._held_chunks: dict[str, set[str]] = {}
         self.closed = TableBuffer(closed, partition)
         self.meta = TableBuffer(meta, partition)
+        # An expired instance's listing is deleted in a later step than its results (see
+        # ``steps``); until then, the chunks taken out of it since the last store.
+        self.listing_deletes = TableBuffer(meta, partition)
+        self._taken_chunks: set[str] = set()
         # The partition's progress record lives in ``meta`` too, but is written last.
         self.progress = TableBuffer(meta, partition)
 
@@ -262,7 +265,10 @@ class TablePartitionState:
         2. the key records;
         3. the deletion of the closed windows' records: after 2, so that a replayed
            event of a closed window is fenced by its key record and never starts the
-           window anew;
+           window anew; and the deletion of expired instances' listings: after their
+           results' deletions (1), so that a crash between the two leaves the listing,
+           and the expiry after the restart deletes the results again, rather than
+           results no listing names, which would never expire;
         4. the progress record: watermark and checkpoint (never ahead of 1 to 3).
 
         A step with nothing to write is skipped by ``store_batch``.
@@ -277,10 +283,11 @@ class TablePartitionState:
         self.keys.write()
         # In RocksDB once stored (a store that fails drops this state).
         self._held_chunks.clear()
+        self._taken_chunks.clear()
         return [
             [self.closed, self.meta, self.windows.buffer],
             [self.keys.buffer],
-            [self.window_deletes],
+            [self.window_deletes, self.listing_deletes],
             [self.progress],
         ]
 
@@ -294,6 +301,7 @@ class TablePartitionState:
             + len(windows.deleted)
             + len(self.closed.pending)
             + len(self.meta.pending)
+            + len(self.listing_deletes.pending)
         )
 
     def held_bytes(self) -> int:
@@ -612,29 +620,33 @@ class TablePartitionState:
 
     def take_bucket_chunk(self, bucket: str) -> list[str] | None:
         """The next keys listed for a closed window instance, taken out of the listing
-        (deleted at the next store); None when none is left, and then the instance's own
-        record is deleted too. A bucket an earlier kappa listed in its own record gives
-        that list first. A key listed again by a closing repeated after a crash may come
-        twice."""
+        (deleted at the next store, in the step after their results' deletions); None
+        when none is left, and then the instance's own record is deleted too. A bucket an
+        earlier kappa listed in its own record gives that list first. A key listed again
+        by a closing repeated after a crash may come twice."""
         marker = bucket_keys_key(self.partition, bucket)
+        taken = self._taken_chunks
         own = self.meta.get(marker)
-        if own:
-            self.meta.put(marker, [])
+        if own and marker not in taken:
+            taken.add(marker)
+            self.listing_deletes.put(marker, [])
             return list(own)
         for chunk in self._bucket_chunks(bucket):
+            if chunk in taken:
+                continue
             keys = self.meta.get(chunk)
             if keys is not None:
-                self.meta.delete(chunk)
-                self._held_chunks.setdefault(bucket, set()).add(chunk)
+                taken.add(chunk)
+                self.listing_deletes.delete(chunk)
                 return list(keys)
-        self.meta.delete(marker)
+        self.listing_deletes.delete(marker)
         self._next_chunk.pop(bucket, None)
         self._held_chunks.pop(bucket, None)
         return None
 
     def _bucket_chunks(self, bucket: str) -> list[str]:
-        """The ``meta`` keys of a closed window instance's chunks, stored or written (or
-        deleted) by this state, in order: one seek of the store, never a scan of every
+        """The ``meta`` keys of a closed window instance's chunks, stored or written by
+        this state, in order: one seek of the store, never a scan of every
         held write (a batch closing sessions lists thousands of buckets)."""
         prefix = bucket_chunks_prefix(self.partition, bucket)
         stored = self.meta.range_keys(prefix, _past(prefix))

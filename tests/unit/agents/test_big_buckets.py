@@ -180,3 +180,38 @@ def test_many_session_ends_list_and_expire_without_reading_every_held_write(
         assert all(state.get_closed(f"k{i}", "session/10ms", i) is None for i in range(count))
         assert not processor.closing
         assert not processor._closed
+
+
+def test_an_expired_listing_is_deleted_only_after_its_results_are(tmp_path: Path) -> None:
+    """Each send of a store may reach some changelogs and not others (a crash, a failed
+    partition). A listing deleted in the same send as its results could then be
+    recovered deleted beside results still there, which no listing would name again:
+    they would never expire. So every tombstone of a listing is in a later send than
+    every tombstone of the results it names."""
+    keys = KEYS[:5_000]
+    sender = AcknowledgingSender()
+    with offline_tables(tmp_path) as tables:
+        state = tables.partition_state(PARTITION)
+        processor = PartitionProcessor(CONFIG, state, PARTITION, None)
+        processor.apply([(i, Event(key, 0, (0.1,), {})) for i, key in enumerate(keys)])
+        processor.apply([(len(keys), Event("later", SIZE, (0.2,), {}))])  # closes [0, 10)
+        asyncio.run(store_batch([state], sender))
+        expiring = len(sender.sends)
+        processor.apply([(len(keys) + 1, Event("later", SIZE + RETENTION, (0.3,), {}))])
+        asyncio.run(store_batch([state], sender))
+        assert all(state.get_closed(key, "10", 0) is None for key in keys)
+        assert stored_meta_keys(state) == []
+
+    def sends_with_tombstones(changelog: str, prefix: bytes) -> list[int]:
+        return [
+            index
+            for index, send in enumerate(sender.sends[expiring:])
+            for topic, _, key, value in send
+            if topic.endswith(changelog) and key.startswith(prefix) and value is None
+        ]
+
+    results = sends_with_tombstones("closed-changelog", b"")
+    listing = sends_with_tombstones("meta-changelog", b'"bucket')
+    assert len(results) >= len(keys)
+    assert listing
+    assert min(listing) > max(results)

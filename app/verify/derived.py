@@ -83,7 +83,7 @@ def derived_events(
         f"CASE WHEN {' OR '.join(bad)} THEN 'uncomputable' WHEN NOT ({kept}) THEN '{FILTERED}'"
         f" WHEN {missing or 'FALSE'} THEN 'missing_key' END"
     )
-    result = con.execute(
+    result = con.sql(
         f"""
         SELECT __kappa_p AS p, __kappa_seq AS seq, concat_ws('|', {", ".join(key_parts)}) AS k,
                __kappa_t AS t, {", ".join([*values, outcome + " AS outcome"])}

@@ -94,6 +94,9 @@ class PartitionProcessor:
         # how many panes' keys the next range of a closing takes.
         self._pane_bytes = 2048
         self._pane_seconds = 2e-5
+        # The same, measured per session a closing step closes.
+        self._session_bytes = 2048
+        self._session_seconds = 5e-5
         self._result_bytes = 0
         # The watermark whose windows are not all closed yet. A stored state may hold a
         # closing that a crash cut short between two steps: the first step finds what is
@@ -337,8 +340,8 @@ class PartitionProcessor:
     def _close(self, watermark: int, closed: list[WindowResult], deadline: float | None) -> bool:
         """Close windows that end at or before ``watermark`` and have not closed yet,
         into ``closed``, until the budget (bytes, and time) is spent; whether none is
-        left. Sessions close
-        all at once.
+        left. Sessions close first, as many at a time as the budget has room for by the
+        bytes and the time the last step took per session (``_close_sessions``).
 
         Each paned window definition closes by spans of consecutive starts, from the
         first start that holds a pane, each span cut into ranges of keys
@@ -349,7 +352,8 @@ class PartitionProcessor:
         A few small windows still close in one range of the store; a big closing passes
         the budget by about one range's windows."""
         for sessions in self.config.sessions:
-            self._close_sessions(sessions, watermark, closed)
+            if not self._close_sessions(sessions, watermark, closed, deadline):
+                return False
         results = SharedResults(self.config)
         budget = self._close_bytes
         state = self.state
@@ -449,15 +453,44 @@ class PartitionProcessor:
             self._list_closed(bucket_id(window, start), found)
         return sum(map(len, panes.values()))
 
-    def _close_sessions(self, window: Sessions, watermark: int, closed: list[WindowResult]) -> None:
-        """Close every session that ends at or before ``watermark``: one range of the
-        store. A stored record that its key's record does not list is left over from a
-        batch a crash cut short (the key's record is stored after the windows): deleted,
-        never published. A session already closed before such a crash is not published
-        again."""
+    def _close_sessions(
+        self, window: Sessions, watermark: int, closed: list[WindowResult], deadline: float | None
+    ) -> bool:
+        """Close the sessions that end at or before ``watermark`` (one range of the store),
+        into ``closed``, until the budget (bytes, and time) is spent; whether none is
+        left. Each taking of sessions is closed whole (``_close_taken``)."""
+        budget = self._close_bytes
+        stepped = False
+        while True:
+            limit = None
+            held, began = 0, time.monotonic()
+            if budget is not None:
+                held = self._closing_bytes(closed)
+                if stepped and (held >= budget or (deadline is not None and began >= deadline)):
+                    return False
+                limit = max(1, (budget - held) // self._session_bytes)
+                if deadline is not None:
+                    room = int((deadline - began) / self._session_seconds)
+                    limit = max(1, min(limit, room))
+            by_end, more = self.state.take_sessions(window.name, watermark, limit)
+            self._close_taken(window, by_end, closed)
+            taken = sum(map(len, by_end.values()))
+            if taken and budget is not None:
+                self._session_bytes = max(1, (self._closing_bytes(closed) - held) // taken)
+                self._session_seconds = max(1e-7, (time.monotonic() - began) / taken)
+            if not more:
+                return True
+            stepped = True
+
+    def _close_taken(
+        self, window: Sessions, by_end: dict[int, dict[str, OpenWindow]], closed: list[WindowResult]
+    ) -> None:
+        """Close the sessions taken out of the store, by end and key. A stored record that
+        its key's record does not list is left over from a batch a crash cut short (the
+        key's record is stored after the windows): deleted, never published. A session
+        already closed before such a crash is not published again."""
         state = self.state
         name = window.name
-        by_end, _ = state.take_panes(name, watermark, watermark)
         self._open_windows -= sum(len(keys) for keys in by_end.values())
         for end in sorted(by_end):
             found = by_end[end]

@@ -67,6 +67,9 @@ class PartitionState(Protocol):
         after_key: str | None = None,
         limit: int | None = None,
     ) -> tuple[dict[int, dict[str, OpenWindow]], str | None]: ...
+    def take_sessions(
+        self, window: str, watermark: int, limit: int | None
+    ) -> tuple[dict[int, dict[str, OpenWindow]], bool]: ...
     def first_pane(self, window: str, read_to: int) -> int | None: ...
     def get_close_cursor(self, window: str) -> tuple[int, str] | None: ...
     def put_close_cursor(self, window: str, last_start_ms: int, key: str | None) -> None: ...
@@ -240,6 +243,8 @@ class TablePartitionState:
         self._closed_to: dict[str, int] = {}
         # Per window closing in steps: its span's bounds and the starts of its panes.
         self._closing_starts: dict[str, tuple[tuple[str, str], set[int]]] = {}
+        # Per session window closing in steps: the last stored session taken out.
+        self._sessions_from: dict[str, str] = {}
         # Per closed window instance listed since this state was built: the index of its
         # next chunk of keys; and per instance listed, the chunks this state wrote since
         # its last store (only this state writes them while it lives).
@@ -404,6 +409,40 @@ class TablePartitionState:
             if closed_to is None or expire_to > closed_to:
                 self._closed_to[window] = expire_to
         return by_start, last_key
+
+    def take_sessions(
+        self, window: str, watermark: int, limit: int | None
+    ) -> tuple[dict[int, dict[str, OpenWindow]], bool]:
+        """The sessions of ``window`` that end at or before ``watermark``, by end and key,
+        taken out (deleted at the next store): all of them, or about ``limit`` (those the
+        batch changed, then stored ones in the store's order, from where the last step
+        stopped); and whether any is left. Sessions are stored under their end, each
+        key's its own: a closing's sessions are one range of the store, cut anywhere."""
+        windows = self.windows
+        by_end: dict[int, dict[str, OpenWindow]] = {}
+        taken = 0
+        changed = self._changed_windows.get(window, {})
+        for end in [end for end in changed if end <= watermark]:
+            for key in changed.pop(end):
+                by_end.setdefault(end, {})[key] = self._changed_pane(window, end, key)
+                windows.delete(window_key(window, end, key))
+                taken += 1
+        lo = self._sessions_from.get(window) or self._untaken_from(window)
+        for stored, state in windows.buffer.range_items(lo, window_prefix(window, watermark + 1)):
+            if stored in windows.deleted:
+                continue  # taken already, or changed in the batch (taken above)
+            if limit is not None and taken >= limit:
+                self._sessions_from[window] = stored
+                return by_end, True
+            _, end, key = parse_window_key(stored)
+            by_end.setdefault(end, {})[key] = OpenWindow.from_state(state)
+            windows.delete(stored)
+            taken += 1
+        self._sessions_from.pop(window, None)
+        closed_to = self._closed_to.get(window)
+        if closed_to is None or watermark > closed_to:
+            self._closed_to[window] = watermark
+        return by_end, False
 
     def _take_all(
         self, window: str, lo: str, hi: str, starts: list[int], expire_to: int

@@ -105,6 +105,21 @@ class DictState:
                 del self.windows[window_key(window, start, key)]
         return found, None
 
+    def take_sessions(
+        self, window: str, watermark: int, limit: int | None
+    ) -> tuple[dict[int, dict[str, OpenWindow]], bool]:
+        ended = sorted(
+            (start, key)
+            for (name, start, key), _ in self.iter_windows()
+            if name == window and start <= watermark
+        )
+        taken = ended if limit is None else ended[:limit]
+        found: dict[int, dict[str, OpenWindow]] = {}
+        for end, key in taken:
+            raw = self.windows.pop(window_key(window, end, key))
+            found.setdefault(end, {})[key] = OpenWindow.from_state(orjson.loads(raw))
+        return found, len(taken) < len(ended)
+
     def get_close_cursor(self, window: str) -> tuple[int, str] | None:
         raw = self.cursors.get(window)
         return None if raw is None else (int(orjson.loads(raw)[0]), str(orjson.loads(raw)[1]))

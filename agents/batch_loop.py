@@ -156,6 +156,11 @@ class BatchLoop:
         # until a restart: the timer reads them back (``_catch_up``).
         self._fetched: dict[TP, int] = {}
         self._dropped: dict[TP, int] = {}
+        # Per topic partition: the offset up to which the catch-up has read it back. A
+        # range may end in offsets that hold no record (retention, compaction, transaction
+        # markers): the applied offset then stays behind its end, which is covered all the
+        # same.
+        self._read_back: dict[TP, int] = {}
         self._returned_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -285,8 +290,19 @@ class BatchLoop:
                 end,
                 len(records),
             )
+            if len(records) < end - applied - 1:
+                log.warning(
+                    "%s: %d offset(s) between %d and %d hold no record (removed by the "
+                    "topic's retention or compaction before they were applied, or "
+                    "transaction markers); they count as read",
+                    tp,
+                    end - applied - 1 - len(records),
+                    applied + 1,
+                    end - 1,
+                )
             if records:
                 await apply(tp.partition, records)
+            self._read_back[tp] = max(self._read_back.get(tp, 0), end)
 
     def _route_behind(self) -> list[tuple[TP, int, int, ApplyRecords]]:
         """The input partitions on the route lane whose records a failure dropped before
@@ -297,7 +313,11 @@ class BatchLoop:
             tp = TP(self.names.input_topic, partition)
             acked = self.hop.acked.get(partition)
             end = self._dropped.get(tp, 0)
-            if not direct and acked is not None and end > acked + 1:
+            if (
+                not direct
+                and acked is not None
+                and end > max(acked + 1, self._read_back.get(tp, 0))
+            ):
                 behind.append((tp, acked, end, self._routed_batch))
         return behind
 
@@ -331,7 +351,7 @@ class BatchLoop:
         behind = []
         for tp, applied, apply in lanes:
             end = max(self.app.consumer.committed_offset(tp) or 0, self._dropped.get(tp, 0))
-            if end > applied + 1:
+            if end > max(applied + 1, self._read_back.get(tp, 0)):
                 behind.append((tp, applied, end, apply))
         return behind
 
@@ -364,6 +384,7 @@ class BatchLoop:
         the records handed so far are read back if no later one reveals the gap."""
         for tp, end in self._fetched.items():
             self._dropped[tp] = max(self._dropped.get(tp, 0), end)
+        self._read_back.clear()  # what it read back may be among the dropped changes
         self.aggregate.drop()
         self.hop.drop()
         self.sender.discard()

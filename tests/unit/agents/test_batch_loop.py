@@ -681,3 +681,27 @@ async def test_routed_records_whose_hop_records_a_failure_dropped_are_routed_aga
     ]
     await partition.loop.on_timer()
     assert partition.log.reads == [(5, 10)], "acknowledged: nothing read again"
+
+
+async def test_offsets_read_back_that_hold_no_record_count_as_read(
+    state: TablePartitionState, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last offsets of a range read back hold no record (retention took them first,
+    or transaction markers): the applied offset stays behind the range's end, which is
+    covered all the same, not read again at every tick with key reads answering 503."""
+    held = [*range(20), *range(25, 40)]  # 20..24 removed
+    partition = Partition(checkpointed(state, 4), LogStandIn(held))
+    app_of(partition).committed[TP(TOPIC, PARTITION)] = 25
+    with caplog.at_level(logging.WARNING, logger="agents.batch_loop"):
+        await partition.loop._advance_quiet()
+    assert partition.log.reads == [(5, 25)]
+    assert not partition.loop.behind(PARTITION)
+    assert any(
+        "5 offset(s) between 5 and 24 hold no record" in r.getMessage() for r in caplog.records
+    )
+    await partition.loop._advance_quiet()
+    assert partition.log.reads == [(5, 25)], "covered: nothing read again"
+    live = partition.loop.live_state(PARTITION)
+    assert live is not None
+    partition.state = live
+    assert partition.applied() == applied_offsets(range(5, 20))

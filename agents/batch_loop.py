@@ -44,7 +44,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from faust.types import TP
 
@@ -72,6 +72,20 @@ __all__ = ["BatchLoop", "CommitPolicy"]
 
 # Applies a partition's records (of the input, or of the repartition topic).
 ApplyRecords = Callable[[int, Sequence[Any]], Awaitable[None]]
+
+
+class ReadBack(NamedTuple):
+    """A lane of a partition behind records it must read again from Kafka: its last
+    applied (or routed) offset, the offset to read up to, how to apply the records in
+    between, and how to mark every offset up to one as done, records or not (offsets
+    retention or compaction emptied, or transaction markers, need nothing)."""
+
+    tp: TP
+    applied: int
+    end: int
+    apply: ApplyRecords
+    done: Callable[[int, int], None]
+
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +170,9 @@ class BatchLoop:
         # until a restart: the timer reads them back (``_catch_up``).
         self._fetched: dict[TP, int] = {}
         self._dropped: dict[TP, int] = {}
-        # Per topic partition: the offset up to which the catch-up has read it back. A
-        # range may end in offsets that hold no record (retention, compaction, transaction
-        # markers): the applied offset then stays behind its end, which is covered all the
-        # same.
-        self._read_back: dict[TP, int] = {}
+        # Per topic partition: the offset of the first record handed to this worker since
+        # the assignment (where the consumer started: the group's committed offset).
+        self._first_fetched: dict[TP, int] = {}
         self._returned_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -182,6 +194,7 @@ class BatchLoop:
             return
         for tp, fetched in records.items():
             if fetched:
+                self._first_fetched.setdefault(tp, fetched[0].offset)
                 self._fetched[tp] = max(self._fetched.get(tp, 0), fetched[-1].offset + 1)
         try:
             async with self._lock:
@@ -263,7 +276,7 @@ class BatchLoop:
         consumer's position is past those records; the partition's next record would
         find the gap (``GapRepair.follow``), but a partition may get none."""
         lanes = [lane for partition in sorted(owned) for lane in self._behind(partition)]
-        for tp, applied, end, apply in lanes + self._route_behind():
+        for tp, applied, end, apply, done in lanes + self._route_behind():
             records: list[Any] = []
             try:
                 async for fetched in self.gaps.read(tp.topic, tp.partition, applied + 1, end):
@@ -302,23 +315,20 @@ class BatchLoop:
                 )
             if records:
                 await apply(tp.partition, records)
-            self._read_back[tp] = max(self._read_back.get(tp, 0), end)
+            done(tp.partition, end - 1)
 
-    def _route_behind(self) -> list[tuple[TP, int, int, ApplyRecords]]:
+    def _route_behind(self) -> list[ReadBack]:
         """The input partitions on the route lane whose records a failure dropped before
-        Kafka acknowledged their hop records: (topic partition, last acknowledged offset,
-        the offset to read up to, how to route the records in between)."""
-        behind: list[tuple[TP, int, int, ApplyRecords]] = []
-        for partition, direct in sorted(self._direct.items()):
-            tp = TP(self.names.input_topic, partition)
-            acked = self.hop.acked.get(partition)
-            end = self._dropped.get(tp, 0)
-            if (
-                not direct
-                and acked is not None
-                and end > max(acked + 1, self._read_back.get(tp, 0))
-            ):
-                behind.append((tp, acked, end, self._routed_batch))
+        Kafka acknowledged their hop records, from the last acknowledged offset (or,
+        before any, where the consumer started: the failure may have come before the
+        partition's first fetch was routed)."""
+        behind = []
+        for tp, end in sorted(self._dropped.items()):
+            if tp.topic != self.names.input_topic or self._direct_lane(tp.partition):
+                continue
+            acked = self.hop.acked.get(tp.partition, self._first_fetched[tp] - 1)
+            if end > acked + 1:
+                behind.append(ReadBack(tp, acked, end, self._routed_batch, self.hop.routed))
         return behind
 
     def behind(self, partition: int) -> bool:
@@ -327,17 +337,18 @@ class BatchLoop:
         see an older state."""
         return bool(self._behind(partition))
 
-    def _behind(self, partition: int) -> list[tuple[TP, int, int, ApplyRecords]]:
+    def _behind(self, partition: int) -> list[ReadBack]:
         """The partition's lanes whose applied offset is behind the group's committed
-        one or what a failure dropped: (topic partition, applied offset, the offset
-        to read up to, how to apply the records in between). A version with a cut counts
-        its direct lane's offsets through its history (``HistorySeam``), and is not
-        caught up here."""
+        one or what a failure dropped. A version with a cut counts its direct lane's
+        offsets through its history (``HistorySeam``), and is not caught up here."""
         assigned = self.app.consumer.assignment()
-        lanes: list[tuple[TP, int, ApplyRecords]] = []
+        aggregate = self.aggregate
+        lanes: list[tuple[TP, int, ApplyRecords, Callable[[int, int], None]]] = []
         hop = TP(self.names.repartition_topic, partition)
         if hop in assigned and self.route.hop:
-            lanes.append((hop, self.aggregate.hop_applied(partition), self._hop_batch))
+            lanes.append(
+                (hop, aggregate.hop_applied(partition), self._hop_batch, aggregate.hop_checkpoint)
+            )
         # With custom agents on the input, Faust commits it as they acknowledge, ahead of
         # the state (docs/custom-agents.md): its next fetch brings the records.
         direct = TP(self.names.input_topic, partition)
@@ -347,12 +358,14 @@ class BatchLoop:
             and not self.streamed_too()
             and self._direct_lane(partition)
         ):
-            lanes.append((direct, self.aggregate.applied(partition), self._partition_batch))
+            lanes.append(
+                (direct, aggregate.applied(partition), self._partition_batch, aggregate.checkpoint)
+            )
         behind = []
-        for tp, applied, apply in lanes:
+        for tp, applied, apply, done in lanes:
             end = max(self.app.consumer.committed_offset(tp) or 0, self._dropped.get(tp, 0))
-            if end > max(applied + 1, self._read_back.get(tp, 0)):
-                behind.append((tp, applied, end, apply))
+            if end > applied + 1:
+                behind.append(ReadBack(tp, applied, end, apply, done))
         return behind
 
     async def on_revoked(self) -> None:
@@ -369,6 +382,7 @@ class BatchLoop:
                 self._direct.clear()
                 self._fetched.clear()
                 self._dropped.clear()
+                self._first_fetched.clear()
 
     async def on_stop(self) -> None:
         """A clean stop: store what is applied, so a restart re-reads nothing."""
@@ -384,7 +398,6 @@ class BatchLoop:
         the records handed so far are read back if no later one reveals the gap."""
         for tp, end in self._fetched.items():
             self._dropped[tp] = max(self._dropped.get(tp, 0), end)
-        self._read_back.clear()  # what it read back may be among the dropped changes
         self.aggregate.drop()
         self.hop.drop()
         self.sender.discard()
@@ -534,7 +547,8 @@ class BatchLoop:
         """An input partition's records while the input's count is not N: every good one
         is sent on through the hop; the partition's progress is the hop stage's."""
         started = time.monotonic()
-        routed_until = self.hop.routed_until(partition, records[0].offset)
+        first = self._first_fetched[TP(self.names.input_topic, partition)]
+        routed_until = self.hop.routed_until(partition, first)
         records = await self.continuity.follow(partition, routed_until, 0, records)
 
         async def route(chunk: Sequence[Any]) -> None:

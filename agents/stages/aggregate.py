@@ -82,10 +82,8 @@ class AggregateStage:
         """Apply ``events`` of the repartition hop (at their source offsets, from input
         partitions ``sources``), the good ones of ``records`` records up to repartition
         offset ``last``."""
-        processor = self.processor(partition)
-        outcome = processor.apply(events, sources)
-        processor.hop_checkpoint(last)
-        self.unstored_hop[partition] = last
+        outcome = self.processor(partition).apply(events, sources)
+        self.hop_checkpoint(partition, last)
         self.received[partition] = time.monotonic()
         self.unstored_records += records
         return outcome
@@ -108,6 +106,11 @@ class AggregateStage:
         """Everything up to ``offset`` is applied (records or not)."""
         self.processor(partition).checkpoint(offset)
         self.unstored[partition] = offset
+
+    def hop_checkpoint(self, partition: int, offset: int) -> None:
+        """Everything up to repartition offset ``offset`` is applied (records or not)."""
+        self.processor(partition).hop_checkpoint(offset)
+        self.unstored_hop[partition] = offset
 
     def held_changes(self) -> int:
         """The unstored changes the partitions' states hold (a hopping window's event

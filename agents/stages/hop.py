@@ -48,8 +48,8 @@ class HopStage:
         self.sent += 1
 
     def routed_until(self, partition: int, first: int) -> int:
-        """The last routed offset of an input partition whose first fetched record since
-        the assignment is at ``first`` or later."""
+        """The last routed offset of an input partition whose first record fetched since
+        the assignment is at ``first``."""
         acked = self.acked.setdefault(partition, first - 1)
         return self.queued.get(partition, acked)
 

@@ -683,6 +683,45 @@ async def test_routed_records_whose_hop_records_a_failure_dropped_are_routed_aga
     assert partition.log.reads == [(5, 10)], "acknowledged: nothing read again"
 
 
+class MetadataOnceMissingApp(GrownInputApp):
+    """The grown input, whose partition count the first fetch's batch fails to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.missing = True
+
+    def topic_partitions(self, topic: str) -> int:
+        if self.missing:
+            self.missing = False
+            raise ConnectionError("no metadata yet")
+        return super().topic_partitions(topic)
+
+
+async def test_a_first_fetch_that_fails_before_it_is_routed_is_read_back_from_its_start(
+    tables: PipelineTables,
+) -> None:
+    """The batch fails before the partition's first fetch since the assignment is routed
+    (here while it decides the lane): nothing is acknowledged yet, so the read-back
+    starts where the consumer started, the first record fetched; and until the records
+    routed again are acknowledged, the route lane is still behind (no partition of the
+    worker is idle-advanced)."""
+    sender = FailingStoreSender(fail_on=0)  # every send succeeds
+    partition = Partition(tables.partition_state(PARTITION), LogStandIn(range(10)), tables, sender)
+    partition.loop.app = MetadataOnceMissingApp()
+    await partition.loop.on_records({TP(TOPIC, PARTITION): records(range(5, 10))})
+    assert sender.delivered == []
+    assert partition.loop._route_behind() != []
+    await partition.loop._catch_up(set())  # routes them again: queued, not acknowledged
+    assert partition.log.reads == [(5, 10)]
+    assert partition.loop._route_behind() != [], "behind until Kafka acknowledges them"
+    await partition.loop.flusher.on_timer()
+    hop = PipelineNames(spec()).repartition_topic
+    assert [(tp, source_of(headers)) for tp, headers in sender.delivered] == [
+        ((hop, PARTITION), (PARTITION, offset)) for offset in range(5, 10)
+    ]
+    assert partition.loop._route_behind() == []
+
+
 async def test_offsets_read_back_that_hold_no_record_count_as_read(
     state: TablePartitionState, caplog: pytest.LogCaptureFixture
 ) -> None:

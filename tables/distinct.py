@@ -13,9 +13,11 @@ Each field keeps the exact set, in two parts, chosen by measurement (docs/pipeli
 A hash (HyperLogLog, or a 64-bit hash of the value) would be smaller but not exact: two
 values can share a hash, and then they count once.
 
-The state is canonical: the roaring bitmap is serialised after ``run_optimize``, which
-gives each container its smallest form, a function of its values only (tested under
-random merge orders), and the other values are sorted. Merging is set union: exact,
+The state is canonical: the roaring bitmap is serialised from a copy built afresh from
+its values, after ``run_optimize``, which gives each container its smallest form (the
+form of a container whose run and plain forms are as small depends on its history: a
+run container read from a state stays one, a fresh one does not become one), and the
+other values are sorted. Merging is set union: exact,
 associative and commutative.
 
 The bound: a record (a key's totals, a window's pane) goes to its changelog as one Kafka
@@ -118,8 +120,7 @@ class DistinctSets:
             if over:
                 state.append(None)
                 continue
-            ints.run_optimize()
-            packed = base64.b64encode(ints.serialize()).decode() if ints else ""
+            packed = base64.b64encode(_canonical(ints).serialize()).decode() if ints else ""
             state.append([packed, sorted(others)])
         return state
 
@@ -132,3 +133,10 @@ class DistinctSets:
             others.append({float(v) for v in values})
             over.append(field is None)
         return cls(ints, others, over)
+
+
+def _canonical(ints: BitMap64) -> BitMap64:
+    """``ints`` in the containers its values alone give (``run_optimize`` of a fresh copy)."""
+    fresh = BitMap64(ints.to_array())
+    fresh.run_optimize()
+    return fresh

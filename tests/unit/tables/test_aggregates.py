@@ -337,6 +337,21 @@ def test_quantiles_of_thousands_stay_within_the_bound(seed: int) -> None:
     assert orjson.dumps(merged.to_state()) == orjson.dumps(whole.to_state())
 
 
+def test_a_distinct_set_stored_after_each_value_has_the_bytes_of_one_built_at_once() -> None:
+    """A container whose run form is as small as its plain one (here 3 values in a run
+    and 2 alone: 10 bytes either way) keeps the form it had: the state must not depend
+    on whether the set was read back from a state between its values (found by the
+    processor's any-batching test: a key's bytes differed)."""
+    values = [-18.0, -19.0, -20.0, -17.0, -1.0]
+    whole = Agg.empty(1, ["count_distinct"])
+    whole.add_rows([[v] for v in values])
+    stepwise = Agg.empty(1, ["count_distinct"])
+    for v in values:
+        stepwise = roundtrip(stepwise)
+        stepwise.add([v])
+    assert orjson.dumps(stepwise.to_state()) == orjson.dumps(whole.to_state())
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_distinct_sets_of_thousands_merge_to_the_same_bytes(seed: int) -> None:
     """Enough values per 65536-block for roaring's array, bitmap and run containers."""

@@ -192,12 +192,15 @@ class BatchLoop:
             await self.history.hand_back(self.app.consumer, records)  # no live record first
             self._returned_at = time.monotonic()
             return
-        for tp, fetched in records.items():
-            if fetched:
-                self._first_fetched.setdefault(tp, fetched[0].offset)
-                self._fetched[tp] = max(self._fetched.get(tp, 0), fetched[-1].offset + 1)
         try:
             async with self._lock:
+                # Under the lock, and only of owned partitions: records fetched before a
+                # rebalance can come after it, and are not this worker's to read back.
+                owned = {topic: self.owned(topic) for topic in {tp.topic for tp in records}}
+                for tp, fetched in records.items():
+                    if fetched and tp.partition in owned[tp.topic]:
+                        self._first_fetched.setdefault(tp, fetched[0].offset)
+                        self._fetched[tp] = max(self._fetched.get(tp, 0), fetched[-1].offset + 1)
                 taken = await self._batch(records)
             self.stats.batch_done(time.monotonic() - began, taken)
         except asyncio.CancelledError:

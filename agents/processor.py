@@ -378,11 +378,9 @@ class PartitionProcessor:
                     continue
                 held = self._closing_bytes(closed)
                 began = time.monotonic()
-                if closed and (held >= budget or (deadline is not None and began >= deadline)):
+                if closed and _spent(budget, held, deadline, began):
                     return False
-                limit = (budget - held) // self._pane_bytes
-                if deadline is not None:
-                    limit = min(limit, int((deadline - began) / self._pane_seconds))
+                limit = _room(budget, held, deadline, began, self._pane_bytes, self._pane_seconds)
                 to = cursor[0] if cursor else self._span_end(window, after, last, span)
                 panes = self._close_span(window, after, to, cursor, limit, results, closed)
                 took = self._closing_bytes(closed) - held
@@ -466,12 +464,14 @@ class PartitionProcessor:
             held, began = 0, time.monotonic()
             if budget is not None:
                 held = self._closing_bytes(closed)
-                if stepped and (held >= budget or (deadline is not None and began >= deadline)):
+                if stepped and _spent(budget, held, deadline, began):
                     return False
-                limit = max(1, (budget - held) // self._session_bytes)
-                if deadline is not None:
-                    room = int((deadline - began) / self._session_seconds)
-                    limit = max(1, min(limit, room))
+                limit = max(
+                    1,
+                    _room(
+                        budget, held, deadline, began, self._session_bytes, self._session_seconds
+                    ),
+                )
             by_end, more = self.state.take_sessions(window.name, watermark, limit)
             self._close_taken(window, by_end, closed)
             taken = sum(map(len, by_end.values()))
@@ -565,6 +565,22 @@ class PartitionProcessor:
             heapq.heappop(buckets)
             self._closed_ids.discard(bucket)
         return True
+
+
+def _spent(budget: int, held: int, deadline: float | None, now: float) -> bool:
+    """Whether a closing step has used its budget of bytes or its time."""
+    return held >= budget or (deadline is not None and now >= deadline)
+
+
+def _room(
+    budget: int, held: int, deadline: float | None, now: float, unit_bytes: int, unit_s: float
+) -> int:
+    """How many more units (panes, sessions) a closing step has room for, by the bytes
+    and the time the last step took per unit."""
+    room = (budget - held) // unit_bytes
+    if deadline is not None:
+        room = min(room, int((deadline - now) / unit_s))
+    return room
 
 
 def _merged(parts: list[OpenWindow]) -> OpenWindow:

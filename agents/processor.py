@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from agents.events import Event
 from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig, SharedResults
-from tables.partition_state import PartitionState, result_bytes
+from tables.partition_state import PartitionState, StoredCounts, result_bytes
 from tables.records import (
     KeyRecord,
     OpenWindow,
@@ -106,11 +106,13 @@ class PartitionProcessor:
         # Asked for each key of a batch: built once.
         self._paned = config.paned
         self._sessions = config.sessions
-        # Counted in the store here, then as keys and windows come and go, for the
-        # metrics; keys are never deleted (totals are kept for ever). Open windows stay
-        # in the store: the windows a watermark closes are one range of it.
-        self.key_count = state.count_keys()
-        self._open_windows = state.count_open_windows()
+        # For the metrics: the stored keys and open windows, counted beside the event
+        # loop on a snapshot of the store taken now, plus the keys and windows that came
+        # and went since. Keys are never deleted (totals are kept for ever). Open windows
+        # stay in the store: the windows a watermark closes are one range of it.
+        self._stored_counts = state.count_stored()
+        self._new_keys = 0
+        self._window_change = 0
         # Closed, retained window instances, a heap by expiry (sessions close one bucket
         # per end, tens of thousands of them): rebuilt from the stored key lists of
         # closed windows, which are written with the closed results.
@@ -122,10 +124,23 @@ class PartitionProcessor:
     def watermark(self) -> int | None:
         return watermark_of(self.progress.max_event_ms, self.config.lateness_ms)
 
-    def open_window_count(self) -> int:
+    @property
+    def key_count(self) -> int | None:
+        """The partition's keys; None until its stored ones are counted."""
+        counted = self._counted()
+        return None if counted is None else counted.keys + self._new_keys
+
+    def open_window_count(self) -> int | None:
         """Stored panes of open windows, summed over keys: one per key and tumbling
-        window, one per key and pane of hopping windows."""
-        return self._open_windows
+        window, one per key and pane of hopping windows; None until they are counted."""
+        counted = self._counted()
+        return None if counted is None else counted.open_windows + self._window_change
+
+    def _counted(self) -> StoredCounts | None:
+        counts = self._stored_counts
+        if not counts.done() or counts.exception() is not None:
+            return None
+        return counts.result()
 
     def done(self, offset: int) -> bool:
         """True for a source record at or before the checkpoint: already fully applied."""
@@ -258,7 +273,7 @@ class PartitionProcessor:
         record = self.state.get_key(key)
         if record is None:
             record = KeyRecord(fence=SourceFence(), totals=config.empty())
-            self.key_count += 1
+            self._new_keys += 1
         fence = record.fence
         fresh = fence.take_own(items) if direct else fence.take_new(partition, items)
         if len(fresh) != len(items):
@@ -290,7 +305,7 @@ class PartitionProcessor:
             open_window = self.state.get_window(name, start, key)
             if open_window is None:
                 open_window = OpenWindow(fence=SourceFence(), agg=config.empty())
-                self._open_windows += 1
+                self._window_change += 1
             self._add_rows(open_window, rows, direct)
             self.state.put_window(name, start, key, open_window)
         if on_time:
@@ -330,7 +345,7 @@ class PartitionProcessor:
                 if part is not None:
                     parts.append(part)
                 state.delete_window(name, end, key)
-            self._open_windows += 1 - len(parts)
+            self._window_change += 1 - len(parts)
             session = _merged(parts) if parts else OpenWindow(SourceFence(), self.config.empty())
             self._add_rows(session, [rows[index] for index in merge.rows], direct)
             state.put_window(name, window.end(merge.last), key, session)
@@ -439,7 +454,7 @@ class PartitionProcessor:
                 state.put_close_cursor(window.name, last, None)
             # The last start itself, not the bound: equal however the events were batched.
             state.put_closed_through(window.name, (window.starts(last) or [last])[-1])
-        self._open_windows -= sum(len(keys) for pane, keys in panes.items() if pane <= expire_to)
+        self._window_change -= sum(len(keys) for pane, keys in panes.items() if pane <= expire_to)
         due = _merge_panes(window, panes, after, last)
         for start in sorted(due):
             found = due[start]
@@ -491,7 +506,7 @@ class PartitionProcessor:
         already closed before such a crash is not published again."""
         state = self.state
         name = window.name
-        self._open_windows -= sum(len(keys) for keys in by_end.values())
+        self._window_change -= sum(len(keys) for keys in by_end.values())
         for end in sorted(by_end):
             found = by_end[end]
             entries: dict[str, None] = {}

@@ -300,9 +300,11 @@ class WorkerCollector:
             if p in times:
                 watermark.add_metric(labels, times[p][0] / 1000)
                 newest.add_metric(labels, times[p][1] / 1000)
-            if p in sizes:
-                keys.add_metric(labels, sizes[p]["keys"])
-                windows.add_metric(labels, sizes[p]["open_windows"])
+            # Unknown (None) while a restarted partition's stored keys are counted.
+            if (key_count := sizes.get(p, {}).get("keys")) is not None:
+                keys.add_metric(labels, key_count)
+            if (window_count := sizes.get(p, {}).get("open_windows")) is not None:
+                windows.add_metric(labels, window_count)
         yield from (watermark, newest, keys, windows)
 
     def _hop(self) -> Iterator[Metric]:

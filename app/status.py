@@ -40,7 +40,7 @@ def event_times(pipeline: WiredPipeline, owned: set[int]) -> dict[int, tuple[int
     }
 
 
-def state_sizes(pipeline: WiredPipeline, owned: set[int]) -> dict[int, dict[str, int]]:
+def state_sizes(pipeline: WiredPipeline, owned: set[int]) -> dict[int, dict[str, int | None]]:
     """Keys and open windows (one per key and window instance) of each owned partition
     that this worker has processed events on: its processor keeps the counts."""
     processors = pipeline.batches.processors

@@ -14,7 +14,7 @@ internals; a Faust upgrade is checked against this module and its tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -165,11 +165,21 @@ class TableBuffer:
                 return
             yield decode(raw_key)
 
-    def count(self) -> int:
-        """The number of stored items, read from the store's keys alone."""
-        offset_key = self.store.offset_key
-        # keys(), not the store itself: a raw-mode Rdict cannot be iterated directly.
-        return sum(1 for raw_key in self._db().keys() if raw_key != offset_key)  # noqa: SIM118
+    def counter(self) -> Callable[[], int]:
+        """A count of the items stored now, to run later (in a thread): a RocksDB
+        iterator reads the store as it was when the iterator was made, so writes made
+        meanwhile are not in it. (rocksdict's ``Snapshot.keys`` reads the live store.)"""
+        offset_key, keys = self.store.offset_key, self._db().iter()
+
+        def count() -> int:
+            counted = 0
+            keys.seek_to_first()
+            while keys.valid():
+                counted += keys.key() != offset_key
+                keys.next()
+            return counted
+
+        return count
 
     def stage(self, sender: ChangelogSender) -> None:
         """Queue the pending changes' changelog messages on ``sender``, and hold them as

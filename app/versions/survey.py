@@ -74,15 +74,13 @@ class VersionReport:
             for p, ms in body.get("newest_event_times", {}).items()
         }
 
-    def state(self) -> dict[str, int] | None:
-        """Keys and open windows over the partitions its answering workers own."""
+    def state(self) -> dict[str, int | None] | None:
+        """Keys and open windows over the partitions its answering workers own; a count
+        is None while a worker still counts a restarted partition's stored ones."""
         sizes = [s for body in self.workers.values() for s in body.get("state", {}).values()]
         if not self.workers:
             return None
-        return {
-            "keys": sum(s["keys"] for s in sizes),
-            "open_windows": sum(s["open_windows"] for s in sizes),
-        }
+        return {name: _total([s[name] for s in sizes]) for name in ("keys", "open_windows")}
 
     def seam(self) -> dict[str, Any] | None:
         """Where a version with a cut switches from history files to the live input, over
@@ -283,3 +281,7 @@ async def _ask_workers(report: VersionReport) -> None:
             report.unreachable[url] = failure_reason(exc)
 
     await asyncio.gather(*(ask(url) for url in report.urls))
+
+
+def _total(counts: list[int | None]) -> int | None:
+    return None if None in counts else sum(c for c in counts if c is not None)

@@ -63,8 +63,8 @@ def print_versions(found: PipelineSurvey) -> None:
             _eta(progress),
             "?" if watermark is None else ms_to_iso(watermark) or "?",
             _duration(report.behind_input_ms(newest)),
-            "?" if state is None else f"{state['keys']:,}",
-            "?" if state is None else f"{state['open_windows']:,}",
+            _count(state, "keys"),
+            _count(state, "open_windows"),
             _sink_lag(found, version),
         )
     out.print(table)
@@ -120,3 +120,9 @@ def _eta(progress: CatchUp | None) -> str:
     if progress is None or progress.eta_s is None:
         return "?"
     return "caught up" if progress.eta_s == 0 else _duration(int(progress.eta_s * 1000))
+
+
+def _count(state: dict[str, int | None] | None, name: str) -> str:
+    """A state count, or ? (no worker answered, or one still counts its stored keys)."""
+    count = None if state is None else state[name]
+    return "?" if count is None else f"{count:,}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ from agents.events import Event
 from agents.processor import BatchOutcome, Outcome, PartitionProcessor
 from tables.aggregates import Agg
 from tables.aggregation_config import AggregationConfig
+from tables.partition_state import StoredCounts
 from tables.records import (
     KeyRecord,
     OpenWindow,
@@ -185,11 +187,10 @@ class DictState:
         for key, raw in list(self.keys.items()):
             yield key, KeyRecord.from_state(orjson.loads(raw))
 
-    def count_keys(self) -> int:
-        return len(self.keys)
-
-    def count_open_windows(self) -> int:
-        return len(self.windows)
+    def count_stored(self) -> Future[StoredCounts]:
+        counts: Future[StoredCounts] = Future()
+        counts.set_result(StoredCounts(len(self.keys), len(self.windows)))
+        return counts
 
     def snapshot(self) -> dict[str, Any]:
         """Everything stored, for comparing two runs byte for byte."""

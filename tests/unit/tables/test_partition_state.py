@@ -8,14 +8,21 @@ What was stored is read back through Faust's own table reads, not through kappa'
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tables.aggregates import Agg
 from tables.faust_store import encode
-from tables.partition_state import TablePartitionState, decoded_bytes, store_batch
+from tables.partition_state import (
+    StoredCounts,
+    TablePartitionState,
+    decoded_bytes,
+    store_batch,
+)
 from tables.pipeline_tables import PipelineTables
 from tables.records import (
     KeyRecord,
@@ -130,7 +137,7 @@ async def test_store_batch_writes_every_table_where_faust_reads_it(tables: Table
     again = tables.state()
     assert again.get_closed("a", "1h", 0) == closed.as_json()
     assert list(again.iter_buckets()) == ["1h@0"]
-    assert again.count_keys() == 1
+    assert again.count_stored().result().keys == 1
     again_a = again.get_key("a")
     assert again_a is not None
     assert again_a.to_state() == stored.to_state()
@@ -236,7 +243,7 @@ async def test_closing_takes_one_range_of_the_store_and_the_batchs_windows(
     state.put_window("1h/15m", 0, "a", window(5, 5.0))
     state.put_window("1", 0, "a", window(6, 6.0))
     await store_batch([state], AcknowledgingSender())
-    assert state.count_open_windows() == 6
+    assert state.count_stored().result().open_windows == 6
     state.put_window("1h", 0, "b", window(7, 2.0, 7.0))
     state.put_window("1h", 0, "d", window(8, 8.0))
 
@@ -255,7 +262,7 @@ async def test_closing_takes_one_range_of_the_store_and_the_batchs_windows(
         2 * HOUR_MS: {"e": 9},
     }
     await store_batch([state], AcknowledgingSender())
-    assert state.count_open_windows() == 2  # 1h/15m and 1 are left
+    assert state.count_stored().result().open_windows == 2  # 1h/15m and 1 are left
     assert tables.windows.get(window_key("1h", 0, "b")) is None
 
 
@@ -286,7 +293,7 @@ async def test_taking_panes_reads_past_the_expiry_bound_and_keeps_those_panes(
     await store_batch([state], AcknowledgingSender())
     assert tables.windows.get(window_key("1d/1h", HOUR_MS, "a")) is None
     assert tables.windows.get(window_key("1d/1h", 2 * HOUR_MS, "b")) == window(3, 3.0).to_state()
-    assert state.count_open_windows() == 1
+    assert state.count_stored().result().open_windows == 1
 
 
 async def test_a_window_newer_than_any_stored_is_read_from_memory_only(
@@ -317,3 +324,42 @@ async def test_a_window_newer_than_any_stored_is_read_from_memory_only(
     assert stored_as(restarted.get_window("1h", HOUR_MS, "b")) == window(3, 3.0).to_state()
     assert stored_as(restarted.get_window("1", 5 * HOUR_MS, "a")) == window(2, 2.0).to_state()
     assert restarted.get_window("1h/15m", 0, "a") is None
+
+
+class HeldExecutor(Executor):
+    """Runs what it is given only when told (``run``): a count that takes its time."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Future[Any], Callable[[], Any]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.held.append((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def run(self) -> None:
+        for future, call in self.held:
+            future.set_result(call())
+
+
+async def test_the_stored_counts_are_of_the_store_when_asked_not_when_counted(
+    tables: Tables,
+) -> None:
+    """A restarted partition's keys are counted beside the event loop while the worker
+    goes on storing: keys and windows stored meanwhile are the processor's to count (it
+    adds them as they come), so they must not be in the stored count too."""
+    state = tables.state()
+    for key in ("a", "b", "c"):
+        state.put_key(key, record(1, 1.0))
+    state.put_window("1h", 0, "a", window(1, 1.0))
+    await store_batch([state], AcknowledgingSender())
+    counting = HeldExecutor()
+    counts = state.count_stored(counting)
+    state.put_key("d", record(2, 2.0))
+    state.put_window("1h", 0, "d", window(2, 2.0))
+    state.put_window("1h", HOUR_MS, "a", window(3, 3.0))
+    await store_batch([state], AcknowledgingSender())
+    assert not counts.done()
+    counting.run()
+    assert counts.result() == StoredCounts(keys=3, open_windows=1)
+    assert tables.state().count_stored().result() == StoredCounts(keys=4, open_windows=3)

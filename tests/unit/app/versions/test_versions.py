@@ -261,3 +261,15 @@ def test_kafka_unreachable_is_said_plainly() -> None:
     assert done.exit_code == 1
     assert "Kafka failed at 127.0.0.1:1" in done.output
     assert "kappa kafka status" in done.output
+
+
+def test_state_sums_the_workers_counts_and_is_unknown_while_one_still_counts() -> None:
+    report = _report(1, 0, 2)
+    report.workers = {
+        "http://w0:1": {"state": {"0": {"keys": 25, "open_windows": 11}}},
+        "http://w1:1": {"state": {"1": {"keys": 30, "open_windows": 4}}},
+    }
+    assert report.state() == {"keys": 55, "open_windows": 15}
+    # A restarted worker counts its partition's stored keys in a thread: null meanwhile.
+    report.workers["http://w1:1"]["state"]["1"] = {"keys": None, "open_windows": None}
+    assert report.state() == {"keys": None, "open_windows": None}

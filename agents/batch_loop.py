@@ -66,7 +66,7 @@ from agents.stages.seam import SeamStage
 from agents.stages.slices import SliceSizer
 from agents.stats import WorkerStats
 from tables.aggregation_config import AggregationConfig
-from tables.partition_state import TablePartitionState
+from tables.partition_state import ClaimedAway, TablePartitionState
 
 __all__ = ["BatchLoop", "CommitPolicy"]
 
@@ -206,6 +206,11 @@ class BatchLoop:
         except asyncio.CancelledError:
             self.drop()
             raise
+        except ClaimedAway as away:
+            # A zombie's store, fenced as designed: no traceback, nothing to fix.
+            self.drop()
+            log.warning("a batch was not stored: %s", away)
+            await asyncio.sleep(RETRY_PAUSE_S)
         except StateLost as lost:
             # Going on would count wrong, and a retry would only fail again: stop the
             # worker, with the reason, rather than hang.
@@ -233,6 +238,9 @@ class BatchLoop:
                     await history.idle_histories(self.owned_partitions())
                 await self._advance_quiet()
                 await self.flusher.on_timer()
+            except ClaimedAway as away:
+                self.drop()
+                log.warning("a timed store was not made: %s", away)
             except Exception:
                 # As after a failed batch: a store cut short left writes staged for
                 # RocksDB that the next store would stage over.

@@ -60,7 +60,14 @@ class ForgettingSender:
         self._next: dict[tuple[str, int], int] = defaultdict(int)
         self._queued: dict[tuple[str, int], int] = defaultdict(int)
 
-    def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._queued[(topic, partition)] += 1
 
     async def send(self) -> dict[tuple[str, int], Appended]:

@@ -14,7 +14,7 @@ internals; a Faust upgrade is checked against this module and its tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -24,6 +24,15 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
 from tables import json_bytes
+from tables.claims import (
+    OWNER_KEY,
+    claim_key,
+    claimed_by,
+    last_claim,
+    new_token,
+    writer_headers,
+    writer_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +51,24 @@ class Appended:
 class ChangelogSender(Protocol):
     """Sends queued records as acknowledged batches (``agents.batch_sender.BatchSender``)."""
 
-    def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None: ...
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
 
     async def send(self) -> dict[tuple[str, int], Appended]: ...
+
+
+class ClaimSender(Protocol):
+    """Appends one claim to a changelog partition and waits for Kafka to acknowledge it."""
+
+    async def __call__(
+        self, topic: str, partition: int, key: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None: ...
 
 
 class ChangelogReader(Protocol):
@@ -62,6 +86,8 @@ REWRITE_ROUNDS = 5
 
 
 _DELETED: Final = object()
+# A claim's value: never null, which compaction would read as a deletion.
+CLAIM_VALUE = b"{}"
 
 
 class Encoded(bytes):
@@ -101,6 +127,8 @@ class TableBuffer:
         # The changelog range (first and last offset) that may hold another worker's
         # records, after this store's last ``commit``; None when it holds only its own.
         self.foreign: tuple[int, int] | None = None
+        # The claim token the staged records carry (None: the partition is not claimed).
+        self._token: bytes | None = None
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
@@ -133,7 +161,7 @@ class TableBuffer:
         """Every stored item of the partition (pending writes excluded)."""
         offset_key = self.store.offset_key
         for raw_key, raw_value in self._db().items():
-            if raw_key != offset_key:
+            if raw_key != offset_key and raw_key != OWNER_KEY:
                 yield decode(raw_key), decode(raw_value)
 
     def range_items(self, lo: str, hi: str) -> Iterator[tuple[str, Any]]:
@@ -175,7 +203,7 @@ class TableBuffer:
             counted = 0
             keys.seek_to_first()
             while keys.valid():
-                counted += keys.key() != offset_key
+                counted += keys.key() not in (offset_key, OWNER_KEY)
                 keys.next()
             return counted
 
@@ -187,16 +215,23 @@ class TableBuffer:
         if not self.pending:
             return
         changelog, partition = self.changelog, self.partition
+        self._token = self.store.tokens.get(partition)
+        headers = writer_headers(self._token)
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in self.pending.items():
             raw_key = encode(key)
             if value is _DELETED:
                 batch.delete(raw_key)
-                sender.add(changelog, partition, raw_key, None)
+                sender.add(changelog, partition, raw_key, None, headers)
             else:
                 raw_value = value if isinstance(value, Encoded) else encode(value)
                 batch.put(raw_key, raw_value)
-                sender.add(changelog, partition, raw_key, raw_value)
+                sender.add(changelog, partition, raw_key, raw_value, headers)
+        # Keys whose last changelog record a recovery skipped (a zombie's): this store's
+        # values of them after it, before compaction drops the records they replaced.
+        skipped = self.store.skipped.pop(partition, set())
+        if skipped:
+            self.stage_rewrite(sender, skipped - {encode(key) for key in self.pending})
         self._staged = batch
         self._staged_values, self.pending = self.pending, {}
         self.pending_bytes = 0
@@ -242,15 +277,36 @@ class TableBuffer:
         first, last = self.foreign
         keys: set[bytes] = set()
         async for records in reader.read(self.changelog, self.partition, first, last + 1):
-            keys.update(record.key for record in records)
+            keys.update(record.key for record in records if claimed_by(record.key) is None)
         return keys
+
+    async def fenced_out(
+        self, acked: dict[tuple[str, int], Appended], reader: ChangelogReader
+    ) -> bool:
+        """Whether the records just acknowledged came after another worker claimed the
+        partition (``tables.claims``): readers of the changelog skip them, so they must
+        not reach this store's RocksDB either. Read only when something else came
+        between this store's recorded offset and them."""
+        appended = acked.get((self.changelog, self.partition))
+        if appended is None or self._token is None:
+            return False
+        after = self._recorded() + 1
+        if appended.gapless and appended.first == after:
+            return False
+        owner = None
+        async for records in reader.read(self.changelog, self.partition, after, appended.first):
+            owner = last_claim(records) or owner
+        if owner is None:  # no claim since the recorded offset: the one this store read
+            owner = self._db().get(OWNER_KEY)
+        return owner is not None and owner != self._token
 
     def stage_rewrite(self, sender: ChangelogSender, keys: set[bytes]) -> None:
         """Queue each key's stored value (a tombstone where none is stored), so that it
         is the changelog's last record of the key."""
         db = self._db()
+        headers = writer_headers(self.store.tokens.get(self.partition))
         for raw_key in sorted(keys):
-            sender.add(self.changelog, self.partition, raw_key, db.get(raw_key))
+            sender.add(self.changelog, self.partition, raw_key, db.get(raw_key), headers)
 
     def rewritten(self, acked: dict[tuple[str, int], Appended]) -> bool:
         """Whether the rewrite just acknowledged was the last record after the
@@ -372,6 +428,99 @@ class BudgetedStore(faust_rocksdb.Store):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rocksdb_options = BudgetedRocksDBOptions(**(self.options or {}), use_rocksdict=True)
+        # kappa's own tables are claimed (``tables.claims``); a custom agent's are not.
+        self.claimed = self.rocksdb_options.extra_options.get("budget") is not None
+        # Per active partition, the token of this worker's claim on it.
+        self.tokens: dict[int, bytes] = {}
+        # Per partition, the keys of the records a read of the changelog skipped.
+        self.skipped: dict[int, set[bytes]] = {}
+
+    async def on_rebalance(
+        self,
+        assigned: set[TP],
+        revoked: set[TP],
+        newly_assigned: set[TP],
+        generation_id: int = 0,
+    ) -> None:
+        """Claim every active partition of the assignment, kept ones too (a worker that
+        was a zombie keeps its assignment as it knew it), before Faust recovers them."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if not self.claimed:
+            return
+        changelog: str = self.table.changelog_topic.get_topic_name()
+        for tp in revoked:
+            if tp.topic == changelog:
+                self.tokens.pop(tp.partition, None)
+        # As Faust's recovery does: a rebalance that another one already replaced is
+        # not this worker's to act on (the partitions may be another's by now).
+        if generation_id != self.app.consumer_generation_id:
+            return
+        actives = self.app.assignor.assigned_actives()
+        await self.claim(
+            sorted(tp.partition for tp in actives if tp.topic == changelog), self._send_claim
+        )
+
+    async def claim(self, partitions: Sequence[int], send: ClaimSender) -> None:
+        """Append a claim with a fresh token to each partition's changelog, and tag this
+        worker's records there with it from now on."""
+        changelog: str = self.table.changelog_topic.get_topic_name()
+        for partition in partitions:
+            token = new_token()
+            await send(changelog, partition, claim_key(token), writer_headers(token))
+            self.tokens[partition] = token
+
+    async def _send_claim(
+        self, topic: str, partition: int, key: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        # Faust's producer: the claim must be acknowledged before recovery reads on.
+        await self.app.producer.send_and_wait(topic, key, CLAIM_VALUE, partition, None, headers)
+
+    def apply_changelog_batch(
+        self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
+    ) -> None:
+        """Faust's ``apply_changelog_batch`` (recoveries and standbys), skipping the
+        records written under another token than the last claim's (``tables.claims``)."""
+        if not self.claimed:
+            super().apply_changelog_batch(batch, to_key, to_value)
+            return
+        writes: dict[int, rocksdict.WriteBatch] = {}
+        owners: dict[int, bytes | None] = {}
+        offsets: dict[TP, int] = {}
+        skipped: dict[TP, int] = {}
+        for event in batch:
+            message = event.message
+            partition = message.partition
+            offsets[message.tp] = max(message.offset, offsets.get(message.tp, -1))
+            if partition not in writes:
+                writes[partition] = rocksdict.WriteBatch(raw_mode=True)
+                owners[partition] = self._db_for_partition(partition).get(OWNER_KEY)
+            write, key = writes[partition], message.key
+            if (token := claimed_by(key)) is not None:
+                owners[partition] = token
+                write.put(OWNER_KEY, token)
+                continue
+            writer = writer_of(message.headers)
+            if writer is not None and writer != owners[partition]:
+                self.skipped.setdefault(partition, set()).add(key)
+                skipped[message.tp] = skipped.get(message.tp, 0) + 1
+                continue
+            if message.value is None:
+                write.delete(key)
+            else:
+                write.put(key, message.value)
+        for partition, write in writes.items():
+            self._db_for_partition(partition).write(write)
+        for tp, offset in offsets.items():
+            self.set_persisted_offset(tp, offset)
+        for tp, count in skipped.items():
+            log.warning(
+                "changelog %s[%d]: skipped %d record(s) that a worker wrote after another "
+                "claimed the partition (it was out of the group, frozen past its session "
+                "timeout); their keys are written again at this worker's next store",
+                tp.topic,
+                tp.partition,
+                count,
+            )
 
 
 def remaining_by_changelog(app: Any) -> dict[tuple[str, int], int]:

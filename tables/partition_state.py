@@ -22,7 +22,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from tables.faust_store import ChangelogSender, Encoded, TableBuffer
+from tables.faust_store import ChangelogReader, ChangelogSender, Encoded, TableBuffer
 from tables.records import (
     SEP,
     ClosingProgress,
@@ -733,8 +733,14 @@ def _past(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+class ClaimedAway(Exception):
+    """Another worker claimed a state partition this worker was storing."""
+
+
 async def store_batch(
-    states: Sequence[TablePartitionState], sender: ChangelogSender
+    states: Sequence[TablePartitionState],
+    sender: ChangelogSender,
+    reader: ChangelogReader | None = None,
 ) -> list[TableBuffer]:
     """Store a batch's state changes, step by step (see ``TablePartitionState.steps``).
 
@@ -742,6 +748,11 @@ async def store_batch(
     per partition and, once Kafka has acknowledged it, to RocksDB in one write batch
     per store; then the next step starts. Returns the buffers whose changelogs got
     another worker's records in between, for ``faust_store.rewrite_foreign``.
+
+    With a ``reader`` of the changelogs, a step whose records came after another
+    worker's claim on their partition (``tables.claims``) raises ClaimedAway before
+    anything of it reaches RocksDB: readers of the changelog skip those records. Only a
+    process that is its partitions' only writer (a benchmark, a test) goes without.
     """
     foreign: list[TableBuffer] = []
     for step in zip(*(state.steps() for state in states), strict=True):
@@ -751,6 +762,16 @@ async def store_batch(
         for buffer in buffers:
             buffer.stage(sender)
         acked = await sender.send()
+        if reader is not None:
+            for buffer in buffers:
+                if await buffer.fenced_out(acked, reader):
+                    raise ClaimedAway(
+                        f"another worker claimed state partition {buffer.partition} "
+                        f"(changelog {buffer.changelog}) while this one stored it: this "
+                        "worker was out of the group (frozen past its session timeout?). "
+                        "Its unstored changes are dropped; the group gives the partition "
+                        "back or to the other worker at the next rebalance"
+                    )
         for buffer in buffers:
             buffer.commit(acked)
             if buffer.foreign is not None:

@@ -115,7 +115,8 @@ class Flusher:
         await self.sender.send()
         routed = self.hop.take_queued()
         states, unstored, hopped = self.aggregate.take_unstored()
-        await rewrite_foreign(await store_batch(states, self.sender), self.sender, self.gaps)
+        foreign = await store_batch(states, self.sender, self.gaps)
+        await rewrite_foreign(foreign, self.sender, self.gaps)
         self._flushed_at = time.monotonic()
         self.stats.flushes += 1
         # Counted before the offsets show as stored, so a reader who sees them sees the

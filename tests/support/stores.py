@@ -20,7 +20,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from agents.batch_sender import MAX_BATCH_BYTES
+from agents.batch_sender import MAX_BATCH_BYTES, Headers
 from tables.faust_store import Appended
 from tables.pipeline_tables import STORE_URL, PipelineTables, StoreOptions
 
@@ -70,18 +70,42 @@ class AcknowledgingSender:
         self.attempts = 0
         # Each partition's log: its records' keys and values, the offset their index.
         self.logs: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        # The headers of the logs' records that have some, by (topic, partition, offset).
+        self.headers: dict[tuple[str, int, int], Headers] = {}
+        self._queued_headers: list[Headers | None] = []
 
-    def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        headers: Headers | None = None,
+    ) -> None:
         self.queued.append((topic, partition, key, value))
+        self._queued_headers.append(headers)
 
     def foreign(
-        self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]
+        self,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        headers: Headers | None = None,
     ) -> None:
-        """``records`` appended to the partition by someone else."""
-        self.logs.setdefault((topic, partition), []).extend(records)
+        """``records`` appended to the partition by someone else (with ``headers``)."""
+        log = self.logs.setdefault((topic, partition), [])
+        for record in records:
+            if headers is not None:
+                self.headers[topic, partition, len(log)] = headers
+            log.append(record)
+
+    async def claim(self, topic: str, partition: int, key: bytes, headers: Headers | None) -> None:
+        """A ``ClaimSender``: the claim appended at once."""
+        self.foreign(topic, partition, [(key, b"{}")], headers)
 
     async def send(self) -> dict[tuple[str, int], Appended]:
         queued, self.queued = self.queued, []
+        headers, self._queued_headers = self._queued_headers, []
         self.attempts += 1
         if self.attempts == self.fail_on:
             raise SendFailed(f"send {self.attempts} fails")
@@ -90,9 +114,11 @@ class AcknowledgingSender:
             if len(key) + len(value or b"") > MAX_BATCH_BYTES:
                 raise SendFailed(f"a record of {topic} is too large for Kafka: {key[:60]!r}")
         first: dict[tuple[str, int], int] = {}
-        for topic, partition, key, value in queued:
+        for (topic, partition, key, value), tags in zip(queued, headers, strict=True):
             log = self.logs.setdefault((topic, partition), [])
             first.setdefault((topic, partition), len(log))
+            if tags is not None:
+                self.headers[topic, partition, len(log)] = tags
             log.append((key, value))
         if queued:
             self.sends.append(queued)
@@ -103,7 +129,12 @@ class AcknowledgingSender:
     ) -> AsyncIterator[list[Any]]:
         log = self.logs.get((topic, partition), [])
         yield [
-            SimpleNamespace(offset=offset, key=key, value=value)
+            SimpleNamespace(
+                offset=offset,
+                key=key,
+                value=value,
+                headers=self.headers.get((topic, partition, offset), []),
+            )
             for offset, (key, value) in enumerate(log[start:end], start)
         ]
 
@@ -119,6 +150,7 @@ class AcknowledgingSender:
                     offset=offset,
                     key=key,
                     value=value,
+                    headers=self.headers.get((topic, partition, offset), []),
                 )
             )
             for offset, (key, value) in enumerate(log[start:], start)

@@ -1,5 +1,7 @@
 """Two workers writing one state partition's changelog: ``TableBuffer.commit`` notices
-the other's records, ``rewrite_foreign`` writes its own values of their keys after them.
+the other's records, ``rewrite_foreign`` writes its own values of their keys after them;
+with claims (``tables.claims``), readers skip the records written after another
+worker's claim, and their writer keeps them out of its RocksDB.
 
 A worker frozen past its session timeout (a zombie) stores the batch it was in when it
 resumes, before its commit is refused: its records land among those of the worker that
@@ -175,3 +177,112 @@ async def test_a_rewrite_cut_short_keeps_the_recorded_offset_and_goes_on_at_the_
     assert buffer.foreign is None
     assert _recovered_from_scratch(tmp_path / "r", log) == _store_of(successor)
     assert _store_of(successor) == {"a": 2, "b": 3}
+
+
+# -- claims: the zombie's writes after its successor's claim are skipped ---------------
+
+
+async def _store(buffer: TableBuffer, log: AcknowledgingSender, values: dict[str, int]) -> bool:
+    """As ``store_batch`` does for one buffer: False when the write came after another
+    worker's claim (and so never reached this store's RocksDB)."""
+    for key, value in values.items():
+        buffer.put(key, value)
+    buffer.stage(log)
+    acked = await log.send()
+    if await buffer.fenced_out(acked, log):
+        return False
+    buffer.commit(acked)
+    return True
+
+
+async def test_the_zombies_writes_after_the_claim_are_skipped_without_any_rewrite(
+    zombie: PipelineTables, successor: PipelineTables, tmp_path: Path
+) -> None:
+    """The case the rewrites alone left open: the successor stops (a crash) before it
+    writes its values again after the zombie's records. A recovery must still take the
+    successor's state, never a mix."""
+    log = AcknowledgingSender()
+    await zombie.keys.data.claim([PARTITION], log.claim)
+    _recover(zombie, log)
+    old = TableBuffer(zombie.keys, PARTITION)
+    assert await _store(old, log, {"a": 1, "b": 1, "progress": 10})
+
+    # The group gives the partition to the successor: it claims it, then recovers.
+    await successor.keys.data.claim([PARTITION], log.claim)
+    _recover(successor, log)
+    new = TableBuffer(successor.keys, PARTITION)
+    assert await _store(new, log, {"a": 2, "c": 2, "progress": 20})
+    successor_store = {"a": 2, "b": 1, "c": 2, "progress": 20}
+    assert _store_of(successor) == successor_store
+
+    # The zombie resumes and stores its batch: in the changelog after the claim, so
+    # skipped by every reader, and kept out of its own RocksDB.
+    assert not await _store(old, log, {"a": 9, "b": 9, "progress": 12})
+    assert _store_of(zombie) == {"a": 1, "b": 1, "progress": 10}
+    # The successor crashes before it rewrites anything: a recovery from scratch (its
+    # successor's) takes the successor's state, and a recovery on either state dir too.
+    assert _recovered_from_scratch(tmp_path / "r1", log) == successor_store
+    _recover(zombie, log)
+    assert _store_of(zombie) == successor_store
+    _recover(successor, log)
+    assert _store_of(successor) == successor_store
+
+
+async def test_records_written_before_the_claim_are_the_successors_too(
+    zombie: PipelineTables, successor: PipelineTables, tmp_path: Path
+) -> None:
+    """The zombie's records that land between the successor's recovery and its claim's
+    acknowledgement cannot be: the successor claims first, then recovers, so its state
+    holds every record before its claim."""
+    log = AcknowledgingSender()
+    await zombie.keys.data.claim([PARTITION], log.claim)
+    _recover(zombie, log)
+    old = TableBuffer(zombie.keys, PARTITION)
+    assert await _store(old, log, {"a": 1, "progress": 10})
+    # The zombie's next store lands just before the successor's claim.
+    assert await _store(old, log, {"a": 3, "b": 3, "progress": 12})
+    await successor.keys.data.claim([PARTITION], log.claim)
+    _recover(successor, log)
+    assert _store_of(successor) == {"a": 3, "b": 3, "progress": 12}
+    new = TableBuffer(successor.keys, PARTITION)
+    assert await _store(new, log, {"a": 4, "progress": 20})
+    assert _recovered_from_scratch(tmp_path / "r", log) == {"a": 4, "b": 3, "progress": 20}
+
+
+async def test_the_keys_a_recovery_skipped_are_written_again_at_the_next_store(
+    zombie: PipelineTables, successor: PipelineTables, tmp_path: Path
+) -> None:
+    """Compaction keeps each key's last record: a skipped record of the zombie's would
+    outlive the successor's older record of its key, and a recovery after compaction
+    would lose the key. So a worker that recovered past skipped records writes its own
+    value of their keys after them."""
+    log = AcknowledgingSender()
+    await zombie.keys.data.claim([PARTITION], log.claim)
+    _recover(zombie, log)
+    old = TableBuffer(zombie.keys, PARTITION)
+    assert await _store(old, log, {"a": 1, "progress": 10})
+    await successor.keys.data.claim([PARTITION], log.claim)
+    _recover(successor, log)
+    new = TableBuffer(successor.keys, PARTITION)
+    assert await _store(new, log, {"b": 2, "progress": 20})
+    assert not await _store(old, log, {"a": 9, "progress": 12})
+    # The successor stops before its rewrite; a third worker takes over.
+    with offline_tables(tmp_path / "third", app_id=APP_ID) as third:
+        await third.keys.data.claim([PARTITION], log.claim)
+        _recover(third, log)
+        assert _store_of(third) == {"a": 1, "b": 2, "progress": 20}
+        assert await _store(TableBuffer(third.keys, PARTITION), log, {"progress": 30})
+    compacted = _compacted(log, _key(zombie))
+    assert _recovered_from_scratch(tmp_path / "r", compacted) == {"a": 1, "b": 2, "progress": 30}
+
+
+def _compacted(log: AcknowledgingSender, tp: tuple[str, int]) -> AcknowledgingSender:
+    """``log`` as Kafka's log cleaner leaves it: each key's last record only, in place."""
+    records = log.logs[tp]
+    last = {key: offset for offset, (key, _) in enumerate(records)}
+    kept = AcknowledgingSender()
+    for offset, record in enumerate(records):
+        if last[record[0]] == offset:
+            kept.logs.setdefault(tp, []).append(record)
+            kept.headers[(*tp, len(kept.logs[tp]) - 1)] = log.headers.get((*tp, offset), [])
+    return kept

@@ -13,6 +13,7 @@ internals; a Faust upgrade is checked against this module and its tests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -464,10 +465,14 @@ class BudgetedStore(faust_rocksdb.Store):
         """Append a claim with a fresh token to each partition's changelog, and tag this
         worker's records there with it from now on."""
         changelog: str = self.table.changelog_topic.get_topic_name()
-        for partition in partitions:
-            token = new_token()
-            await send(changelog, partition, claim_key(token), writer_headers(token))
-            self.tokens[partition] = token
+        tokens = {partition: new_token() for partition in partitions}
+        await asyncio.gather(
+            *(
+                send(changelog, partition, claim_key(token), writer_headers(token))
+                for partition, token in tokens.items()
+            )
+        )
+        self.tokens.update(tokens)
 
     async def _send_claim(
         self, topic: str, partition: int, key: bytes, headers: list[tuple[str, bytes]] | None

@@ -18,6 +18,7 @@ import pytest
 from tables.aggregates import Agg
 from tables.faust_store import encode
 from tables.partition_state import (
+    ClaimedAway,
     StoredCounts,
     TablePartitionState,
     decoded_bytes,
@@ -363,3 +364,27 @@ async def test_the_stored_counts_are_of_the_store_when_asked_not_when_counted(
     counting.run()
     assert counts.result() == StoredCounts(keys=3, open_windows=1)
     assert tables.state().count_stored().result() == StoredCounts(keys=4, open_windows=3)
+
+
+async def test_a_step_after_another_workers_claim_reaches_no_rocksdb(
+    tables: Tables, tmp_path: Path
+) -> None:
+    """A worker that was out of the group stores a batch after another worker claimed
+    its partition: the changelog's readers skip those records, so the store raises
+    before any of them reaches this worker's RocksDB."""
+    log = AcknowledgingSender()
+    await tables.tables.keys.data.claim([PARTITION], log.claim)
+    state = tables.state()
+    state.put_key("a", record(1, 1.0))
+    await store_batch([state], log, log)
+    with offline_tables(tmp_path / "successor", app_id=tables.keys.app.conf.id) as successor:
+        await successor.keys.data.claim([PARTITION], log.claim)
+    state.put_key("a", record(2, 2.0))
+    state.put_key("b", record(2, 2.0))
+    with pytest.raises(ClaimedAway, match="another worker claimed state partition"):
+        await store_batch([state], log, log)
+    fresh = tables.state()
+    assert fresh.get_key("b") is None
+    stored = fresh.get_key("a")
+    assert stored is not None
+    assert stored.to_state() == record(1, 1.0).to_state()

@@ -195,6 +195,13 @@ async def _store(buffer: TableBuffer, log: AcknowledgingSender, values: dict[str
     return True
 
 
+async def _take_over(tables: PipelineTables, log: AcknowledgingSender) -> TableBuffer:
+    """What a worker does when the group gives it the partition: claim, then recover."""
+    await tables.keys.data.claim([PARTITION], log.claim)
+    _recover(tables, log)
+    return TableBuffer(tables.keys, PARTITION)
+
+
 async def test_the_zombies_writes_after_the_claim_are_skipped_without_any_rewrite(
     zombie: PipelineTables, successor: PipelineTables, tmp_path: Path
 ) -> None:
@@ -202,15 +209,11 @@ async def test_the_zombies_writes_after_the_claim_are_skipped_without_any_rewrit
     writes its values again after the zombie's records. A recovery must still take the
     successor's state, never a mix."""
     log = AcknowledgingSender()
-    await zombie.keys.data.claim([PARTITION], log.claim)
-    _recover(zombie, log)
-    old = TableBuffer(zombie.keys, PARTITION)
+    old = await _take_over(zombie, log)
     assert await _store(old, log, {"a": 1, "b": 1, "progress": 10})
 
     # The group gives the partition to the successor: it claims it, then recovers.
-    await successor.keys.data.claim([PARTITION], log.claim)
-    _recover(successor, log)
-    new = TableBuffer(successor.keys, PARTITION)
+    new = await _take_over(successor, log)
     assert await _store(new, log, {"a": 2, "c": 2, "progress": 20})
     successor_store = {"a": 2, "b": 1, "c": 2, "progress": 20}
     assert _store_of(successor) == successor_store
@@ -235,9 +238,7 @@ async def test_records_written_before_the_claim_are_the_successors_too(
     acknowledgement cannot be: the successor claims first, then recovers, so its state
     holds every record before its claim."""
     log = AcknowledgingSender()
-    await zombie.keys.data.claim([PARTITION], log.claim)
-    _recover(zombie, log)
-    old = TableBuffer(zombie.keys, PARTITION)
+    old = await _take_over(zombie, log)
     assert await _store(old, log, {"a": 1, "progress": 10})
     # The zombie's next store lands just before the successor's claim.
     assert await _store(old, log, {"a": 3, "b": 3, "progress": 12})
@@ -257,21 +258,16 @@ async def test_the_keys_a_recovery_skipped_are_written_again_at_the_next_store(
     would lose the key. So a worker that recovered past skipped records writes its own
     value of their keys after them."""
     log = AcknowledgingSender()
-    await zombie.keys.data.claim([PARTITION], log.claim)
-    _recover(zombie, log)
-    old = TableBuffer(zombie.keys, PARTITION)
+    old = await _take_over(zombie, log)
     assert await _store(old, log, {"a": 1, "progress": 10})
-    await successor.keys.data.claim([PARTITION], log.claim)
-    _recover(successor, log)
-    new = TableBuffer(successor.keys, PARTITION)
+    new = await _take_over(successor, log)
     assert await _store(new, log, {"b": 2, "progress": 20})
     assert not await _store(old, log, {"a": 9, "progress": 12})
     # The successor stops before its rewrite; a third worker takes over.
     with offline_tables(tmp_path / "third", app_id=APP_ID) as third:
-        await third.keys.data.claim([PARTITION], log.claim)
-        _recover(third, log)
+        buffer = await _take_over(third, log)
         assert _store_of(third) == {"a": 1, "b": 2, "progress": 20}
-        assert await _store(TableBuffer(third.keys, PARTITION), log, {"progress": 30})
+        assert await _store(buffer, log, {"progress": 30})
     compacted = _compacted(log, _key(zombie))
     assert _recovered_from_scratch(tmp_path / "r", compacted) == {"a": 1, "b": 2, "progress": 30}
 

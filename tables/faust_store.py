@@ -64,11 +64,16 @@ class ChangelogSender(Protocol):
     async def send(self) -> dict[tuple[str, int], Appended]: ...
 
 
-class ClaimSender(Protocol):
-    """Appends one claim to a changelog partition and waits for Kafka to acknowledge it."""
+class RecordAppender(Protocol):
+    """Appends one record to a topic partition and waits for Kafka to acknowledge it."""
 
     async def __call__(
-        self, topic: str, partition: int, key: bytes, headers: list[tuple[str, bytes]] | None
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
     ) -> None: ...
 
 
@@ -228,11 +233,6 @@ class TableBuffer:
                 raw_value = value if isinstance(value, Encoded) else encode(value)
                 batch.put(raw_key, raw_value)
                 sender.add(changelog, partition, raw_key, raw_value, headers)
-        # Keys whose last changelog record a recovery skipped (a zombie's): this store's
-        # values of them after it, before compaction drops the records they replaced.
-        skipped = self.store.skipped.pop(partition, set())
-        if skipped:
-            self.stage_rewrite(sender, skipped - {encode(key) for key in self.pending})
         self._staged = batch
         self._staged_values, self.pending = self.pending, {}
         self.pending_bytes = 0
@@ -458,27 +458,61 @@ class BudgetedStore(faust_rocksdb.Store):
             return
         actives = self.app.assignor.assigned_actives()
         await self.claim(
-            sorted(tp.partition for tp in actives if tp.topic == changelog), self._send_claim
+            sorted(tp.partition for tp in actives if tp.topic == changelog), self._append
         )
 
-    async def claim(self, partitions: Sequence[int], send: ClaimSender) -> None:
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self.claimed:
+            changelog: str = self.table.changelog_topic.get_topic_name()
+            partitions = sorted(tp.partition for tp in active_tps if tp.topic == changelog)
+            await self.rewrite_skipped(partitions, self._append)
+
+    async def rewrite_skipped(self, partitions: Sequence[int], append: RecordAppender) -> None:
+        """Write this store's value of every key whose last changelog record a read
+        skipped (a tombstone where it holds none), so that compaction, which keeps each
+        key's last record, never keeps a skipped one alone."""
+        changelog: str = self.table.changelog_topic.get_topic_name()
+        for partition in partitions:
+            keys, token = self.skipped.pop(partition, set()), self.tokens.get(partition)
+            if not keys or token is None:
+                continue
+            db, headers = self._db_for_partition(partition), writer_headers(token)
+            await asyncio.gather(
+                *(append(changelog, partition, key, db.get(key), headers) for key in sorted(keys))
+            )
+
+    async def claim(self, partitions: Sequence[int], append: RecordAppender) -> None:
         """Append a claim with a fresh token to each partition's changelog, and tag this
         worker's records there with it from now on."""
         changelog: str = self.table.changelog_topic.get_topic_name()
         tokens = {partition: new_token() for partition in partitions}
         await asyncio.gather(
             *(
-                send(changelog, partition, claim_key(token), writer_headers(token))
+                append(changelog, partition, claim_key(token), CLAIM_VALUE, writer_headers(token))
                 for partition, token in tokens.items()
             )
         )
         self.tokens.update(tokens)
 
-    async def _send_claim(
-        self, topic: str, partition: int, key: bytes, headers: list[tuple[str, bytes]] | None
+    async def _append(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
     ) -> None:
-        # Faust's producer: the claim must be acknowledged before recovery reads on.
-        await self.app.producer.send_and_wait(topic, key, CLAIM_VALUE, partition, None, headers)
+        # Faust's producer, acknowledged: a claim must be in the log before recovery
+        # reads it (kappa's own sender is the batch loop's, busy with its batches).
+        await self.app.producer.send_and_wait(topic, key, value, partition, None, headers)
+
+    def _visible_keys(self, db: Any) -> Iterator[bytes]:
+        """Faust's table reads, past the key that holds the last claim read."""
+        return (key for key in super()._visible_keys(db) if key != OWNER_KEY)
+
+    def _visible_items(self, db: Any) -> Iterator[tuple[bytes, bytes]]:
+        return (item for item in super()._visible_items(db) if item[0] != OWNER_KEY)
 
     def apply_changelog_batch(
         self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
@@ -521,7 +555,7 @@ class BudgetedStore(faust_rocksdb.Store):
             log.warning(
                 "changelog %s[%d]: skipped %d record(s) that a worker wrote after another "
                 "claimed the partition (it was out of the group, frozen past its session "
-                "timeout); their keys are written again at this worker's next store",
+                "timeout); their keys are written again when the recovery is done",
                 tp.topic,
                 tp.partition,
                 count,

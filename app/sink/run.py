@@ -34,6 +34,7 @@ from app.sink.metrics import SinkMetrics
 from app.sink.schema import BadRow, SinkTables
 from app.sink.store import Fenced, SinkBatch, SinkStore
 from app.sink.views import first_line
+from tables.claims import claimed_by
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class PostgresSink:
             if tp.topic == self.results_topic:
                 row = self.tables.window_row(record.value)
                 batch.windows[(row[0], row[1], row[2])] = row
-            else:
+            elif claimed_by(record.key) is None:  # a worker's claim holds no key's totals
                 row = self.tables.totals_row(record.key, record.value)
                 batch.totals[row[0]] = row
         except BadRow as exc:

@@ -99,9 +99,11 @@ class AcknowledgingSender:
                 self.headers[topic, partition, len(log)] = headers
             log.append(record)
 
-    async def claim(self, topic: str, partition: int, key: bytes, headers: Headers | None) -> None:
-        """A ``ClaimSender``: the claim appended at once."""
-        self.foreign(topic, partition, [(key, b"{}")], headers)
+    async def append(
+        self, topic: str, partition: int, key: bytes, value: bytes | None, headers: Headers | None
+    ) -> None:
+        """A ``RecordAppender``: the record appended at once."""
+        self.foreign(topic, partition, [(key, value)], headers)
 
     async def send(self) -> dict[tuple[str, int], Appended]:
         queued, self.queued = self.queued, []

@@ -373,12 +373,12 @@ async def test_a_step_after_another_workers_claim_reaches_no_rocksdb(
     its partition: the changelog's readers skip those records, so the store raises
     before any of them reaches this worker's RocksDB."""
     log = AcknowledgingSender()
-    await tables.tables.keys.data.claim([PARTITION], log.claim)
+    await tables.tables.keys.data.claim([PARTITION], log.append)
     state = tables.state()
     state.put_key("a", record(1, 1.0))
     await store_batch([state], log, log)
     with offline_tables(tmp_path / "successor", app_id=tables.keys.app.conf.id) as successor:
-        await successor.keys.data.claim([PARTITION], log.claim)
+        await successor.keys.data.claim([PARTITION], log.append)
     state.put_key("a", record(2, 2.0))
     state.put_key("b", record(2, 2.0))
     with pytest.raises(ClaimedAway, match="another worker claimed state partition"):

@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 import rocksdict
+from aiokafka import TopicPartition
 from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
@@ -92,6 +93,24 @@ REWRITE_ROUNDS = 5
 
 
 _DELETED: Final = object()
+# How long a claim (or a rewrite of skipped keys) may wait for Kafka's acknowledgement.
+APPEND_TIMEOUT_S = 30.0
+
+
+class ClaimStalled(Exception):
+    """A changelog record a rebalance must write was not acknowledged in time."""
+
+
+def _stalled(topic: str, partition: int) -> ClaimStalled:
+    return ClaimStalled(
+        f"changelog {topic}[{partition}]: a record this worker must write before it "
+        f"recovers the partition (its claim) could not be written within "
+        f"{APPEND_TIMEOUT_S:.0f} s; check that every partition of the pipeline's changelog "
+        "topics has a live leader (kafka-topics --describe). The worker stops, so that its "
+        "partitions can go to one that can write them"
+    )
+
+
 # A claim's value: never null, which compaction would read as a deletion.
 CLAIM_VALUE = b"{}"
 
@@ -457,9 +476,21 @@ class BudgetedStore(faust_rocksdb.Store):
         if generation_id != self.app.consumer_generation_id:
             return
         actives = self.app.assignor.assigned_actives()
-        await self.claim(
-            sorted(tp.partition for tp in actives if tp.topic == changelog), self._append
-        )
+        partitions = sorted(tp.partition for tp in actives if tp.topic == changelog)
+        await self._check_leaders(changelog, partitions)
+        await self.claim(partitions, self._append)
+
+    async def _check_leaders(self, topic: str, partitions: Sequence[int]) -> None:
+        """Raise ClaimStalled for a partition without a leader. A record queued for one
+        is never sent, and Faust's stop waits for its producer to flush it (up to its
+        20-minute request timeout); so ask the cluster first, through Faust's aiokafka
+        producer's client (as Faust's own ``supports_headers`` does)."""
+        producer: Any = self.app.producer
+        client = producer._ensure_producer().client
+        await client.force_metadata_update()
+        for partition in partitions:
+            if client.cluster.leader_for_partition(TopicPartition(topic, partition)) in (None, -1):
+                raise _stalled(topic, partition)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
@@ -505,7 +536,13 @@ class BudgetedStore(faust_rocksdb.Store):
     ) -> None:
         # Faust's producer, acknowledged: a claim must be in the log before recovery
         # reads it (kappa's own sender is the batch loop's, busy with its batches).
-        await self.app.producer.send_and_wait(topic, key, value, partition, None, headers)
+        # Bounded: a partition without a leader would hold the rebalance, and a stop of
+        # the worker, for ever.
+        sent = self.app.producer.send_and_wait(topic, key, value, partition, None, headers)
+        try:
+            await asyncio.wait_for(sent, APPEND_TIMEOUT_S)
+        except TimeoutError:
+            raise _stalled(topic, partition) from None
 
     def _visible_keys(self, db: Any) -> Iterator[bytes]:
         """Faust's table reads, past the key that holds the last claim read."""

@@ -175,7 +175,9 @@ def test_a_recovery_that_cannot_move_stops_the_worker_with_the_reason(kappa: Har
         code = second.proc.wait(timeout=240)
         log = second.log_tail(200)
         assert code != 0, log
-        # Where Faust hangs (assigning, or reading the changelogs' end offsets) is its
-        # business; that the worker says so, and what to check, is kappa's.
-        assert "the rebalance has not finished" in log or "could not be read" in log, log
+        # Where it stops (claiming the changelog partition, which has no leader; or, in
+        # Faust, assigning or reading the changelogs' end offsets) varies; that the worker
+        # says so, and what to check, is kappa's.
+        stopped = ("could not be written", "the rebalance has not finished", "could not be read")
+        assert any(reason in log for reason in stopped), log
         assert "live leader" in log, log

@@ -49,6 +49,10 @@ class Appended:
     last: int
     gapless: bool
 
+    def follows(self, after: int) -> bool:
+        """Whether these records alone start at offset ``after``, nothing between."""
+        return self.gapless and self.first == after
+
 
 class ChangelogSender(Protocol):
     """Sends queued records as acknowledged batches (``agents.batch_sender.BatchSender``)."""
@@ -284,7 +288,7 @@ class TableBuffer:
     def _advance(self, appended: Appended, after: int) -> bool:
         """Record the changelog as held up to ``appended``'s last record if nothing but
         this store's records came from ``after`` on; else note the range to rewrite."""
-        if appended.gapless and appended.first == after:
+        if appended.follows(after):
             self.store.set_persisted_offset(TP(self.changelog, self.partition), appended.last)
             self.foreign = None
             return True
@@ -311,7 +315,7 @@ class TableBuffer:
         if appended is None or self._token is None:
             return False
         after = self._recorded() + 1
-        if appended.gapless and appended.first == after:
+        if appended.follows(after):
             return False
         owner = None
         async for records in reader.read(self.changelog, self.partition, after, appended.first):
@@ -455,6 +459,11 @@ class BudgetedStore(faust_rocksdb.Store):
         # Per partition, the keys of the records a read of the changelog skipped.
         self.skipped: dict[int, set[bytes]] = {}
 
+    @property
+    def _changelog(self) -> str:
+        name: str = self.table.changelog_topic.get_topic_name()
+        return name
+
     async def on_rebalance(
         self,
         assigned: set[TP],
@@ -467,7 +476,7 @@ class BudgetedStore(faust_rocksdb.Store):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         if not self.claimed:
             return
-        changelog: str = self.table.changelog_topic.get_topic_name()
+        changelog = self._changelog
         for tp in revoked:
             if tp.topic == changelog:
                 self.tokens.pop(tp.partition, None)
@@ -495,7 +504,7 @@ class BudgetedStore(faust_rocksdb.Store):
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.claimed:
-            changelog: str = self.table.changelog_topic.get_topic_name()
+            changelog = self._changelog
             partitions = sorted(tp.partition for tp in active_tps if tp.topic == changelog)
             await self.rewrite_skipped(partitions, self._append)
 
@@ -503,7 +512,7 @@ class BudgetedStore(faust_rocksdb.Store):
         """Write this store's value of every key whose last changelog record a read
         skipped (a tombstone where it holds none), so that compaction, which keeps each
         key's last record, never keeps a skipped one alone."""
-        changelog: str = self.table.changelog_topic.get_topic_name()
+        changelog = self._changelog
         for partition in partitions:
             keys, token = self.skipped.pop(partition, set()), self.tokens.get(partition)
             if not keys or token is None:
@@ -516,7 +525,7 @@ class BudgetedStore(faust_rocksdb.Store):
     async def claim(self, partitions: Sequence[int], append: RecordAppender) -> None:
         """Append a claim with a fresh token to each partition's changelog, and tag this
         worker's records there with it from now on."""
-        changelog: str = self.table.changelog_topic.get_topic_name()
+        changelog = self._changelog
         tokens = {partition: new_token() for partition in partitions}
         await asyncio.gather(
             *(

@@ -139,7 +139,9 @@ def register_views(
                 limit = int_param(request.query, "limit", 100, 1, MAX_PAGE)
             except BadParameter as exc:
                 return self.error(400, str(exc))
-            page, after = state.keys_page(request.query.get("after", ""), limit)
+            # Keys are never empty: an empty ``after`` starts from the first, as none does.
+            after_key = request.query.get("after") or None
+            page, after = state.keys_page(pipeline.owned_states(), after_key, limit)
             return self.json({"keys": page, "next": after})
 
     @app.page("/api/status")

@@ -222,6 +222,16 @@ class TableBuffer:
                 return
             yield decode(raw_key)
 
+    def keys_after(self, bound: bytes | None) -> Iterator[bytes]:
+        """The stored keys (pending writes excluded) after ``bound`` (from the first, for
+        None) in RocksDB's order, the byte order of their JSON text: one seek, then a
+        scan as far as the caller reads."""
+        hidden = (self.store.offset_key, OWNER_KEY)
+        db = self._db()
+        for raw_key in db.keys() if bound is None else db.keys(from_key=bound):
+            if raw_key != bound and raw_key not in hidden:
+                yield raw_key
+
     def counter(self) -> Callable[[], int]:
         """A count of the items stored now, to run later (in a thread): a RocksDB
         iterator reads the store as it was when the iterator was made, so writes made

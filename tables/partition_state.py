@@ -22,7 +22,14 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from tables.faust_store import ChangelogReader, ChangelogSender, Encoded, TableBuffer
+from tables.faust_store import (
+    ChangelogReader,
+    ChangelogSender,
+    Encoded,
+    TableBuffer,
+    decode,
+    encode,
+)
 from tables.records import (
     SEP,
     ClosingProgress,
@@ -335,6 +342,23 @@ class TablePartitionState:
 
     def put_key(self, key: str, record: KeyRecord) -> None:
         self.keys.put(key, record)
+
+    def keys_after(self, after: str | None, limit: int) -> list[tuple[bytes, str]]:
+        """Up to ``limit`` of the partition's keys after ``after`` (from the first, for
+        None), each with its JSON text, in the store's order: by that text's bytes. The
+        stored ones are one seek and a scan of at most ``limit``, merged with the keys
+        held in memory (applied, not stored yet), so a page costs the same on a million
+        keys as on a hundred. Key records are never deleted: a stored key is a key."""
+        bound = None if after is None else encode(after)
+        keys = self.keys
+        held = sorted(
+            raw
+            for raw in map(encode, {*keys.dirty, *keys.buffer.held_keys()})
+            if bound is None or raw > bound
+        )
+        stored = itertools.islice(keys.buffer.keys_after(bound), limit)
+        merged = (raw for raw, _ in itertools.groupby(heapq.merge(held, stored)))
+        return [(raw, decode(raw)) for raw in itertools.islice(merged, limit)]
 
     def get_window(self, window: str, start_ms: int, key: str) -> OpenWindow | None:
         newest = self._newest_stored(window)

@@ -7,7 +7,7 @@ any other partition is read from its stores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tables.aggregates import Agg
@@ -60,11 +60,22 @@ class StateQueries:
             else watermark_of(progress.max_event_ms, self.config.lateness_ms)
         )
 
-    def keys_page(self, after: str, limit: int) -> tuple[list[str], str | None]:
-        """Up to ``limit`` keys after ``after`` in order, and the key to continue after."""
-        keys = sorted(key for key in self.tables.keys if key > after)
-        page = keys[:limit]
-        return page, page[-1] if len(keys) > limit else None
+    def keys_page(
+        self, partitions: Iterable[int], after: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` keys of ``partitions`` after ``after`` (from the first, for
+        None), and the key to continue after (None after the last). In the order the
+        stores keep them, the bytes of their JSON text: Unicode order, except that a
+        key's end sorts after a space or ``!`` (``"a b"`` before ``"a"``) and escaped
+        characters (``"``, ``\\``, control characters) sort as ``\\``. Each partition
+        reads at most ``limit + 1`` keys: the cost of a page does not grow with the keys."""
+        found: list[tuple[bytes, str]] = []
+        for partition in partitions:
+            state = self._live_state(partition) or self.tables.partition_state(partition)
+            found += state.keys_after(after, limit + 1)
+        found.sort()
+        page = [key for _, key in found[:limit]]
+        return page, page[-1] if len(found) > limit else None
 
     def open_window(self, key: str, partition: int, window: PanedKind, start_ms: int) -> Agg | None:
         """A key's open window, as this worker last applied it (stored or not yet):

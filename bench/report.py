@@ -21,6 +21,7 @@ Sections = dict[str, dict[str, float]]
 RATES = [  # (label, figure): events/s, shown with ÷ P_consume and ÷ peer
     ("P_consume (bare aiokafka)", "p_consume_eps"),
     ("P_decode (aiokafka + orjson)", "p_decode_eps"),
+    ("P_results (bare producer, results)", "p_results_eps"),
     ("naive Faust: topic → Table", "naive_faust_eps"),
     ("Quix Streams: topic → state", "quix_eps"),
     ("kappa: topic → tables", "topic_to_tables_eps"),
@@ -84,6 +85,10 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
         for name, limit in (("p_consume", "p_consume_eps"), ("quix", "quix_eps")):
             if key != limit:
                 result[f"{key}_over_{name}"] = figures[key] / figures[limit]
+    # The physical limit: a worker must both read every event and send every result.
+    result["topic_to_tables_eps_over_p_results"] = (
+        figures["topic_to_tables_eps"] / figures["p_results_eps"]
+    )
     staged = sum(figures[f"topic_to_tables_{stage}_share"] for stage in DISJOINT_STAGES)
     result["topic_to_tables_other_share"] = 1 - staged
     result["hop_over_direct"] = figures["hop_topic_to_tables_eps"] / figures["topic_to_tables_eps"]
@@ -135,6 +140,8 @@ def _workload(workload: Workload, figures: dict[str, float]) -> None:
     print(f"{'kappa file → tables':<36}{figures['file_to_tables_s']:>13.3f} s")
     over = derived["file_to_tables_over_duckdb"]
     print(f"{'kappa file → tables ÷ DuckDB':<36}{over:>13.1f} x")
+    print(f"{'window results per event':<36}{figures['results_per_event']:>13.2f}")
+    print(f"{'P_produce (bare producer)':<36}{figures['p_produce_rps']:>10,.0f} records/s")
     if workload.sessions:
         print(
             f"sessions equal to DuckDB's: kappa {figures['sessions_kappa_checked']:,.0f} "
@@ -147,8 +154,8 @@ def _summary(result: Sections, workloads: list[Workload]) -> None:
     """The headline figures of every workload side by side."""
     print("-- kappa per workload")
     print(
-        f"{'workload':<16}{'topic → tables':>20}{'÷ P_consume':>13}{'÷ Quix':>9}"
-        f"{'file → tables ÷ DuckDB':>25}"
+        f"{'workload':<16}{'topic → tables':>20}{'÷ P_consume':>13}{'÷ P_results':>13}"
+        f"{'÷ Quix':>9}{'file → tables ÷ DuckDB':>25}"
     )
     for workload in workloads:
         figures = result[workload.name]
@@ -156,6 +163,7 @@ def _summary(result: Sections, workloads: list[Workload]) -> None:
         print(
             f"{workload.name:<16}{figures['topic_to_tables_eps']:>15,.0f} ev/s"
             f"{derived['topic_to_tables_eps_over_p_consume']:>13.3f}"
+            f"{derived['topic_to_tables_eps_over_p_results']:>13.3f}"
             f"{derived['topic_to_tables_eps_over_quix']:>9.2f}"
             f"{derived['file_to_tables_over_duckdb']:>24.1f}x"
         )

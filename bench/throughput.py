@@ -35,10 +35,12 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.names import PipelineNames
+from agents.spec import load_spec
 from app.datagen import DatasetShape, generate, write
 from app.kafka_client import client_options, offset_ranges
 from app.settings import KappaSettings
-from bench import anchor, peer, session_check, unkeyed
+from bench import anchor, peer, produce, session_check, unkeyed
 from bench.wide import generate_wide
 from bench.workers import (
     MB,
@@ -219,6 +221,8 @@ def run_once(
     consumed, consume_s = asyncio.run(consume_all(options, pipeline.topic, False))
     decoded, decode_s = asyncio.run(consume_all(options, pipeline.topic, True))
     assert consumed == decoded == events, (consumed, decoded, events)
+    results_topic = PipelineNames(load_spec(pipeline.spec(2))).results_topic
+    figures |= produce.measure(options, results_topic, events)
     return {
         **figures,
         "p_consume_eps": consumed / consume_s,

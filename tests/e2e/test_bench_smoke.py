@@ -27,6 +27,9 @@ STAGE_SHARES = tuple(
 THROUGHPUT = (
     "p_consume_eps",
     "p_decode_eps",
+    "p_results_eps",
+    "p_produce_rps",
+    "results_per_event",
     "naive_faust_eps",
     "naive_faust_peak_rss_mb",
     "quix_eps",
@@ -64,6 +67,7 @@ LATENCY = ("rate_eps", "sent", "p50_ms", "p99_ms", "p999_ms", "samples")
 RATIOS = (
     "file_to_tables_over_duckdb",
     "topic_to_tables_eps_over_p_consume",
+    "topic_to_tables_eps_over_p_results",
     "topic_to_tables_eps_over_quix",
     "file_to_tables_eps_over_quix",
     "hop_over_direct",

@@ -18,7 +18,9 @@ them to its own RocksDB (``TableBuffer.fenced_out``), so its local store never h
 what the changelog's readers skip.
 
 Records without the header (written by Faust itself, for a custom agent's table) are
-always read.
+always read. Every reader follows the claims the same way (``admitted``): Faust's
+recovery and standbys (``tables.faust_store.BudgetedStore``) and the PostgreSQL sink
+(``app.sink.run``), which keeps the last claim it read with its offsets.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def writer_of(headers: Iterable[tuple[str, bytes]] | None) -> bytes | None:
         if name == WRITER_HEADER:
             return value
     return None
+
+
+def admitted(owner: bytes | None, headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """Whether a record that is no claim belongs to its partition's state: written by
+    the ``owner`` (the token of the last claim read before it), or by no claimant."""
+    writer = writer_of(headers)
+    return writer is None or writer == owner
 
 
 def writer_headers(token: bytes | None) -> list[tuple[str, bytes]] | None:

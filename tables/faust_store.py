@@ -28,12 +28,12 @@ from faust.types import TP
 from tables import json_bytes
 from tables.claims import (
     OWNER_KEY,
+    admitted,
     claim_key,
     claimed_by,
     last_claim,
     new_token,
     writer_headers,
-    writer_of,
 )
 
 log = logging.getLogger(__name__)
@@ -594,8 +594,7 @@ class BudgetedStore(faust_rocksdb.Store):
                 owners[partition] = token
                 write.put(OWNER_KEY, token)
                 continue
-            writer = writer_of(message.headers)
-            if writer is not None and writer != owners[partition]:
+            if not admitted(owners[partition], message.headers):
                 self.skipped.setdefault(partition, set()).add(key)
                 skipped[message.tp] = skipped.get(message.tp, 0) + 1
                 continue

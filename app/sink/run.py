@@ -34,7 +34,7 @@ from app.sink.metrics import SinkMetrics
 from app.sink.schema import BadRow, SinkTables
 from app.sink.store import Fenced, SinkBatch, SinkStore
 from app.sink.views import first_line
-from tables.claims import claimed_by
+from tables.claims import admitted, claimed_by
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,10 @@ class PostgresSink:
         self.store = SinkStore(self.tables)
         self.results_topic, self.totals_topic = self.tables.source_topics
         self.metrics = SinkMetrics(spec.name, spec.version)
-        # The next offset to write per owned partition, as stored in PostgreSQL.
+        # The next offset to write per owned partition, as stored in PostgreSQL, and per
+        # changelog partition the token of the last claim read before it.
         self.positions: dict[TopicPartition, int] = {}
+        self.owners: dict[TopicPartition, bytes | None] = {}
         self._conn: Connection | None = None
         self._backoff = FIRST_BACKOFF
         self._last_answer = time.monotonic()  # PostgreSQL's last answer to this sink
@@ -172,7 +174,7 @@ class PostgresSink:
             conn, {(tp.topic, tp.partition): begins[tp] for tp in new}
         )
         for tp in new:
-            offset = stored[(tp.topic, tp.partition)]
+            offset, self.owners[tp] = stored[(tp.topic, tp.partition)]
             consumer.seek(tp, offset)
             self.positions[tp] = offset
 
@@ -186,10 +188,38 @@ class PostgresSink:
             fresh = [r for r in records if expected is not None and r.offset >= expected]
             if expected is None or not fresh:
                 continue
-            for record in fresh:
-                self._add(batch, tp, record)
+            if tp.topic == self.results_topic:
+                for record in fresh:
+                    self._add(batch, tp, record)
+            else:
+                self._add_totals(batch, tp, fresh)
             batch.offsets[(tp.topic, tp.partition)] = (expected, fresh[-1].offset + 1)
         return batch
+
+    def _add_totals(
+        self, batch: SinkBatch, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """A changelog partition's records, following the workers' claims as a recovery
+        does (``tables.claims``): a record a worker wrote after another claimed the
+        partition (a zombie's) is skipped, so the table never shows a value that the
+        worker owning the key does not hold. Until it has read a claim (a sink upgraded
+        from before claims, resuming after the last one) it takes every record, as it
+        did before: a worker claims at every rebalance, so one comes."""
+        owner, skipped = self.owners.get(tp), 0
+        for record in records:
+            if (token := claimed_by(record.key)) is not None:
+                owner = token  # a claim holds no key's totals
+            elif owner is None or admitted(owner, record.headers):
+                self._add(batch, tp, record)
+            else:
+                skipped += 1
+        batch.owners[(tp.topic, tp.partition)] = owner
+        if skipped:
+            log.warning(
+                "skipped %d record(s) of %s[%d] written after another worker claimed the "
+                "partition (a worker that lost it, writing late); its owner's values stand",
+                skipped, tp.topic, tp.partition,
+            )  # fmt: skip
 
     def _add(
         self, batch: SinkBatch, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
@@ -198,7 +228,7 @@ class PostgresSink:
             if tp.topic == self.results_topic:
                 row = self.tables.window_row(record.value)
                 batch.windows[(row[0], row[1], row[2])] = row
-            elif claimed_by(record.key) is None:  # a worker's claim holds no key's totals
+            else:
                 row = self.tables.totals_row(record.key, record.value)
                 batch.totals[row[0]] = row
         except BadRow as exc:
@@ -219,6 +249,8 @@ class PostgresSink:
         )
         for (topic, partition), (_, end) in batch.offsets.items():
             self.positions[TopicPartition(topic, partition)] = end
+        for (topic, partition), owner in batch.owners.items():
+            self.owners[TopicPartition(topic, partition)] = owner
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp, position in self.positions.items():

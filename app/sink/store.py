@@ -37,6 +37,9 @@ class SinkBatch:
         default_factory=list
     )
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    # Per partition of ``offsets``: the token of the last worker's claim read up to its
+    # end (``tables.claims``), kept with the offset; None for the results topic.
+    owners: dict[TopicPartition, bytes | None] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -111,8 +114,12 @@ class SinkStore:
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(t.schema)),
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (topic text, partition int, next_offset bigint "
-                "NOT NULL, PRIMARY KEY (topic, partition))"
+                "NOT NULL, owner bytea, PRIMARY KEY (topic, partition))"
             ).format(qualified(t.schema, OFFSETS_TABLE)),
+            # Made before the sink followed claims: the column is added in place.
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS owner bytea").format(
+                qualified(t.schema, OFFSETS_TABLE)
+            ),
             sql.SQL(
                 'CREATE TABLE IF NOT EXISTS {} (key text NOT NULL, "window" text NOT NULL, '
                 "start_ms bigint NOT NULL, end_ms bigint NOT NULL, window_start timestamptz "
@@ -149,18 +156,29 @@ class SinkStore:
         self,
         conn: psycopg.AsyncConnection[tuple[object, ...]],
         starts: dict[TopicPartition, int],
-    ) -> dict[TopicPartition, int]:
-        """Each partition's next offset to write; a partition never written starts at
-        ``starts`` (the topic's beginning), recorded now so that the fence has a row."""
+    ) -> dict[TopicPartition, tuple[int, bytes | None]]:
+        """Each partition's next offset to write, and the last claim read before it; a
+        partition never written starts at ``starts`` (the topic's beginning), recorded
+        now so that the fence has a row."""
+        table = qualified(self.tables.schema, OFFSETS_TABLE)
         async with conn.transaction(), conn.cursor() as cur:
             await cur.executemany(
                 sql.SQL(
                     "INSERT INTO {} (topic, partition, next_offset) VALUES (%s, %s, %s) "
                     "ON CONFLICT DO NOTHING"
-                ).format(qualified(self.tables.schema, OFFSETS_TABLE)),
+                ).format(table),
                 [(topic, partition, start) for (topic, partition), start in starts.items()],
             )
-            found = await stored_offsets(conn, self.tables.schema, sorted({t for t, _ in starts}))
+            await cur.execute(
+                sql.SQL(
+                    "SELECT topic, partition, next_offset, owner FROM {} WHERE topic = ANY(%s)"
+                ).format(table),
+                [sorted({topic for topic, _ in starts})],
+            )
+            found = {
+                (str(topic), int(str(partition))): (int(str(offset)), _bytes(owner))
+                for topic, partition, offset, owner in await cur.fetchall()
+            }
         return {tp: found[tp] for tp in starts}
 
     async def write(
@@ -171,10 +189,13 @@ class SinkStore:
         async with conn.transaction(), conn.cursor() as cur:
             await cur.executemany(
                 sql.SQL(
-                    "UPDATE {} SET next_offset = %s WHERE topic = %s AND partition = %s "
-                    "AND next_offset = %s"
+                    "UPDATE {} SET next_offset = %s, owner = %s WHERE topic = %s "
+                    "AND partition = %s AND next_offset = %s"
                 ).format(qualified(t.schema, OFFSETS_TABLE)),
-                [(end, tp[0], tp[1], start) for tp, (start, end) in batch.offsets.items()],
+                [
+                    (end, batch.owners.get(tp), tp[0], tp[1], start)
+                    for tp, (start, end) in batch.offsets.items()
+                ],
                 returning=False,
             )
             moved = await self._fenced(conn, batch)
@@ -207,3 +228,11 @@ class SinkStore:
             conn, self.tables.schema, sorted({t for t, _ in batch.offsets})
         )
         return [tp for tp, (_, end) in batch.offsets.items() if stored.get(tp) != end]
+
+
+def _bytes(value: object) -> bytes | None:
+    """A ``bytea`` column's value: ``bytes`` as psycopg gives it, or NULL."""
+    if value is None:
+        return None
+    assert isinstance(value, bytes | memoryview), type(value)
+    return bytes(value)

@@ -1,6 +1,7 @@
 """The sink's PostgreSQL side against a real PostgreSQL (no broker): a transaction moves
-the offsets it started from or writes nothing (a zombie sink is fenced), the views
-switch between versions, and retiring drops a version's tables."""
+the offsets it started from, with the last worker's claim read, or writes nothing (a
+zombie sink is fenced), the views switch between versions, and retiring drops a
+version's tables."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def _tables(schema: str, version: int) -> SinkTables:
     return SinkTables.of(spec, schema)
 
 
-def _batch(tables: SinkTables, topic: str, start: int, hours: range) -> SinkBatch:
+def _batch(
+    tables: SinkTables, topic: str, start: int, hours: range, owner: bytes | None = None
+) -> SinkBatch:
     batch = SinkBatch()
     for hour in hours:
         result = WindowResult(
@@ -47,6 +50,7 @@ def _batch(tables: SinkTables, topic: str, start: int, hours: range) -> SinkBatc
         row = tables.window_row(orjson.dumps(result.as_json()))
         batch.windows[(row[0], row[1], row[2])] = row
     batch.offsets = {(topic, 0): (start, start + len(hours))}
+    batch.owners = {(topic, 0): owner}
     return batch
 
 
@@ -73,18 +77,26 @@ async def _scenario(url: str, schema: str) -> None:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     zombie = await psycopg.AsyncConnection.connect(url, autocommit=True)
     async with conn, zombie:
+        # An offsets table made before the sink kept the last claim: the column is added.
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (topic text, partition int, next_offset bigint NOT NULL, "
+                "PRIMARY KEY (topic, partition))"
+            ).format(sql.Identifier(schema, "sink_offsets"))
+        )
         store = SinkStore(v1)
         await store.create(conn)
         await store.create(zombie)
-        assert await store.read_offsets(conn, {(topic, 0): 0}) == {(topic, 0): 0}
+        assert await store.read_offsets(conn, {(topic, 0): 0}) == {(topic, 0): (0, None)}
         # The owner writes offsets 0..3; a zombie that also read 0 then writes 0..5.
-        await store.write(conn, _batch(v1, topic, 0, range(3)))
+        await store.write(conn, _batch(v1, topic, 0, range(3), b"4711"))
         with pytest.raises(Fenced):
-            await store.write(zombie, _batch(v1, topic, 0, range(10, 15)))
+            await store.write(zombie, _batch(v1, topic, 0, range(10, 15), b"13"))
         assert await _count(conn, schema, v1.windows) == 3  # none of the zombie's rows
-        assert await store.read_offsets(conn, {(topic, 0): 0}) == {(topic, 0): 3}
+        assert await store.read_offsets(conn, {(topic, 0): 0}) == {(topic, 0): (3, b"4711")}
         # The same results sent again (a worker's retry) leave one row each.
-        await store.write(conn, _batch(v1, topic, 3, range(3)))
+        await store.write(conn, _batch(v1, topic, 3, range(3), b"4711"))
         assert await _count(conn, schema, v1.windows) == 3
 
         # The first version written got the views; v2's sink leaves them.
@@ -102,5 +114,6 @@ async def _scenario(url: str, schema: str) -> None:
         assert await drop_version(conn, v1, v1.source_topics)
         cur = await conn.execute("SELECT to_regclass(%s)", [f"{schema}.{v1.windows}"])
         assert await cur.fetchone() == (None,)
-        assert await store2.read_offsets(conn, {(topic, 0): 0}) == {(topic, 0): 0}  # forgotten
+        forgotten = await store2.read_offsets(conn, {(topic, 0): 0})
+        assert forgotten == {(topic, 0): (0, None)}
         await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

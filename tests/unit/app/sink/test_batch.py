@@ -11,6 +11,7 @@ from agents.spec import PipelineSpec
 from app.settings import KappaSettings
 from app.sink.run import PostgresSink
 from tables.aggregates import Agg
+from tables.claims import WRITER_HEADER, claim_key
 from tables.records import KeyRecord, SourceFence, WindowResult
 
 SPEC = PipelineSpec.model_validate(
@@ -78,3 +79,45 @@ def test_a_partition_not_yet_sought_waits_for_its_offset() -> None:
     batch = sink._batch({RESULTS: [_result(0, 0)]})
     assert batch.offsets == {}
     assert batch.rows == 0
+
+
+def _written(record: ConsumerRecord[bytes, bytes], token: bytes) -> ConsumerRecord[bytes, bytes]:
+    record.headers.append((WRITER_HEADER, token))
+    return record
+
+
+def _claim(offset: int, token: bytes) -> ConsumerRecord[bytes, bytes]:
+    return _record(CHANGELOG, offset, claim_key(token), b"{}")
+
+
+# Worker 1 owns the partition; worker 2 claims it (offset 1); worker 1, a zombie now,
+# still writes c1 (offset 2); worker 2 writes c2; Faust (a custom agent) writes c3.
+CLAIMED_AWAY = [
+    _written(_totals("c1", 1, 0), b"1"),
+    _claim(1, b"2"),
+    _written(_totals("c1", 5, 2), b"1"),
+    _written(_totals("c2", 3, 3), b"2"),
+    _totals("c3", 2, 4),
+]
+
+
+def test_the_totals_follow_the_claims_and_skip_a_zombies_writes() -> None:
+    sink = PostgresSink(KappaSettings(), SPEC)
+    sink.positions, sink.owners = {CHANGELOG: 0}, {CHANGELOG: b"1"}
+    batch = sink._batch({CHANGELOG: CLAIMED_AWAY})
+    assert {key: row[1] for key, row in batch.totals.items()} == {"c1": 1, "c2": 3, "c3": 2}
+    assert batch.owners == {(CHANGELOG.topic, 1): b"2"}  # stored with the offsets
+    assert batch.offsets == {(CHANGELOG.topic, 1): (0, 5)}
+    # A sink resuming after the claim, with the owner stored with its offset, skips too.
+    resumed = PostgresSink(KappaSettings(), SPEC)
+    resumed.positions, resumed.owners = {CHANGELOG: 2}, {CHANGELOG: b"2"}
+    later = resumed._batch({CHANGELOG: CLAIMED_AWAY[2:]})
+    assert {key: row[1] for key, row in later.totals.items()} == {"c2": 3, "c3": 2}
+
+
+def test_a_sink_that_read_no_claim_yet_takes_every_record() -> None:
+    sink = PostgresSink(KappaSettings(), SPEC)
+    sink.positions, sink.owners = {CHANGELOG: 2}, {CHANGELOG: None}
+    batch = sink._batch({CHANGELOG: CLAIMED_AWAY[2:]})
+    assert {key: row[1] for key, row in batch.totals.items()} == {"c1": 5, "c2": 3, "c3": 2}
+    assert batch.owners == {(CHANGELOG.topic, 1): None}

@@ -13,16 +13,24 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
+from agents.batch_sender import Headers
+from agents.partitions import expected_partition
+from agents.spec import load_spec
 from app.datagen import generate, write
+from app.kafka_client import read_partition
 from app.ports import free_port
 from app.postgres.local import LocalPostgres
 from app.settings import KappaSettings
+from app.sink.schema import SinkTables
+from tables.claims import WRITER_HEADER
+from tables.records import KeyRecord
 from tests.conftest import ROOT
 from tests.support.datasets import CRASH, HOURLY
 from tests.support.harness import Harness
@@ -225,10 +233,55 @@ def _scrape(port: int) -> tuple[dict[tuple[str, frozenset[tuple[str, str]]], flo
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    await _produce_to(bootstrap, topic, 0, [(b"bad", value, []) for value in values])
+
+
+def test_a_write_after_another_workers_claim_never_reaches_the_tables(
+    kappa: Harness, postgres_url: str, start_sink: Callable[[dict[str, str]], SinkProcess]
+) -> None:
+    """A key record a worker writes to the ``keys`` changelog after another worker claimed
+    the partition (a zombie's late write: sent here by hand, tagged with a token no claim
+    names, as the zombie's producer would send it) is skipped by the sink, which then
+    resumes after the claims and knows the owner from PostgreSQL alone."""
+    events = list(generate(CRASH))[:2000]
+    history = kappa.tmp_path / "history.csv"
+    write(iter(events), history)
+    env = _sink_env(kappa, postgres_url)
+    worker = kappa.start_worker(env)
+    worker.wait_ready(partitions=2)
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "replay", str(history)], env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    wait_processed([worker], kappa.settings.bootstrap, kappa.topic)
+    sink = start_sink(env)
+    _assert_tables_equal_batch(kappa, postgres_url, history, sink, all_finals=False)
+    assert sink.stop() == 0
+    # The zombie's record: a key's real record with one more, huge, event in its totals.
+    changelog = SinkTables.of(load_spec(env["KAPPA_PIPELINE"]), "unused").source_topics[1]
+    key = str(events[0]["customer_id"])
+    partition = expected_partition(key, 2)
+    options = {"bootstrap_servers": kappa.settings.bootstrap}
+    stored = asyncio.run(read_partition(options, changelog, partition)) or []
+    value = next(r.value for r in reversed(stored) if r.key == orjson.dumps(key))
+    record = KeyRecord.from_state(orjson.loads(value))
+    record.totals.add([1e6, 1.0])
+    late = (orjson.dumps(key), orjson.dumps(record.to_state()), [(WRITER_HEADER, b"13")])
+    asyncio.run(_produce_to(kappa.settings.bootstrap, changelog, partition, [late]))
+    sink = start_sink(env)
+    _assert_tables_equal_batch(kappa, postgres_url, history, sink, all_finals=False)
+    assert "skipped 1 record(s)" in sink.log_tail(400)
+
+
+async def _produce_to(
+    bootstrap: str, topic: str, partition: int, records: list[tuple[bytes, bytes, Headers]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        for value in values:
-            await producer.send_and_wait(topic, key=b"bad", value=value, partition=0)
+        for key, value, headers in records:
+            await producer.send_and_wait(
+                topic, key=key, value=value, partition=partition, headers=headers
+            )
     finally:
         await producer.stop()

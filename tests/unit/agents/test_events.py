@@ -146,6 +146,10 @@ GOOD = {"customer_id": "c1", "ts": 1714564800}
         ({"amount": "nan"}, "non_numeric", "'amount'"),
         ({"amount": True}, "non_numeric", "'amount'"),
         ({"amount": math.inf}, "non_numeric", "'amount'"),
+        ({"amount": -math.inf}, "non_numeric", "'amount'"),
+        ({"amount": math.nan}, "non_numeric", "'amount'"),
+        ({"amount": "-Infinity"}, "non_numeric", "'amount'"),
+        ({"amount": "1e400"}, "non_numeric", "'amount'"),
         ({"amount": [1]}, "non_numeric", "'amount'"),
         ({"amount": {"v": 1}}, "non_numeric", "'amount'"),
         ({"amount": 10**400}, "non_numeric", "'amount'"),
@@ -227,14 +231,18 @@ def test_compound_key_is_joined_with_bars() -> None:
         (None, None),
         ("", None),
         (2, 2.0),
+        (2**70, 1180591620717411303424.0),
         (-0.5, -0.5),
+        (-0.0, -0.0),
         ("3.25", 3.25),
         ("1e3", 1000.0),
         (Decimal("19.99"), 19.99),
     ],
 )
 def test_values(amount: Any, expected: float | None) -> None:
-    assert AUTO.parse_fields(GOOD | {"amount": amount}).values == (expected, None)
+    values = AUTO.parse_fields(GOOD | {"amount": amount}).values
+    assert values == (expected, None)
+    assert type(values[0]) is type(expected)  # a float, never the int or text given
 
 
 def test_no_value_fields() -> None:

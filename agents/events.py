@@ -96,11 +96,14 @@ _TIME_EXPECTED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """A validated event. ``fields`` is the whole decoded record, for custom agents and
     late events (a live record's is decoded when first read). ``kept`` is False for an
-    event the pipeline's ``where`` leaves out: counted as filtered, never aggregated."""
+    event the pipeline's ``where`` leaves out: counted as filtered, never aggregated.
+
+    Not frozen, though nothing changes an event once made: a frozen dataclass sets each
+    field through ``object.__setattr__``, which made building one 0.57 µs, against 0.15."""
 
     key: str
     ts_ms: int

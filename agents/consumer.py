@@ -52,6 +52,7 @@ class BatchRoute(Protocol):
 
 
 _ROUTES: WeakKeyDictionary[AppT, dict[str, BatchRoute]] = WeakKeyDictionary()
+_FETCH_WAIT_MS: WeakKeyDictionary[AppT, int] = WeakKeyDictionary()
 
 
 def route_batches(app: AppT, topic: str, route: BatchRoute) -> None:
@@ -59,8 +60,36 @@ def route_batches(app: AppT, topic: str, route: BatchRoute) -> None:
     _ROUTES.setdefault(app, {})[topic] = route
 
 
+def limit_fetch_wait(app: AppT, wait_ms: int) -> None:
+    """Let the broker hold the app's fetches at most ``wait_ms`` for data to arrive.
+
+    Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting
+    to change it. aiokafka keeps one fetch in flight per broker, and leaves out of it
+    the partitions that still have records buffered: so a fetch sent while the worker
+    was applying a fetch asked only for partitions with nothing new, and the broker held
+    it the whole wait. The partitions drained meanwhile waited for it: a worker working
+    through a backlog sat idle up to 1.5 s between fetches (39 to 50% of a 16-key run).
+    """
+    _FETCH_WAIT_MS[app] = wait_ms
+
+
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose aiokafka consumer waits ``limit_fetch_wait``."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait_ms = _FETCH_WAIT_MS.get(self.app)
+        if wait_ms is not None:
+            # What aiokafka's start() hands its fetcher: set before the consumer starts.
+            consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with routed topics taken a fetch at a time."""
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def commit_stored(self, offsets: Mapping[TP, int]) -> bool:
         """Commit ``offsets`` (the next offset to read, per partition) for the group.

@@ -130,6 +130,14 @@ class KappaSettings(BaseSettings):
         description="Most data one fetch takes from a partition (Faust's default is 1 MB). "
         "Larger fetches mean fewer fetch round trips under a backlog, and more memory.",
     )
+    fetch_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=1500,
+        description="Longest time the broker holds a fetch for data to arrive (Faust's is "
+        "1500). kappa's fetches go to a broker one at a time: a held one delays the next "
+        "for partitions that have data. Shorter means more empty fetches on an idle input.",
+    )
     commit_interval_ms: int = Field(
         default=1000,
         ge=1,

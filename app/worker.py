@@ -80,6 +80,7 @@ def create_app(settings: KappaSettings, spec: PipelineSpec, partitions: int) -> 
         web_in_thread=False,
         web_application_options={"middlewares": [version_header(spec.version), errors_as_json]},
     )
+    consumer.limit_fetch_wait(app, settings.fetch_wait_ms)
     pipeline = WiredPipeline(app, spec, pipeline_options(settings), partitions)
     seam = pipeline.seam
     tracker = ReplayTracker(settings, names, on_seam=None if seam is None else seam.seal)

@@ -69,6 +69,7 @@ def test_status_without_a_worker_says_what_to_do() -> None:
         ("KAPPA_WEB_PORT", "not-a-port"),
         ("KAPPA_SESSION_TIMEOUT", "2"),  # below the broker's minimum
         ("KAPPA_STANDBY_REPLICAS", "-1"),
+        ("KAPPA_FETCH_WAIT_MS", "2000"),  # beyond Faust's own 1500
         ("KAPPA_POSTGRES_SCHEMA", "Robert'); DROP"),
     ],
 )
